@@ -1,0 +1,125 @@
+//! Automatic scaling and hot-key handling.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::values::HumanDuration;
+
+/// Bounds and triggers for the operator's automatic reactions. Every
+/// reaction is recorded in status, conditions and Events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Let the operator change parallelism and move partitions on its own.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Fewest processor pods.
+    #[serde(default = "defaults::min_replicas")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: u32,
+    /// Most processor pods; unset means one per partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_replicas: Option<u32>,
+    /// Scale out when checkpoint lag stays above this for the stabilization
+    /// window.
+    #[serde(default = "defaults::lag")]
+    pub checkpoint_lag_threshold: HumanDuration,
+    /// A key carrying more than this share (0 to 1) of its partition's events
+    /// is reported as hot.
+    #[serde(default = "defaults::hot_key_share")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub hot_key_share: f64,
+    /// A partition carrying more than this share (0 to 1) of its pod's events
+    /// is isolated on a pod of its own.
+    #[serde(default = "defaults::hot_partition_share")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub hot_partition_share: f64,
+    /// A condition must hold this long before the operator reacts.
+    #[serde(default = "defaults::stabilization")]
+    pub stabilization_window: HumanDuration,
+    /// Least time between two reactions.
+    #[serde(default = "defaults::cooldown")]
+    pub cooldown: HumanDuration,
+    /// Scale in by one pod after the job has been idle (no lag, little load)
+    /// this long.
+    #[serde(default = "defaults::scale_in_after")]
+    pub scale_in_idle_after: HumanDuration,
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_replicas: defaults::min_replicas(),
+            max_replicas: None,
+            checkpoint_lag_threshold: defaults::lag(),
+            hot_key_share: defaults::hot_key_share(),
+            hot_partition_share: defaults::hot_partition_share(),
+            stabilization_window: defaults::stabilization(),
+            cooldown: defaults::cooldown(),
+            scale_in_idle_after: defaults::scale_in_after(),
+        }
+    }
+}
+
+/// Handling of keys too hot for one pod.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HotKeySpec {
+    /// Aggregate in two phases: first per (key, salt) spread over
+    /// `saltBuckets` sub-keys, then merged per key. Costs a second stage;
+    /// use it only for keys no single pod can keep up with.
+    #[serde(default)]
+    pub two_phase: bool,
+    /// Number of salt buckets a key is spread over in two-phase mode.
+    #[serde(default = "defaults::salt_buckets")]
+    #[schemars(range(min = 2))]
+    pub salt_buckets: u32,
+    /// How many of the heaviest keys per partition are tracked and reported.
+    #[serde(default = "defaults::top_k")]
+    #[schemars(range(min = 1))]
+    pub top_k: u32,
+}
+
+impl Default for HotKeySpec {
+    fn default() -> Self {
+        Self {
+            two_phase: false,
+            salt_buckets: defaults::salt_buckets(),
+            top_k: defaults::top_k(),
+        }
+    }
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn min_replicas() -> u32 {
+        1
+    }
+    pub fn lag() -> HumanDuration {
+        "2m".into()
+    }
+    pub fn hot_key_share() -> f64 {
+        0.3
+    }
+    pub fn hot_partition_share() -> f64 {
+        0.5
+    }
+    pub fn stabilization() -> HumanDuration {
+        "5m".into()
+    }
+    pub fn cooldown() -> HumanDuration {
+        "10m".into()
+    }
+    pub fn scale_in_after() -> HumanDuration {
+        "30m".into()
+    }
+    pub fn salt_buckets() -> u32 {
+        8
+    }
+    pub fn top_k() -> u32 {
+        10
+    }
+}

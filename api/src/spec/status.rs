@@ -1,0 +1,104 @@
+//! What the operator reports about a running job.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a StreamJob, written by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Lifecycle phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Processor pods that exist.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Processor pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the processor pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Which partitions each processor pod owns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignment: Vec<PodAssignment>,
+    /// The most recent checkpoint completed on every pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<CheckpointRecord>,
+    /// Seconds since the last completed checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_lag_seconds: Option<i64>,
+    /// Keys above the hot-key share, heaviest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hot_keys: Vec<HotKey>,
+    /// The hot keys as one short line, for `kubectl get -o wide`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot_key_summary: Option<String>,
+    /// Ready, CheckpointsHealthy and SpecValid, each with reason and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec (as JSON) the running pods were last built from; compared
+    /// with the current spec to decide between no-op, rescale and upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconciled_spec: Option<String>,
+}
+
+/// Lifecycle phase of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Accepted; pods are not all running yet.
+    Pending,
+    /// Every pod is processing.
+    Running,
+    /// A checkpoint is in progress.
+    Checkpointing,
+    /// Parallelism or the partition assignment is changing.
+    Rescaling,
+    /// Pods are being replaced with a new spec, restoring from a final
+    /// checkpoint.
+    Upgrading,
+    /// Stopped after a final checkpoint (`spec.suspend`).
+    Suspended,
+    /// The job cannot run; see conditions.
+    Failed,
+}
+
+/// Partitions owned by one processor pod.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodAssignment {
+    /// Pod ordinal in the StatefulSet.
+    pub ordinal: u32,
+    /// Partition numbers the pod owns.
+    pub partitions: Vec<u32>,
+}
+
+/// A completed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointRecord {
+    /// Checkpoint id, increasing.
+    pub id: u64,
+    /// When it completed (RFC 3339).
+    pub time: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// Bytes uploaded for it (new files only).
+    pub bytes_uploaded: u64,
+    /// Bytes of state it covers.
+    pub bytes_total: u64,
+}
+
+/// A key carrying a large share of its partition's events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HotKey {
+    pub partition: u32,
+    pub key: String,
+    /// Estimated share (0 to 1) of the partition's events.
+    pub share: f64,
+}

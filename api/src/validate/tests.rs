@@ -1,0 +1,221 @@
+use super::*;
+use crate::spec::*;
+
+fn base() -> StreamJobSpec {
+    StreamJobSpec::new(
+        SourceSpec {
+            generator: Some(GeneratorSource::default()),
+            ..SourceSpec::default()
+        },
+        "user",
+        "ts",
+        WindowSpec::tumbling("1m"),
+    )
+}
+
+fn paths(spec: &StreamJobSpec) -> Vec<String> {
+    validate(spec).into_iter().map(|p| p.path).collect()
+}
+
+fn message_at(spec: &StreamJobSpec, path: &str) -> String {
+    validate(spec)
+        .into_iter()
+        .find(|p| p.path == path)
+        .unwrap_or_else(|| panic!("no problem at {path}: {:?}", validate(spec)))
+        .message
+}
+
+#[test]
+fn defaults_are_valid() {
+    assert_eq!(validate(&base()), vec![]);
+}
+
+#[test]
+fn sliding_slide_larger_than_size() {
+    let mut spec = base();
+    spec.window = WindowSpec {
+        sliding: Some(SlidingWindow {
+            size: "5m".into(),
+            slide: "10m".into(),
+        }),
+        ..WindowSpec::default()
+    };
+    let msg = message_at(&spec, "spec.window.sliding.slide");
+    assert!(msg.contains("slide 10m is larger than size 5m"), "{msg}");
+}
+
+#[test]
+fn negative_lateness() {
+    let mut spec = base();
+    spec.allowed_lateness = "-30s".into();
+    let msg = message_at(&spec, "spec.allowedLateness");
+    assert!(msg.contains("negative"), "{msg}");
+}
+
+#[test]
+fn parallelism_above_partitions() {
+    let mut spec = base();
+    spec.partitions = 4;
+    spec.parallelism = 6;
+    let msg = message_at(&spec, "spec.parallelism");
+    assert!(msg.contains("at most 4"), "{msg}");
+}
+
+#[test]
+fn unknown_time_zone() {
+    let mut spec = base();
+    spec.window = WindowSpec {
+        calendar: Some(CalendarWindow {
+            unit: CalendarUnit::Day,
+            time_zone: "Europe/Atlantis".into(),
+        }),
+        ..WindowSpec::default()
+    };
+    let msg = message_at(&spec, "spec.window.calendar.timeZone");
+    assert!(msg.contains("\"Europe/Atlantis\" is not a known IANA time zone"), "{msg}");
+}
+
+#[test]
+fn known_time_zone_is_accepted() {
+    let mut spec = base();
+    spec.window = WindowSpec {
+        calendar: Some(CalendarWindow {
+            unit: CalendarUnit::Month,
+            time_zone: "Europe/Berlin".into(),
+        }),
+        ..WindowSpec::default()
+    };
+    assert_eq!(validate(&spec), vec![]);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let mut spec = base();
+    spec.source.kafka = Some(KafkaSource::default());
+    spec.key_field = String::new();
+    spec.event_time.max_out_of_orderness = "soon".into();
+    spec.window.session = Some(SessionWindow {
+        gap: "10m".into(),
+        max_length: "5m".into(),
+    });
+    spec.aggregations = vec![
+        AggregationSpec::of(AggregateOp::Sum, "amount"),
+        AggregationSpec::of(AggregateOp::Sum, "amount"),
+        AggregationSpec {
+            op: AggregateOp::Quantile,
+            field: Some("latency".into()),
+            name: None,
+            quantile: None,
+        },
+        AggregationSpec {
+            field: None,
+            ..AggregationSpec::of(AggregateOp::Max, "x")
+        },
+    ];
+    spec.sinks = vec![];
+    spec.checkpoints.store = "ftp://somewhere".into();
+    spec.checkpoints.retain = 0;
+    spec.state.memory_budget = "lots".into();
+    spec.autoscaling.hot_key_share = 1.5;
+    assert_eq!(
+        paths(&spec),
+        vec![
+            "spec.source",
+            "spec.source.kafka.brokers",
+            "spec.source.kafka.topic",
+            "spec.keyField",
+            "spec.eventTime.maxOutOfOrderness",
+            "spec.window",
+            "spec.window.session.maxLength",
+            "spec.aggregations[1].name",
+            "spec.aggregations[2].quantile",
+            "spec.aggregations[3].field",
+            "spec.sinks",
+            "spec.state.memoryBudget",
+            "spec.checkpoints.retain",
+            "spec.checkpoints.store",
+            "spec.autoscaling.hotKeyShare",
+        ]
+    );
+}
+
+#[test]
+fn source_must_be_set() {
+    let mut spec = base();
+    spec.source = SourceSpec::default();
+    assert_eq!(
+        message_at(&spec, "spec.source"),
+        "set one of generator, file, kafka or http"
+    );
+}
+
+#[test]
+fn sink_and_outputs_are_checked() {
+    let mut spec = base();
+    spec.sinks = vec![SinkSpec {
+        postgres: Some(PostgresSink {
+            url: None,
+            url_secret: None,
+            table: "drop table;".into(),
+            create_table: true,
+        }),
+        ..SinkSpec::default()
+    }];
+    spec.invalid_output = SinkSpec {
+        stdout: Some(StdSink {}),
+        stderr: Some(StdSink {}),
+        ..SinkSpec::default()
+    };
+    assert_eq!(
+        paths(&spec),
+        vec![
+            "spec.sinks[0].postgres",
+            "spec.sinks[0].postgres.table",
+            "spec.invalidOutput"
+        ]
+    );
+    assert!(message_at(&spec, "spec.invalidOutput").contains("stdout, stderr are all set"));
+}
+
+#[test]
+fn generator_settings_are_checked() {
+    let mut spec = base();
+    let g = spec.source.generator.as_mut().unwrap();
+    g.rate = 0;
+    g.key_skew = f64::NAN;
+    g.late_fraction = 2.0;
+    g.start_time = "yesterday".into();
+    assert_eq!(
+        paths(&spec),
+        vec![
+            "spec.source.generator.rate",
+            "spec.source.generator.keySkew",
+            "spec.source.generator.lateFraction",
+            "spec.source.generator.startTime",
+        ]
+    );
+}
+
+#[test]
+fn autoscaling_bounds_are_checked() {
+    let mut spec = base();
+    spec.partitions = 4;
+    spec.autoscaling.min_replicas = 3;
+    spec.autoscaling.max_replicas = Some(2);
+    assert_eq!(paths(&spec), vec!["spec.autoscaling.minReplicas"]);
+    spec.autoscaling.max_replicas = Some(5);
+    spec.autoscaling.min_replicas = 1;
+    assert_eq!(paths(&spec), vec!["spec.autoscaling.maxReplicas"]);
+}
+
+#[test]
+fn pod_template_must_be_a_pod_template() {
+    let mut spec = base();
+    spec.pod_template = Some(serde_json::json!({"spec": {"containers": "nope"}}));
+    assert!(message_at(&spec, "spec.podTemplate").contains("is not a pod template"));
+    spec.pod_template = Some(serde_json::json!({
+        "metadata": {"labels": {"team": "data"}},
+        "spec": {"nodeSelector": {"pool": "stream"}}
+    }));
+    assert_eq!(validate(&spec), vec![]);
+}
