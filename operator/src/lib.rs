@@ -1,0 +1,4 @@
+//! The Eddy operator's library: everything the binary does, testable
+//! without an API server.
+
+pub mod crd;
