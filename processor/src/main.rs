@@ -1,1 +1,169 @@
-fn main(){}
+//! `eddy-processor`: runs a StreamJob.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::SystemTime,
+};
+
+use clap::{Parser, Subcommand};
+use eddy_api::load::{self, LoadError};
+use eddy_processor::{
+    job::{self, PlanError},
+    progress,
+    run::{self, Ending, Outputs},
+};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "eddy-processor", version, about = "The Eddy stream processor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a StreamJob manifest (the YAML you would `kubectl apply`) locally.
+    /// Stops by itself when a finite source ends, and on Ctrl-C.
+    Run {
+        /// Path of the StreamJob YAML file.
+        file: PathBuf,
+    },
+    /// Check a StreamJob manifest and list every problem with it.
+    Validate {
+        /// Path of the StreamJob YAML file.
+        file: PathBuf,
+    },
+}
+
+/// Exit code for a manifest that cannot be run as written.
+const EXIT_BAD_JOB: u8 = 2;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Validate { file } => match read_job(&file) {
+            Ok(_) => {
+                eprintln!("{}: valid", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { file } => run_file(&file),
+    }
+}
+
+fn read_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", file.display());
+        ExitCode::from(EXIT_BAD_JOB)
+    })?;
+    load::parse_valid(&text).map_err(|e: LoadError| {
+        eprintln!("error: {}: {e}", file.display());
+        ExitCode::from(EXIT_BAD_JOB)
+    })
+}
+
+fn run_file(file: &Path) -> ExitCode {
+    let job = match read_job(file) {
+        Ok(job) => job,
+        Err(code) => return code,
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let plan = match job::plan(&job, now_ms) {
+        Ok(plan) => plan,
+        Err(e @ PlanError::Unsupported(_)) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(EXIT_BAD_JOB);
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", file.display());
+            return ExitCode::from(EXIT_BAD_JOB);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let outputs = match Outputs::open(&plan) {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!(
+            "running job {:?}: state in memory (checkpoints are not taken by this version); Ctrl-C stops",
+            plan.name
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            eprintln!("stopping: signal received");
+            let _ = stop_tx.send(true);
+        });
+        match run::run(plan, outputs, stop_rx, |line| eprintln!("{line}")).await {
+            Ok(report) => {
+                let outcome = match report.ending {
+                    Ending::Finished => "finished",
+                    Ending::Stopped => "stopped",
+                };
+                eprintln!(
+                    "{}",
+                    progress::summary(outcome, report.elapsed, &report.counters, report.open_windows)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Ctrl-C, or SIGTERM (what Kubernetes sends a pod).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        super::Cli::command().debug_assert();
+    }
+}

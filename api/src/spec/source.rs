@@ -53,7 +53,7 @@ impl SourceSpec {
 }
 
 /// Synthetic events. Each event is a JSON object with the job's key field
-/// (`key-<n>`), its event-time field (in the configured format) and a numeric
+/// (`<keyPrefix><n>`), its event-time field (in the configured format) and a numeric
 /// field named by `valueField`. The same seed and settings always produce the
 /// same events in the same order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -80,10 +80,13 @@ pub struct GeneratorSource {
     /// Event time of the first event (RFC 3339) when `realtime` is false.
     #[serde(default = "defaults::start_time")]
     pub start_time: String,
-    /// Number of distinct keys (`key-0` … `key-<keys-1>`).
+    /// Number of distinct keys (`<keyPrefix>0` … `<keyPrefix><keys-1>`).
     #[serde(default = "defaults::keys")]
     #[schemars(range(min = 1))]
     pub keys: u64,
+    /// Text before each key's number.
+    #[serde(default = "defaults::key_prefix")]
+    pub key_prefix: String,
     /// Zipf exponent of the key distribution: 0 gives uniform keys; 1.1 makes
     /// a few keys very hot, as in real traffic.
     #[serde(default)]
@@ -117,6 +120,7 @@ impl Default for GeneratorSource {
             realtime: false,
             start_time: defaults::start_time(),
             keys: defaults::keys(),
+            key_prefix: defaults::key_prefix(),
             key_skew: 0.0,
             jitter: defaults::zero(),
             late_fraction: 0.0,
@@ -227,6 +231,9 @@ mod defaults {
     }
     pub fn keys() -> u64 {
         1000
+    }
+    pub fn key_prefix() -> String {
+        "key-".into()
     }
     pub fn zero() -> HumanDuration {
         "0s".into()

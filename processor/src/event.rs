@@ -1,0 +1,219 @@
+//! Turning a JSON record into an event: its key, its event time, and the
+//! record itself for the aggregations to read. Anything that cannot be read
+//! becomes an [`Invalid`] reason, never a panic.
+
+use eddy_api::spec::TimeFormat;
+use serde_json::Value;
+
+/// A record that passed extraction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub key: String,
+    /// Event time, milliseconds since the Unix epoch (UTC).
+    pub time_ms: i64,
+    pub record: Value,
+}
+
+/// Why a record is not a usable event. The text is what the invalid output
+/// shows.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("record is not a JSON object")]
+    NotAnObject,
+    #[error("missing key field {0:?}")]
+    MissingKey(String),
+    #[error("key field {0:?} must be a string or an integer")]
+    KeyWrongType(String),
+    #[error("missing event-time field {0:?}")]
+    MissingTime(String),
+    #[error("event-time field {field:?} must be {expected}")]
+    TimeWrongType {
+        field: String,
+        expected: &'static str,
+    },
+    #[error("event-time field {field:?} is out of range: {value}")]
+    TimeOutOfRange { field: String, value: String },
+    #[error("event time {time} is {by} ahead of ingestion time, beyond maxFutureSkew {limit}")]
+    TooFarInFuture {
+        time: String,
+        by: String,
+        limit: String,
+    },
+    #[error("event time {time} is {by} behind ingestion time, beyond maxPastSkew {limit}")]
+    TooFarInPast {
+        time: String,
+        by: String,
+        limit: String,
+    },
+    #[error("field {field:?} needed by aggregation {aggregate:?} must be a finite number")]
+    NotANumber { field: String, aggregate: String },
+}
+
+/// Where the key and the time are in a record.
+#[derive(Clone, Debug)]
+pub struct Extractor {
+    pub key_field: String,
+    pub time_field: String,
+    pub format: TimeFormat,
+}
+
+impl Extractor {
+    /// The event in `record`, or why there is none (with the record back,
+    /// for the invalid output).
+    pub fn extract(&self, record: Value) -> Result<Event, (Invalid, Value)> {
+        match self.key_and_time(&record) {
+            Ok((key, time_ms)) => Ok(Event {
+                key,
+                time_ms,
+                record,
+            }),
+            Err(reason) => Err((reason, record)),
+        }
+    }
+
+    fn key_and_time(&self, record: &Value) -> Result<(String, i64), Invalid> {
+        let obj = record.as_object().ok_or(Invalid::NotAnObject)?;
+        let key = match obj.get(&self.key_field) {
+            None | Some(Value::Null) => return Err(Invalid::MissingKey(self.key_field.clone())),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+            Some(_) => return Err(Invalid::KeyWrongType(self.key_field.clone())),
+        };
+        let time = match obj.get(&self.time_field) {
+            None | Some(Value::Null) => return Err(Invalid::MissingTime(self.time_field.clone())),
+            Some(v) => v,
+        };
+        let time_ms = parse_time(time, &self.time_field, self.format)?;
+        Ok((key, time_ms))
+    }
+}
+
+/// Largest event time we accept: year 9999, where RFC 3339 ends.
+const MAX_MS: i64 = 253_402_300_799_999;
+/// Smallest: year 0000.
+const MIN_MS: i64 = -62_167_219_200_000;
+
+fn parse_time(value: &Value, field: &str, format: TimeFormat) -> Result<i64, Invalid> {
+    let wrong = |expected| Invalid::TimeWrongType {
+        field: field.to_string(),
+        expected,
+    };
+    let ms = match format {
+        TimeFormat::Rfc3339 => {
+            let text = value.as_str().ok_or_else(|| wrong("an RFC 3339 string"))?;
+            let ts: jiff::Timestamp = text
+                .parse()
+                .map_err(|_| wrong("an RFC 3339 string with an offset"))?;
+            ts.as_millisecond()
+        }
+        TimeFormat::EpochMillis => number(value, 1.0).ok_or_else(|| wrong("epoch milliseconds"))?,
+        TimeFormat::EpochSeconds => number(value, 1000.0).ok_or_else(|| wrong("epoch seconds"))?,
+        TimeFormat::EpochMicros => number(value, 0.001).ok_or_else(|| wrong("epoch microseconds"))?,
+    };
+    if !(MIN_MS..=MAX_MS).contains(&ms) {
+        return Err(Invalid::TimeOutOfRange {
+            field: field.to_string(),
+            value: value.to_string(),
+        });
+    }
+    Ok(ms)
+}
+
+/// A JSON number scaled to milliseconds; integers stay exact.
+fn number(value: &Value, to_ms: f64) -> Option<i64> {
+    let n = value.as_number()?;
+    if let Some(i) = n.as_i64() {
+        return Some(match to_ms {
+            1.0 => i,
+            1000.0 => i.saturating_mul(1000),
+            _ => (i as f64 * to_ms).floor() as i64,
+        });
+    }
+    let f = n.as_f64()? * to_ms;
+    // NaN cannot come from JSON, but a huge float can: saturate, then the
+    // range check rejects it.
+    f.is_finite().then_some(f.floor() as i64)
+}
+
+/// Formats epoch milliseconds as RFC 3339 in UTC (`2026-01-01T00:00:00Z`,
+/// with milliseconds only when non-zero).
+pub fn rfc3339(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(ts) => ts.to_string(),
+        Err(_) => ms.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ex(format: TimeFormat) -> Extractor {
+        Extractor {
+            key_field: "user".into(),
+            time_field: "ts".into(),
+            format,
+        }
+    }
+
+    #[test]
+    fn reads_each_time_format() {
+        let cases = [
+            (TimeFormat::Rfc3339, json!("2026-03-29T01:30:00+01:00"), 1_774_744_200_000),
+            (TimeFormat::EpochMillis, json!(1_774_744_200_123_i64), 1_774_744_200_123),
+            (TimeFormat::EpochSeconds, json!(1_774_744_200.5), 1_774_744_200_500),
+            (TimeFormat::EpochSeconds, json!(1_774_744_200), 1_774_744_200_000),
+            (TimeFormat::EpochMicros, json!(1_774_744_200_123_456_i64), 1_774_744_200_123),
+        ];
+        for (format, ts, ms) in cases {
+            let ev = ex(format).extract(json!({"user": "u1", "ts": ts})).unwrap();
+            assert_eq!(ev.time_ms, ms, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn integer_keys_become_strings() {
+        let ev = ex(TimeFormat::EpochMillis)
+            .extract(json!({"user": 42, "ts": 0}))
+            .unwrap();
+        assert_eq!(ev.key, "42");
+    }
+
+    #[test]
+    fn bad_records_get_reasons() {
+        let e = ex(TimeFormat::Rfc3339);
+        let cases = [
+            (json!([1, 2]), "record is not a JSON object"),
+            (json!({"ts": "2026-01-01T00:00:00Z"}), "missing key field \"user\""),
+            (json!({"user": null, "ts": "2026-01-01T00:00:00Z"}), "missing key field \"user\""),
+            (json!({"user": 1.5, "ts": "2026-01-01T00:00:00Z"}), "key field \"user\" must be a string or an integer"),
+            (json!({"user": {"id": 1}, "ts": "2026-01-01T00:00:00Z"}), "key field \"user\" must be a string or an integer"),
+            (json!({"user": "a"}), "missing event-time field \"ts\""),
+            (json!({"user": "a", "ts": 5}), "event-time field \"ts\" must be an RFC 3339 string"),
+            (json!({"user": "a", "ts": "yesterday"}), "event-time field \"ts\" must be an RFC 3339 string with an offset"),
+            (json!({"user": "a", "ts": "2026-01-01T00:00:00"}), "event-time field \"ts\" must be an RFC 3339 string with an offset"),
+        ];
+        for (record, reason) in cases {
+            let (err, back) = e.extract(record.clone()).unwrap_err();
+            assert_eq!(err.to_string(), reason, "{record}");
+            assert_eq!(back, record, "the record is handed back for the invalid output");
+        }
+        let millis = ex(TimeFormat::EpochMillis);
+        assert_eq!(
+            millis.extract(json!({"user": "a", "ts": "1"})).unwrap_err().0.to_string(),
+            "event-time field \"ts\" must be epoch milliseconds"
+        );
+        assert_eq!(
+            millis.extract(json!({"user": "a", "ts": 1e300})).unwrap_err().0.to_string(),
+            "event-time field \"ts\" is out of range: 1e300"
+        );
+    }
+
+    #[test]
+    fn formats_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_767_225_600_250), "2026-01-01T00:00:00.25Z");
+    }
+}

@@ -1,0 +1,5 @@
+//! What leaves the processor: result records, late and invalid records, and
+//! the sinks they are written to.
+
+pub mod record;
+pub mod sink;

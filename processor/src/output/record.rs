@@ -1,0 +1,132 @@
+//! JSON forms of results and of late and invalid records.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{json, Value};
+
+use crate::{engine::WindowResult, event::rfc3339};
+
+/// The deterministic id of a result: the same job, partition, key and window
+/// always give the same id, whatever the revision, so a sink that keeps the
+/// highest revision per id is idempotent.
+pub fn result_id(job: &str, partition: u32, key: &str, start_ms: i64, end_ms: i64) -> String {
+    let mut text = Vec::with_capacity(job.len() + key.len() + 48);
+    for part in [job.as_bytes(), &partition.to_be_bytes(), key.as_bytes()] {
+        text.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        text.extend_from_slice(part);
+    }
+    text.extend_from_slice(&start_ms.to_be_bytes());
+    text.extend_from_slice(&end_ms.to_be_bytes());
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&text))
+}
+
+/// One result as a JSON line (without the newline). Field order is fixed.
+pub fn result_line(job: &str, r: &WindowResult) -> Vec<u8> {
+    let record = ResultRecord { job, result: r };
+    // Serializing plain data into a Vec cannot fail.
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+struct ResultRecord<'a> {
+    job: &'a str,
+    result: &'a WindowResult,
+}
+
+impl Serialize for ResultRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.result;
+        let w = r.window;
+        let mut m = s.serialize_map(Some(9))?;
+        m.serialize_entry(
+            "id",
+            &result_id(self.job, r.partition, &r.key, w.start, w.end),
+        )?;
+        m.serialize_entry("job", self.job)?;
+        m.serialize_entry("partition", &r.partition)?;
+        m.serialize_entry("key", &r.key)?;
+        m.serialize_entry(
+            "window",
+            &json!({
+                "start": rfc3339(w.start),
+                "end": rfc3339(w.end),
+                "startMs": w.start,
+                "endMs": w.end,
+            }),
+        )?;
+        m.serialize_entry("aggregates", &Ordered(&r.aggregates))?;
+        m.serialize_entry("revision", &r.revision)?;
+        m.serialize_entry("final", &r.is_final)?;
+        m.end()
+    }
+}
+
+/// Aggregates in the order the spec lists them.
+struct Ordered<'a>(&'a [(String, Value)]);
+
+impl Serialize for Ordered<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            m.serialize_entry(name, value)?;
+        }
+        m.end()
+    }
+}
+
+/// A late event for the late output.
+pub fn late_line(job: &str, event: &Value, lateness_ms: i64, watermark_ms: i64) -> Vec<u8> {
+    let record = json!({
+        "job": job,
+        "reason": "late",
+        "latenessMs": lateness_ms,
+        "watermark": rfc3339(watermark_ms),
+        "event": event,
+    });
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+/// An invalid record for the invalid output.
+pub fn invalid_line(job: &str, event: &Value, reason: &str) -> Vec<u8> {
+    let record = json!({"job": job, "reason": reason, "event": event});
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::window::Window;
+
+    #[test]
+    fn result_line_has_a_fixed_shape() {
+        let r = WindowResult {
+            partition: 3,
+            key: "key-7".into(),
+            window: Window {
+                start: 1_767_225_600_000,
+                end: 1_767_225_610_000,
+            },
+            aggregates: vec![("n".into(), json!(2)), ("amount".into(), json!(3.5))],
+            revision: 1,
+            is_final: true,
+        };
+        let line = String::from_utf8(result_line("shop", &r)).unwrap();
+        let id = result_id("shop", 3, "key-7", 1_767_225_600_000, 1_767_225_610_000);
+        assert_eq!(
+            line,
+            format!(
+                r#"{{"id":"{id}","job":"shop","partition":3,"key":"key-7","window":{{"end":"2026-01-01T00:00:10Z","endMs":1767225610000,"start":"2026-01-01T00:00:00Z","startMs":1767225600000}},"aggregates":{{"n":2,"amount":3.5}},"revision":1,"final":true}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn result_ids_are_stable_and_distinct() {
+        let id = result_id("shop", 3, "key-7", 0, 10);
+        assert_eq!(id.len(), 32);
+        assert_eq!(id, result_id("shop", 3, "key-7", 0, 10));
+        assert_ne!(id, result_id("shop", 3, "key-7", 10, 20));
+        assert_ne!(id, result_id("shop", 3, "key-8", 0, 10));
+        assert_ne!(id, result_id("shops", 3, "key-7", 0, 10));
+        // Length prefixes keep ("ab","c") and ("a","bc") apart.
+        assert_ne!(result_id("ab", 0, "c", 0, 1), result_id("a", 0, "bc", 0, 1));
+    }
+}
