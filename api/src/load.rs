@@ -7,7 +7,9 @@ use crate::{validate, Problem, StreamJob};
 pub enum LoadError {
     #[error("not a StreamJob manifest: {0}")]
     Syntax(#[from] serde_yaml_ng::Error),
-    #[error("expected apiVersion eddy.dev/v1alpha1 and kind StreamJob, found {api_version} {kind}")]
+    #[error(
+        "expected apiVersion eddy.dev/v1alpha1 and kind StreamJob, found {api_version} {kind}"
+    )]
     WrongKind { api_version: String, kind: String },
     #[error("the StreamJob spec is invalid:\n{}", render(.0))]
     Invalid(Vec<Problem>),
@@ -97,7 +99,10 @@ spec:
 
     #[test]
     fn unknown_enum_value_is_a_syntax_error_with_location() {
-        let yaml = MINIMAL.replace("eventTime: {field: ts}", "eventTime: {field: ts, format: iso}");
+        let yaml = MINIMAL.replace(
+            "eventTime: {field: ts}",
+            "eventTime: {field: ts, format: iso}",
+        );
         let err = parse(&yaml).unwrap_err().to_string();
         assert!(err.contains("unknown variant `iso`"), "{err}");
         assert!(err.contains("line"), "{err}");
@@ -110,6 +115,9 @@ spec:
             .replace("keyField: user", "keyField: ''");
         let err = parse_valid(&yaml).unwrap_err().to_string();
         assert!(err.contains("spec.keyField: must not be empty"), "{err}");
-        assert!(err.contains("spec.window.tumbling.size: must be greater than zero"), "{err}");
+        assert!(
+            err.contains("spec.window.tumbling.size: must be greater than zero"),
+            "{err}"
+        );
     }
 }

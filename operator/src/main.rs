@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "eddy-operator", version, about = "The Eddy Kubernetes operator")]
+#[command(
+    name = "eddy-operator",
+    version,
+    about = "The Eddy Kubernetes operator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

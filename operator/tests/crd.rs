@@ -7,8 +7,7 @@ use kube::CustomResourceExt;
 
 fn checked_in() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/streamjob.yaml");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 #[test]
@@ -35,7 +34,10 @@ fn crd_has_names_subresources_and_columns() {
     let scale = sub.scale.as_ref().unwrap();
     assert_eq!(scale.spec_replicas_path, ".spec.parallelism");
     assert_eq!(scale.status_replicas_path, ".status.replicas");
-    assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.selector")
+    );
     let columns: Vec<_> = version
         .additional_printer_columns
         .as_ref()
@@ -57,7 +59,10 @@ fn every_spec_field_is_documented() {
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let mut undocumented = Vec::new();
     walk(spec, "spec", &mut undocumented);
-    assert!(undocumented.is_empty(), "fields without a description: {undocumented:#?}");
+    assert!(
+        undocumented.is_empty(),
+        "fields without a description: {undocumented:#?}"
+    );
 }
 
 fn walk(schema: &serde_json::Value, path: &str, undocumented: &mut Vec<String>) {

@@ -108,7 +108,9 @@ fn parse_time(value: &Value, field: &str, format: TimeFormat) -> Result<i64, Inv
         }
         TimeFormat::EpochMillis => number(value, 1.0).ok_or_else(|| wrong("epoch milliseconds"))?,
         TimeFormat::EpochSeconds => number(value, 1000.0).ok_or_else(|| wrong("epoch seconds"))?,
-        TimeFormat::EpochMicros => number(value, 0.001).ok_or_else(|| wrong("epoch microseconds"))?,
+        TimeFormat::EpochMicros => {
+            number(value, 0.001).ok_or_else(|| wrong("epoch microseconds"))?
+        }
     };
     if !(MIN_MS..=MAX_MS).contains(&ms) {
         return Err(Invalid::TimeOutOfRange {
@@ -161,11 +163,31 @@ mod tests {
     #[test]
     fn reads_each_time_format() {
         let cases = [
-            (TimeFormat::Rfc3339, json!("2026-03-29T01:30:00+01:00"), 1_774_744_200_000),
-            (TimeFormat::EpochMillis, json!(1_774_744_200_123_i64), 1_774_744_200_123),
-            (TimeFormat::EpochSeconds, json!(1_774_744_200.5), 1_774_744_200_500),
-            (TimeFormat::EpochSeconds, json!(1_774_744_200), 1_774_744_200_000),
-            (TimeFormat::EpochMicros, json!(1_774_744_200_123_456_i64), 1_774_744_200_123),
+            (
+                TimeFormat::Rfc3339,
+                json!("2026-03-29T01:30:00+01:00"),
+                1_774_744_200_000,
+            ),
+            (
+                TimeFormat::EpochMillis,
+                json!(1_774_744_200_123_i64),
+                1_774_744_200_123,
+            ),
+            (
+                TimeFormat::EpochSeconds,
+                json!(1_774_744_200.5),
+                1_774_744_200_500,
+            ),
+            (
+                TimeFormat::EpochSeconds,
+                json!(1_774_744_200),
+                1_774_744_200_000,
+            ),
+            (
+                TimeFormat::EpochMicros,
+                json!(1_774_744_200_123_456_i64),
+                1_774_744_200_123,
+            ),
         ];
         for (format, ts, ms) in cases {
             let ev = ex(format).extract(json!({"user": "u1", "ts": ts})).unwrap();
@@ -186,28 +208,60 @@ mod tests {
         let e = ex(TimeFormat::Rfc3339);
         let cases = [
             (json!([1, 2]), "record is not a JSON object"),
-            (json!({"ts": "2026-01-01T00:00:00Z"}), "missing key field \"user\""),
-            (json!({"user": null, "ts": "2026-01-01T00:00:00Z"}), "missing key field \"user\""),
-            (json!({"user": 1.5, "ts": "2026-01-01T00:00:00Z"}), "key field \"user\" must be a string or an integer"),
-            (json!({"user": {"id": 1}, "ts": "2026-01-01T00:00:00Z"}), "key field \"user\" must be a string or an integer"),
+            (
+                json!({"ts": "2026-01-01T00:00:00Z"}),
+                "missing key field \"user\"",
+            ),
+            (
+                json!({"user": null, "ts": "2026-01-01T00:00:00Z"}),
+                "missing key field \"user\"",
+            ),
+            (
+                json!({"user": 1.5, "ts": "2026-01-01T00:00:00Z"}),
+                "key field \"user\" must be a string or an integer",
+            ),
+            (
+                json!({"user": {"id": 1}, "ts": "2026-01-01T00:00:00Z"}),
+                "key field \"user\" must be a string or an integer",
+            ),
             (json!({"user": "a"}), "missing event-time field \"ts\""),
-            (json!({"user": "a", "ts": 5}), "event-time field \"ts\" must be an RFC 3339 string"),
-            (json!({"user": "a", "ts": "yesterday"}), "event-time field \"ts\" must be an RFC 3339 string with an offset"),
-            (json!({"user": "a", "ts": "2026-01-01T00:00:00"}), "event-time field \"ts\" must be an RFC 3339 string with an offset"),
+            (
+                json!({"user": "a", "ts": 5}),
+                "event-time field \"ts\" must be an RFC 3339 string",
+            ),
+            (
+                json!({"user": "a", "ts": "yesterday"}),
+                "event-time field \"ts\" must be an RFC 3339 string with an offset",
+            ),
+            (
+                json!({"user": "a", "ts": "2026-01-01T00:00:00"}),
+                "event-time field \"ts\" must be an RFC 3339 string with an offset",
+            ),
         ];
         for (record, reason) in cases {
             let (err, back) = e.extract(record.clone()).unwrap_err();
             assert_eq!(err.to_string(), reason, "{record}");
-            assert_eq!(back, record, "the record is handed back for the invalid output");
+            assert_eq!(
+                back, record,
+                "the record is handed back for the invalid output"
+            );
         }
         let millis = ex(TimeFormat::EpochMillis);
         assert_eq!(
-            millis.extract(json!({"user": "a", "ts": "1"})).unwrap_err().0.to_string(),
+            millis
+                .extract(json!({"user": "a", "ts": "1"}))
+                .unwrap_err()
+                .0
+                .to_string(),
             "event-time field \"ts\" must be epoch milliseconds"
         );
         assert_eq!(
-            millis.extract(json!({"user": "a", "ts": 1e300})).unwrap_err().0.to_string(),
-            "event-time field \"ts\" is out of range: 1e300"
+            millis
+                .extract(json!({"user": "a", "ts": 1e300}))
+                .unwrap_err()
+                .0
+                .to_string(),
+            "event-time field \"ts\" is out of range: 1e+300"
         );
     }
 

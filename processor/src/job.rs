@@ -47,7 +47,10 @@ pub fn plan(job: &StreamJob, now_ms: i64) -> Result<JobPlan, PlanError> {
 
     for kind in spec.source.kinds_set() {
         if kind != "generator" {
-            refuse(&format!("spec.source.{kind}"), &format!("the {kind} source"));
+            refuse(
+                &format!("spec.source.{kind}"),
+                &format!("the {kind} source"),
+            );
         }
     }
     for kind in spec.window.kinds_set() {
@@ -120,7 +123,10 @@ pub fn plan(job: &StreamJob, now_ms: i64) -> Result<JobPlan, PlanError> {
         engine: EngineConfig {
             partitions: spec.partitions,
             window_size_ms: ms(window).max(1),
-            max_out_of_orderness_ms: ms(t.max_out_of_orderness.parse().map_err(anyhow::Error::from)?),
+            max_out_of_orderness_ms: ms(t
+                .max_out_of_orderness
+                .parse()
+                .map_err(anyhow::Error::from)?),
             aggregates,
         },
         extractor: Extractor {
@@ -136,7 +142,13 @@ pub fn plan(job: &StreamJob, now_ms: i64) -> Result<JobPlan, PlanError> {
             },
             policy: t.skew_policy,
         },
-        generator: GeneratorConfig::from_spec(generator, &spec.key_field, &t.field, t.format, now_ms)?,
+        generator: GeneratorConfig::from_spec(
+            generator,
+            &spec.key_field,
+            &t.field,
+            t.format,
+            now_ms,
+        )?,
         sinks: spec.sinks.clone(),
         late_policy: spec.late_data,
         late_output: spec.late_output.clone(),

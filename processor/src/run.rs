@@ -37,7 +37,11 @@ impl Outputs {
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        for sink in self.results.iter_mut().chain([&mut self.late, &mut self.invalid]) {
+        for sink in self
+            .results
+            .iter_mut()
+            .chain([&mut self.late, &mut self.invalid])
+        {
             sink.flush()
                 .map_err(|e| anyhow::anyhow!("flushing {}: {e}", sink.name()))?;
         }

@@ -85,14 +85,20 @@ impl Problems {
             0 => self.add(path, format!("set one of {choices}")),
             _ => self.add(
                 path,
-                format!("{} are all set; keep exactly one of {choices}", set.join(", ")),
+                format!(
+                    "{} are all set; keep exactly one of {choices}",
+                    set.join(", ")
+                ),
             ),
         }
     }
 
     pub(crate) fn share(&mut self, path: &str, value: f64) {
         if !(0.0..=1.0).contains(&value) || value.is_nan() {
-            self.add(path, format!("{value} is not a share; use a number from 0 to 1"));
+            self.add(
+                path,
+                format!("{value} is not a share; use a number from 0 to 1"),
+            );
         }
     }
 }

@@ -15,7 +15,9 @@ pub(super) fn check(spec: &StreamJobSpec, p: &mut Problems) {
         if let Err(e) = serde_json::from_value::<PodTemplateSpec>(template.clone()) {
             p.add(
                 "spec.podTemplate",
-                format!("is not a pod template: {e}; write it as a PodTemplateSpec (metadata, spec)"),
+                format!(
+                    "is not a pod template: {e}; write it as a PodTemplateSpec (metadata, spec)"
+                ),
             );
         }
     }
@@ -112,7 +114,10 @@ fn parallelism(spec: &StreamJobSpec, p: &mut Problems) {
     } else if a.min_replicas > max {
         p.add(
             "spec.autoscaling.minReplicas",
-            format!("minReplicas {} is above maxReplicas {max}; lower it", a.min_replicas),
+            format!(
+                "minReplicas {} is above maxReplicas {max}; lower it",
+                a.min_replicas
+            ),
         );
     }
     if max > spec.partitions {

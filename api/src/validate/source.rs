@@ -20,7 +20,11 @@ pub(super) fn check(spec: &StreamJobSpec, p: &mut Problems) {
             );
         }
         for (i, path) in f.paths.iter().enumerate() {
-            p.non_empty(&format!("spec.source.file.paths[{i}]"), path, "events.jsonl");
+            p.non_empty(
+                &format!("spec.source.file.paths[{i}]"),
+                path,
+                "events.jsonl",
+            );
         }
         if let Some(field) = &f.partition_field {
             p.non_empty("spec.source.file.partitionField", field, "partition");
@@ -37,7 +41,10 @@ pub(super) fn check(spec: &StreamJobSpec, p: &mut Problems) {
         if h.bind.parse::<std::net::IpAddr>().is_err() {
             p.add(
                 "spec.source.http.bind",
-                format!("{:?} is not an IP address; use 127.0.0.1 or 0.0.0.0", h.bind),
+                format!(
+                    "{:?} is not an IP address; use 127.0.0.1 or 0.0.0.0",
+                    h.bind
+                ),
             );
         }
         if let Err(e) = h.max_body.parse() {
@@ -53,7 +60,10 @@ pub(super) fn check(spec: &StreamJobSpec, p: &mut Problems) {
 fn generator(g: &GeneratorSource, p: &mut Problems) {
     const PATH: &str = "spec.source.generator";
     if g.rate == 0 {
-        p.add(format!("{PATH}.rate"), "must be at least 1 event per second");
+        p.add(
+            format!("{PATH}.rate"),
+            "must be at least 1 event per second",
+        );
     }
     if g.keys == 0 {
         p.add(format!("{PATH}.keys"), "must be at least 1");
@@ -61,7 +71,10 @@ fn generator(g: &GeneratorSource, p: &mut Problems) {
     if !(g.key_skew >= 0.0 && g.key_skew.is_finite()) {
         p.add(
             format!("{PATH}.keySkew"),
-            format!("{} is not a Zipf exponent; use 0 (uniform) or more, e.g. 1.1", g.key_skew),
+            format!(
+                "{} is not a Zipf exponent; use 0 (uniform) or more, e.g. 1.1",
+                g.key_skew
+            ),
         );
     }
     p.share(&format!("{PATH}.lateFraction"), g.late_fraction);

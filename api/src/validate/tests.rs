@@ -72,7 +72,10 @@ fn unknown_time_zone() {
         ..WindowSpec::default()
     };
     let msg = message_at(&spec, "spec.window.calendar.timeZone");
-    assert!(msg.contains("\"Europe/Atlantis\" is not a known IANA time zone"), "{msg}");
+    assert!(
+        msg.contains("\"Europe/Atlantis\" is not a known IANA time zone"),
+        "{msg}"
+    );
 }
 
 #[test]

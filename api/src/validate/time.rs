@@ -107,7 +107,10 @@ fn aggregations(spec: &StreamJobSpec, p: &mut Problems) {
             (AggregateOp::Quantile, Some(q)) => p.share(&format!("{path}.quantile"), q),
             (op, Some(_)) => p.add(
                 format!("{path}.quantile"),
-                format!("only the quantile op takes a quantile; remove it from {}", op.as_str()),
+                format!(
+                    "only the quantile op takes a quantile; remove it from {}",
+                    op.as_str()
+                ),
             ),
             _ => {}
         }

@@ -17,7 +17,10 @@ pub enum Accumulator {
     Count(u64),
     /// Neumaier-compensated sum: the running sum and the low-order bits it
     /// lost, so long sums of decimal amounts stay exact to the last digit.
-    Sum { sum: f64, lost: f64 },
+    Sum {
+        sum: f64,
+        lost: f64,
+    },
 }
 
 impl Aggregate {

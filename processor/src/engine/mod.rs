@@ -34,7 +34,10 @@ pub enum Outcome {
     Accepted,
     /// Its window had already fired: `lateness_ms` is how far behind the
     /// watermark its time was.
-    Late { lateness_ms: i64, watermark: i64 },
+    Late {
+        lateness_ms: i64,
+        watermark: i64,
+    },
     Invalid(Invalid),
 }
 

@@ -37,16 +37,52 @@ mod tests {
     #[test]
     fn assigns_half_open_windows() {
         let w = Tumbling::new(60_000);
-        assert_eq!(w.assign(0), Window { start: 0, end: 60_000 });
-        assert_eq!(w.assign(59_999), Window { start: 0, end: 60_000 });
-        assert_eq!(w.assign(60_000), Window { start: 60_000, end: 120_000 });
+        assert_eq!(
+            w.assign(0),
+            Window {
+                start: 0,
+                end: 60_000
+            }
+        );
+        assert_eq!(
+            w.assign(59_999),
+            Window {
+                start: 0,
+                end: 60_000
+            }
+        );
+        assert_eq!(
+            w.assign(60_000),
+            Window {
+                start: 60_000,
+                end: 120_000
+            }
+        );
     }
 
     #[test]
     fn negative_times_floor_towards_the_past() {
         let w = Tumbling::new(1_000);
-        assert_eq!(w.assign(-1), Window { start: -1_000, end: 0 });
-        assert_eq!(w.assign(-1_000), Window { start: -1_000, end: 0 });
-        assert_eq!(w.assign(-1_001), Window { start: -2_000, end: -1_000 });
+        assert_eq!(
+            w.assign(-1),
+            Window {
+                start: -1_000,
+                end: 0
+            }
+        );
+        assert_eq!(
+            w.assign(-1_000),
+            Window {
+                start: -1_000,
+                end: 0
+            }
+        );
+        assert_eq!(
+            w.assign(-1_001),
+            Window {
+                start: -2_000,
+                end: -1_000
+            }
+        );
     }
 }

@@ -152,7 +152,10 @@ impl Generator {
         let base = c.start_ms + (i128::from(i) * 1000 / i128::from(c.rate)) as i64;
         let time_ms = base - jitter - if late { c.late_by_ms } else { 0 };
         let mut record = Map::with_capacity(3);
-        record.insert(c.key_field.clone(), Value::from(format!("{}{key}", c.key_prefix)));
+        record.insert(
+            c.key_field.clone(),
+            Value::from(format!("{}{key}", c.key_prefix)),
+        );
         record.insert(c.time_field.clone(), format_time(time_ms, c.time_format));
         record.insert(c.value_field.clone(), Value::from(f64::from(cents) / 100.0));
         Value::Object(record)
@@ -210,7 +213,9 @@ mod tests {
     fn key_counts(events: &[Value]) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for e in events {
-            *counts.entry(e["user"].as_str().unwrap().to_string()).or_default() += 1;
+            *counts
+                .entry(e["user"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
         counts
     }
@@ -220,7 +225,13 @@ mod tests {
         let a = drain(config());
         assert_eq!(a.len(), 5000);
         assert_eq!(a, drain(config()));
-        assert_ne!(a, drain(GeneratorConfig { seed: 8, ..config() }));
+        assert_ne!(
+            a,
+            drain(GeneratorConfig {
+                seed: 8,
+                ..config()
+            })
+        );
     }
 
     #[test]
@@ -237,7 +248,10 @@ mod tests {
 
     #[test]
     fn jitter_moves_events_back_within_the_bound() {
-        let events = drain(GeneratorConfig { jitter_ms: 2_000, ..config() });
+        let events = drain(GeneratorConfig {
+            jitter_ms: 2_000,
+            ..config()
+        });
         let mut out_of_order = 0;
         for (i, e) in events.iter().enumerate() {
             let base = 1_767_225_600_000_i64 + i as i64 * 10;
@@ -252,11 +266,16 @@ mod tests {
 
     #[test]
     fn late_fraction_stamps_that_share_late_by() {
-        let events = drain(GeneratorConfig { late_fraction: 0.1, ..config() });
+        let events = drain(GeneratorConfig {
+            late_fraction: 0.1,
+            ..config()
+        });
         let late = events
             .iter()
             .enumerate()
-            .filter(|(i, e)| e["ts"].as_i64().unwrap() < 1_767_225_600_000 + *i as i64 * 10 - 30_000)
+            .filter(|(i, e)| {
+                e["ts"].as_i64().unwrap() < 1_767_225_600_000 + *i as i64 * 10 - 30_000
+            })
             .count();
         assert!((400..600).contains(&late), "{late} late events of 5000");
     }
@@ -265,8 +284,14 @@ mod tests {
     fn zipf_skew_makes_the_first_keys_hot() {
         let uniform = key_counts(&drain(config()));
         assert_eq!(uniform.len(), 50);
-        assert!(uniform.values().all(|&n| (50..=160).contains(&n)), "{uniform:?}");
-        let skewed = key_counts(&drain(GeneratorConfig { key_skew: 1.1, ..config() }));
+        assert!(
+            uniform.values().all(|&n| (50..=160).contains(&n)),
+            "{uniform:?}"
+        );
+        let skewed = key_counts(&drain(GeneratorConfig {
+            key_skew: 1.1,
+            ..config()
+        }));
         let hottest = skewed["key-0"];
         assert!(hottest > 1000, "key-0 has {hottest} of 5000");
         assert!(skewed.get("key-49").copied().unwrap_or(0) < 100);
@@ -275,9 +300,19 @@ mod tests {
     #[test]
     fn realtime_paces_to_the_clock() {
         let start = Instant::now();
-        let mut g = Generator::new(GeneratorConfig { realtime: true, ..config() }, start).unwrap();
+        let mut g = Generator::new(
+            GeneratorConfig {
+                realtime: true,
+                ..config()
+            },
+            start,
+        )
+        .unwrap();
         // At t=0 nothing is due; the first event is due after 1/rate s.
-        assert_eq!(g.poll(start), Poll::Pending(start + Duration::from_millis(10)));
+        assert_eq!(
+            g.poll(start),
+            Poll::Pending(start + Duration::from_millis(10))
+        );
         match g.poll(start + Duration::from_millis(255)) {
             Poll::Ready(batch) => assert_eq!(batch.len(), 25),
             other => panic!("{other:?}"),

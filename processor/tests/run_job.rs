@@ -1,0 +1,350 @@
+//! `eddy-processor run` end to end: the binary on StreamJob files, checked
+//! against results worked out by hand.
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_eddy-processor");
+
+/// A job file in a fresh directory, with its result, late and invalid
+/// outputs as files in that directory.
+struct Job {
+    dir: tempfile::TempDir,
+}
+
+impl Job {
+    /// `spec` is the YAML body under `spec:` minus the outputs, indented by 2.
+    fn new(spec: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let yaml = format!(
+            "apiVersion: eddy.dev/v1alpha1\nkind: StreamJob\nmetadata:\n  name: test\nspec:\n{spec}\n  \
+             sinks: [{{file: {{path: {d}/results.jsonl}}}}]\n  \
+             lateOutput: {{file: {{path: {d}/late.jsonl}}}}\n  \
+             invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}\n"
+        );
+        std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+        Self { dir }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("job.yaml")
+    }
+
+    fn run(&self) -> Output {
+        Command::new(BIN)
+            .arg("run")
+            .arg(self.file())
+            .output()
+            .unwrap()
+    }
+
+    fn lines(&self, name: &str) -> Vec<Value> {
+        read_lines(&self.dir.path().join(name))
+    }
+
+    fn bytes(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const ONE_KEY: &str = "  source:
+    generator: {count: 100, rate: 10, keys: 1, startTime: '2026-01-01T00:00:00Z'}
+  keyField: user
+  eventTime: {field: ts, maxOutOfOrderness: 0s}
+  window: {tumbling: {size: 1s}}
+  aggregations: [{op: count, name: n}, {op: sum, field: value, name: total}]";
+
+#[test]
+fn ten_events_per_second_make_ten_windows_of_ten() {
+    let job = Job::new(ONE_KEY);
+    let out = job.run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = job.lines("results.jsonl");
+    assert_eq!(results.len(), 10);
+    let start = 1_767_225_600_000_i64;
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["job"], "test");
+        assert_eq!(r["key"], "key-0");
+        assert_eq!(r["window"]["startMs"], start + i as i64 * 1000);
+        assert_eq!(r["window"]["endMs"], start + (i as i64 + 1) * 1000);
+        assert_eq!(r["aggregates"]["n"], 10, "{r}");
+        assert!(r["aggregates"]["total"].as_f64().unwrap() >= 0.0);
+        assert_eq!(r["revision"], 1);
+        assert_eq!(r["final"], true);
+    }
+    assert_eq!(results[0]["window"]["start"], "2026-01-01T00:00:00Z");
+    let ids: BTreeSet<_> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 10, "result ids are distinct");
+    let err = stderr(&out);
+    assert!(
+        err.contains("finished: 100 events")
+            && err.contains("10 windows emitted, 0 late, 0 invalid"),
+        "{err}"
+    );
+}
+
+#[test]
+fn same_file_twice_gives_identical_bytes() {
+    let spec = "  source:
+    generator: {seed: 9, count: 20000, keys: 50, keySkew: 1.1, jitter: 2s, lateFraction: 0.01}
+  keyField: user
+  eventTime: {field: ts, format: epochMillis, maxOutOfOrderness: 2s}
+  window: {tumbling: {size: 1s}}
+  lateData: output
+  aggregations: [{op: count}, {op: sum, field: value}]";
+    let (a, b) = (Job::new(spec), Job::new(spec));
+    assert!(a.run().status.success());
+    assert!(b.run().status.success());
+    assert!(!a.bytes("results.jsonl").is_empty());
+    assert_eq!(a.bytes("results.jsonl"), b.bytes("results.jsonl"));
+    assert_eq!(a.bytes("late.jsonl"), b.bytes("late.jsonl"));
+    let other = Job::new(&spec.replace("seed: 9", "seed: 10"));
+    assert!(other.run().status.success());
+    assert_ne!(a.bytes("results.jsonl"), other.bytes("results.jsonl"));
+}
+
+#[test]
+fn every_event_is_counted_once_or_reported_late() {
+    let spec = "  source:
+    generator: {count: 50000, rate: 500, keys: 30, keySkew: 0.8, jitter: 1s, lateFraction: 0.02, lateBy: 30s}
+  keyField: user
+  eventTime: {field: ts, maxOutOfOrderness: 1s}
+  window: {tumbling: {size: 5s}}
+  lateData: output";
+    let job = Job::new(spec);
+    let out = job.run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let counted: u64 = job
+        .lines("results.jsonl")
+        .iter()
+        .map(|r| r["aggregates"]["count"].as_u64().unwrap())
+        .sum();
+    let late = job.lines("late.jsonl");
+    assert!(late.len() > 500 && late.len() < 1500, "{} late", late.len());
+    assert_eq!(counted + late.len() as u64, 50_000);
+    for l in &late {
+        assert_eq!(l["reason"], "late");
+        // Stamped 30 s back against a watermark trailing by 1 s + jitter.
+        let lateness = l["latenessMs"].as_i64().unwrap();
+        assert!((27_000..=31_000).contains(&lateness), "{l}");
+        assert!(l["event"]["user"].as_str().unwrap().starts_with("key-"));
+    }
+    assert!(stderr(&out).contains(&format!("{} late, 0 invalid", late.len())));
+}
+
+#[test]
+fn late_events_are_dropped_but_counted_by_default() {
+    let spec = "  source:
+    generator: {count: 5000, rate: 100, keys: 3, lateFraction: 0.05}
+  keyField: user
+  eventTime: {field: ts}
+  window: {tumbling: {size: 10s}}";
+    let job = Job::new(spec);
+    let out = job.run();
+    assert!(out.status.success());
+    assert!(job.lines("late.jsonl").is_empty());
+    let counted: u64 = job
+        .lines("results.jsonl")
+        .iter()
+        .map(|r| r["aggregates"]["count"].as_u64().unwrap())
+        .sum();
+    let err = stderr(&out);
+    let late = 5000 - counted;
+    assert!(late > 100, "{late}");
+    assert!(err.contains(&format!(", {late} late, 0 invalid")), "{err}");
+}
+
+#[test]
+fn future_timestamps_are_rejected_or_clamped_per_policy() {
+    let spec = |policy: &str| {
+        format!(
+            "  source:
+    generator: {{count: 1000, rate: 100, keys: 2, startTime: '2099-01-01T00:00:00Z'}}
+  keyField: user
+  eventTime: {{field: ts, maxFutureSkew: 5m, skewPolicy: {policy}}}
+  window: {{tumbling: {{size: 1m}}}}"
+        )
+    };
+    let reject = Job::new(&spec("reject"));
+    assert!(reject.run().status.success());
+    assert!(reject.lines("results.jsonl").is_empty());
+    let invalid = reject.lines("invalid.jsonl");
+    assert_eq!(invalid.len(), 1000);
+    let reason = invalid[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ahead of ingestion time, beyond maxFutureSkew 5m"),
+        "{reason}"
+    );
+    assert!(invalid[0]["event"]["ts"]
+        .as_str()
+        .unwrap()
+        .starts_with("2099-01-01"));
+
+    let clamp = Job::new(&spec("clamp"));
+    assert!(clamp.run().status.success());
+    assert!(clamp.lines("invalid.jsonl").is_empty());
+    let counted: u64 = clamp
+        .lines("results.jsonl")
+        .iter()
+        .map(|r| r["aggregates"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 1000, "clamped events are all processed");
+}
+
+#[test]
+fn records_without_the_summed_field_go_to_invalid_output() {
+    let spec = ONE_KEY.replace("field: value, name: total", "field: price, name: total");
+    let job = Job::new(&spec);
+    let out = job.run();
+    assert!(out.status.success());
+    let invalid = job.lines("invalid.jsonl");
+    assert_eq!(invalid.len(), 100);
+    assert_eq!(
+        invalid[0]["reason"],
+        "field \"price\" needed by aggregation \"total\" must be a finite number"
+    );
+    assert!(stderr(&out).contains("0 late, 100 invalid"));
+}
+
+#[test]
+fn invalid_spec_lists_every_problem_and_exits_2() {
+    let spec = "  source:
+    generator: {count: 10}
+  keyField: ''
+  eventTime: {field: ts, maxOutOfOrderness: -5s}
+  window: {sliding: {size: 1m, slide: 5m}}
+  partitions: 2
+  parallelism: 3";
+    let job = Job::new(spec);
+    let out = job.run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for expected in [
+        "spec.keyField: must not be empty",
+        "spec.eventTime.maxOutOfOrderness: \"-5s\" is negative",
+        "spec.window.sliding.slide: slide 5m is larger than size 1m",
+        "spec.parallelism: 3 pods for 2 partitions",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    let validate = Command::new(BIN)
+        .arg("validate")
+        .arg(job.file())
+        .output()
+        .unwrap();
+    assert_eq!(validate.status.code(), Some(2));
+    assert_eq!(stderr(&validate), err);
+}
+
+#[test]
+fn features_not_run_yet_are_refused_by_name() {
+    let spec = "  source:
+    kafka: {brokers: 'k:9092', topic: t}
+  keyField: user
+  eventTime: {field: ts}
+  window: {session: {gap: 5m}}
+  aggregations: [{op: distinctCount, field: user}]";
+    let out = Job::new(spec).run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for expected in [
+        "spec.source.kafka: the kafka source is not supported yet",
+        "spec.window.session: a session window (use tumbling) is not supported yet",
+        "spec.aggregations[0].op: distinctCount (use count or sum) is not supported yet",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn an_endless_realtime_job_prints_progress_and_stops_on_ctrl_c() {
+    let spec = "  source:
+    generator: {rate: 2000, realtime: true, keys: 10}
+  keyField: user
+  eventTime: {field: ts, maxOutOfOrderness: 100ms}
+  window: {tumbling: {size: 200ms}}";
+    let job = Job::new(spec);
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(job.file())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let progress = loop {
+        let line = lines
+            .next()
+            .expect("stderr closed before progress")
+            .unwrap();
+        if line.starts_with("progress:") {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no progress line");
+    };
+    assert!(progress.contains("events/s, watermark 20"), "{progress}");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}: {rest:?}");
+    let summary = rest
+        .iter()
+        .find(|l| l.starts_with("stopped:"))
+        .expect("summary");
+    assert!(summary.contains("windows emitted"), "{summary}");
+    assert!(
+        !job.lines("results.jsonl").is_empty(),
+        "windows fired while running"
+    );
+}
+
+#[test]
+fn quickstart_example_runs() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.yaml");
+    let out = Command::new(BIN).arg("run").arg(&example).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results: Vec<Value> = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(results.len() > 100);
+    assert!(results
+        .iter()
+        .all(|r| r["key"].as_str().unwrap().starts_with("merchant-")));
+    let orders: u64 = results
+        .iter()
+        .map(|r| r["aggregates"]["orders"].as_u64().unwrap())
+        .sum();
+    let err = stderr(&out);
+    let late = err
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"late\""))
+        .count() as u64;
+    assert_eq!(orders + late, 200_000, "{err}");
+}
