@@ -50,6 +50,14 @@ impl Job {
         read_lines(&self.dir.path().join(name))
     }
 
+    /// Sum of an integer aggregate over every result.
+    fn total(&self, aggregate: &str) -> u64 {
+        self.lines("results.jsonl")
+            .iter()
+            .map(|r| r["aggregates"][aggregate].as_u64().unwrap())
+            .sum()
+    }
+
     fn bytes(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.dir.path().join(name)).unwrap_or_default()
     }
@@ -135,11 +143,7 @@ fn every_event_is_counted_once_or_reported_late() {
     let job = Job::new(spec);
     let out = job.run();
     assert!(out.status.success(), "{}", stderr(&out));
-    let counted: u64 = job
-        .lines("results.jsonl")
-        .iter()
-        .map(|r| r["aggregates"]["count"].as_u64().unwrap())
-        .sum();
+    let counted = job.total("count");
     let late = job.lines("late.jsonl");
     assert!(late.len() > 500 && late.len() < 1500, "{} late", late.len());
     assert_eq!(counted + late.len() as u64, 50_000);
@@ -164,11 +168,7 @@ fn late_events_are_dropped_but_counted_by_default() {
     let out = job.run();
     assert!(out.status.success());
     assert!(job.lines("late.jsonl").is_empty());
-    let counted: u64 = job
-        .lines("results.jsonl")
-        .iter()
-        .map(|r| r["aggregates"]["count"].as_u64().unwrap())
-        .sum();
+    let counted = job.total("count");
     let err = stderr(&out);
     let late = 5000 - counted;
     assert!(late > 100, "{late}");
@@ -204,11 +204,7 @@ fn future_timestamps_are_rejected_or_clamped_per_policy() {
     let clamp = Job::new(&spec("clamp"));
     assert!(clamp.run().status.success());
     assert!(clamp.lines("invalid.jsonl").is_empty());
-    let counted: u64 = clamp
-        .lines("results.jsonl")
-        .iter()
-        .map(|r| r["aggregates"]["count"].as_u64().unwrap())
-        .sum();
+    let counted = clamp.total("count");
     assert_eq!(counted, 1000, "clamped events are all processed");
 }
 

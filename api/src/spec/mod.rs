@@ -162,6 +162,14 @@ impl StreamJobSpec {
     }
 }
 
+/// The names of the members of a one-of group that are set.
+fn names_set<const N: usize>(members: [(&'static str, bool); N]) -> Vec<&'static str> {
+    members
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+}
+
 /// A key in a Secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -53,23 +53,13 @@ impl SinkSpec {
 
     /// The kinds of sink that are set, by field name.
     pub fn kinds_set(&self) -> Vec<&'static str> {
-        let mut kinds = Vec::new();
-        if self.stdout.is_some() {
-            kinds.push("stdout");
-        }
-        if self.stderr.is_some() {
-            kinds.push("stderr");
-        }
-        if self.file.is_some() {
-            kinds.push("file");
-        }
-        if self.kafka.is_some() {
-            kinds.push("kafka");
-        }
-        if self.postgres.is_some() {
-            kinds.push("postgres");
-        }
-        kinds
+        super::names_set([
+            ("stdout", self.stdout.is_some()),
+            ("stderr", self.stderr.is_some()),
+            ("file", self.file.is_some()),
+            ("kafka", self.kafka.is_some()),
+            ("postgres", self.postgres.is_some()),
+        ])
     }
 }
 

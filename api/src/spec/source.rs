@@ -35,20 +35,12 @@ pub struct SourceSpec {
 impl SourceSpec {
     /// The kinds of source that are set, by field name.
     pub fn kinds_set(&self) -> Vec<&'static str> {
-        let mut kinds = Vec::new();
-        if self.generator.is_some() {
-            kinds.push("generator");
-        }
-        if self.file.is_some() {
-            kinds.push("file");
-        }
-        if self.kafka.is_some() {
-            kinds.push("kafka");
-        }
-        if self.http.is_some() {
-            kinds.push("http");
-        }
-        kinds
+        super::names_set([
+            ("generator", self.generator.is_some()),
+            ("file", self.file.is_some()),
+            ("kafka", self.kafka.is_some()),
+            ("http", self.http.is_some()),
+        ])
     }
 }
 

@@ -42,20 +42,12 @@ impl WindowSpec {
 
     /// The kinds of window that are set, by field name.
     pub fn kinds_set(&self) -> Vec<&'static str> {
-        let mut kinds = Vec::new();
-        if self.tumbling.is_some() {
-            kinds.push("tumbling");
-        }
-        if self.sliding.is_some() {
-            kinds.push("sliding");
-        }
-        if self.session.is_some() {
-            kinds.push("session");
-        }
-        if self.calendar.is_some() {
-            kinds.push("calendar");
-        }
-        kinds
+        super::names_set([
+            ("tumbling", self.tumbling.is_some()),
+            ("sliding", self.sliding.is_some()),
+            ("session", self.session.is_some()),
+            ("calendar", self.calendar.is_some()),
+        ])
     }
 }
 
