@@ -21,6 +21,8 @@ pub enum ValueError {
     Negative(String),
     #[error("{0:?} is not a duration; write a number and a unit such as 500ms, 30s, 5m, 2h or 1d")]
     BadDuration(String),
+    #[error("{0:?} is longer than 10 years; use a shorter duration")]
+    TooLong(String),
     #[error("{0:?} is not a size; write a number and an optional unit such as 512Mi, 2Gi or 100M")]
     BadSize(String),
 }
@@ -41,17 +43,55 @@ impl HumanDuration {
         &self.0
     }
 
-    /// Parses the text.
+    /// Parses the text. Accepts exactly what the CRD's pattern accepts, so a
+    /// file that runs locally also passes `kubectl apply`.
     pub fn parse(&self) -> Result<Duration, ValueError> {
-        let text = self.0.trim();
-        if text.starts_with('-') {
+        let text = self.0.as_str();
+        if text.trim_start().starts_with('-') {
             return Err(ValueError::Negative(self.0.clone()));
         }
         if text == "0" {
             return Ok(Duration::ZERO);
         }
-        humantime::parse_duration(text).map_err(|_| ValueError::BadDuration(self.0.clone()))
+        if !well_formed(text) {
+            return Err(ValueError::BadDuration(self.0.clone()));
+        }
+        let d =
+            humantime::parse_duration(text).map_err(|_| ValueError::BadDuration(self.0.clone()))?;
+        if d > MAX_DURATION {
+            return Err(ValueError::TooLong(self.0.clone()));
+        }
+        Ok(d)
     }
+}
+
+/// Longest duration accepted: ten years of days.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Units the CRD pattern allows.
+const UNITS: [&str; 10] = ["ns", "us", "ms", "s", "sec", "m", "min", "h", "d", "w"];
+
+/// `text` is one or more `<digits>[ ]<unit>[ ]` groups (the CRD pattern).
+fn well_formed(text: &str) -> bool {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        rest = rest[digits..].strip_prefix(' ').unwrap_or(&rest[digits..]);
+        let letters = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        if !UNITS.contains(&&rest[..letters]) {
+            return false;
+        }
+        rest = rest[letters..]
+            .strip_prefix(' ')
+            .unwrap_or(&rest[letters..]);
+    }
+    !text.is_empty()
 }
 
 impl fmt::Display for HumanDuration {
@@ -192,9 +232,29 @@ mod tests {
     }
 
     #[test]
+    fn durations_accept_only_what_the_crd_pattern_accepts() {
+        for rejected in [
+            "1M", "1hour", "2days", "5", "m", " 5m", "5m  1s", "1.5h", "5mm",
+        ] {
+            assert!(
+                matches!(
+                    HumanDuration::new(rejected).parse(),
+                    Err(ValueError::BadDuration(_))
+                ),
+                "{rejected:?} should be rejected"
+            );
+        }
+        assert_eq!(
+            HumanDuration::new("20000d").parse(),
+            Err(ValueError::TooLong("20000d".into()))
+        );
+    }
+
+    #[test]
     fn duration_round_trips_through_display_form() {
-        let d = Duration::from_secs(90);
-        assert_eq!(HumanDuration::from_duration(d).parse().unwrap(), d);
+        for d in [Duration::from_secs(90), Duration::from_millis(3_723_004)] {
+            assert_eq!(HumanDuration::from_duration(d).parse().unwrap(), d);
+        }
     }
 
     #[test]

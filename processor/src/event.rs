@@ -128,13 +128,14 @@ fn number(value: &Value, to_ms: f64) -> Option<i64> {
         return Some(match to_ms {
             1.0 => i,
             1000.0 => i.saturating_mul(1000),
-            _ => (i as f64 * to_ms).floor() as i64,
+            _ => (i as f64 * to_ms).round() as i64,
         });
     }
+    // Round, not floor: 1098998139.518 s is 1098998139517.9999 ms in binary.
     let f = n.as_f64()? * to_ms;
     // NaN cannot come from JSON, but a huge float can: saturate, then the
     // range check rejects it.
-    f.is_finite().then_some(f.floor() as i64)
+    f.is_finite().then_some(f.round() as i64)
 }
 
 /// Formats epoch milliseconds as RFC 3339 in UTC (`2026-01-01T00:00:00Z`,

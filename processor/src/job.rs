@@ -10,13 +10,14 @@ use eddy_api::{
 use crate::{
     engine::{aggregate::Aggregate, skew::SkewGuard, EngineConfig},
     event::Extractor,
+    output::record::JobId,
     source::generator::GeneratorConfig,
 };
 
 /// Everything the run loop needs, resolved.
 #[derive(Clone, Debug)]
 pub struct JobPlan {
-    pub name: String,
+    pub id: JobId,
     pub engine: EngineConfig,
     pub extractor: Extractor,
     pub skew: SkewGuard,
@@ -101,6 +102,9 @@ pub fn plan(job: &StreamJob, now_ms: i64) -> Result<JobPlan, PlanError> {
             }
         }
     }
+    if spec.hot_keys.two_phase {
+        refuse("spec.hotKeys.twoPhase", "two-phase aggregation");
+    }
     let Some(generator) = &spec.source.generator else {
         return Err(PlanError::Unsupported(unsupported));
     };
@@ -119,7 +123,10 @@ pub fn plan(job: &StreamJob, now_ms: i64) -> Result<JobPlan, PlanError> {
         .map_err(anyhow::Error::from)?
         .unwrap_or_default();
     Ok(JobPlan {
-        name: job.metadata.name.clone().unwrap_or_else(|| "job".into()),
+        id: JobId {
+            namespace: job.metadata.namespace.clone().unwrap_or_default(),
+            name: job.metadata.name.clone().unwrap_or_else(|| "job".into()),
+        },
         engine: EngineConfig {
             partitions: spec.partitions,
             window_size_ms: ms(window).max(1),

@@ -106,13 +106,16 @@ fn run_file(file: &Path) -> ExitCode {
         };
         eprintln!(
             "running job {:?}: state in memory (checkpoints are not taken by this version); Ctrl-C stops",
-            plan.name
+            plan.id.name
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
-            eprintln!("stopping: signal received");
+            eprintln!("stopping: signal received (again to exit at once)");
             let _ = stop_tx.send(true);
+            wait_for_signal().await;
+            eprintln!("exiting at once: second signal");
+            std::process::exit(130);
         });
         match run::run(plan, outputs, stop_rx, |line| eprintln!("{line}")).await {
             Ok(report) => {

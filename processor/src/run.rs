@@ -1,10 +1,9 @@
 //! The run loop: source → extraction → skew guard → engine → sinks, with a
 //! progress line every second, until the source ends or a stop is asked.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use eddy_api::spec::LateDataPolicy;
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::{
@@ -12,7 +11,7 @@ use crate::{
     job::JobPlan,
     output::{record, sink::LineSink},
     progress::{self, Counters},
-    source::{generator::Generator, Poll},
+    source::{generator::Generator, Poll, SourceRecord},
 };
 
 /// Where everything goes.
@@ -129,12 +128,11 @@ struct Job {
 }
 
 impl Job {
-    fn take(&mut self, batch: Vec<Value>, outputs: &mut Outputs) -> anyhow::Result<()> {
-        let now_ms = wall_clock_ms();
-        let name = self.plan.name.as_str();
-        for raw in batch {
+    fn take(&mut self, batch: Vec<SourceRecord>, outputs: &mut Outputs) -> anyhow::Result<()> {
+        let name = self.plan.id.name.as_str();
+        for SourceRecord { value, ingest_ms } in batch {
             self.counters.events += 1;
-            let mut event = match self.plan.extractor.extract(raw) {
+            let mut event = match self.plan.extractor.extract(value) {
                 Ok(event) => event,
                 Err((reason, raw)) => {
                     self.counters.invalid += 1;
@@ -143,7 +141,7 @@ impl Job {
                     continue;
                 }
             };
-            event.time_ms = match self.plan.skew.check(event.time_ms, now_ms) {
+            event.time_ms = match self.plan.skew.check(event.time_ms, ingest_ms) {
                 Ok(time_ms) => time_ms,
                 Err(reason) => {
                     self.counters.invalid += 1;
@@ -176,7 +174,7 @@ impl Job {
 
     fn emit(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
         for result in self.fired.drain(..) {
-            let line = record::result_line(&self.plan.name, &result);
+            let line = record::result_line(&self.plan.id, &result);
             for sink in &mut outputs.results {
                 sink.write_line(&line)
                     .map_err(|e| anyhow::anyhow!("writing to {}: {e}", sink.name()))?;
@@ -216,10 +214,4 @@ impl Tick {
         self.next = now + Duration::from_secs(1);
         Some(rate)
     }
-}
-
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -68,15 +68,18 @@ pub struct StreamJobSpec {
     /// update is emitted again as a higher revision of the same result.
     #[serde(default = "defaults::zero")]
     pub allowed_lateness: HumanDuration,
-    /// What happens to events later than the allowed lateness. They are always
-    /// counted, with their lateness recorded.
+    /// What happens to events later than the allowed lateness: `drop` or
+    /// `output` (written to `lateOutput` with their lateness). Either way
+    /// they are counted and their lateness recorded.
     #[serde(default)]
     pub late_data: LateDataPolicy,
-    /// What is computed per key and window.
+    /// What is computed per key and window (at most 64 aggregates).
     #[serde(default = "defaults::aggregations")]
+    #[schemars(length(min = 1, max = 64))]
     pub aggregations: Vec<AggregationSpec>,
-    /// Where results are written (all of them, in order).
+    /// Where results are written (all of them, in order; at most 16).
     #[serde(default = "defaults::sinks")]
+    #[schemars(length(min = 1, max = 16))]
     pub sinks: Vec<SinkSpec>,
     /// Where events beyond the allowed lateness go when `lateData` is
     /// `output`, with their lateness.

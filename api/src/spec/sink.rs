@@ -14,7 +14,7 @@ use crate::spec::SecretKeyRef;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.stdout), has(self.stderr), has(self.file), has(self.kafka), has(self.postgres)].filter(x, x).size() == 1",
+    "rule": "(has(self.stdout) ? 1 : 0) + (has(self.stderr) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.kafka) ? 1 : 0) + (has(self.postgres) ? 1 : 0) == 1",
     "message": "set exactly one of stdout, stderr, file, kafka or postgres"
 }]))]
 pub struct SinkSpec {

@@ -12,7 +12,7 @@ use crate::values::{ByteSize, HumanDuration};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.generator), has(self.file), has(self.kafka), has(self.http)].filter(x, x).size() == 1",
+    "rule": "(has(self.generator) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.kafka) ? 1 : 0) + (has(self.http) ? 1 : 0) == 1",
     "message": "set exactly one of generator, file, kafka or http"
 }]))]
 pub struct SourceSpec {
@@ -47,7 +47,8 @@ impl SourceSpec {
 /// Synthetic events. Each event is a JSON object with the job's key field
 /// (`<keyPrefix><n>`), its event-time field (in the configured format) and a numeric
 /// field named by `valueField`. The same seed and settings always produce the
-/// same events in the same order.
+/// same events in the same order. An event's ingestion time (for the clock
+/// skew checks) is its nominal time before jitter, lateness or future skew.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GeneratorSource {
@@ -97,6 +98,14 @@ pub struct GeneratorSource {
     /// How far in the past late events are stamped.
     #[serde(default = "defaults::late_by")]
     pub late_by: HumanDuration,
+    /// Share of events (0 to 1) stamped `futureBy` ahead of the time they are
+    /// ingested, as from a producer whose clock runs fast.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub future_fraction: f64,
+    /// How far ahead of their ingestion time those events are stamped.
+    #[serde(default = "defaults::future_by")]
+    pub future_by: HumanDuration,
     /// Name of the numeric field each event carries (uniform in [0, 100),
     /// two decimals).
     #[serde(default = "defaults::value_field")]
@@ -117,6 +126,8 @@ impl Default for GeneratorSource {
             jitter: defaults::zero(),
             late_fraction: 0.0,
             late_by: defaults::late_by(),
+            future_fraction: 0.0,
+            future_by: defaults::future_by(),
             value_field: defaults::value_field(),
         }
     }
@@ -144,7 +155,9 @@ pub struct KafkaSource {
     pub brokers: String,
     /// The topic to read.
     pub topic: String,
-    /// Where to start a partition that has no checkpointed offset.
+    /// Where to start a partition that has no checkpointed offset:
+    /// `earliest` (the oldest retained message) or `latest` (only messages
+    /// produced after the job starts).
     #[serde(default)]
     pub start_from: StartFrom,
     /// Take each event's key from the Kafka message key instead of the
@@ -232,6 +245,9 @@ mod defaults {
     }
     pub fn late_by() -> HumanDuration {
         "1m".into()
+    }
+    pub fn future_by() -> HumanDuration {
+        "1h".into()
     }
     pub fn value_field() -> String {
         "value".into()

@@ -78,7 +78,9 @@ pub struct CheckpointSpec {
     #[serde(default = "defaults::interval")]
     pub interval: HumanDuration,
     /// Where checkpoints are stored: `s3://bucket/prefix` for S3-compatible
-    /// object storage, or `file://path` for a local directory.
+    /// object storage, or `file://path` for a local directory. The default
+    /// suits local runs; in a cluster use `s3://` (or a `file://` path on a
+    /// persistent volume), since a pod's own directory is lost with the pod.
     #[serde(default = "defaults::store")]
     pub store: String,
     /// S3 endpoint URL, for MinIO or other S3-compatible stores

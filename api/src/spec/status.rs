@@ -11,7 +11,8 @@ pub struct StreamJobStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Lifecycle phase.
+    /// Lifecycle phase: Pending, Running, Checkpointing, Rescaling,
+    /// Upgrading, Suspended or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Processor pods that exist.
@@ -97,7 +98,9 @@ pub struct CheckpointRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HotKey {
+    /// Partition the key belongs to.
     pub partition: u32,
+    /// The key.
     pub key: String,
     /// Estimated share (0 to 1) of the partition's events.
     pub share: f64,

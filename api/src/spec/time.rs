@@ -11,7 +11,9 @@ use crate::values::HumanDuration;
 pub struct EventTimeSpec {
     /// Name of the field that holds the event's time.
     pub field: String,
-    /// How the time field is written.
+    /// How the time field is written: `rfc3339` (a string with an offset,
+    /// e.g. `2026-03-29T01:30:00+01:00`), `epochMillis`, `epochSeconds`
+    /// (fractions allowed) or `epochMicros` (numbers since the Unix epoch).
     #[serde(default)]
     pub format: TimeFormat,
     /// Bounded out-of-orderness: the watermark trails the largest event time
@@ -33,7 +35,9 @@ pub struct EventTimeSpec {
     /// are fine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_past_skew: Option<HumanDuration>,
-    /// What to do with events beyond the allowed skew.
+    /// What to do with events beyond the allowed skew: `reject` sends them to
+    /// the invalid output with the reason; `clamp` moves their time to the
+    /// nearest allowed time and processes them.
     #[serde(default)]
     pub skew_policy: SkewPolicy,
 }

@@ -11,7 +11,7 @@ use crate::values::HumanDuration;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.tumbling), has(self.sliding), has(self.session), has(self.calendar)].filter(x, x).size() == 1",
+    "rule": "(has(self.tumbling) ? 1 : 0) + (has(self.sliding) ? 1 : 0) + (has(self.session) ? 1 : 0) + (has(self.calendar) ? 1 : 0) == 1",
     "message": "set exactly one of tumbling, sliding, session or calendar"
 }]))]
 pub struct WindowSpec {
@@ -85,7 +85,8 @@ pub struct SessionWindow {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CalendarWindow {
-    /// The calendar period.
+    /// The calendar period: `day`, `week` (starting Monday, ISO 8601) or
+    /// `month`, each starting at local midnight.
     pub unit: CalendarUnit,
     /// IANA time zone name, e.g. `Europe/Berlin` or `America/New_York`.
     #[serde(default = "defaults::utc")]

@@ -72,6 +72,19 @@ impl Problems {
         Some(d)
     }
 
+    /// Parses a window length: a positive whole number of milliseconds.
+    pub(crate) fn window_length(&mut self, path: &str, value: &HumanDuration) -> Option<Duration> {
+        let d = self.positive_duration(path, value)?;
+        if d.subsec_nanos() % 1_000_000 != 0 {
+            self.add(
+                path,
+                format!("{value} is not a whole number of milliseconds; windows have millisecond precision"),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
     pub(crate) fn non_empty(&mut self, path: &str, value: &str, example: &str) {
         if value.trim().is_empty() {
             self.add(path, format!("must not be empty; set it, e.g. {example}"));

@@ -80,6 +80,8 @@ fn generator(g: &GeneratorSource, p: &mut Problems) {
     p.share(&format!("{PATH}.lateFraction"), g.late_fraction);
     p.duration(&format!("{PATH}.jitter"), &g.jitter);
     p.duration(&format!("{PATH}.lateBy"), &g.late_by);
+    p.share(&format!("{PATH}.futureFraction"), g.future_fraction);
+    p.duration(&format!("{PATH}.futureBy"), &g.future_by);
     if !g.realtime && g.start_time.parse::<jiff::Timestamp>().is_err() {
         p.add(
             format!("{PATH}.startTime"),

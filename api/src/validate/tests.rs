@@ -222,3 +222,11 @@ fn pod_template_must_be_a_pod_template() {
     }));
     assert_eq!(validate(&spec), vec![]);
 }
+
+#[test]
+fn window_lengths_are_whole_milliseconds() {
+    let mut spec = base();
+    spec.window = WindowSpec::tumbling("1500us");
+    let msg = message_at(&spec, "spec.window.tumbling.size");
+    assert!(msg.contains("not a whole number of milliseconds"), "{msg}");
+}

@@ -26,11 +26,11 @@ fn window(spec: &StreamJobSpec, p: &mut Problems) {
         "tumbling, sliding, session or calendar",
     );
     if let Some(t) = &w.tumbling {
-        p.positive_duration("spec.window.tumbling.size", &t.size);
+        p.window_length("spec.window.tumbling.size", &t.size);
     }
     if let Some(s) = &w.sliding {
-        let size = p.positive_duration("spec.window.sliding.size", &s.size);
-        let slide = p.positive_duration("spec.window.sliding.slide", &s.slide);
+        let size = p.window_length("spec.window.sliding.size", &s.size);
+        let slide = p.window_length("spec.window.sliding.slide", &s.slide);
         if let (Some(size), Some(slide)) = (size, slide) {
             if slide > size {
                 p.add(
@@ -53,8 +53,8 @@ fn window(spec: &StreamJobSpec, p: &mut Problems) {
         }
     }
     if let Some(s) = &w.session {
-        let gap = p.positive_duration("spec.window.session.gap", &s.gap);
-        let max = p.positive_duration("spec.window.session.maxLength", &s.max_length);
+        let gap = p.window_length("spec.window.session.gap", &s.gap);
+        let max = p.window_length("spec.window.session.maxLength", &s.max_length);
         if let (Some(gap), Some(max)) = (gap, max) {
             if max < gap {
                 p.add(

@@ -5,12 +5,24 @@ use serde_json::{json, Value};
 
 use crate::{engine::WindowResult, event::rfc3339};
 
-/// The deterministic id of a result: the same job, partition, key and window
-/// always give the same id, whatever the revision, so a sink that keeps the
-/// highest revision per id is idempotent.
-pub fn result_id(job: &str, partition: u32, key: &str, start_ms: i64, end_ms: i64) -> String {
-    let mut text = Vec::with_capacity(job.len() + key.len() + 48);
-    for part in [job.as_bytes(), &partition.to_be_bytes(), key.as_bytes()] {
+/// Who a result belongs to: the job's namespace (empty for local runs) and
+/// name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobId {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The deterministic id of a result: the same job, key and window always
+/// give the same id, whatever the revision or the partition count, so a sink
+/// that keeps the highest revision per id is idempotent.
+pub fn result_id(job: &JobId, key: &str, start_ms: i64, end_ms: i64) -> String {
+    let mut text = Vec::with_capacity(job.namespace.len() + job.name.len() + key.len() + 28);
+    for part in [
+        job.namespace.as_bytes(),
+        job.name.as_bytes(),
+        key.as_bytes(),
+    ] {
         text.extend_from_slice(&(part.len() as u32).to_be_bytes());
         text.extend_from_slice(part);
     }
@@ -20,14 +32,14 @@ pub fn result_id(job: &str, partition: u32, key: &str, start_ms: i64, end_ms: i6
 }
 
 /// One result as a JSON line (without the newline). Field order is fixed.
-pub fn result_line(job: &str, r: &WindowResult) -> Vec<u8> {
+pub fn result_line(job: &JobId, r: &WindowResult) -> Vec<u8> {
     let record = ResultRecord { job, result: r };
     // Serializing plain data into a Vec cannot fail.
     serde_json::to_vec(&record).unwrap_or_default()
 }
 
 struct ResultRecord<'a> {
-    job: &'a str,
+    job: &'a JobId,
     result: &'a WindowResult,
 }
 
@@ -36,11 +48,8 @@ impl Serialize for ResultRecord<'_> {
         let r = self.result;
         let w = r.window;
         let mut m = s.serialize_map(Some(9))?;
-        m.serialize_entry(
-            "id",
-            &result_id(self.job, r.partition, &r.key, w.start, w.end),
-        )?;
-        m.serialize_entry("job", self.job)?;
+        m.serialize_entry("id", &result_id(self.job, &r.key, w.start, w.end))?;
+        m.serialize_entry("job", &self.job.name)?;
         m.serialize_entry("partition", &r.partition)?;
         m.serialize_entry("key", &r.key)?;
         m.serialize_entry(
@@ -95,6 +104,13 @@ mod tests {
     use super::*;
     use crate::engine::window::Window;
 
+    fn job(namespace: &str, name: &str) -> JobId {
+        JobId {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
     #[test]
     fn result_line_has_a_fixed_shape() {
         let r = WindowResult {
@@ -108,8 +124,13 @@ mod tests {
             revision: 1,
             is_final: true,
         };
-        let line = String::from_utf8(result_line("shop", &r)).unwrap();
-        let id = result_id("shop", 3, "key-7", 1_767_225_600_000, 1_767_225_610_000);
+        let line = String::from_utf8(result_line(&job("", "shop"), &r)).unwrap();
+        let id = result_id(
+            &job("", "shop"),
+            "key-7",
+            1_767_225_600_000,
+            1_767_225_610_000,
+        );
         assert_eq!(
             line,
             format!(
@@ -120,13 +141,18 @@ mod tests {
 
     #[test]
     fn result_ids_are_stable_and_distinct() {
-        let id = result_id("shop", 3, "key-7", 0, 10);
+        let shop = job("prod", "shop");
+        let id = result_id(&shop, "key-7", 0, 10);
         assert_eq!(id.len(), 32);
-        assert_eq!(id, result_id("shop", 3, "key-7", 0, 10));
-        assert_ne!(id, result_id("shop", 3, "key-7", 10, 20));
-        assert_ne!(id, result_id("shop", 3, "key-8", 0, 10));
-        assert_ne!(id, result_id("shops", 3, "key-7", 0, 10));
+        assert_eq!(id, result_id(&shop, "key-7", 0, 10));
+        assert_ne!(id, result_id(&shop, "key-7", 10, 20));
+        assert_ne!(id, result_id(&shop, "key-8", 0, 10));
+        assert_ne!(id, result_id(&job("prod", "shops"), "key-7", 0, 10));
+        assert_ne!(id, result_id(&job("staging", "shop"), "key-7", 0, 10));
         // Length prefixes keep ("ab","c") and ("a","bc") apart.
-        assert_ne!(result_id("ab", 0, "c", 0, 1), result_id("a", 0, "bc", 0, 1));
+        assert_ne!(
+            result_id(&job("", "ab"), "c", 0, 1),
+            result_id(&job("", "a"), "bc", 0, 1)
+        );
     }
 }

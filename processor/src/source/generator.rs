@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Zipf};
 use serde_json::{Map, Value};
 
-use super::Poll;
+use super::{Poll, SourceRecord};
 use crate::event::rfc3339;
 
 /// Most events handed out per poll.
@@ -36,6 +36,8 @@ pub struct GeneratorConfig {
     pub jitter_ms: u64,
     pub late_fraction: f64,
     pub late_by_ms: i64,
+    pub future_fraction: f64,
+    pub future_by_ms: i64,
     pub key_field: String,
     pub time_field: String,
     pub time_format: TimeFormat,
@@ -68,6 +70,8 @@ impl GeneratorConfig {
             jitter_ms: g.jitter.parse()?.as_millis() as u64,
             late_fraction: g.late_fraction,
             late_by_ms: g.late_by.parse()?.as_millis() as i64,
+            future_fraction: g.future_fraction,
+            future_by_ms: g.future_by.parse()?.as_millis() as i64,
             key_field: key_field.into(),
             time_field: time_field.into(),
             time_format,
@@ -133,7 +137,7 @@ impl Generator {
         Poll::Ready((0..n).map(|_| self.event()).collect())
     }
 
-    fn event(&mut self) -> Value {
+    fn event(&mut self) -> SourceRecord {
         let i = self.next;
         self.next += 1;
         let c = &self.config;
@@ -149,8 +153,13 @@ impl Generator {
         } else {
             0
         };
+        let future = c.future_fraction > 0.0 && self.rng.random_bool(c.future_fraction);
         let base = c.start_ms + (i128::from(i) * 1000 / i128::from(c.rate)) as i64;
-        let time_ms = base - jitter - if late { c.late_by_ms } else { 0 };
+        let time_ms = if future {
+            base + c.future_by_ms
+        } else {
+            base - jitter - if late { c.late_by_ms } else { 0 }
+        };
         let mut record = Map::with_capacity(3);
         record.insert(
             c.key_field.clone(),
@@ -158,7 +167,10 @@ impl Generator {
         );
         record.insert(c.time_field.clone(), format_time(time_ms, c.time_format));
         record.insert(c.value_field.clone(), Value::from(f64::from(cents) / 100.0));
-        Value::Object(record)
+        SourceRecord {
+            value: Value::Object(record),
+            ingest_ms: base,
+        }
     }
 }
 
@@ -190,6 +202,8 @@ mod tests {
             jitter_ms: 0,
             late_fraction: 0.0,
             late_by_ms: 60_000,
+            future_fraction: 0.0,
+            future_by_ms: 3_600_000,
             key_field: "user".into(),
             time_field: "ts".into(),
             time_format: TimeFormat::EpochMillis,
@@ -203,7 +217,7 @@ mod tests {
         let mut all = Vec::new();
         loop {
             match g.poll(start) {
-                Poll::Ready(batch) => all.extend(batch),
+                Poll::Ready(batch) => all.extend(batch.into_iter().map(|r| r.value)),
                 Poll::End => return all,
                 Poll::Pending(_) => panic!("a non-realtime generator never waits"),
             }
@@ -278,6 +292,27 @@ mod tests {
             })
             .count();
         assert!((400..600).contains(&late), "{late} late events of 5000");
+    }
+
+    #[test]
+    fn future_fraction_stamps_ahead_of_ingestion() {
+        let start = Instant::now();
+        let config = GeneratorConfig {
+            future_fraction: 0.2,
+            ..config()
+        };
+        let mut g = Generator::new(config, start).unwrap();
+        let Poll::Ready(batch) = g.poll(start) else {
+            panic!("expected events");
+        };
+        let ahead = batch
+            .iter()
+            .filter(|r| r.value["ts"].as_i64().unwrap() - r.ingest_ms == 3_600_000)
+            .count();
+        assert!((150..260).contains(&ahead), "{ahead} of {}", batch.len());
+        assert!(batch
+            .iter()
+            .all(|r| r.value["ts"].as_i64().unwrap() <= r.ingest_ms + 3_600_000));
     }
 
     #[test]
