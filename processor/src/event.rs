@@ -47,6 +47,35 @@ pub enum Invalid {
     },
     #[error("field {field:?} needed by aggregation {aggregate:?} must be a finite number")]
     NotANumber { field: String, aggregate: String },
+    #[error("field {field:?} needed by aggregation {aggregate:?} is missing")]
+    MissingField { field: String, aggregate: String },
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("partition field {field:?} must be an integer from 0 to {}", .partitions - 1)]
+    BadPartition { field: String, partitions: u32 },
+    #[error("record is {size} bytes, above the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+}
+
+impl Invalid {
+    /// A short fixed name for the kind of problem, for counts and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotAnObject => "not_an_object",
+            Self::MissingKey(_) => "missing_key",
+            Self::KeyWrongType(_) => "key_wrong_type",
+            Self::MissingTime(_) => "missing_time",
+            Self::TimeWrongType { .. } => "time_wrong_type",
+            Self::TimeOutOfRange { .. } => "time_out_of_range",
+            Self::TooFarInFuture { .. } => "future_skew",
+            Self::TooFarInPast { .. } => "past_skew",
+            Self::NotANumber { .. } => "not_a_number",
+            Self::MissingField { .. } => "missing_field",
+            Self::NotJson(_) => "not_json",
+            Self::BadPartition { .. } => "bad_partition",
+            Self::TooLarge { .. } => "too_large",
+        }
+    }
 }
 
 /// Where the key and the time are in a record.
@@ -93,7 +122,8 @@ const MAX_MS: i64 = 253_402_300_799_999;
 /// Smallest: year 0000.
 const MIN_MS: i64 = -62_167_219_200_000;
 
-fn parse_time(value: &Value, field: &str, format: TimeFormat) -> Result<i64, Invalid> {
+/// Reads a time field in `format` as epoch milliseconds.
+pub fn parse_time(value: &Value, field: &str, format: TimeFormat) -> Result<i64, Invalid> {
     let wrong = |expected| Invalid::TimeWrongType {
         field: field.to_string(),
         expected,

@@ -2,26 +2,41 @@
 //! allows but this version does not run yet are refused here, all at once,
 //! with the field that asks for them: never silently ignored.
 
+use std::path::PathBuf;
+
 use eddy_api::{
-    spec::{AggregateOp, LateDataPolicy, SinkSpec},
-    StreamJob,
+    spec::{AggregateOp, AggregationSpec, LateDataPolicy, SinkSpec},
+    HumanDuration, StreamJob,
 };
 
 use crate::{
-    engine::{aggregate::Aggregate, skew::SkewGuard, EngineConfig},
+    engine::{aggregate::Aggregate, skew::SkewGuard, window::Assigner, EngineConfig, WindowKind},
     event::Extractor,
     output::record::JobId,
-    source::generator::GeneratorConfig,
+    source::{file::FileConfig, generator::GeneratorConfig},
 };
+
+/// Longest record a file source accepts.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Which source to run, resolved.
+#[derive(Clone, Debug)]
+pub enum SourcePlan {
+    Generator(GeneratorConfig),
+    File(FileConfig),
+}
 
 /// Everything the run loop needs, resolved.
 #[derive(Clone, Debug)]
 pub struct JobPlan {
     pub id: JobId,
     pub engine: EngineConfig,
+    /// Partitions of the whole job (the hash modulus).
+    pub partition_count: u32,
+    pub memory_budget: u64,
     pub extractor: Extractor,
     pub skew: SkewGuard,
-    pub generator: GeneratorConfig,
+    pub source: SourcePlan,
     pub sinks: Vec<SinkSpec>,
     pub late_policy: LateDataPolicy,
     pub late_output: SinkSpec,
@@ -31,59 +46,32 @@ pub struct JobPlan {
 /// Why a job cannot run here.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("this eddy-processor cannot run the job yet:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    #[error("this eddy-processor cannot run the job:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Unsupported(Vec<String>),
     #[error("{0}")]
     Value(#[from] anyhow::Error),
 }
 
+fn ms(d: &HumanDuration) -> Result<i64, PlanError> {
+    let d = d.parse().map_err(anyhow::Error::from)?;
+    Ok(d.as_millis().min(i64::MAX as u128 / 4) as i64)
+}
+
 /// Plans a job whose spec has passed `eddy_api::validate`. `now_ms` is the
-/// wall-clock start (the generator's first timestamp in realtime mode).
-pub fn plan(job: &StreamJob, now_ms: i64) -> Result<JobPlan, PlanError> {
+/// wall-clock start (the generator's first timestamp in realtime mode);
+/// `owned` the partitions this processor runs (all when `None`).
+pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<JobPlan, PlanError> {
     let spec = &job.spec;
     let mut unsupported = Vec::new();
     let mut refuse = |path: &str, what: &str| {
         unsupported.push(format!("{path}: {what} is not supported yet"));
     };
-
     for kind in spec.source.kinds_set() {
-        if kind != "generator" {
+        if kind != "generator" && kind != "file" {
             refuse(
                 &format!("spec.source.{kind}"),
                 &format!("the {kind} source"),
             );
-        }
-    }
-    for kind in spec.window.kinds_set() {
-        if kind != "tumbling" {
-            refuse(
-                &format!("spec.window.{kind}"),
-                &format!("a {kind} window (use tumbling)"),
-            );
-        }
-    }
-    let lateness = spec.allowed_lateness.parse().map_err(anyhow::Error::from)?;
-    if !lateness.is_zero() {
-        refuse(
-            "spec.allowedLateness",
-            "allowed lateness above 0 (late results with revisions)",
-        );
-    }
-    let mut aggregates = Vec::new();
-    for (i, a) in spec.aggregations.iter().enumerate() {
-        let name = a.output_name();
-        match (a.op, &a.field) {
-            (AggregateOp::Count, _) => aggregates.push((name, Aggregate::Count)),
-            (AggregateOp::Sum, Some(field)) => aggregates.push((
-                name,
-                Aggregate::Sum {
-                    field: field.clone(),
-                },
-            )),
-            (op, _) => refuse(
-                &format!("spec.aggregations[{i}].op"),
-                &format!("{} (use count or sum)", op.as_str()),
-            ),
         }
     }
     let outputs = spec
@@ -105,60 +93,124 @@ pub fn plan(job: &StreamJob, now_ms: i64) -> Result<JobPlan, PlanError> {
     if spec.hot_keys.two_phase {
         refuse("spec.hotKeys.twoPhase", "two-phase aggregation");
     }
-    let Some(generator) = &spec.source.generator else {
-        return Err(PlanError::Unsupported(unsupported));
-    };
+    let owned = owned.unwrap_or_else(|| (0..spec.partitions).collect());
+    if let Some(p) = owned.iter().find(|p| **p >= spec.partitions) {
+        unsupported.push(format!(
+            "--partitions: partition {p} does not exist (the job has {})",
+            spec.partitions
+        ));
+    }
     if !unsupported.is_empty() {
         return Err(PlanError::Unsupported(unsupported));
     }
 
     let t = &spec.event_time;
-    let ms = |d: std::time::Duration| d.as_millis().min(i64::MAX as u128) as i64;
-    let window = spec
-        .window
-        .tumbling
-        .as_ref()
-        .map(|w| w.size.parse())
-        .transpose()
-        .map_err(anyhow::Error::from)?
-        .unwrap_or_default();
+    let source = if let Some(g) = &spec.source.generator {
+        SourcePlan::Generator(GeneratorConfig::from_spec(
+            g,
+            &spec.key_field,
+            &t.field,
+            t.format,
+            now_ms,
+        )?)
+    } else if let Some(f) = &spec.source.file {
+        SourcePlan::File(FileConfig {
+            paths: f.paths.iter().map(PathBuf::from).collect(),
+            partition_field: f.partition_field.clone(),
+            ingestion_time_field: f.ingestion_time_field.clone(),
+            time_format: t.format,
+            partitions: spec.partitions,
+            max_record_bytes: MAX_RECORD_BYTES,
+        })
+    } else {
+        return Err(PlanError::Unsupported(vec![
+            "spec.source: no source set".into()
+        ]));
+    };
+    let memory_budget = spec
+        .state
+        .memory_budget
+        .parse()
+        .map_err(anyhow::Error::from)?;
     Ok(JobPlan {
         id: JobId {
             namespace: job.metadata.namespace.clone().unwrap_or_default(),
             name: job.metadata.name.clone().unwrap_or_else(|| "job".into()),
         },
         engine: EngineConfig {
-            partitions: spec.partitions,
-            window_size_ms: ms(window).max(1),
-            max_out_of_orderness_ms: ms(t
-                .max_out_of_orderness
-                .parse()
-                .map_err(anyhow::Error::from)?),
-            aggregates,
+            partitions: owned,
+            windows: windows(job)?,
+            max_out_of_orderness_ms: ms(&t.max_out_of_orderness)?,
+            idle_timeout_ms: ms(&t.idle_timeout)?,
+            allowed_lateness_ms: ms(&spec.allowed_lateness)?,
+            aggregates: spec.aggregations.iter().map(aggregate).collect(),
+            state_ttl_ms: ms(&spec.state.ttl)?,
+            top_k: spec.hot_keys.top_k as usize,
+            hot_key_span_ms: 60_000,
+            cache_keys: EngineConfig::cache_keys_for_budget(memory_budget),
+            flush_every_events: 100_000,
         },
+        partition_count: spec.partitions,
+        memory_budget,
         extractor: Extractor {
             key_field: spec.key_field.clone(),
             time_field: t.field.clone(),
             format: t.format,
         },
         skew: SkewGuard {
-            max_future_ms: ms(t.max_future_skew.parse().map_err(anyhow::Error::from)?),
-            max_past_ms: match &t.max_past_skew {
-                Some(d) => Some(ms(d.parse().map_err(anyhow::Error::from)?)),
-                None => None,
-            },
+            max_future_ms: ms(&t.max_future_skew)?,
+            max_past_ms: t.max_past_skew.as_ref().map(ms).transpose()?,
             policy: t.skew_policy,
         },
-        generator: GeneratorConfig::from_spec(
-            generator,
-            &spec.key_field,
-            &t.field,
-            t.format,
-            now_ms,
-        )?,
+        source,
         sinks: spec.sinks.clone(),
         late_policy: spec.late_data,
         late_output: spec.late_output.clone(),
         invalid_output: spec.invalid_output.clone(),
     })
+}
+
+fn windows(job: &StreamJob) -> Result<WindowKind, PlanError> {
+    let w = &job.spec.window;
+    if let Some(t) = &w.tumbling {
+        return Ok(WindowKind::Fixed(Assigner::Tumbling { size: ms(&t.size)? }));
+    }
+    if let Some(s) = &w.sliding {
+        return Ok(WindowKind::Fixed(Assigner::Sliding {
+            size: ms(&s.size)?,
+            slide: ms(&s.slide)?,
+        }));
+    }
+    if let Some(s) = &w.session {
+        return Ok(WindowKind::Session {
+            gap: ms(&s.gap)?,
+            max_length: ms(&s.max_length)?,
+        });
+    }
+    if let Some(c) = &w.calendar {
+        let tz = jiff::tz::TimeZone::get(&c.time_zone).map_err(anyhow::Error::from)?;
+        return Ok(WindowKind::Fixed(Assigner::Calendar { unit: c.unit, tz }));
+    }
+    Err(PlanError::Unsupported(vec![
+        "spec.window: no window set".into()
+    ]))
+}
+
+fn aggregate(a: &AggregationSpec) -> (String, Aggregate) {
+    let field = a.field.clone().unwrap_or_default();
+    let agg = match a.op {
+        AggregateOp::Count => Aggregate::Count,
+        AggregateOp::Sum => Aggregate::Sum { field },
+        AggregateOp::Min => Aggregate::Min { field },
+        AggregateOp::Max => Aggregate::Max { field },
+        AggregateOp::Avg => Aggregate::Avg { field },
+        AggregateOp::First => Aggregate::First { field },
+        AggregateOp::Last => Aggregate::Last { field },
+        AggregateOp::DistinctCount => Aggregate::DistinctCount { field },
+        AggregateOp::Quantile => Aggregate::Quantile {
+            field,
+            q: a.quantile.unwrap_or(0.5),
+        },
+    };
+    (a.output_name(), agg)
 }

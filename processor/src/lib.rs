@@ -12,3 +12,4 @@ pub mod output;
 pub mod progress;
 pub mod run;
 pub mod source;
+pub mod state;

@@ -29,6 +29,14 @@ enum Command {
     Run {
         /// Path of the StreamJob YAML file.
         file: PathBuf,
+        /// Directory for RocksDB state. Emptied at start (state is restored
+        /// from checkpoints, not reused). Defaults to a temporary directory
+        /// removed at exit.
+        #[arg(long, env = "EDDY_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Partitions this processor owns, comma separated (default: all).
+        #[arg(long, env = "EDDY_PARTITIONS", value_delimiter = ',')]
+        partitions: Option<Vec<u32>>,
     },
     /// Check a StreamJob manifest and list every problem with it.
     Validate {
@@ -55,7 +63,11 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { file } => run_file(&file),
+        Command::Run {
+            file,
+            state_dir,
+            partitions,
+        } => run_file(&file, state_dir, partitions),
     }
 }
 
@@ -70,7 +82,7 @@ fn read_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
     })
 }
 
-fn run_file(file: &Path) -> ExitCode {
+fn run_file(file: &Path, state_dir: Option<PathBuf>, partitions: Option<Vec<u32>>) -> ExitCode {
     let job = match read_job(file) {
         Ok(job) => job,
         Err(code) => return code,
@@ -78,7 +90,7 @@ fn run_file(file: &Path) -> ExitCode {
     let now_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let plan = match job::plan(&job, now_ms) {
+    let plan = match job::plan(&job, now_ms, partitions) {
         Ok(plan) => plan,
         Err(e @ PlanError::Unsupported(_)) => {
             eprintln!("error: {}: {e}", file.display());
@@ -96,6 +108,13 @@ fn run_file(file: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (state_dir, _temp) = match prepare_state_dir(state_dir) {
+        Ok(dirs) => dirs,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     runtime.block_on(async move {
         let outputs = match Outputs::open(&plan) {
             Ok(outputs) => outputs,
@@ -105,8 +124,9 @@ fn run_file(file: &Path) -> ExitCode {
             }
         };
         eprintln!(
-            "running job {:?}: state in memory (checkpoints are not taken by this version); Ctrl-C stops",
-            plan.id.name
+            "running job {:?}: state in {} (checkpoints are not taken by this version); Ctrl-C stops",
+            plan.id.name,
+            state_dir.display()
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -117,12 +137,26 @@ fn run_file(file: &Path) -> ExitCode {
             eprintln!("exiting at once: second signal");
             std::process::exit(130);
         });
-        match run::run(plan, outputs, stop_rx, |line| eprintln!("{line}")).await {
+        match run::run(plan, &state_dir, outputs, stop_rx, |line| eprintln!("{line}")).await {
             Ok(report) => {
                 let outcome = match report.ending {
                     Ending::Finished => "finished",
                     Ending::Stopped => "stopped",
                 };
+                for p in &report.partitions {
+                    eprintln!("{}", p.line());
+                }
+                if !report.invalid_by_kind.is_empty() {
+                    let kinds: Vec<String> = report
+                        .invalid_by_kind
+                        .iter()
+                        .map(|(k, n)| format!("{k} {n}"))
+                        .collect();
+                    eprintln!("invalid by reason: {}", kinds.join(", "));
+                }
+                if report.expired_windows > 0 {
+                    eprintln!("state TTL expired {} windows before they fired", report.expired_windows);
+                }
                 eprintln!(
                     "{}",
                     progress::summary(outcome, report.elapsed, &report.counters, report.open_windows)
@@ -135,6 +169,24 @@ fn run_file(file: &Path) -> ExitCode {
             }
         }
     })
+}
+
+/// The state directory to use, emptied; and the temporary directory that
+/// owns it when none was given (removed when dropped).
+fn prepare_state_dir(dir: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match dir {
+        Some(dir) => {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            std::fs::create_dir_all(&dir)?;
+            Ok((dir, None))
+        }
+        None => {
+            let temp = tempfile::Builder::new().prefix("eddy-state-").tempdir()?;
+            Ok((temp.path().to_path_buf(), Some(temp)))
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM (what Kubernetes sends a pod).

@@ -17,6 +17,8 @@ pub struct Counters {
     pub invalid: u64,
     /// Results written.
     pub windows_emitted: u64,
+    /// Records of partitions other processors own.
+    pub not_owned: u64,
 }
 
 /// The progress line, e.g.
@@ -60,6 +62,7 @@ mod tests {
             late: 1,
             invalid: 1,
             windows_emitted: 4,
+            not_owned: 0,
         };
         assert_eq!(
             line(1234.4, 1_767_225_660_000, &c),

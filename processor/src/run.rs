@@ -1,17 +1,23 @@
-//! The run loop: source → extraction → skew guard → engine → sinks, with a
-//! progress line every second, until the source ends or a stop is asked.
+//! The run loop: source → extraction → partition → skew guard → engine →
+//! sinks, with a progress line every second, until the source ends or a
+//! stop is asked.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    time::{Duration, Instant},
+};
 
-use eddy_api::spec::LateDataPolicy;
+use eddy_api::spec::{LateDataPolicy, SkewPolicy};
 use tokio::sync::watch;
 
 use crate::{
-    engine::{Engine, Outcome, WindowResult},
-    job::JobPlan,
+    engine::{partition_of, Engine, Outcome, WindowResult},
+    job::{JobPlan, SourcePlan},
     output::{record, sink::LineSink},
     progress::{self, Counters},
-    source::{generator::Generator, Poll, SourceRecord},
+    source::{file::FileReader, generator::Generator, Payload, Poll, Source, SourceRecord},
+    state::StateStore,
 };
 
 /// Where everything goes.
@@ -62,23 +68,81 @@ pub enum Ending {
 pub struct Report {
     pub ending: Ending,
     pub counters: Counters,
+    /// Invalid records by kind of problem.
+    pub invalid_by_kind: BTreeMap<&'static str, u64>,
     pub open_windows: usize,
+    pub expired_windows: u64,
     pub elapsed: Duration,
+    pub partitions: Vec<PartitionReport>,
 }
 
-/// Runs a planned job until its source ends or `stop` turns true. Progress
-/// lines go to `progress_out` once a second.
+/// Per-partition figures at the end of a run.
+#[derive(Debug)]
+pub struct PartitionReport {
+    pub partition: u32,
+    pub accepted: u64,
+    pub late: u64,
+    pub late_updates: u64,
+    pub invalid: u64,
+    pub lateness_p50_ms: Option<f64>,
+    pub lateness_p99_ms: Option<f64>,
+    pub state_bytes: u64,
+    pub max_ahead_ms: i64,
+    pub skew_rejected: u64,
+    pub skew_clamped: u64,
+    /// Heaviest keys with their share of the partition's recent events.
+    pub hot_keys: Vec<(String, f64)>,
+}
+
+impl PartitionReport {
+    /// One line for humans.
+    pub fn line(&self) -> String {
+        let q = |v: Option<f64>| {
+            v.map_or("-".into(), |ms| {
+                humantime::format_duration(Duration::from_millis(ms.round() as u64)).to_string()
+            })
+        };
+        let hot: Vec<String> = self
+            .hot_keys
+            .iter()
+            .map(|(k, share)| format!("{k} {:.0}%", share * 100.0))
+            .collect();
+        format!(
+            "partition {}: {} events, {} late (lateness p50 {}, p99 {}), {} revised by late events, {} invalid, state {} bytes, hot keys: {}",
+            self.partition,
+            self.accepted,
+            self.late,
+            q(self.lateness_p50_ms),
+            q(self.lateness_p99_ms),
+            self.late_updates,
+            self.invalid,
+            self.state_bytes,
+            if hot.is_empty() { "-".into() } else { hot.join(", ") },
+        )
+    }
+}
+
+/// Runs a planned job with its state in `state_dir` until its source ends
+/// or `stop` turns true. Progress lines go to `progress_out` once a second.
 pub async fn run(
     plan: JobPlan,
+    state_dir: &Path,
     mut outputs: Outputs,
     mut stop: watch::Receiver<bool>,
     mut progress_out: impl FnMut(&str),
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let mut source = Generator::new(plan.generator.clone(), started)?;
+    let mut source = match &plan.source {
+        SourcePlan::Generator(g) => {
+            Source::Generator(Box::new(Generator::new(g.clone(), started)?))
+        }
+        SourcePlan::File(f) => Source::File(FileReader::open(f.clone())?),
+    };
+    let store = StateStore::open(state_dir, &plan.engine.partitions, plan.memory_budget)?;
     let mut job = Job {
-        engine: Engine::new(plan.engine.clone()),
+        engine: Engine::new(plan.engine.clone(), store),
         counters: Counters::default(),
+        invalid_by_kind: BTreeMap::new(),
         fired: Vec::new(),
         plan,
     };
@@ -87,21 +151,26 @@ pub async fn run(
         if *stop.borrow() {
             break Ending::Stopped;
         }
-        match source.poll(Instant::now()) {
+        match source.poll(Instant::now())? {
             Poll::Ready(batch) => {
-                job.take(batch, &mut outputs)?;
-                job.engine.fire(&mut job.fired);
+                job.take(batch.records, &mut outputs)?;
+                for partition in batch.finished {
+                    job.engine.finish_partition(partition);
+                }
+                job.engine.advance(source.clock(), &mut job.fired)?;
                 job.emit(&mut outputs)?;
                 tokio::task::yield_now().await;
             }
             Poll::Pending(at) => {
+                job.engine.advance(source.clock(), &mut job.fired)?;
+                job.emit(&mut outputs)?;
                 tokio::select! {
                     _ = tokio::time::sleep_until(at.min(tick.next).into()) => {}
                     _ = stop.changed() => {}
                 }
             }
             Poll::End => {
-                job.engine.fire_all(&mut job.fired);
+                job.engine.finish(&mut job.fired)?;
                 job.emit(&mut outputs)?;
                 break Ending::Finished;
             }
@@ -112,64 +181,105 @@ pub async fn run(
         }
     };
     outputs.flush()?;
-    Ok(Report {
-        ending,
-        counters: job.counters,
-        open_windows: job.engine.open_windows(),
-        elapsed: started.elapsed(),
-    })
+    job.report(ending, started.elapsed())
 }
 
 struct Job {
     plan: JobPlan,
     engine: Engine,
     counters: Counters,
+    invalid_by_kind: BTreeMap<&'static str, u64>,
     fired: Vec<WindowResult>,
 }
 
 impl Job {
     fn take(&mut self, batch: Vec<SourceRecord>, outputs: &mut Outputs) -> anyhow::Result<()> {
-        let name = self.plan.id.name.as_str();
-        for SourceRecord { value, ingest_ms } in batch {
+        for record in batch {
             self.counters.events += 1;
-            let mut event = match self.plan.extractor.extract(value) {
-                Ok(event) => event,
-                Err((reason, raw)) => {
-                    self.counters.invalid += 1;
-                    let line = record::invalid_line(name, &raw, &reason.to_string());
-                    outputs.invalid.write_line(&line)?;
-                    continue;
+            self.take_one(record, outputs)?;
+        }
+        Ok(())
+    }
+
+    fn take_one(&mut self, record: SourceRecord, outputs: &mut Outputs) -> anyhow::Result<()> {
+        let name = self.plan.id.name.clone();
+        let name = name.as_str();
+        let SourceRecord {
+            payload,
+            ingest_ms,
+            partition,
+        } = record;
+        let value = match payload {
+            Payload::Json(value) => value,
+            Payload::Unreadable { raw, reason } => {
+                self.invalid(reason.kind(), partition);
+                let line = record::unreadable_line(name, &raw, &reason.to_string());
+                return Ok(outputs.invalid.write_line(&line)?);
+            }
+        };
+        let mut event = match self.plan.extractor.extract(value) {
+            Ok(event) => event,
+            Err((reason, value)) => {
+                self.invalid(reason.kind(), partition);
+                let line = record::invalid_line(name, &value, &reason.to_string());
+                return Ok(outputs.invalid.write_line(&line)?);
+            }
+        };
+        let partition =
+            partition.unwrap_or_else(|| partition_of(&event.key, self.plan.partition_count));
+        if !self.engine.owns(partition) {
+            self.counters.not_owned += 1;
+            return Ok(());
+        }
+        match self.plan.skew.check(event.time_ms, ingest_ms) {
+            Ok(time_ms) => {
+                let clamped = time_ms != event.time_ms;
+                self.engine
+                    .record_skew(partition, event.time_ms, ingest_ms, clamped);
+                event.time_ms = time_ms;
+            }
+            Err(reason) => {
+                self.engine
+                    .record_skew_rejected(partition, event.time_ms, ingest_ms);
+                self.counters.invalid += 1;
+                *self.invalid_by_kind.entry(reason.kind()).or_default() += 1;
+                let line = record::invalid_line(name, &event.record, &reason.to_string());
+                return Ok(outputs.invalid.write_line(&line)?);
+            }
+        }
+        debug_assert!(
+            self.plan.skew.policy == SkewPolicy::Clamp
+                || event.time_ms <= ingest_ms + self.plan.skew.max_future_ms
+        );
+        match self.engine.process(partition, &event, ingest_ms)? {
+            Outcome::Accepted => self.counters.accepted += 1,
+            Outcome::Late {
+                lateness_ms,
+                watermark,
+            } => {
+                self.counters.late += 1;
+                if self.plan.late_policy == LateDataPolicy::Output {
+                    let line = record::late_line(name, &event.record, lateness_ms, watermark);
+                    outputs.late.write_line(&line)?;
                 }
-            };
-            event.time_ms = match self.plan.skew.check(event.time_ms, ingest_ms) {
-                Ok(time_ms) => time_ms,
-                Err(reason) => {
-                    self.counters.invalid += 1;
-                    let line = record::invalid_line(name, &event.record, &reason.to_string());
-                    outputs.invalid.write_line(&line)?;
-                    continue;
-                }
-            };
-            match self.engine.process(&event) {
-                Outcome::Accepted => self.counters.accepted += 1,
-                Outcome::Late {
-                    lateness_ms,
-                    watermark,
-                } => {
-                    self.counters.late += 1;
-                    if self.plan.late_policy == LateDataPolicy::Output {
-                        let line = record::late_line(name, &event.record, lateness_ms, watermark);
-                        outputs.late.write_line(&line)?;
-                    }
-                }
-                Outcome::Invalid(reason) => {
-                    self.counters.invalid += 1;
-                    let line = record::invalid_line(name, &event.record, &reason.to_string());
-                    outputs.invalid.write_line(&line)?;
-                }
+            }
+            Outcome::Invalid(reason) => {
+                self.counters.invalid += 1;
+                *self.invalid_by_kind.entry(reason.kind()).or_default() += 1;
+                let line = record::invalid_line(name, &event.record, &reason.to_string());
+                outputs.invalid.write_line(&line)?;
             }
         }
         Ok(())
+    }
+
+    /// Counts an invalid record the engine never saw.
+    fn invalid(&mut self, kind: &'static str, partition: Option<u32>) {
+        self.counters.invalid += 1;
+        *self.invalid_by_kind.entry(kind).or_default() += 1;
+        if let Some(p) = partition {
+            self.engine.record_invalid(p);
+        }
     }
 
     fn emit(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
@@ -182,6 +292,42 @@ impl Job {
             self.counters.windows_emitted += 1;
         }
         Ok(())
+    }
+
+    fn report(mut self, ending: Ending, elapsed: Duration) -> anyhow::Result<Report> {
+        let sizes: BTreeMap<u32, u64> = self.engine.state_sizes()?.into_iter().collect();
+        let partitions = self
+            .engine
+            .stats()
+            .iter()
+            .map(|s| PartitionReport {
+                partition: s.partition,
+                accepted: s.accepted,
+                late: s.late,
+                late_updates: s.late_updates,
+                invalid: s.invalid,
+                lateness_p50_ms: s.lateness_quantile(0.5),
+                lateness_p99_ms: s.lateness_quantile(0.99),
+                state_bytes: sizes.get(&s.partition).copied().unwrap_or(0),
+                max_ahead_ms: s.skew.max_ahead_ms,
+                skew_rejected: s.skew.rejected,
+                skew_clamped: s.skew.clamped,
+                hot_keys: s
+                    .hot_keys(3)
+                    .into_iter()
+                    .map(|h| (h.key, h.share))
+                    .collect(),
+            })
+            .collect();
+        Ok(Report {
+            ending,
+            counters: self.counters,
+            invalid_by_kind: self.invalid_by_kind,
+            open_windows: self.engine.open_windows(),
+            expired_windows: self.engine.counters().expired_windows,
+            elapsed,
+            partitions,
+        })
     }
 }
 

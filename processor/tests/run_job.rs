@@ -149,9 +149,10 @@ fn every_event_is_counted_once_or_reported_late() {
     assert_eq!(counted + late.len() as u64, 50_000);
     for l in &late {
         assert_eq!(l["reason"], "late");
-        // Stamped 30 s back against a watermark trailing by 1 s + jitter.
+        // Stamped 30 s back against the processor watermark: the slowest
+        // partition's, trailing by 1 s, the jitter, and its sparser keys.
         let lateness = l["latenessMs"].as_i64().unwrap();
-        assert!((27_000..=31_000).contains(&lateness), "{l}");
+        assert!((20_000..=31_000).contains(&lateness), "{l}");
         assert!(l["event"]["user"].as_str().unwrap().starts_with("key-"));
     }
     assert!(stderr(&out).contains(&format!("{} late, 0 invalid", late.len())));
@@ -161,6 +162,7 @@ fn every_event_is_counted_once_or_reported_late() {
 fn late_events_are_dropped_but_counted_by_default() {
     let spec = "  source:
     generator: {count: 5000, rate: 100, keys: 3, lateFraction: 0.05}
+  partitions: 1
   keyField: user
   eventTime: {field: ts}
   window: {tumbling: {size: 10s}}";
@@ -181,6 +183,7 @@ fn future_timestamps_are_rejected_or_clamped_per_policy() {
         format!(
             "  source:
     generator: {{count: 2000, rate: 100, keys: 2, futureFraction: 0.1, futureBy: 1h}}
+  partitions: 1
   keyField: user
   eventTime: {{field: ts, format: epochMillis, maxFutureSkew: 5m, skewPolicy: {policy}}}
   window: {{tumbling: {{size: 1m}}}}
@@ -290,14 +293,13 @@ fn features_not_run_yet_are_refused_by_name() {
   keyField: user
   eventTime: {field: ts}
   window: {session: {gap: 5m}}
-  aggregations: [{op: distinctCount, field: user}]";
+  hotKeys: {twoPhase: true}";
     let out = Job::new(spec).run();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     for expected in [
         "spec.source.kafka: the kafka source is not supported yet",
-        "spec.window.session: a session window (use tumbling) is not supported yet",
-        "spec.aggregations[0].op: distinctCount (use count or sum) is not supported yet",
+        "spec.hotKeys.twoPhase: two-phase aggregation is not supported yet",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
@@ -308,7 +310,7 @@ fn an_endless_realtime_job_prints_progress_and_stops_on_ctrl_c() {
     let spec = "  source:
     generator: {rate: 2000, realtime: true, keys: 10}
   keyField: user
-  eventTime: {field: ts, maxOutOfOrderness: 100ms}
+  eventTime: {field: ts, maxOutOfOrderness: 100ms, idleTimeout: 300ms}
   window: {tumbling: {size: 200ms}}";
     let job = Job::new(spec);
     let mut child = Command::new(BIN)

@@ -144,6 +144,12 @@ pub struct FileSource {
     /// that interleave several partitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_field: Option<String>,
+    /// Name of a field holding each record's ingestion time (in the job's
+    /// event-time format), for replaying a recording exactly: clock-skew
+    /// checks and partition idleness then follow the recorded clock instead
+    /// of the wall clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingestion_time_field: Option<String>,
 }
 
 /// A Kafka topic. Partitions are assigned by the job (not by a consumer

@@ -28,6 +28,20 @@ pub(super) fn check(spec: &StreamJobSpec, p: &mut Problems) {
         }
         if let Some(field) = &f.partition_field {
             p.non_empty("spec.source.file.partitionField", field, "partition");
+        } else if f.paths.len() > spec.partitions as usize {
+            p.add(
+                "spec.source.file.paths",
+                format!(
+                    "{} files are {} partitions (one per file) but spec.partitions is {}; \
+                     raise partitions or set partitionField",
+                    f.paths.len(),
+                    f.paths.len(),
+                    spec.partitions
+                ),
+            );
+        }
+        if let Some(field) = &f.ingestion_time_field {
+            p.non_empty("spec.source.file.ingestionTimeField", field, "ingested_at");
         }
     }
     if let Some(k) = &src.kafka {

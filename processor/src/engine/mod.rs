@@ -1,39 +1,39 @@
 //! The event-time engine: assigns events to keyed windows, keeps their
-//! aggregates, tracks the watermark and fires windows when it passes their
-//! end. Pure and synchronous: sources and sinks live elsewhere.
+//! aggregates in RocksDB behind an in-memory write-back cache, tracks
+//! per-partition watermarks, fires windows when the watermark passes their
+//! end, revises them for late events within the allowed lateness, and
+//! deletes their state afterwards. Synchronous and deterministic: the same
+//! events in the same order give the same results in the same order.
 
 pub mod aggregate;
+mod config;
+pub mod hotkeys;
+mod process;
+pub mod session;
 pub mod skew;
+pub mod stats;
+mod timers;
 pub mod watermark;
 pub mod window;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
-use self::{
-    aggregate::{Accumulator, Aggregate},
-    watermark::BoundedOutOfOrderness,
-    window::{Tumbling, Window},
+pub use self::config::{EngineConfig, WindowKind};
+use self::{stats::PartitionStats, timers::Timers, watermark::Watermarks, window::Window};
+use crate::{
+    event::Invalid,
+    state::{KeyState, StateStore},
 };
-use crate::event::{Event, Invalid};
-
-/// What the engine needs to know about a job.
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    pub partitions: u32,
-    pub window_size_ms: i64,
-    pub max_out_of_orderness_ms: i64,
-    /// Output name and function of each aggregate, in result order.
-    pub aggregates: Vec<(String, Aggregate)>,
-}
 
 /// What happened to one event.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
+    /// It updated at least one window.
     Accepted,
-    /// Its window had already fired: `lateness_ms` is how far behind the
-    /// watermark its time was.
+    /// Every window it belongs to is past the allowed lateness:
+    /// `lateness_ms` is how far behind the watermark its time was.
     Late {
         lateness_ms: i64,
         watermark: i64,
@@ -41,31 +41,50 @@ pub enum Outcome {
     Invalid(Invalid),
 }
 
-/// A fired window.
+/// A result: one revision of a key's window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowResult {
     pub partition: u32,
     pub key: String,
     pub window: Window,
     pub aggregates: Vec<(String, Value)>,
+    /// 1 for the first result of the window, higher for each revision.
     pub revision: u32,
     /// No further revision of this result will follow.
     pub is_final: bool,
 }
 
-struct OpenWindow {
-    partition: u32,
-    window: Window,
-    accumulators: Vec<Accumulator>,
+/// Counters over all partitions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// Windows dropped by the state TTL before they could fire.
+    pub expired_windows: u64,
+    /// Write-backs of the cache to RocksDB.
+    pub flushes: u64,
+}
+
+/// A key's state held in memory.
+struct Cached {
+    state: KeyState,
+    dirty: bool,
 }
 
 pub struct Engine {
     config: EngineConfig,
-    windows: Tumbling,
-    watermark: BoundedOutOfOrderness,
-    /// Open windows ordered by (end, key): firing pops from the front, so
-    /// results come out in a deterministic order.
-    open: BTreeMap<(i64, String), OpenWindow>,
+    store: StateStore,
+    /// Partition number → slot in `stats` and the watermarks.
+    slots: HashMap<u32, usize>,
+    /// Per slot: keys held in memory.
+    cache: Vec<HashMap<String, Cached>>,
+    cached_keys: usize,
+    timers: Timers,
+    watermarks: Watermarks,
+    stats: Vec<PartitionStats>,
+    counters: EngineCounters,
+    /// Source clock: the latest ingestion time seen (ms).
+    clock: i64,
+    events_since_flush: u64,
+    scratch: Vec<Window>,
 }
 
 /// The stable partition of a key: xxh3 of its bytes modulo the partition
@@ -75,91 +94,163 @@ pub fn partition_of(key: &str, partitions: u32) -> u32 {
 }
 
 impl Engine {
-    pub fn new(config: EngineConfig) -> Self {
+    /// An engine over an empty store.
+    pub fn new(config: EngineConfig, store: StateStore) -> Self {
+        let slots = config
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| (*p, slot))
+            .collect();
+        let stats = config
+            .partitions
+            .iter()
+            .map(|p| PartitionStats::new(*p, config.top_k, config.hot_key_span_ms))
+            .collect();
         Self {
-            windows: Tumbling::new(config.window_size_ms),
-            watermark: BoundedOutOfOrderness::new(config.max_out_of_orderness_ms),
-            open: BTreeMap::new(),
+            watermarks: Watermarks::new(
+                config.partitions.len(),
+                config.max_out_of_orderness_ms,
+                config.idle_timeout_ms,
+            ),
+            slots,
+            cache: (0..config.partitions.len())
+                .map(|_| HashMap::new())
+                .collect(),
+            cached_keys: 0,
+            timers: Timers::default(),
+            stats,
+            counters: EngineCounters::default(),
+            clock: i64::MIN,
+            events_since_flush: 0,
+            scratch: Vec::new(),
+            store,
             config,
         }
     }
 
+    /// Whether this engine owns `partition`.
+    pub fn owns(&self, partition: u32) -> bool {
+        self.slots.contains_key(&partition)
+    }
+
+    /// The processor watermark as of the last [`Engine::advance`].
     pub fn watermark(&self) -> i64 {
-        self.watermark.current()
+        self.watermarks.current()
     }
 
+    /// A partition's own watermark.
+    pub fn partition_watermark(&self, partition: u32) -> Option<i64> {
+        self.slots
+            .get(&partition)
+            .map(|s| self.watermarks.partition(*s))
+    }
+
+    /// Windows waiting for the watermark.
     pub fn open_windows(&self) -> usize {
-        self.open.len()
+        self.timers.pending_fires()
     }
 
-    /// Adds one event to its window.
-    pub fn process(&mut self, event: &Event) -> Outcome {
-        let window = self.windows.assign(event.time_ms);
-        let watermark = self.watermark.current();
-        if window.end <= watermark {
-            return Outcome::Late {
-                lateness_ms: watermark - event.time_ms,
-                watermark,
-            };
+    pub fn stats(&self) -> &[PartitionStats] {
+        &self.stats
+    }
+
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// Counts a record of `partition` that never reached a window.
+    pub fn record_invalid(&mut self, partition: u32) {
+        if let Some(slot) = self.slots.get(&partition) {
+            self.stats[*slot].invalid += 1;
         }
-        let mut inputs = Vec::with_capacity(self.config.aggregates.len());
-        for (name, aggregate) in &self.config.aggregates {
-            match aggregate.input(&event.record, name) {
-                Ok(input) => inputs.push(input),
-                Err(reason) => return Outcome::Invalid(reason),
+    }
+
+    /// Records skew between an event's time and its ingestion.
+    pub fn record_skew(&mut self, partition: u32, time_ms: i64, ingest_ms: i64, clamped: bool) {
+        if let Some(slot) = self.slots.get(&partition) {
+            let s = &mut self.stats[*slot];
+            s.record_skew(time_ms, ingest_ms);
+            if clamped {
+                s.skew.clamped += 1;
             }
         }
-        let aggregates = &self.config.aggregates;
-        let partitions = self.config.partitions;
-        let open = self
-            .open
-            .entry((window.end, event.key.clone()))
-            .or_insert_with(|| OpenWindow {
-                partition: partition_of(&event.key, partitions),
-                window,
-                accumulators: aggregates.iter().map(|(_, a)| a.empty()).collect(),
+    }
+
+    /// Counts an event rejected for clock skew.
+    pub fn record_skew_rejected(&mut self, partition: u32, time_ms: i64, ingest_ms: i64) {
+        if let Some(slot) = self.slots.get(&partition) {
+            let s = &mut self.stats[*slot];
+            s.record_skew(time_ms, ingest_ms);
+            s.skew.rejected += 1;
+            s.invalid += 1;
+        }
+    }
+
+    /// The input of partition `partition` has ended.
+    pub fn finish_partition(&mut self, partition: u32) {
+        if let Some(slot) = self.slots.get(&partition) {
+            self.watermarks.finish(*slot);
+        }
+    }
+
+    /// Writes every changed key back to RocksDB.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        let partitions = &self.config.partitions;
+        let updates = self.cache.iter().enumerate().flat_map(|(slot, keys)| {
+            keys.iter().filter(|(_, c)| c.dirty).map(move |(key, c)| {
+                let state = (!c.state.windows.is_empty()).then_some(&c.state);
+                (partitions[slot], key.as_str(), state)
+            })
+        });
+        self.store.write(updates)?;
+        for keys in &mut self.cache {
+            keys.retain(|_, c| {
+                c.dirty = false;
+                !c.state.windows.is_empty()
             });
-        for (acc, input) in open.accumulators.iter_mut().zip(inputs) {
-            acc.add(input);
         }
-        self.watermark.observe(event.time_ms);
-        Outcome::Accepted
+        self.cached_keys = self.cache.iter().map(HashMap::len).sum();
+        self.events_since_flush = 0;
+        self.counters.flushes += 1;
+        Ok(())
     }
 
-    /// Fires every window the watermark has passed, in (end, key) order.
-    pub fn fire(&mut self, out: &mut Vec<WindowResult>) {
-        let watermark = self.watermark.current();
-        while let Some(entry) = self.open.first_entry() {
-            if entry.key().0 > watermark {
-                break;
+    /// State size per partition in bytes, after writing the cache back.
+    pub fn state_sizes(&mut self) -> anyhow::Result<Vec<(u32, u64)>> {
+        self.flush()?;
+        self.store.flush_memtables()?;
+        self.config
+            .partitions
+            .iter()
+            .map(|p| Ok((*p, self.store.size_bytes(*p)?)))
+            .collect()
+    }
+
+    /// The key's state, loaded into the cache when needed.
+    fn state_mut(&mut self, slot: usize, key: &str) -> anyhow::Result<&mut Cached> {
+        if !self.cache[slot].contains_key(key) {
+            if self.cached_keys >= self.config.cache_keys {
+                self.flush()?;
+                self.cache.iter_mut().for_each(HashMap::clear);
+                self.cached_keys = 0;
             }
-            let ((_, key), open) = entry.remove_entry();
-            out.push(self.result(key, open));
+            let partition = self.config.partitions[slot];
+            let state = self.store.get(partition, key)?.unwrap_or_default();
+            self.cache[slot].insert(
+                key.to_string(),
+                Cached {
+                    state,
+                    dirty: false,
+                },
+            );
+            self.cached_keys += 1;
         }
-    }
-
-    /// Fires every open window: the input has ended, nothing more will come.
-    pub fn fire_all(&mut self, out: &mut Vec<WindowResult>) {
-        while let Some(((_, key), open)) = self.open.pop_first() {
-            out.push(self.result(key, open));
-        }
-    }
-
-    fn result(&self, key: String, open: OpenWindow) -> WindowResult {
-        WindowResult {
-            partition: open.partition,
-            key,
-            window: open.window,
-            aggregates: self
-                .config
-                .aggregates
-                .iter()
-                .zip(&open.accumulators)
-                .map(|((name, _), acc)| (name.clone(), acc.to_json()))
-                .collect(),
-            revision: 1,
-            is_final: true,
-        }
+        Ok(self.cache[slot].get_mut(key).expect("inserted above"))
     }
 }
 

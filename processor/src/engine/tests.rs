@@ -1,14 +1,24 @@
-//! Engine behaviour on small hand-written inputs.
+//! Engine behaviour on small hand-written inputs, one test per behaviour.
 
-use serde_json::json;
+use jiff::tz::TimeZone;
+use serde_json::{json, Value};
 
-use super::*;
+use super::{aggregate::Aggregate, window::Assigner, *};
+use crate::{event::Event, state::StateStore};
 
-fn engine() -> Engine {
-    Engine::new(EngineConfig {
-        partitions: 4,
-        window_size_ms: 10_000,
+struct Harness {
+    engine: Engine,
+    out: Vec<WindowResult>,
+    _dir: tempfile::TempDir,
+}
+
+fn config(windows: WindowKind) -> EngineConfig {
+    EngineConfig {
+        partitions: vec![0],
+        windows,
         max_out_of_orderness_ms: 2_000,
+        idle_timeout_ms: 60_000,
+        allowed_lateness_ms: 0,
         aggregates: vec![
             ("n".into(), Aggregate::Count),
             (
@@ -18,111 +28,336 @@ fn engine() -> Engine {
                 },
             ),
         ],
-    })
-}
-
-fn ev(key: &str, time_ms: i64, amount: f64) -> Event {
-    Event {
-        key: key.into(),
-        time_ms,
-        record: json!({"k": key, "amount": amount}),
+        state_ttl_ms: 86_400_000,
+        top_k: 5,
+        hot_key_span_ms: 60_000,
+        cache_keys: 1_000,
+        flush_every_events: 10_000,
     }
 }
 
-/// (key, start, count, sum) of each result, in output order.
-fn summary(results: &[WindowResult]) -> Vec<(String, i64, Value, Value)> {
-    results
-        .iter()
-        .map(|r| {
-            (
-                r.key.clone(),
-                r.window.start,
-                r.aggregates[0].1.clone(),
-                r.aggregates[1].1.clone(),
-            )
-        })
-        .collect()
+fn tumbling(size: i64) -> WindowKind {
+    WindowKind::Fixed(Assigner::Tumbling { size })
 }
 
-#[test]
-fn out_of_order_within_bound_is_counted_in_its_window() {
-    let mut e = engine();
-    let mut out = Vec::new();
-    for event in [
-        ev("a", 1_000, 1.0),
-        ev("a", 9_000, 2.0),
-        ev("a", 11_000, 4.0),
-    ] {
-        assert_eq!(e.process(&event), Outcome::Accepted);
+impl Harness {
+    fn new(config: EngineConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path(), &config.partitions, 64 << 20).unwrap();
+        Self {
+            engine: Engine::new(config, store),
+            out: Vec::new(),
+            _dir: dir,
+        }
     }
-    e.fire(&mut out);
-    assert!(out.is_empty(), "watermark 9000 must not close [0,10000)");
-    // 8 s old, but the watermark (9000) has not passed the window's end.
-    assert_eq!(e.process(&ev("a", 5_000, 8.0)), Outcome::Accepted);
-    assert_eq!(e.process(&ev("a", 12_500, 1.0)), Outcome::Accepted);
-    e.fire(&mut out);
-    assert_eq!(summary(&out), vec![("a".into(), 0, json!(3), json!(11.0))]);
+
+    /// Sends an event in partition 0, using its time as the ingestion clock,
+    /// then advances the watermark.
+    fn send(&mut self, key: &str, time_ms: i64, amount: f64) -> Outcome {
+        self.send_in(0, key, time_ms, amount, time_ms)
+    }
+
+    fn send_in(
+        &mut self,
+        partition: u32,
+        key: &str,
+        time_ms: i64,
+        amount: f64,
+        clock: i64,
+    ) -> Outcome {
+        let event = Event {
+            key: key.into(),
+            time_ms,
+            record: json!({"amount": amount}),
+        };
+        let outcome = self.engine.process(partition, &event, clock).unwrap();
+        self.engine.advance(clock, &mut self.out).unwrap();
+        outcome
+    }
+
+    fn finish(&mut self) {
+        self.engine.finish(&mut self.out).unwrap();
+    }
+
+    /// (key, start, end, n, total, revision, final) of each result so far.
+    fn results(&mut self) -> Vec<(String, i64, i64, Value, Value, u32, bool)> {
+        self.out
+            .drain(..)
+            .map(|r| {
+                (
+                    r.key,
+                    r.window.start,
+                    r.window.end,
+                    r.aggregates[0].1.clone(),
+                    r.aggregates[1].1.clone(),
+                    r.revision,
+                    r.is_final,
+                )
+            })
+            .collect()
+    }
+}
+
+fn r(
+    key: &str,
+    start: i64,
+    end: i64,
+    n: u64,
+    total: f64,
+    rev: u32,
+    fin: bool,
+) -> (String, i64, i64, Value, Value, u32, bool) {
+    (key.into(), start, end, json!(n), json!(total), rev, fin)
 }
 
 #[test]
-fn event_for_a_fired_window_is_late_with_its_lateness() {
-    let mut e = engine();
-    let mut out = Vec::new();
-    e.process(&ev("a", 1_000, 1.0));
-    e.process(&ev("a", 13_000, 1.0)); // watermark 11000 closes [0,10000)
-    e.fire(&mut out);
-    assert_eq!(out.len(), 1);
+fn out_of_order_within_the_bound_lands_in_its_window() {
+    let mut h = Harness::new(config(tumbling(10_000)));
+    h.send("a", 1_000, 1.0);
+    h.send("a", 11_000, 2.0); // watermark 9 000: [0, 10 000) still open
+    assert_eq!(h.send("a", 9_500, 4.0), Outcome::Accepted);
+    h.send("a", 12_500, 8.0); // watermark 10 500: fires [0, 10 000)
+    assert_eq!(h.results(), vec![r("a", 0, 10_000, 2, 5.0, 1, true)]);
+    h.finish();
+    assert_eq!(h.results(), vec![r("a", 10_000, 20_000, 2, 10.0, 1, true)]);
+}
+
+#[test]
+fn too_late_without_lateness_is_late_with_its_lateness() {
+    let mut h = Harness::new(config(tumbling(10_000)));
+    h.send("a", 1_000, 1.0);
+    h.send("a", 13_000, 1.0); // watermark 11 000
     assert_eq!(
-        e.process(&ev("a", 9_500, 1.0)),
+        h.send("a", 9_000, 1.0),
         Outcome::Late {
-            lateness_ms: 1_500,
+            lateness_ms: 2_000,
             watermark: 11_000
         }
     );
-}
-
-#[test]
-fn windows_fire_in_end_then_key_order() {
-    let mut e = engine();
-    let mut out = Vec::new();
-    for event in [
-        ev("b", 1_000, 1.0),
-        ev("a", 2_000, 1.0),
-        ev("c", 15_000, 1.0),
-        ev("a", 30_000, 1.0),
-    ] {
-        e.process(&event);
-    }
-    e.fire(&mut out);
-    let order: Vec<_> = out
-        .iter()
-        .map(|r| (r.key.as_str(), r.window.start))
-        .collect();
-    assert_eq!(order, vec![("a", 0), ("b", 0), ("c", 10_000)]);
-    out.clear();
-    e.fire_all(&mut out);
-    assert_eq!(
-        summary(&out),
-        vec![("a".into(), 30_000, json!(1), json!(1.0))]
+    let stats = &h.engine.stats()[0];
+    assert_eq!(stats.late, 1);
+    let p50 = stats.lateness_quantile(0.5).unwrap();
+    assert!(
+        (p50 - 2_000.0).abs() <= 20.0,
+        "{p50}: DDSketch is accurate to 1%"
     );
-    assert_eq!(e.open_windows(), 0);
 }
 
 #[test]
-fn bad_aggregate_input_is_invalid_and_leaves_state_untouched() {
-    let mut e = engine();
+fn late_within_lateness_emits_revision_two_then_closes() {
+    let mut c = config(tumbling(10_000));
+    c.allowed_lateness_ms = 5_000;
+    let mut h = Harness::new(c);
+    h.send("a", 1_000, 1.0);
+    h.send("a", 12_000, 1.0); // watermark 10 000: fires rev 1, not final
+    assert_eq!(h.results(), vec![r("a", 0, 10_000, 1, 1.0, 1, false)]);
+    assert_eq!(h.send("a", 9_000, 5.0), Outcome::Accepted); // late, within 5 s
+    assert_eq!(h.results(), vec![r("a", 0, 10_000, 2, 6.0, 2, false)]);
+    // Watermark reaches end + lateness: closing revision, final.
+    h.send("a", 17_000, 1.0);
+    assert_eq!(h.results(), vec![r("a", 0, 10_000, 2, 6.0, 3, true)]);
+    // Now beyond the lateness.
+    assert!(matches!(h.send("a", 9_999, 1.0), Outcome::Late { .. }));
+    assert_eq!(h.engine.stats()[0].late_updates, 1);
+}
+
+#[test]
+fn sliding_windows_each_get_the_event() {
+    let mut h = Harness::new(config(WindowKind::Fixed(Assigner::Sliding {
+        size: 10_000,
+        slide: 5_000,
+    })));
+    h.send("a", 7_000, 1.0);
+    h.send("a", 12_000, 2.0);
+    h.finish();
+    assert_eq!(
+        h.results(),
+        vec![
+            r("a", 0, 10_000, 1, 1.0, 1, true),
+            r("a", 5_000, 15_000, 2, 3.0, 1, true),
+            r("a", 10_000, 20_000, 1, 2.0, 1, true),
+        ]
+    );
+}
+
+#[test]
+fn sessions_merge_across_the_gap_and_split_at_max_length() {
+    let mut h = Harness::new(config(WindowKind::Session {
+        gap: 1_000,
+        max_length: 5_000,
+    }));
+    // Two sessions 1.5 s apart, then an out-of-order event bridging them.
+    h.send("u", 1_000, 1.0);
+    h.send("u", 2_500, 1.0);
+    h.send("u", 1_800, 1.0);
+    // A bot: an event every 500 ms from 10 s to 22 s.
+    for t in (10_000..22_000).step_by(500) {
+        h.send("bot", t, 1.0);
+    }
+    h.finish();
+    let results = h.results();
+    assert_eq!(results[0], r("u", 1_000, 3_500, 3, 3.0, 1, true));
+    let bot: Vec<_> = results
+        .iter()
+        .filter(|x| x.0 == "bot")
+        .map(|x| (x.1, x.2, x.3.clone()))
+        .collect();
+    assert_eq!(
+        bot,
+        vec![
+            (10_000, 15_000, json!(10)),
+            (15_000, 20_000, json!(10)),
+            (20_000, 22_500, json!(4)),
+        ]
+    );
+}
+
+#[test]
+fn calendar_days_in_berlin_have_their_true_length() {
+    let berlin = TimeZone::get("Europe/Berlin").unwrap();
+    let mut h = Harness::new(config(WindowKind::Fixed(Assigner::Calendar {
+        unit: eddy_api::spec::CalendarUnit::Day,
+        tz: berlin,
+    })));
+    let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    h.send("a", t("2026-03-29T00:30:00+01:00"), 1.0);
+    h.send("a", t("2026-03-29T23:30:00+02:00"), 1.0);
+    h.send("a", t("2026-10-25T12:00:00+01:00"), 1.0);
+    h.finish();
+    let lengths: Vec<i64> = h
+        .results()
+        .iter()
+        .map(|x| (x.2 - x.1) / 3_600_000)
+        .collect();
+    assert_eq!(lengths, vec![23, 25]);
+}
+
+#[test]
+fn idle_partition_stops_holding_the_watermark() {
+    let mut c = config(tumbling(10_000));
+    c.partitions = vec![0, 1];
+    c.idle_timeout_ms = 30_000;
+    c.max_out_of_orderness_ms = 0;
+    let mut h = Harness::new(c);
+    h.send_in(1, "b", 1_000, 1.0, 1_000);
+    h.send_in(0, "a", 1_000, 1.0, 1_000);
+    // Partition 1 goes quiet; partition 0 moves to 25 s (clock too).
+    h.send_in(0, "a", 25_000, 1.0, 25_000);
+    assert_eq!(h.engine.watermark(), 1_000, "partition 1 still holds it");
+    h.send_in(0, "a", 35_000, 1.0, 35_000);
+    assert_eq!(h.engine.watermark(), 35_000, "partition 1 idle after 30 s");
+    let fired: Vec<_> = h.results().iter().map(|x| (x.0.clone(), x.1)).collect();
+    assert_eq!(
+        fired,
+        vec![("a".into(), 0), ("b".into(), 0), ("a".into(), 20_000)]
+    );
+}
+
+#[test]
+fn state_of_closed_windows_is_deleted_from_rocksdb() {
+    let mut h = Harness::new(config(tumbling(10_000)));
+    for i in 0..50 {
+        h.send(&format!("k{i}"), 1_000, 1.0);
+    }
+    h.engine.flush().unwrap();
+    assert_eq!(h.engine.store().scan(0).unwrap().len(), 50);
+    // The watermark passes the end of [0, 10 000) for every key but one.
+    h.send("late-key", 15_000, 1.0);
+    h.engine.flush().unwrap();
+    let keys: Vec<String> = h
+        .engine
+        .store()
+        .scan(0)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec!["late-key"], "only the open window's key is left");
+    h.finish();
+    assert!(h.engine.store().scan(0).unwrap().is_empty());
+}
+
+#[test]
+fn ttl_expires_keys_whose_windows_never_close() {
+    let mut c = config(tumbling(10_000));
+    c.partitions = vec![0, 1];
+    c.state_ttl_ms = 5_000;
+    c.idle_timeout_ms = i64::MAX / 4; // partition 1 never idle: nothing fires
+    let mut h = Harness::new(c);
+    h.send_in(1, "held", 0, 1.0, 0);
+    h.send_in(0, "stale", 1_000, 1.0, 1_000);
+    h.send_in(0, "fresh", 20_000, 1.0, 20_000);
+    assert_eq!(
+        h.engine.counters().expired_windows,
+        2,
+        "stale and held expired"
+    );
+    h.engine.flush().unwrap();
+    let keys: Vec<String> = h
+        .engine
+        .store()
+        .scan(0)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec!["fresh"]);
+    assert!(h.engine.store().scan(1).unwrap().is_empty());
+}
+
+#[test]
+fn hot_keys_and_rates_per_partition() {
+    let mut h = Harness::new(config(tumbling(60_000)));
+    for i in 0..10_000i64 {
+        let key = if i % 3 == 0 {
+            "whale".to_string()
+        } else {
+            format!("k{}", i % 101)
+        };
+        h.send(&key, i, 1.0);
+    }
+    let stats = &h.engine.stats()[0];
+    let top = stats.hot_keys(2);
+    assert_eq!(top[0].key, "whale");
+    assert!((0.3..0.4).contains(&top[0].share), "{top:?}");
+    // One event per millisecond of source clock.
+    assert!(
+        (stats.events_per_second - 1_000.0).abs() < 1.0,
+        "{}",
+        stats.events_per_second
+    );
+}
+
+#[test]
+fn cache_eviction_round_trips_state_through_rocksdb() {
+    let mut c = config(tumbling(10_000));
+    c.cache_keys = 8; // far fewer than the keys: constant write-back
+    let mut h = Harness::new(c);
+    for i in 0..2_000i64 {
+        h.send(&format!("k{}", i % 40), i, 0.5);
+    }
+    h.finish();
+    let results = h.results();
+    assert_eq!(results.len(), 40);
+    assert!(results
+        .iter()
+        .all(|x| x.3 == json!(50) && x.4 == json!(25.0)));
+}
+
+#[test]
+fn bad_aggregate_input_is_invalid_and_changes_nothing() {
+    let mut h = Harness::new(config(tumbling(10_000)));
     let bad = Event {
         key: "a".into(),
         time_ms: 1_000,
         record: json!({"amount": "lots"}),
     };
-    assert!(matches!(e.process(&bad), Outcome::Invalid(_)));
-    assert_eq!(e.open_windows(), 0);
-    assert_eq!(
-        e.watermark(),
-        i64::MIN,
-        "an invalid event must not move the watermark"
-    );
+    assert!(matches!(
+        h.engine.process(0, &bad, 1_000).unwrap(),
+        Outcome::Invalid(_)
+    ));
+    assert_eq!(h.engine.open_windows(), 0);
+    assert_eq!(h.engine.stats()[0].invalid, 1);
 }
 
 #[test]

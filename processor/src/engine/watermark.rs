@@ -1,31 +1,108 @@
-//! Watermarks from bounded out-of-orderness.
+//! Watermarks: per partition from bounded out-of-orderness; for the
+//! processor, the minimum over its active partitions.
 
-/// The watermark trails the largest event time seen by a fixed delay. It
-/// never goes backwards. Before any event it is `i64::MIN` (nothing closes).
-#[derive(Clone, Debug)]
-pub struct BoundedOutOfOrderness {
-    delay_ms: i64,
+/// One partition's watermark.
+#[derive(Clone, Debug, Default)]
+struct Partition {
+    /// Largest event time seen.
     max_seen: Option<i64>,
+    /// Source clock (ms) when the partition last had an event.
+    last_active: Option<i64>,
+    /// The partition's input has ended: it never holds the watermark back.
+    finished: bool,
 }
 
-impl BoundedOutOfOrderness {
-    pub fn new(delay_ms: i64) -> Self {
+/// Watermarks of the partitions a processor owns.
+///
+/// A partition's watermark trails its largest event time by the
+/// out-of-orderness bound. The processor's watermark is the minimum over
+/// partitions that are active; a partition without events for the idle
+/// timeout (on the source clock) stops holding it back and rejoins with its
+/// next event. A partition that never had an event counts as active from
+/// `started`, so it holds the watermark back for one idle timeout: data may
+/// still come. The watermark never goes backwards.
+#[derive(Clone, Debug)]
+pub struct Watermarks {
+    delay_ms: i64,
+    idle_timeout_ms: i64,
+    started_ms: Option<i64>,
+    partitions: Vec<Partition>,
+    current: i64,
+}
+
+impl Watermarks {
+    pub fn new(partitions: usize, delay_ms: i64, idle_timeout_ms: i64) -> Self {
         Self {
             delay_ms,
-            max_seen: None,
+            idle_timeout_ms,
+            started_ms: None,
+            partitions: vec![Partition::default(); partitions],
+            current: i64::MIN,
         }
     }
 
-    /// Records an event time.
-    pub fn observe(&mut self, time_ms: i64) {
-        self.max_seen = Some(self.max_seen.map_or(time_ms, |m| m.max(time_ms)));
+    /// Records an event time in partition `slot` at source clock `now_ms`.
+    pub fn observe(&mut self, slot: usize, time_ms: i64, now_ms: i64) {
+        self.started_ms.get_or_insert(now_ms);
+        let p = &mut self.partitions[slot];
+        p.max_seen = Some(p.max_seen.map_or(time_ms, |m| m.max(time_ms)));
+        p.last_active = Some(now_ms);
     }
 
-    /// The current watermark: every window ending at or before it is
-    /// complete, assuming no event is more than the delay out of order.
-    pub fn current(&self) -> i64 {
-        self.max_seen
+    /// Marks partition `slot`'s input as ended.
+    pub fn finish(&mut self, slot: usize) {
+        self.partitions[slot].finished = true;
+    }
+
+    /// Partition `slot`'s own watermark.
+    pub fn partition(&self, slot: usize) -> i64 {
+        self.partitions[slot]
+            .max_seen
             .map_or(i64::MIN, |m| m.saturating_sub(self.delay_ms))
+    }
+
+    /// Whether partition `slot` is idle at `now_ms`.
+    pub fn is_idle(&self, slot: usize, now_ms: i64) -> bool {
+        let p = &self.partitions[slot];
+        let since = p.last_active.or(self.started_ms);
+        since.is_some_and(|t| now_ms.saturating_sub(t) >= self.idle_timeout_ms)
+    }
+
+    /// The processor's watermark at source clock `now_ms`.
+    pub fn advance(&mut self, now_ms: i64) -> i64 {
+        let mut min: Option<i64> = None;
+        let mut max_finished = i64::MIN;
+        for (slot, p) in self.partitions.iter().enumerate() {
+            let wm = self.partition(slot);
+            if p.finished {
+                max_finished = max_finished.max(wm);
+                continue;
+            }
+            if self.is_idle(slot, now_ms) {
+                continue;
+            }
+            min = Some(min.map_or(wm, |m: i64| m.min(wm)));
+        }
+        let candidate = match min {
+            Some(m) => m,
+            // Every partition idle or done: nothing holds the watermark back
+            // but the data seen so far.
+            None => self
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(slot, _)| self.partition(slot))
+                .max()
+                .unwrap_or(i64::MIN)
+                .max(max_finished),
+        };
+        self.current = self.current.max(candidate);
+        self.current
+    }
+
+    /// The watermark as of the last `advance`.
+    pub fn current(&self) -> i64 {
+        self.current
     }
 }
 
@@ -34,14 +111,64 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trails_the_maximum_and_never_regresses() {
-        let mut wm = BoundedOutOfOrderness::new(5_000);
-        assert_eq!(wm.current(), i64::MIN);
-        wm.observe(10_000);
-        assert_eq!(wm.current(), 5_000);
-        wm.observe(7_000); // out of order: no effect
-        assert_eq!(wm.current(), 5_000);
-        wm.observe(12_000);
-        assert_eq!(wm.current(), 7_000);
+    fn single_partition_trails_its_maximum() {
+        let mut w = Watermarks::new(1, 5_000, 60_000);
+        assert_eq!(w.advance(0), i64::MIN);
+        w.observe(0, 10_000, 0);
+        assert_eq!(w.advance(0), 5_000);
+        w.observe(0, 7_000, 1);
+        assert_eq!(w.advance(1), 5_000, "out of order: no effect");
+        w.observe(0, 12_000, 2);
+        assert_eq!(w.advance(2), 7_000);
+    }
+
+    #[test]
+    fn slowest_active_partition_holds_the_watermark() {
+        let mut w = Watermarks::new(2, 0, 60_000);
+        w.observe(0, 50_000, 0);
+        w.observe(1, 20_000, 0);
+        assert_eq!(w.advance(0), 20_000);
+        w.observe(1, 30_000, 1_000);
+        assert_eq!(w.advance(1_000), 30_000);
+    }
+
+    #[test]
+    fn partition_without_data_holds_back_until_idle() {
+        let mut w = Watermarks::new(2, 0, 10_000);
+        w.observe(0, 50_000, 0);
+        assert_eq!(w.advance(5_000), i64::MIN, "partition 1 may still get data");
+        w.observe(0, 60_000, 10_000);
+        assert_eq!(w.advance(10_000), 60_000, "partition 1 idle after 10 s");
+    }
+
+    #[test]
+    fn idle_partition_stops_holding_back_and_rejoins() {
+        let mut w = Watermarks::new(2, 0, 10_000);
+        w.observe(0, 1_000, 0);
+        w.observe(1, 1_000, 0);
+        assert_eq!(w.advance(0), 1_000);
+        // Partition 1 goes quiet; partition 0 moves on.
+        w.observe(0, 40_000, 5_000);
+        assert_eq!(w.advance(5_000), 1_000);
+        assert!(!w.is_idle(1, 9_999));
+        w.observe(0, 45_000, 10_000);
+        assert!(w.is_idle(1, 10_000));
+        assert_eq!(w.advance(10_000), 45_000);
+        // Partition 1 rejoins behind: the watermark does not go back, but it
+        // holds further progress until partition 1 catches up.
+        w.observe(1, 20_000, 11_000);
+        w.observe(0, 90_000, 11_000);
+        assert_eq!(w.advance(11_000), 45_000);
+        w.observe(1, 60_000, 12_000);
+        assert_eq!(w.advance(12_000), 60_000);
+    }
+
+    #[test]
+    fn finished_partitions_never_hold_back() {
+        let mut w = Watermarks::new(2, 0, 60_000);
+        w.observe(0, 10_000, 0);
+        w.observe(1, 90_000, 0);
+        w.finish(0);
+        assert_eq!(w.advance(0), 90_000);
     }
 }

@@ -93,6 +93,12 @@ pub fn late_line(job: &str, event: &Value, lateness_ms: i64, watermark_ms: i64) 
     serde_json::to_vec(&record).unwrap_or_default()
 }
 
+/// A line that is not a JSON record, for the invalid output.
+pub fn unreadable_line(job: &str, raw: &str, reason: &str) -> Vec<u8> {
+    let record = json!({"job": job, "reason": reason, "raw": raw});
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
 /// An invalid record for the invalid output.
 pub fn invalid_line(job: &str, event: &Value, reason: &str) -> Vec<u8> {
     let record = json!({"job": job, "reason": reason, "event": event});

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Zipf};
 use serde_json::{Map, Value};
 
-use super::{Poll, SourceRecord};
+use super::{Batch, Poll, SourceRecord};
 use crate::event::rfc3339;
 
 /// Most events handed out per poll.
@@ -134,7 +134,21 @@ impl Generator {
                 return Poll::Pending(self.started + next_at);
             }
         }
-        Poll::Ready((0..n).map(|_| self.event()).collect())
+        Poll::Ready(Batch {
+            records: (0..n).map(|_| self.event()).collect(),
+            finished: Vec::new(),
+        })
+    }
+
+    /// The source clock: the nominal time of the latest event (which tracks
+    /// the wall clock in realtime mode).
+    pub fn clock(&self) -> i64 {
+        let c = &self.config;
+        if c.realtime {
+            return super::wall_clock_ms();
+        }
+        let last = self.next.saturating_sub(1);
+        c.start_ms + (i128::from(last) * 1000 / i128::from(c.rate)) as i64
     }
 
     fn event(&mut self) -> SourceRecord {
@@ -167,10 +181,7 @@ impl Generator {
         );
         record.insert(c.time_field.clone(), format_time(time_ms, c.time_format));
         record.insert(c.value_field.clone(), Value::from(f64::from(cents) / 100.0));
-        SourceRecord {
-            value: Value::Object(record),
-            ingest_ms: base,
-        }
+        SourceRecord::json(Value::Object(record), base)
     }
 }
 
@@ -217,7 +228,12 @@ mod tests {
         let mut all = Vec::new();
         loop {
             match g.poll(start) {
-                Poll::Ready(batch) => all.extend(batch.into_iter().map(|r| r.value)),
+                Poll::Ready(batch) => {
+                    all.extend(batch.records.into_iter().map(|r| match r.payload {
+                        crate::source::Payload::Json(v) => v,
+                        other => panic!("{other:?}"),
+                    }))
+                }
                 Poll::End => return all,
                 Poll::Pending(_) => panic!("a non-realtime generator never waits"),
             }
@@ -305,14 +321,17 @@ mod tests {
         let Poll::Ready(batch) = g.poll(start) else {
             panic!("expected events");
         };
-        let ahead = batch
+        let times: Vec<(i64, i64)> = batch
+            .records
             .iter()
-            .filter(|r| r.value["ts"].as_i64().unwrap() - r.ingest_ms == 3_600_000)
-            .count();
-        assert!((150..260).contains(&ahead), "{ahead} of {}", batch.len());
-        assert!(batch
-            .iter()
-            .all(|r| r.value["ts"].as_i64().unwrap() <= r.ingest_ms + 3_600_000));
+            .map(|r| match &r.payload {
+                crate::source::Payload::Json(v) => (v["ts"].as_i64().unwrap(), r.ingest_ms),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let ahead = times.iter().filter(|(t, i)| t - i == 3_600_000).count();
+        assert!((150..260).contains(&ahead), "{ahead} of {}", times.len());
+        assert!(times.iter().all(|(t, i)| *t <= i + 3_600_000));
     }
 
     #[test]
@@ -349,7 +368,7 @@ mod tests {
             Poll::Pending(start + Duration::from_millis(10))
         );
         match g.poll(start + Duration::from_millis(255)) {
-            Poll::Ready(batch) => assert_eq!(batch.len(), 25),
+            Poll::Ready(batch) => assert_eq!(batch.records.len(), 25),
             other => panic!("{other:?}"),
         }
         assert_eq!(g.produced(), 25);

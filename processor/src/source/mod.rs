@@ -1,27 +1,92 @@
 //! Sources of records.
 
+pub mod file;
 pub mod generator;
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
+
+use crate::event::Invalid;
+
+/// A record's content as the source read it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Json(Value),
+    /// Something that is not a JSON record: the raw text (cut to a
+    /// readable length) and why.
+    Unreadable {
+        raw: String,
+        reason: Invalid,
+    },
+}
 
 /// A record as a source hands it over.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SourceRecord {
-    pub value: Value,
+    pub payload: Payload,
     /// When the record was ingested (epoch ms): what clock-skew checks
-    /// compare its event time with.
+    /// compare its event time with, and the clock partition idleness is
+    /// measured on.
     pub ingest_ms: i64,
+    /// The partition, when the source knows it (one per file, a Kafka
+    /// partition); otherwise the key's hash decides.
+    pub partition: Option<u32>,
+}
+
+impl SourceRecord {
+    pub fn json(value: Value, ingest_ms: i64) -> Self {
+        Self {
+            payload: Payload::Json(value),
+            ingest_ms,
+            partition: None,
+        }
+    }
+}
+
+/// Records, plus partitions whose input ended with them.
+#[derive(Debug, Default, PartialEq)]
+pub struct Batch {
+    pub records: Vec<SourceRecord>,
+    pub finished: Vec<u32>,
 }
 
 /// What a source has for the engine right now.
 #[derive(Debug, PartialEq)]
 pub enum Poll {
-    /// Records, in order.
-    Ready(Vec<SourceRecord>),
+    Ready(Batch),
     /// Nothing yet; ask again at this instant.
     Pending(Instant),
     /// The source is finite and has ended.
     End,
+}
+
+/// The sources this processor runs.
+pub enum Source {
+    Generator(Box<generator::Generator>),
+    File(file::FileReader),
+}
+
+impl Source {
+    pub fn poll(&mut self, now: Instant) -> anyhow::Result<Poll> {
+        match self {
+            Self::Generator(g) => Ok(g.poll(now)),
+            Self::File(f) => f.poll(),
+        }
+    }
+
+    /// The source clock (epoch ms): the wall clock for live sources, the
+    /// recorded ingestion time for replays.
+    pub fn clock(&self) -> i64 {
+        match self {
+            Self::Generator(g) => g.clock(),
+            Self::File(f) => f.clock(),
+        }
+    }
+}
+
+pub fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -1,0 +1,165 @@
+//! Heavy hitters per partition: the Space-Saving algorithm over a sliding
+//! time span, plus the partition's event rate.
+//!
+//! Space-Saving keeps `capacity` counters; an unseen key replaces the
+//! smallest counter and inherits its count as the error bound. Any key with
+//! more than total/capacity events is guaranteed to be tracked. The span
+//! slides in two halves: counts of the current half plus the previous one,
+//! so a key that stopped being hot drops out within one span.
+
+use std::collections::HashMap;
+
+/// A key's estimated share of its partition's events over the span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HotKey {
+    pub key: String,
+    /// Upper estimate of the key's events in the span.
+    pub count: u64,
+    /// `count` over all events in the span.
+    pub share: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Half {
+    counters: HashMap<String, (u64, u64)>,
+    total: u64,
+}
+
+impl Half {
+    fn add(&mut self, key: &str, capacity: usize) {
+        self.total += 1;
+        if let Some((count, _)) = self.counters.get_mut(key) {
+            *count += 1;
+            return;
+        }
+        if self.counters.len() < capacity {
+            self.counters.insert(key.to_string(), (1, 0));
+            return;
+        }
+        // Replace the smallest counter; ties go to the smallest key so the
+        // result does not depend on hash-map order.
+        let (victim, (min, _)) = self
+            .counters
+            .iter()
+            .min_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| a.0.cmp(b.0)))
+            .map(|(k, v)| (k.clone(), *v))
+            .unwrap_or_default();
+        self.counters.remove(&victim);
+        self.counters.insert(key.to_string(), (min + 1, min));
+    }
+}
+
+/// Heavy-hitter tracker for one partition.
+#[derive(Clone, Debug)]
+pub struct SpaceSaving {
+    capacity: usize,
+    half_span_ms: i64,
+    current_start: Option<i64>,
+    current: Half,
+    previous: Half,
+}
+
+impl SpaceSaving {
+    /// Tracks up to `capacity` keys over a span of `span_ms`.
+    pub fn new(capacity: usize, span_ms: i64) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            half_span_ms: (span_ms / 2).max(1),
+            current_start: None,
+            current: Half::default(),
+            previous: Half::default(),
+        }
+    }
+
+    /// Counts one event of `key` at source clock `now_ms`.
+    pub fn add(&mut self, key: &str, now_ms: i64) {
+        self.rotate(now_ms);
+        self.current.add(key, self.capacity);
+    }
+
+    fn rotate(&mut self, now_ms: i64) {
+        let start = *self.current_start.get_or_insert(now_ms);
+        if now_ms - start >= 2 * self.half_span_ms {
+            self.previous = Half::default();
+            self.current = Half::default();
+            self.current_start = Some(now_ms);
+        } else if now_ms - start >= self.half_span_ms {
+            self.previous = std::mem::take(&mut self.current);
+            self.current_start = Some(start + self.half_span_ms);
+        }
+    }
+
+    /// Events counted over the span.
+    pub fn total(&self) -> u64 {
+        self.current.total + self.previous.total
+    }
+
+    /// The `n` heaviest keys, heaviest first (ties by key).
+    pub fn top(&self, n: usize) -> Vec<HotKey> {
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        for half in [&self.current, &self.previous] {
+            for (key, (count, _)) in &half.counters {
+                *counts.entry(key.as_str()).or_default() += count;
+            }
+        }
+        let total = self.total().max(1) as f64;
+        let mut top: Vec<HotKey> = counts
+            .into_iter()
+            .map(|(key, count)| HotKey {
+                key: key.to_string(),
+                count,
+                share: count as f64 / total,
+            })
+            .collect();
+        top.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        top.truncate(n);
+        top
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_hot_key_among_many() {
+        let mut s = SpaceSaving::new(16, 60_000);
+        for i in 0..10_000u64 {
+            let key = if i % 2 == 0 {
+                "hot".to_string()
+            } else {
+                format!("k{}", i % 997)
+            };
+            s.add(&key, 0);
+        }
+        let top = s.top(3);
+        assert_eq!(top[0].key, "hot");
+        assert!((0.49..=0.56).contains(&top[0].share), "{:?}", top[0]);
+        assert!(top[1].share < 0.1);
+    }
+
+    #[test]
+    fn a_key_that_cools_down_drops_out_within_a_span() {
+        let mut s = SpaceSaving::new(8, 10_000);
+        for _ in 0..1000 {
+            s.add("was-hot", 0);
+        }
+        for t in 0..1000 {
+            s.add(&format!("k{}", t % 4), 10_000 + t);
+        }
+        assert_eq!(s.top(1)[0].key, "k0");
+        assert!(s.top(8).iter().all(|h| h.key != "was-hot"));
+    }
+
+    #[test]
+    fn results_do_not_depend_on_hash_order() {
+        let run = || {
+            let mut s = SpaceSaving::new(4, 60_000);
+            for i in 0..500u32 {
+                s.add(&format!("k{}", i % 9), 0);
+            }
+            s.top(4)
+        };
+        assert_eq!(run(), run());
+    }
+}

@@ -1,0 +1,327 @@
+//! Taking events in, and firing, revising and purging windows.
+
+use super::{
+    aggregate::Input,
+    session::{self, Placement, Session},
+    window::Window,
+    Engine, Outcome, WindowKind, WindowResult,
+};
+use crate::{
+    event::Event,
+    state::{KeyState, WindowEntry},
+};
+
+impl Engine {
+    /// Adds one event of `partition`, ingested at `ingest_ms` (source
+    /// clock), to its windows.
+    pub fn process(
+        &mut self,
+        partition: u32,
+        event: &Event,
+        ingest_ms: i64,
+    ) -> anyhow::Result<Outcome> {
+        let Some(&slot) = self.slots.get(&partition) else {
+            anyhow::bail!("partition {partition} is not owned by this processor");
+        };
+        self.clock = self.clock.max(ingest_ms);
+        let mut inputs = Vec::with_capacity(self.config.aggregates.len());
+        for (name, aggregate) in &self.config.aggregates {
+            match aggregate.input(&event.record, name) {
+                Ok(input) => inputs.push(input),
+                Err(reason) => {
+                    self.stats[slot].invalid += 1;
+                    return Ok(Outcome::Invalid(reason));
+                }
+            }
+        }
+        let watermark = self.watermarks.current();
+        let lateness = self.config.allowed_lateness_ms;
+        let accepted = match self.config.windows.clone() {
+            WindowKind::Fixed(assigner) => {
+                let mut windows = std::mem::take(&mut self.scratch);
+                windows.clear();
+                assigner.assign(event.time_ms, &mut windows);
+                let mut any = false;
+                for w in &windows {
+                    if w.end.saturating_add(lateness) > watermark {
+                        self.add(slot, &event.key, *w, &inputs, event.time_ms)?;
+                        any = true;
+                    }
+                }
+                self.scratch = windows;
+                any
+            }
+            WindowKind::Session { gap, max_length } => {
+                self.add_to_session(slot, event, &inputs, gap, max_length, watermark)?
+            }
+        };
+        if !accepted {
+            let lateness_ms = watermark.saturating_sub(event.time_ms);
+            self.stats[slot].record_late(lateness_ms);
+            return Ok(Outcome::Late {
+                lateness_ms,
+                watermark,
+            });
+        }
+        self.watermarks.observe(slot, event.time_ms, ingest_ms);
+        let s = &mut self.stats[slot];
+        s.accepted += 1;
+        s.record_event(&event.key, ingest_ms);
+        let ttl = self.config.state_ttl_ms;
+        self.state_mut(slot, &event.key)?.state.last_update_ms = ingest_ms;
+        self.timers
+            .watch_ttl(slot, &event.key, ingest_ms.saturating_add(ttl));
+        self.events_since_flush += 1;
+        Ok(Outcome::Accepted)
+    }
+
+    /// Adds inputs to one of the key's windows, creating it if needed.
+    fn add(
+        &mut self,
+        slot: usize,
+        key: &str,
+        window: Window,
+        inputs: &[Input],
+        time_ms: i64,
+    ) -> anyhow::Result<()> {
+        let empty: Vec<_> = if self.cache_has_window(slot, key, window) {
+            Vec::new()
+        } else {
+            self.config
+                .aggregates
+                .iter()
+                .map(|(_, a)| a.empty())
+                .collect()
+        };
+        let cached = self.cache_entry(slot, key)?;
+        let index = match cached.find(window) {
+            Some(i) => i,
+            None => cached.insert(WindowEntry {
+                window,
+                accs: empty,
+                revision: 0,
+                fired: false,
+            }),
+        };
+        let entry = &mut cached.windows[index];
+        for (acc, input) in entry.accs.iter_mut().zip(inputs) {
+            acc.add(input, time_ms);
+        }
+        let (fired, new) = (entry.fired, entry.revision == 0 && !entry.fired);
+        if fired {
+            self.timers.mark_revised(slot, key, window);
+            self.stats[slot].late_updates += 1;
+        } else if new {
+            self.timers.add_fire(slot, key, window);
+        }
+        Ok(())
+    }
+
+    /// Places an event among its key's sessions; false when the session it
+    /// would join is past the allowed lateness.
+    fn add_to_session(
+        &mut self,
+        slot: usize,
+        event: &Event,
+        inputs: &[Input],
+        gap: i64,
+        max_length: i64,
+        watermark: i64,
+    ) -> anyhow::Result<bool> {
+        let lateness = self.config.allowed_lateness_ms;
+        let state = self.cache_entry(slot, &event.key)?;
+        let sessions: Vec<Session> = state
+            .windows
+            .iter()
+            .map(|e| Session {
+                window: e.window,
+                fired: e.fired,
+            })
+            .collect();
+        let placement = session::place(&sessions, event.time_ms, gap, max_length);
+        let target = match &placement {
+            Placement::New(w) => *w,
+            Placement::Join { window, .. } | Placement::Merge { window, .. } => *window,
+        };
+        if target.end.saturating_add(lateness) <= watermark {
+            return Ok(false);
+        }
+        let key = event.key.as_str();
+        match placement {
+            Placement::New(_) => {}
+            Placement::Join { index, window } => {
+                let old = sessions[index].window;
+                if old != window {
+                    self.rebound(slot, key, old, window)?;
+                }
+            }
+            Placement::Merge { into, from, window } => {
+                let (into_w, from_w) = (sessions[into].window, sessions[from].window);
+                let state = self.cache_entry(slot, key)?;
+                let from_index = state.find(from_w).expect("placed among these sessions");
+                let absorbed = state.windows.remove(from_index);
+                let into_index = state.find(into_w).expect("placed among these sessions");
+                for (acc, other) in state.windows[into_index]
+                    .accs
+                    .iter_mut()
+                    .zip(&absorbed.accs)
+                {
+                    acc.merge(other);
+                }
+                self.timers.remove_fire(slot, key, from_w);
+                self.rebound(slot, key, into_w, window)?;
+            }
+        }
+        self.add(slot, key, target, inputs, event.time_ms)?;
+        Ok(true)
+    }
+
+    /// Moves an unfired session to new bounds, with its fire timer.
+    fn rebound(&mut self, slot: usize, key: &str, old: Window, new: Window) -> anyhow::Result<()> {
+        let state = self.cache_entry(slot, key)?;
+        if let Some(i) = state.find(old) {
+            let mut entry = state.windows.remove(i);
+            entry.window = new;
+            state.insert(entry);
+            self.timers.remove_fire(slot, key, old);
+            self.timers.add_fire(slot, key, new);
+        }
+        Ok(())
+    }
+
+    /// Whether the cached state of the key has this window (a cheap check
+    /// that spares building empty accumulators on every event).
+    fn cache_has_window(&self, slot: usize, key: &str, window: Window) -> bool {
+        self.cache[slot]
+            .get(key)
+            .is_some_and(|c| c.state.find(window).is_some())
+    }
+
+    /// The key's state for writing: marked dirty.
+    fn cache_entry(&mut self, slot: usize, key: &str) -> anyhow::Result<&mut KeyState> {
+        let cached = self.state_mut(slot, key)?;
+        cached.dirty = true;
+        Ok(&mut cached.state)
+    }
+
+    /// Moves the watermark to what the partitions allow at `clock`, then
+    /// emits, in order: revisions of fired windows updated by late events,
+    /// windows the watermark has passed, and closing revisions of windows
+    /// past their allowed lateness, whose state is then deleted. Also applies
+    /// the state TTL and writes state back when due.
+    pub fn advance(&mut self, clock: i64, out: &mut Vec<WindowResult>) -> anyhow::Result<()> {
+        self.clock = self.clock.max(clock);
+        let watermark = self.watermarks.advance(self.clock);
+        self.emit_due(watermark, out)?;
+        self.expire_keys()?;
+        if self.events_since_flush >= self.config.flush_every_events {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The input has ended: every window fires and closes.
+    pub fn finish(&mut self, out: &mut Vec<WindowResult>) -> anyhow::Result<()> {
+        self.emit_due(i64::MAX, out)?;
+        self.flush()
+    }
+
+    fn emit_due(&mut self, watermark: i64, out: &mut Vec<WindowResult>) -> anyhow::Result<()> {
+        let lateness = self.config.allowed_lateness_ms;
+        for (slot, key, window) in self.timers.take_revised() {
+            self.emit(slot, &key, window, false, out)?;
+        }
+        while let Some((slot, key, window)) = self.timers.pop_fire(watermark) {
+            let is_final = lateness == 0;
+            if self.emit(slot, &key, window, is_final, out)? {
+                if is_final {
+                    self.remove_window(slot, &key, window)?;
+                } else {
+                    let at = window.end.saturating_add(lateness);
+                    self.timers.add_purge(at, slot, &key, window);
+                }
+            }
+        }
+        while let Some((slot, key, window)) = self.timers.pop_purge(watermark) {
+            // A closing revision marks the result final.
+            self.timers.unmark_revised(slot, &key, window);
+            self.emit(slot, &key, window, true, out)?;
+            self.remove_window(slot, &key, window)?;
+        }
+        Ok(())
+    }
+
+    /// Emits the next revision of a window; false if it no longer exists.
+    fn emit(
+        &mut self,
+        slot: usize,
+        key: &str,
+        window: Window,
+        is_final: bool,
+        out: &mut Vec<WindowResult>,
+    ) -> anyhow::Result<bool> {
+        let partition = self.config.partitions[slot];
+        let aggregates = self.config.aggregates.clone();
+        let state = self.cache_entry(slot, key)?;
+        let Some(index) = state.find(window) else {
+            return Ok(false);
+        };
+        let entry = &mut state.windows[index];
+        entry.revision += 1;
+        entry.fired = true;
+        out.push(WindowResult {
+            partition,
+            key: key.to_string(),
+            window,
+            aggregates: aggregates
+                .iter()
+                .zip(&entry.accs)
+                .map(|((name, agg), acc)| (name.clone(), agg.result(acc)))
+                .collect(),
+            revision: entry.revision,
+            is_final,
+        });
+        Ok(true)
+    }
+
+    fn remove_window(&mut self, slot: usize, key: &str, window: Window) -> anyhow::Result<()> {
+        let state = self.cache_entry(slot, key)?;
+        if let Some(i) = state.find(window) {
+            state.windows.remove(i);
+        }
+        Ok(())
+    }
+
+    /// Deletes the state of keys not updated within the TTL, counting the
+    /// windows that had not fired yet.
+    fn expire_keys(&mut self) -> anyhow::Result<()> {
+        let ttl = self.config.state_ttl_ms;
+        let lateness = self.config.allowed_lateness_ms;
+        let clock = self.clock;
+        while let Some((slot, key)) = self.timers.pop_ttl(clock) {
+            let state = self.state_mut(slot, &key)?;
+            let due = state.state.last_update_ms.saturating_add(ttl);
+            if state.state.windows.is_empty() {
+                continue;
+            }
+            if due > clock {
+                self.timers.watch_ttl(slot, &key, due);
+                continue;
+            }
+            state.dirty = true;
+            let windows = std::mem::take(&mut state.state.windows);
+            for entry in windows {
+                let w = entry.window;
+                if entry.fired {
+                    self.timers
+                        .remove_purge(w.end.saturating_add(lateness), slot, &key, w);
+                    self.timers.unmark_revised(slot, &key, w);
+                } else {
+                    self.timers.remove_fire(slot, &key, w);
+                    self.counters.expired_windows += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,53 @@
+//! What is stored per key: its windows with their accumulators.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{aggregate::Acc, window::Window};
+
+/// One key's state within a partition.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct KeyState {
+    /// Open windows and fired ones still within the allowed lateness,
+    /// sorted by (start, end).
+    pub windows: Vec<WindowEntry>,
+    /// Source clock (ms) of the key's last event, for the state TTL.
+    pub last_update_ms: i64,
+}
+
+/// One window of a key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WindowEntry {
+    pub window: Window,
+    pub accs: Vec<Acc>,
+    /// Revision of the last result emitted (0: none yet).
+    pub revision: u32,
+    /// The watermark has passed the window's end and a result was emitted.
+    pub fired: bool,
+}
+
+impl KeyState {
+    pub fn encode(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(postcard::to_allocvec(self)?)
+    }
+
+    pub fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+
+    /// Index of the window with these bounds.
+    pub fn find(&self, window: Window) -> Option<usize> {
+        self.windows
+            .binary_search_by(|e| e.window.cmp(&window))
+            .ok()
+    }
+
+    /// Inserts a window in order, returning its index.
+    pub fn insert(&mut self, entry: WindowEntry) -> usize {
+        let at = self
+            .windows
+            .binary_search_by(|e| e.window.cmp(&entry.window))
+            .unwrap_or_else(|at| at);
+        self.windows.insert(at, entry);
+        at
+    }
+}

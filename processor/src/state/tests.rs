@@ -1,0 +1,72 @@
+use super::*;
+use crate::engine::{aggregate::Acc, window::Window};
+
+fn state(windows: &[(i64, i64)]) -> KeyState {
+    KeyState {
+        windows: windows
+            .iter()
+            .map(|&(start, end)| WindowEntry {
+                window: Window { start, end },
+                accs: vec![Acc::Count(3)],
+                revision: 0,
+                fired: false,
+            })
+            .collect(),
+        last_update_ms: 42,
+    }
+}
+
+#[test]
+fn partitions_are_separate_column_families() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path(), &[0, 3], 64 << 20).unwrap();
+    let a = state(&[(0, 10)]);
+    let b = state(&[(0, 10), (10, 20)]);
+    store
+        .write([
+            (0, "k1", Some(&a)),
+            (3, "k1", Some(&b)),
+            (3, "k2", Some(&a)),
+        ])
+        .unwrap();
+    assert_eq!(store.get(0, "k1").unwrap().unwrap().windows.len(), 1);
+    assert_eq!(store.get(3, "k1").unwrap().unwrap().windows.len(), 2);
+    assert!(store.get(0, "k2").unwrap().is_none());
+    assert!(store.get(1, "k1").is_err(), "partition 1 is not owned");
+    let keys: Vec<String> = store.scan(3).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec!["k1", "k2"]);
+    store.write([(3, "k1", None)]).unwrap();
+    assert!(store.get(3, "k1").unwrap().is_none());
+}
+
+#[test]
+fn size_is_measured_per_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path(), &[0, 1], 64 << 20).unwrap();
+    let big = state(&(0..50).map(|i| (i * 10, i * 10 + 10)).collect::<Vec<_>>());
+    let keys: Vec<String> = (0..2000).map(|i| format!("key-{i}")).collect();
+    store
+        .write(keys.iter().map(|k| (0, k.as_str(), Some(&big))))
+        .unwrap();
+    store.flush_memtables().unwrap();
+    let p0 = store.size_bytes(0).unwrap();
+    assert!(p0 > 100_000, "{p0}");
+    let p1 = store.size_bytes(1).unwrap();
+    assert!(p1 < p0 / 20, "empty partition: {p1} bytes");
+}
+
+#[test]
+fn windows_stay_sorted() {
+    let mut s = state(&[(10, 20)]);
+    s.insert(WindowEntry {
+        window: Window { start: 0, end: 10 },
+        accs: vec![],
+        revision: 0,
+        fired: false,
+    });
+    assert_eq!(s.find(Window { start: 0, end: 10 }), Some(0));
+    assert_eq!(s.find(Window { start: 10, end: 20 }), Some(1));
+    let back = KeyState::decode(&s.encode().unwrap()).unwrap();
+    assert_eq!(back.windows.len(), 2);
+    assert_eq!(back.last_update_ms, 42);
+}
