@@ -193,10 +193,14 @@ struct Job {
 }
 
 impl Job {
+    /// Takes a batch, moving the watermark after every record so that
+    /// whether an event is late never depends on batch boundaries.
     fn take(&mut self, batch: Vec<SourceRecord>, outputs: &mut Outputs) -> anyhow::Result<()> {
         for record in batch {
             self.counters.events += 1;
+            let ingest_ms = record.ingest_ms;
             self.take_one(record, outputs)?;
+            self.engine.advance(ingest_ms, &mut self.fired)?;
         }
         Ok(())
     }

@@ -232,7 +232,9 @@ impl Engine {
             self.emit(slot, &key, window, false, out)?;
         }
         while let Some((slot, key, window)) = self.timers.pop_fire(watermark) {
-            let is_final = lateness == 0;
+            // Final unless late events may still revise it (at the end of
+            // input, or after a long idle stretch, lateness is already over).
+            let is_final = window.end.saturating_add(lateness) <= watermark;
             if self.emit(slot, &key, window, is_final, out)? {
                 if is_final {
                     self.remove_window(slot, &key, window)?;

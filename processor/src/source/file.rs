@@ -185,6 +185,10 @@ impl FileReader {
         let Some(field) = &self.config.ingestion_time_field else {
             return Ok(None);
         };
+        if !value.is_object() {
+            // Not a record at all: extraction reports that, at the clock.
+            return Ok(None);
+        }
         match value.get(field) {
             None | Some(Value::Null) => Err(Invalid::MissingTime(field.clone())),
             Some(v) => parse_time(v, field, self.config.time_format).map(Some),

@@ -1,0 +1,142 @@
+//! Running `eddy-processor` on hand-written inputs.
+
+#![allow(dead_code)] // each test binary uses part of this
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_eddy-processor");
+
+/// 2026-01-01T00:00:00Z in epoch ms: `t(s)` is `s` seconds after it.
+pub const BASE: i64 = 1_767_225_600_000;
+
+pub fn t(seconds: f64) -> String {
+    let ms = BASE + (seconds * 1000.0).round() as i64;
+    jiff::Timestamp::from_millisecond(ms).unwrap().to_string()
+}
+
+/// An event of `user` at `s` seconds with `amount`, ingested at its time.
+pub fn ev(user: &str, s: f64, amount: f64) -> Value {
+    json!({"user": user, "ts": t(s), "at": t(s), "amount": amount})
+}
+
+/// A job over input files in a fresh directory. `spec` is YAML for the
+/// spec's body (2-space indented) without source and outputs: the source
+/// reads `in.jsonl` (or the given files) with a recorded ingestion time in
+/// field `at`, results, late and invalid records go to files.
+pub struct Job {
+    pub dir: tempfile::TempDir,
+}
+
+impl Job {
+    pub fn new(spec: &str, input: &[Value]) -> Self {
+        Self::with_files(spec, &[("in.jsonl", input)], None)
+    }
+
+    pub fn with_files(
+        spec: &str,
+        files: &[(&str, &[Value])],
+        partition_field: Option<&str>,
+    ) -> Self {
+        let lines: Vec<(&str, String)> = files
+            .iter()
+            .map(|(name, records)| {
+                let text: Vec<String> = records.iter().map(Value::to_string).collect();
+                (*name, text.join("\n") + "\n")
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = lines.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        Self::with_text(spec, &refs, partition_field)
+    }
+
+    /// Input files given as raw text (for malformed lines).
+    pub fn with_text(spec: &str, files: &[(&str, &str)], partition_field: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let mut paths = Vec::new();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            paths.push(format!("{d}/{name}"));
+        }
+        let partition = partition_field
+            .map(|f| format!(", partitionField: {f}"))
+            .unwrap_or_default();
+        let yaml = format!(
+            "apiVersion: eddy.dev/v1alpha1\nkind: StreamJob\nmetadata:\n  name: semantics\nspec:\n  \
+             source:\n    file: {{paths: [{}], ingestionTimeField: at{partition}}}\n{spec}\n  \
+             sinks: [{{file: {{path: {d}/results.jsonl}}}}]\n  \
+             lateOutput: {{file: {{path: {d}/late.jsonl}}}}\n  \
+             invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}\n",
+            paths.join(", ")
+        );
+        std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn run_with(&self, args: &[&str]) -> Output {
+        let out = Command::new(BIN)
+            .arg("run")
+            .arg(self.path("job.yaml"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn run(&self) -> Output {
+        self.run_with(&[])
+    }
+
+    pub fn lines(&self, name: &str) -> Vec<Value> {
+        read_lines(&self.path(name))
+    }
+
+    pub fn bytes(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap_or_default()
+    }
+
+    /// Results as compact tuples: key, window start and end (seconds after
+    /// BASE), aggregates, revision, final.
+    pub fn results(&self) -> Vec<Value> {
+        self.lines("results.jsonl")
+            .into_iter()
+            .map(|r| {
+                let s = |f: &str| (r["window"][f].as_i64().unwrap() - BASE) as f64 / 1000.0;
+                json!([
+                    r["key"],
+                    s("startMs"),
+                    s("endMs"),
+                    r["aggregates"],
+                    r["revision"],
+                    r["final"]
+                ])
+            })
+            .collect()
+    }
+}
+
+pub fn read_lines(path: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
