@@ -148,7 +148,9 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             top_k: spec.hot_keys.top_k as usize,
             hot_key_span_ms: 60_000,
             cache_keys: EngineConfig::cache_keys_for_budget(memory_budget),
-            flush_every_events: 100_000,
+            // Hot keys are written once per interval, cold keys when the
+            // cache is full; checkpoints will flush too.
+            flush_every_events: 1_000_000,
         },
         partition_count: spec.partitions,
         memory_budget,

@@ -16,7 +16,7 @@ use crate::{
     job::{JobPlan, SourcePlan},
     output::{record, sink::LineSink},
     progress::{self, Counters},
-    source::{file::FileReader, generator::Generator, Payload, Poll, Source, SourceRecord},
+    source::{file::FileReader, generator::Generator, Batch, Payload, Poll, Source, SourceRecord},
     state::StateStore,
 };
 
@@ -99,7 +99,13 @@ impl PartitionReport {
     pub fn line(&self) -> String {
         let q = |v: Option<f64>| {
             v.map_or("-".into(), |ms| {
-                humantime::format_duration(Duration::from_millis(ms.round() as u64)).to_string()
+                // Whole seconds above 10 s: the sketch is accurate to 1%.
+                let ms = if ms >= 10_000.0 {
+                    (ms / 1000.0).round() * 1000.0
+                } else {
+                    ms.round()
+                };
+                humantime::format_duration(Duration::from_millis(ms as u64)).to_string()
             })
         };
         let hot: Vec<String> = self
@@ -132,20 +138,7 @@ pub async fn run(
     mut progress_out: impl FnMut(&str),
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let mut source = match &plan.source {
-        SourcePlan::Generator(g) => {
-            Source::Generator(Box::new(Generator::new(g.clone(), started)?))
-        }
-        SourcePlan::File(f) => Source::File(FileReader::open(f.clone())?),
-    };
-    let store = StateStore::open(state_dir, &plan.engine.partitions, plan.memory_budget)?;
-    let mut job = Job {
-        engine: Engine::new(plan.engine.clone(), store),
-        counters: Counters::default(),
-        invalid_by_kind: BTreeMap::new(),
-        fired: Vec::new(),
-        plan,
-    };
+    let (mut job, mut source) = Pipeline::new(plan, state_dir, started)?;
     let mut tick = Tick::new(started);
     let ending = loop {
         if *stop.borrow() {
@@ -153,25 +146,18 @@ pub async fn run(
         }
         match source.poll(Instant::now())? {
             Poll::Ready(batch) => {
-                job.take(batch.records, &mut outputs)?;
-                for partition in batch.finished {
-                    job.engine.finish_partition(partition);
-                }
-                job.engine.advance(source.clock(), &mut job.fired)?;
-                job.emit(&mut outputs)?;
+                job.take(batch, source.clock(), &mut outputs)?;
                 tokio::task::yield_now().await;
             }
             Poll::Pending(at) => {
-                job.engine.advance(source.clock(), &mut job.fired)?;
-                job.emit(&mut outputs)?;
+                job.idle(source.clock(), &mut outputs)?;
                 tokio::select! {
                     _ = tokio::time::sleep_until(at.min(tick.next).into()) => {}
                     _ = stop.changed() => {}
                 }
             }
             Poll::End => {
-                job.engine.finish(&mut job.fired)?;
-                job.emit(&mut outputs)?;
+                job.finish(&mut outputs)?;
                 break Ending::Finished;
             }
         }
@@ -184,7 +170,8 @@ pub async fn run(
     job.report(ending, started.elapsed())
 }
 
-struct Job {
+/// The processing a run does, source-agnostic: records in, results out.
+pub struct Pipeline {
     plan: JobPlan,
     engine: Engine,
     counters: Counters,
@@ -192,17 +179,65 @@ struct Job {
     fired: Vec<WindowResult>,
 }
 
-impl Job {
+impl Pipeline {
+    /// A pipeline with its state in `state_dir`, and the plan's source.
+    pub fn new(
+        plan: JobPlan,
+        state_dir: &Path,
+        started: Instant,
+    ) -> anyhow::Result<(Self, Source)> {
+        let source = match &plan.source {
+            SourcePlan::Generator(g) => {
+                Source::Generator(Box::new(Generator::new(g.clone(), started)?))
+            }
+            SourcePlan::File(f) => Source::File(FileReader::open(f.clone())?),
+        };
+        let store = StateStore::open(state_dir, &plan.engine.partitions, plan.memory_budget)?;
+        let pipeline = Self {
+            engine: Engine::new(plan.engine.clone(), store),
+            counters: Counters::default(),
+            invalid_by_kind: BTreeMap::new(),
+            fired: Vec::new(),
+            plan,
+        };
+        Ok((pipeline, source))
+    }
+
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// Takes a batch, moving the watermark after every record so that
-    /// whether an event is late never depends on batch boundaries.
-    fn take(&mut self, batch: Vec<SourceRecord>, outputs: &mut Outputs) -> anyhow::Result<()> {
-        for record in batch {
+    /// whether an event is late never depends on batch boundaries; then
+    /// catches up with the source clock and writes what fired.
+    pub fn take(&mut self, batch: Batch, clock: i64, outputs: &mut Outputs) -> anyhow::Result<()> {
+        for record in batch.records {
             self.counters.events += 1;
             let ingest_ms = record.ingest_ms;
             self.take_one(record, outputs)?;
             self.engine.advance(ingest_ms, &mut self.fired)?;
         }
-        Ok(())
+        for partition in batch.finished {
+            self.engine.finish_partition(partition);
+        }
+        self.idle(clock, outputs)
+    }
+
+    /// No records: the source clock alone may move the watermark (idle
+    /// partitions).
+    pub fn idle(&mut self, clock: i64, outputs: &mut Outputs) -> anyhow::Result<()> {
+        self.engine.advance(clock, &mut self.fired)?;
+        self.emit(outputs)
+    }
+
+    /// The input has ended: every window fires.
+    pub fn finish(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
+        self.engine.finish(&mut self.fired)?;
+        self.emit(outputs)
     }
 
     fn take_one(&mut self, record: SourceRecord, outputs: &mut Outputs) -> anyhow::Result<()> {
@@ -298,7 +333,8 @@ impl Job {
         Ok(())
     }
 
-    fn report(mut self, ending: Ending, elapsed: Duration) -> anyhow::Result<Report> {
+    /// What the run did, with state sizes.
+    pub fn report(mut self, ending: Ending, elapsed: Duration) -> anyhow::Result<Report> {
         let sizes: BTreeMap<u32, u64> = self.engine.state_sizes()?.into_iter().collect();
         let partitions = self
             .engine

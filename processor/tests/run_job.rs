@@ -376,3 +376,38 @@ fn quickstart_example_runs() {
         .count() as u64;
     assert_eq!(orders + late, 200_000, "{err}");
 }
+
+#[test]
+fn sessions_example_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(BIN)
+        .current_dir(&root)
+        .args(["run", "examples/sessions.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results: Vec<Value> = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // bo's first session is revised by a click 14 min late, then closed.
+    let bo: Vec<(u64, u64, bool)> = results
+        .iter()
+        .filter(|r| r["key"] == "bo" && r["window"]["start"] == "2026-03-29T07:04:00Z")
+        .map(|r| {
+            (
+                r["revision"].as_u64().unwrap(),
+                r["aggregates"]["clicks"].as_u64().unwrap(),
+                r["final"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(bo, vec![(1, 2, false), (2, 3, false), (3, 3, true)]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid by reason: missing_time 1, not_json 1"),
+        "{err}"
+    );
+    assert!(err.contains("1 late, 2 invalid"), "{err}");
+}

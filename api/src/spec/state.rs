@@ -9,8 +9,11 @@ use crate::values::{ByteSize, HumanDuration};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StateSpec {
-    /// Keyed state that outlives windows (for example session bookkeeping)
-    /// is deleted after this long without updates.
+    /// A key's state is deleted when the key has had no events for this long
+    /// (measured on ingestion time), even if some of its windows never
+    /// closed (say, the watermark stalled); such windows are counted as
+    /// expired. Window state itself is deleted as soon as the watermark
+    /// passes the window's end plus the allowed lateness.
     #[serde(default = "defaults::ttl")]
     pub ttl: HumanDuration,
     /// Memory the processor may use for state: the RocksDB block cache and

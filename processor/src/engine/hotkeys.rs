@@ -15,37 +15,67 @@ pub struct HotKey {
     pub key: String,
     /// Upper estimate of the key's events in the span.
     pub count: u64,
+    /// The estimate exceeds the true count by at most this much.
+    pub error: u64,
     /// `count` over all events in the span.
     pub share: f64,
 }
 
+/// A key's counter: events counted, the error inherited from the counter
+/// it replaced, and when it was (re)placed (for deterministic ties).
+#[derive(Clone, Copy, Debug, Default)]
+struct Counter {
+    count: u64,
+    error: u64,
+    placed: u64,
+}
+
 #[derive(Clone, Debug, Default)]
 struct Half {
-    counters: HashMap<String, (u64, u64)>,
+    counters: HashMap<String, Counter>,
     total: u64,
+    placements: u64,
 }
 
 impl Half {
     fn add(&mut self, key: &str, capacity: usize) {
         self.total += 1;
-        if let Some((count, _)) = self.counters.get_mut(key) {
-            *count += 1;
+        if let Some(c) = self.counters.get_mut(key) {
+            c.count += 1;
             return;
         }
+        self.placements += 1;
+        let placed = self.placements;
         if self.counters.len() < capacity {
-            self.counters.insert(key.to_string(), (1, 0));
+            self.counters.insert(
+                key.to_string(),
+                Counter {
+                    count: 1,
+                    error: 0,
+                    placed,
+                },
+            );
             return;
         }
-        // Replace the smallest counter; ties go to the smallest key so the
-        // result does not depend on hash-map order.
-        let (victim, (min, _)) = self
+        // Replace the smallest counter; ties go to the one placed first, so
+        // the result does not depend on hash-map order.
+        let Some((victim, min)) = self
             .counters
             .iter()
-            .min_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| a.0.cmp(b.0)))
-            .map(|(k, v)| (k.clone(), *v))
-            .unwrap_or_default();
+            .min_by_key(|(_, c)| (c.count, c.placed))
+            .map(|(k, c)| (k.clone(), c.count))
+        else {
+            return;
+        };
         self.counters.remove(&victim);
-        self.counters.insert(key.to_string(), (min + 1, min));
+        self.counters.insert(
+            key.to_string(),
+            Counter {
+                count: min + 1,
+                error: min,
+                placed,
+            },
+        );
     }
 }
 
@@ -96,18 +126,21 @@ impl SpaceSaving {
 
     /// The `n` heaviest keys, heaviest first (ties by key).
     pub fn top(&self, n: usize) -> Vec<HotKey> {
-        let mut counts: HashMap<&str, u64> = HashMap::new();
+        let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
         for half in [&self.current, &self.previous] {
-            for (key, (count, _)) in &half.counters {
-                *counts.entry(key.as_str()).or_default() += count;
+            for (key, c) in &half.counters {
+                let entry = counts.entry(key.as_str()).or_default();
+                entry.0 += c.count;
+                entry.1 += c.error;
             }
         }
         let total = self.total().max(1) as f64;
         let mut top: Vec<HotKey> = counts
             .into_iter()
-            .map(|(key, count)| HotKey {
+            .map(|(key, (count, error))| HotKey {
                 key: key.to_string(),
                 count,
+                error,
                 share: count as f64 / total,
             })
             .collect();

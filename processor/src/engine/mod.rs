@@ -118,7 +118,7 @@ impl Engine {
                 .map(|_| HashMap::new())
                 .collect(),
             cached_keys: 0,
-            timers: Timers::default(),
+            timers: Timers::new(config.partitions.len()),
             stats,
             counters: EngineCounters::default(),
             clock: i64::MIN,

@@ -262,13 +262,14 @@ impl Engine {
         is_final: bool,
         out: &mut Vec<WindowResult>,
     ) -> anyhow::Result<bool> {
+        self.cache_entry(slot, key)?;
         let partition = self.config.partitions[slot];
-        let aggregates = self.config.aggregates.clone();
-        let state = self.cache_entry(slot, key)?;
-        let Some(index) = state.find(window) else {
+        let aggregates = &self.config.aggregates;
+        let cached = self.cache[slot].get_mut(key).expect("loaded above");
+        let Some(index) = cached.state.find(window) else {
             return Ok(false);
         };
-        let entry = &mut state.windows[index];
+        let entry = &mut cached.state.windows[index];
         entry.revision += 1;
         entry.fired = true;
         out.push(WindowResult {

@@ -2,45 +2,93 @@
 //! fire, when their state is purged, which fired windows late events
 //! revised, and when keys are checked against the state TTL.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use super::window::Window;
 
-type KeyId = (usize, String);
-
-#[derive(Default)]
 pub struct Timers {
-    /// (end, slot, start, key) of windows not fired yet.
-    fire: BTreeSet<(i64, usize, i64, String)>,
+    /// Windows not fired yet, bucketed by (end, slot, start): thousands of
+    /// keys share a window, so a bucket is a hash set of keys, sorted once
+    /// when it fires (the order stays deterministic).
+    fire: BTreeMap<(i64, usize, i64), HashSet<String>>,
+    /// Keys of the bucket being fired, in order.
+    firing: VecDeque<(usize, String, Window)>,
+    pending: usize,
     /// (end + lateness, slot, start, end, key) of fired windows.
     purge: BTreeSet<(i64, usize, i64, i64, String)>,
     /// (slot, key, start, end) of fired windows updated by late events.
     revised: BTreeSet<(usize, String, i64, i64)>,
     /// (due, slot, key): check the key against the TTL at `due`.
     ttl: BTreeSet<(i64, usize, String)>,
-    ttl_known: HashSet<KeyId>,
+    /// Per slot: keys with an entry in `ttl` (looked up without allocating).
+    ttl_known: Vec<HashSet<String>>,
 }
 
 impl Timers {
+    pub fn new(slots: usize) -> Self {
+        Self {
+            fire: BTreeMap::new(),
+            firing: VecDeque::new(),
+            pending: 0,
+            purge: BTreeSet::new(),
+            revised: BTreeSet::new(),
+            ttl: BTreeSet::new(),
+            ttl_known: vec![HashSet::new(); slots],
+        }
+    }
+
     pub fn add_fire(&mut self, slot: usize, key: &str, w: Window) {
-        self.fire.insert((w.end, slot, w.start, key.to_string()));
+        if self
+            .fire
+            .entry((w.end, slot, w.start))
+            .or_default()
+            .insert(key.to_string())
+        {
+            self.pending += 1;
+        }
     }
 
     pub fn remove_fire(&mut self, slot: usize, key: &str, w: Window) {
-        self.fire.remove(&(w.end, slot, w.start, key.to_string()));
+        let bucket_id = (w.end, slot, w.start);
+        if let Some(bucket) = self.fire.get_mut(&bucket_id) {
+            if bucket.remove(key) {
+                self.pending -= 1;
+            }
+            if bucket.is_empty() {
+                self.fire.remove(&bucket_id);
+            }
+        } else if let Some(i) = self
+            .firing
+            .iter()
+            .position(|(s, k, win)| *s == slot && k == key && *win == w)
+        {
+            self.firing.remove(i);
+            self.pending -= 1;
+        }
     }
 
-    /// The next window due at `watermark`, earliest end first.
+    /// The next window due at `watermark`: earliest end first, then slot,
+    /// start and key.
     pub fn pop_fire(&mut self, watermark: i64) -> Option<(usize, String, Window)> {
-        if self.fire.first()?.0 > watermark {
-            return None;
+        if self.firing.is_empty() {
+            let (&(end, slot, start), _) = self.fire.first_key_value()?;
+            if end > watermark {
+                return None;
+            }
+            let (_, keys) = self.fire.pop_first()?;
+            let mut keys: Vec<String> = keys.into_iter().collect();
+            keys.sort_unstable();
+            let window = Window { start, end };
+            self.firing
+                .extend(keys.into_iter().map(|key| (slot, key, window)));
         }
-        let (end, slot, start, key) = self.fire.pop_first()?;
-        Some((slot, key, Window { start, end }))
+        let next = self.firing.pop_front()?;
+        self.pending -= 1;
+        Some(next)
     }
 
     pub fn pending_fires(&self) -> usize {
-        self.fire.len()
+        self.pending
     }
 
     pub fn add_purge(&mut self, at: i64, slot: usize, key: &str, w: Window) {
@@ -77,12 +125,12 @@ impl Timers {
             .collect()
     }
 
-    /// Makes sure the key will be checked against the TTL by `due`.
+    /// Makes sure the key will be checked against the TTL by `due` (a key
+    /// already watched keeps its earlier check, which re-arms itself).
     pub fn watch_ttl(&mut self, slot: usize, key: &str, due: i64) {
-        let id = (slot, key.to_string());
-        if !self.ttl_known.contains(&id) {
+        if !self.ttl_known[slot].contains(key) {
             self.ttl.insert((due, slot, key.to_string()));
-            self.ttl_known.insert(id);
+            self.ttl_known[slot].insert(key.to_string());
         }
     }
 
@@ -92,7 +140,7 @@ impl Timers {
             return None;
         }
         let (_, slot, key) = self.ttl.pop_first()?;
-        self.ttl_known.remove(&(slot, key.clone()));
+        self.ttl_known[slot].remove(&key);
         Some((slot, key))
     }
 }
