@@ -113,8 +113,18 @@ impl PartitionReport {
             .iter()
             .map(|(k, share)| format!("{k} {:.0}%", share * 100.0))
             .collect();
+        let skew = if self.skew_rejected + self.skew_clamped > 0 || self.max_ahead_ms > 0 {
+            format!(
+                ", skew: up to {} ahead, {} rejected, {} clamped",
+                q(Some(self.max_ahead_ms as f64)),
+                self.skew_rejected,
+                self.skew_clamped
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "partition {}: {} events, {} late (lateness p50 {}, p99 {}), {} revised by late events, {} invalid, state {} bytes, hot keys: {}",
+            "partition {}: {} events, {} late (lateness p50 {}, p99 {}), {} revised by late events, {} invalid, state {} bytes, hot keys: {}{skew}",
             self.partition,
             self.accepted,
             self.late,

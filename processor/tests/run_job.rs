@@ -72,6 +72,13 @@ fn read_lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+fn stdout_lines(out: &Output) -> Vec<Value> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -356,11 +363,7 @@ fn quickstart_example_runs() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.yaml");
     let out = Command::new(BIN).arg("run").arg(&example).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let results: Vec<Value> = String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let results = stdout_lines(&out);
     assert!(results.len() > 100);
     assert!(results
         .iter()
@@ -386,11 +389,7 @@ fn sessions_example_runs() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let results: Vec<Value> = String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let results = stdout_lines(&out);
     // bo's first session is revised by a click 14 min late, then closed.
     let bo: Vec<(u64, u64, bool)> = results
         .iter()

@@ -75,6 +75,12 @@ impl Harness {
         outcome
     }
 
+    /// Keys RocksDB holds for a partition.
+    fn stored_keys(&self, partition: u32) -> Vec<String> {
+        let rows = self.engine.store().scan(partition).unwrap();
+        rows.into_iter().map(|(k, _)| k).collect()
+    }
+
     fn finish(&mut self) {
         self.engine.finish(&mut self.out).unwrap();
     }
@@ -264,14 +270,7 @@ fn state_of_closed_windows_is_deleted_from_rocksdb() {
     // The watermark passes the end of [0, 10 000) for every key but one.
     h.send("late-key", 15_000, 1.0);
     h.engine.flush().unwrap();
-    let keys: Vec<String> = h
-        .engine
-        .store()
-        .scan(0)
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys = h.stored_keys(0);
     assert_eq!(keys, vec!["late-key"], "only the open window's key is left");
     h.finish();
     assert!(h.engine.store().scan(0).unwrap().is_empty());
@@ -293,14 +292,7 @@ fn ttl_expires_keys_whose_windows_never_close() {
         "stale and held expired"
     );
     h.engine.flush().unwrap();
-    let keys: Vec<String> = h
-        .engine
-        .store()
-        .scan(0)
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys = h.stored_keys(0);
     assert_eq!(keys, vec!["fresh"]);
     assert!(h.engine.store().scan(1).unwrap().is_empty());
 }

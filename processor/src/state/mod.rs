@@ -1,6 +1,7 @@
-//! Keyed state in RocksDB: one column family per partition (so a partition
-//! can be checkpointed and moved on its own), all sharing one block cache
-//! that also bounds the memtables, sized from the job's memory budget.
+//! Keyed state in RocksDB: one instance per partition, in `<dir>/p<n>`, so a
+//! partition can be checkpointed, moved and restored on its own; all share
+//! one block cache that also bounds their memtables, sized from the job's
+//! memory budget.
 //!
 //! Each row is one key's [`KeyState`]: its open and recently fired windows.
 //! The write-ahead log is off: durability comes from checkpoints, and a
@@ -8,12 +9,15 @@
 
 mod keystate;
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options,
-    WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, DBCompressionType, IteratorMode, Options, WriteBatch,
+    WriteBufferManager, WriteOptions, DB,
 };
 
 pub use keystate::{KeyState, WindowEntry};
@@ -23,16 +27,17 @@ pub use keystate::{KeyState, WindowEntry};
 pub const ROCKSDB_SHARE: f64 = 0.5;
 
 pub struct StateStore {
-    db: DB,
+    dbs: BTreeMap<u32, DB>,
     dir: PathBuf,
-    partitions: Vec<u32>,
+    options: Options,
     write: WriteOptions,
     _cache: Cache,
     _buffers: WriteBufferManager,
 }
 
-fn cf_name(partition: u32) -> String {
-    format!("p{partition}")
+/// The directory of one partition's RocksDB instance.
+pub fn partition_dir(dir: &Path, partition: u32) -> PathBuf {
+    dir.join(format!("p{partition}"))
 }
 
 impl StateStore {
@@ -52,51 +57,63 @@ impl StateStore {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
-        let mut cf_opts = Options::default();
-        cf_opts.set_block_based_table_factory(&table);
-        cf_opts.set_compression_type(DBCompressionType::Lz4);
-        cf_opts.set_write_buffer_size((rocks_bytes / 4 / partitions.len().max(1)).max(1 << 20));
-        let mut db_opts = cf_opts.clone();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_write_buffer_manager(&buffers);
-        db_opts.set_max_open_files(256);
-        db_opts.increase_parallelism(2);
-        let cfs = partitions
-            .iter()
-            .map(|p| ColumnFamilyDescriptor::new(cf_name(*p), cf_opts.clone()));
-        let db = DB::open_cf_descriptors(&db_opts, dir, cfs)
-            .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
+        let mut options = Options::default();
+        options.set_block_based_table_factory(&table);
+        options.set_compression_type(DBCompressionType::Lz4);
+        options.set_write_buffer_size((rocks_bytes / 4 / partitions.len().max(1)).max(1 << 20));
+        options.create_if_missing(true);
+        options.set_write_buffer_manager(&buffers);
+        options.set_max_open_files(64);
+        options.increase_parallelism(2);
         let mut write = WriteOptions::default();
         write.disable_wal(true);
-        Ok(Self {
-            db,
+        let mut store = Self {
+            dbs: BTreeMap::new(),
             dir: dir.to_path_buf(),
-            partitions: partitions.to_vec(),
+            options,
             write,
             _cache: cache,
             _buffers: buffers,
-        })
+        };
+        for p in partitions {
+            store.open_partition(*p)?;
+        }
+        Ok(store)
+    }
+
+    /// Opens (creating) one partition's instance in its directory, which may
+    /// hold a restored checkpoint.
+    pub fn open_partition(&mut self, partition: u32) -> anyhow::Result<()> {
+        let path = partition_dir(&self.dir, partition);
+        let db = DB::open(&self.options, &path)
+            .with_context(|| format!("opening RocksDB in {}", path.display()))?;
+        self.dbs.insert(partition, db);
+        Ok(())
+    }
+
+    /// Closes one partition's instance (before replacing its files).
+    pub fn close_partition(&mut self, partition: u32) {
+        self.dbs.remove(&partition);
+    }
+
+    /// One partition's RocksDB instance.
+    pub fn db(&self, partition: u32) -> anyhow::Result<&DB> {
+        self.dbs
+            .get(&partition)
+            .with_context(|| format!("partition {partition} is not in this store"))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn partitions(&self) -> &[u32] {
-        &self.partitions
-    }
-
-    fn cf(&self, partition: u32) -> anyhow::Result<&rocksdb::ColumnFamily> {
-        self.db
-            .cf_handle(&cf_name(partition))
-            .with_context(|| format!("partition {partition} is not in this store"))
+    pub fn partitions(&self) -> Vec<u32> {
+        self.dbs.keys().copied().collect()
     }
 
     /// One key's state.
     pub fn get(&self, partition: u32, key: &str) -> anyhow::Result<Option<KeyState>> {
-        let cf = self.cf(partition)?;
-        match self.db.get_pinned_cf(cf, key.as_bytes())? {
+        match self.db(partition)?.get_pinned(key.as_bytes())? {
             Some(bytes) => Ok(Some(KeyState::decode(&bytes)?)),
             None => Ok(None),
         }
@@ -107,23 +124,24 @@ impl StateStore {
         &self,
         updates: impl IntoIterator<Item = (u32, &'a str, Option<&'a KeyState>)>,
     ) -> anyhow::Result<()> {
-        let mut batch = WriteBatch::default();
+        let mut batches: BTreeMap<u32, WriteBatch> = BTreeMap::new();
         for (partition, key, state) in updates {
-            let cf = self.cf(partition)?;
+            let batch = batches.entry(partition).or_default();
             match state {
-                Some(state) => batch.put_cf(cf, key.as_bytes(), state.encode()?),
-                None => batch.delete_cf(cf, key.as_bytes()),
+                Some(state) => batch.put(key.as_bytes(), state.encode()?),
+                None => batch.delete(key.as_bytes()),
             }
         }
-        self.db.write_opt(batch, &self.write)?;
+        for (partition, batch) in batches {
+            self.db(partition)?.write_opt(batch, &self.write)?;
+        }
         Ok(())
     }
 
     /// Every key and state of a partition, in key order.
     pub fn scan(&self, partition: u32) -> anyhow::Result<Vec<(String, KeyState)>> {
-        let cf = self.cf(partition)?;
         let mut rows = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+        for item in self.db(partition)?.iterator(IteratorMode::Start) {
             let (key, value) = item?;
             rows.push((
                 String::from_utf8_lossy(&key).into_owned(),
@@ -136,21 +154,21 @@ impl StateStore {
     /// Estimated bytes of state held for a partition (on disk and in
     /// memtables).
     pub fn size_bytes(&self, partition: u32) -> anyhow::Result<u64> {
-        let cf = self.cf(partition)?;
+        let db = self.db(partition)?;
         let mut total = 0;
         for property in [
             "rocksdb.estimate-live-data-size",
             "rocksdb.cur-size-all-mem-tables",
         ] {
-            total += self.db.property_int_value_cf(cf, property)?.unwrap_or(0);
+            total += db.property_int_value(property)?.unwrap_or(0);
         }
         Ok(total)
     }
 
     /// Flushes memtables to SST files (so sizes on disk are current).
     pub fn flush_memtables(&self) -> anyhow::Result<()> {
-        for p in &self.partitions {
-            self.db.flush_cf(self.cf(*p)?)?;
+        for db in self.dbs.values() {
+            db.flush()?;
         }
         Ok(())
     }

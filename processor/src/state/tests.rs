@@ -17,7 +17,7 @@ fn state(windows: &[(i64, i64)]) -> KeyState {
 }
 
 #[test]
-fn partitions_are_separate_column_families() {
+fn partitions_are_separate_instances() {
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(dir.path(), &[0, 3], 64 << 20).unwrap();
     let a = state(&[(0, 10)]);
@@ -37,6 +37,8 @@ fn partitions_are_separate_column_families() {
     assert_eq!(keys, vec!["k1", "k2"]);
     store.write([(3, "k1", None)]).unwrap();
     assert!(store.get(3, "k1").unwrap().is_none());
+    assert!(dir.path().join("p0/CURRENT").exists());
+    assert!(dir.path().join("p3/CURRENT").exists());
 }
 
 #[test]

@@ -1,0 +1,366 @@
+//! Incremental checkpoints of partition state to a [`Store`], and restore
+//! that never trusts a partial one.
+//!
+//! Taking a checkpoint has a short synchronous part and a background part:
+//!
+//! 1. [`snapshot`] (processing paused): the engine's cache is written back,
+//!    then each partition's RocksDB instance makes a checkpoint of hard links
+//!    in a local directory. Source positions, watermarks and sink lengths are
+//!    captured with it: together a consistent cut.
+//! 2. [`upload`] (processing goes on): each file is hashed; files the store
+//!    lacks are uploaded (content-addressed, so only new files go up); then
+//!    the manifest is written, last. Then retention deletes old manifests and
+//!    files no kept manifest references.
+//!
+//! [`restore`] picks, per partition, the newest manifest whose files are all
+//! present with the right size and checksum, downloads them and hands the
+//! manifest back; anything missing or corrupt is logged, counted, and the
+//! previous checkpoint is tried.
+
+pub mod manifest;
+pub mod store;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Read,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+
+use self::manifest::{file_key, manifest_id, manifest_key, retention, FileEntry, ENGINE_VERSION};
+pub use self::{
+    manifest::{Manifest, SourcePosition},
+    store::Store,
+};
+use crate::state::StateStore;
+
+/// What the rest of the processor captures with a checkpoint.
+#[derive(Clone, Debug)]
+pub struct Cut {
+    pub id: u64,
+    pub job: String,
+    pub source: SourcePosition,
+    pub max_event_times: BTreeMap<u32, Option<i64>>,
+    pub sink_lengths: BTreeMap<String, u64>,
+}
+
+/// A checkpoint whose local part is done.
+pub struct Pending {
+    cut: Cut,
+    /// Local checkpoint directory per partition.
+    dirs: BTreeMap<u32, PathBuf>,
+    root: PathBuf,
+    started: Instant,
+    sync_duration: Duration,
+}
+
+/// A completed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completed {
+    pub id: u64,
+    pub created_at: String,
+    pub sync_duration: Duration,
+    pub total_duration: Duration,
+    pub bytes_uploaded: u64,
+    pub bytes_total: u64,
+}
+
+/// The local, synchronous part: hard-link checkpoints of every partition
+/// under `local_root/<id>/p<n>`. The caller has written the engine's cache
+/// back and flushed its sinks.
+pub fn snapshot(state: &StateStore, cut: Cut, local_root: &Path) -> anyhow::Result<Pending> {
+    let started = Instant::now();
+    let root = local_root.join(cut.id.to_string());
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    std::fs::create_dir_all(&root)?;
+    let mut dirs = BTreeMap::new();
+    for partition in state.partitions() {
+        let dir = root.join(format!("p{partition}"));
+        let db = state.db(partition)?;
+        // With the write-ahead log off, the checkpoint flushes memtables.
+        rocksdb::checkpoint::Checkpoint::new(db)?
+            .create_checkpoint(&dir)
+            .with_context(|| format!("checkpointing partition {partition}"))?;
+        dirs.insert(partition, dir);
+    }
+    Ok(Pending {
+        cut,
+        dirs,
+        root,
+        started,
+        sync_duration: started.elapsed(),
+    })
+}
+
+/// The background part: upload new files and the manifests, then apply
+/// retention. Removes the local checkpoint directory in any case.
+pub async fn upload(pending: Pending, store: &Store, retain: usize) -> anyhow::Result<Completed> {
+    let result = upload_inner(&pending, store, retain).await;
+    let _ = tokio::fs::remove_dir_all(&pending.root).await;
+    result
+}
+
+async fn upload_inner(
+    pending: &Pending,
+    store: &Store,
+    retain: usize,
+) -> anyhow::Result<Completed> {
+    let created_at = jiff::Timestamp::now().to_string();
+    let (mut uploaded, mut total) = (0, 0);
+    for (&partition, dir) in &pending.dirs {
+        let part = store.child(&format!("p{partition}"));
+        let files = describe(dir).await?;
+        let in_store: BTreeSet<String> = part
+            .list("files")
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut bytes_uploaded = 0;
+        for file in manifest::to_upload(&files, &in_store) {
+            part.put_file(&file.key, &dir.join(&file.name)).await?;
+            bytes_uploaded += file.size;
+        }
+        let manifest = Manifest {
+            id: pending.cut.id,
+            job: pending.cut.job.clone(),
+            partition,
+            created_at: created_at.clone(),
+            engine_version: ENGINE_VERSION,
+            files,
+            source: pending.cut.source.clone(),
+            max_event_time: pending
+                .cut
+                .max_event_times
+                .get(&partition)
+                .copied()
+                .flatten(),
+            sink_lengths: pending.cut.sink_lengths.clone(),
+            bytes_uploaded,
+        };
+        part.put_new(
+            &manifest_key(manifest.id),
+            serde_json::to_vec_pretty(&manifest)?,
+        )
+        .await?;
+        uploaded += bytes_uploaded;
+        total += manifest.bytes_total();
+        collect_garbage(&part, retain).await?;
+    }
+    Ok(Completed {
+        id: pending.cut.id,
+        created_at,
+        sync_duration: pending.sync_duration,
+        total_duration: pending.started.elapsed(),
+        bytes_uploaded: uploaded,
+        bytes_total: total,
+    })
+}
+
+/// Names, sizes and checksums of the files in a local checkpoint directory.
+async fn describe(dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let (size, checksum) = checksum_file(&entry.path())?;
+            files.push(FileEntry {
+                key: file_key(&name, &checksum),
+                name,
+                size,
+                checksum,
+            });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    })
+    .await?
+}
+
+/// Size and xxh3-128 (hex) of a file.
+pub fn checksum_file(path: &Path) -> anyhow::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0; 1 << 20];
+    let mut size = 0;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, format!("{:032x}", hasher.digest128())))
+}
+
+/// Keeps the newest `retain` manifests of a partition and the files they
+/// reference; deletes the rest.
+pub async fn collect_garbage(part: &Store, retain: usize) -> anyhow::Result<()> {
+    let manifests = read_manifests(part).await?;
+    let files: BTreeSet<String> = part
+        .list("files")
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let plan = retention(&manifests, &files, retain, &BTreeSet::new());
+    part.delete(&plan.manifests).await?;
+    part.delete(&plan.files).await?;
+    Ok(())
+}
+
+/// Every readable manifest of a partition, newest first. Unreadable ones are
+/// skipped with a warning (restore treats them as missing).
+pub async fn read_manifests(part: &Store) -> anyhow::Result<Vec<Manifest>> {
+    let mut ids: Vec<u64> = part
+        .list("checkpoints")
+        .await?
+        .iter()
+        .filter_map(|(k, _)| manifest_id(k))
+        .collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let mut manifests = Vec::new();
+    for id in ids {
+        match part
+            .get(&manifest_key(id))
+            .await
+            .map(|b| serde_json::from_slice::<Manifest>(&b))
+        {
+            Ok(Ok(m)) => manifests.push(m),
+            Ok(Err(e)) => tracing::warn!("manifest {id} is unreadable: {e}"),
+            Err(e) => tracing::warn!("manifest {id} could not be read: {e:#}"),
+        }
+    }
+    Ok(manifests)
+}
+
+/// What a restore of one partition did.
+#[derive(Debug)]
+pub struct Restored {
+    pub manifest: Option<Manifest>,
+    /// Checkpoints skipped because they were incomplete or corrupt, with why.
+    pub rejected: Vec<(u64, String)>,
+}
+
+/// Restores one partition into `target` (emptied first) from its newest
+/// complete, verified checkpoint with an id at most `max_id`.
+pub async fn restore(
+    store: &Store,
+    partition: u32,
+    target: &Path,
+    max_id: Option<u64>,
+) -> anyhow::Result<Restored> {
+    let part = store.child(&format!("p{partition}"));
+    let in_store: BTreeMap<String, u64> = part.list("files").await?.into_iter().collect();
+    let mut rejected = Vec::new();
+    for manifest in read_manifests(&part).await? {
+        if max_id.is_some_and(|max| manifest.id > max) {
+            continue;
+        }
+        if manifest.engine_version != ENGINE_VERSION {
+            rejected.push((
+                manifest.id,
+                format!(
+                    "engine version {} is not {ENGINE_VERSION}",
+                    manifest.engine_version
+                ),
+            ));
+            continue;
+        }
+        match fetch(&part, &manifest, &in_store, target).await {
+            Ok(()) => {
+                return Ok(Restored {
+                    manifest: Some(manifest),
+                    rejected,
+                })
+            }
+            Err(why) => {
+                tracing::warn!("partition {partition}: checkpoint {} is unusable: {why:#}; trying an older one", manifest.id);
+                rejected.push((manifest.id, format!("{why:#}")));
+            }
+        }
+    }
+    if target.exists() {
+        std::fs::remove_dir_all(target)?;
+    }
+    Ok(Restored {
+        manifest: None,
+        rejected,
+    })
+}
+
+/// Downloads and verifies every file of a manifest into `target`.
+async fn fetch(
+    part: &Store,
+    manifest: &Manifest,
+    in_store: &BTreeMap<String, u64>,
+    target: &Path,
+) -> anyhow::Result<()> {
+    for f in &manifest.files {
+        match in_store.get(&f.key) {
+            None => anyhow::bail!("file {} ({}) is missing from the store", f.name, f.key),
+            Some(size) if *size != f.size => {
+                anyhow::bail!(
+                    "file {} is {size} bytes in the store, {} in the manifest",
+                    f.name,
+                    f.size
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    if target.exists() {
+        std::fs::remove_dir_all(target)?;
+    }
+    std::fs::create_dir_all(target)?;
+    for f in &manifest.files {
+        let path = target.join(&f.name);
+        part.get_to_file(&f.key, &path).await?;
+        let (size, checksum) = checksum_file(&path)?;
+        if size != f.size || checksum != f.checksum {
+            anyhow::bail!("file {} does not match its checksum (corrupt)", f.name);
+        }
+    }
+    Ok(())
+}
+
+/// The next checkpoint id: one above the newest any partition of the job
+/// has, so ids increase across restarts and processors.
+pub async fn next_id(store: &Store, partitions: &[u32]) -> anyhow::Result<u64> {
+    let mut newest = 0;
+    for p in partitions {
+        let part = store.child(&format!("p{p}"));
+        for (key, _) in part.list("checkpoints").await? {
+            newest = newest.max(manifest_id(&key).unwrap_or(0));
+        }
+    }
+    Ok(newest + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_detect_any_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello world").unwrap();
+        let (size, a) = checksum_file(&path).unwrap();
+        assert_eq!(size, 11);
+        std::fs::write(&path, b"hello worle").unwrap();
+        let (_, b) = checksum_file(&path).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+    }
+}
