@@ -26,6 +26,35 @@ pub enum SourcePlan {
     File(FileConfig),
 }
 
+/// Where and how often checkpoints are taken.
+#[derive(Clone, Debug)]
+pub struct CheckpointPlan {
+    pub url: String,
+    /// The job's directory under the store URL: `<namespace>/<name>`.
+    pub job_path: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    pub interval: std::time::Duration,
+    pub retain: usize,
+}
+
+impl CheckpointPlan {
+    /// Opens the store (S3 credentials from the environment).
+    pub fn store(&self) -> anyhow::Result<crate::checkpoint::Store> {
+        let s3 = if self.url.starts_with("s3://") {
+            Some(crate::checkpoint::store::S3Settings::from_env(
+                self.endpoint.clone(),
+                &self.region,
+                self.path_style,
+            )?)
+        } else {
+            None
+        };
+        crate::checkpoint::Store::open(&self.url, &self.job_path, s3)
+    }
+}
+
 /// Everything the run loop needs, resolved.
 #[derive(Clone, Debug)]
 pub struct JobPlan {
@@ -41,6 +70,7 @@ pub struct JobPlan {
     pub late_policy: LateDataPolicy,
     pub late_output: SinkSpec,
     pub invalid_output: SinkSpec,
+    pub checkpoints: CheckpointPlan,
 }
 
 /// Why a job cannot run here.
@@ -132,11 +162,31 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         .memory_budget
         .parse()
         .map_err(anyhow::Error::from)?;
+    let id = JobId {
+        namespace: job.metadata.namespace.clone().unwrap_or_default(),
+        name: job.metadata.name.clone().unwrap_or_else(|| "job".into()),
+    };
+    let c = &spec.checkpoints;
+    let checkpoints = CheckpointPlan {
+        url: c.store.clone(),
+        job_path: format!(
+            "{}/{}",
+            if id.namespace.is_empty() {
+                "default"
+            } else {
+                &id.namespace
+            },
+            id.name
+        ),
+        endpoint: c.endpoint.clone(),
+        region: c.region.clone(),
+        path_style: c.path_style,
+        interval: c.interval.parse().map_err(anyhow::Error::from)?,
+        retain: c.retain as usize,
+    };
     Ok(JobPlan {
-        id: JobId {
-            namespace: job.metadata.namespace.clone().unwrap_or_default(),
-            name: job.metadata.name.clone().unwrap_or_else(|| "job".into()),
-        },
+        id,
+        checkpoints,
         engine: EngineConfig {
             partitions: owned,
             windows: windows(job)?,

@@ -11,7 +11,7 @@ use eddy_api::load::{self, LoadError};
 use eddy_processor::{
     job::{self, PlanError},
     progress,
-    run::{self, Ending, Outputs},
+    run::{self, Ending},
 };
 use tokio::sync::watch;
 
@@ -116,17 +116,12 @@ fn run_file(file: &Path, state_dir: Option<PathBuf>, partitions: Option<Vec<u32>
         }
     };
     runtime.block_on(async move {
-        let outputs = match Outputs::open(&plan) {
-            Ok(outputs) => outputs,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
         eprintln!(
-            "running job {:?}: state in {} (checkpoints are not taken by this version); Ctrl-C stops",
+            "running job {:?}: state in {}, checkpoints every {} to {}; Ctrl-C stops",
             plan.id.name,
-            state_dir.display()
+            state_dir.display(),
+            humantime::format_duration(plan.checkpoints.interval),
+            plan.checkpoints.url
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -137,7 +132,7 @@ fn run_file(file: &Path, state_dir: Option<PathBuf>, partitions: Option<Vec<u32>
             eprintln!("exiting at once: second signal");
             std::process::exit(130);
         });
-        match run::run(plan, &state_dir, outputs, stop_rx, |line| eprintln!("{line}")).await {
+        match run::run(plan, &state_dir, stop_rx, |line| eprintln!("{line}")).await {
             Ok(report) => {
                 let outcome = match report.ending {
                     Ending::Finished => "finished",
@@ -155,11 +150,19 @@ fn run_file(file: &Path, state_dir: Option<PathBuf>, partitions: Option<Vec<u32>
                     eprintln!("invalid by reason: {}", kinds.join(", "));
                 }
                 if report.expired_windows > 0 {
-                    eprintln!("state TTL expired {} windows before they fired", report.expired_windows);
+                    eprintln!(
+                        "state TTL expired {} windows before they fired",
+                        report.expired_windows
+                    );
                 }
                 eprintln!(
                     "{}",
-                    progress::summary(outcome, report.elapsed, &report.counters, report.open_windows)
+                    progress::summary(
+                        outcome,
+                        report.elapsed,
+                        &report.counters,
+                        report.open_windows
+                    )
                 );
                 ExitCode::SUCCESS
             }

@@ -12,6 +12,7 @@ use eddy_api::spec::{LateDataPolicy, SkewPolicy};
 use tokio::sync::watch;
 
 use crate::{
+    checkpoint::{self, Cut, Store},
     engine::{partition_of, Engine, Outcome, WindowResult},
     job::{JobPlan, SourcePlan},
     output::{record, sink::LineSink},
@@ -28,17 +29,34 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// Opens the sinks the plan names.
-    pub fn open(plan: &JobPlan) -> anyhow::Result<Self> {
+    /// Opens the sinks the plan names, file sinks cut to the lengths a
+    /// restored checkpoint recorded (to nothing on a fresh start), so every
+    /// record is in them exactly once.
+    pub fn open(plan: &JobPlan, file_lengths: &BTreeMap<String, u64>) -> anyhow::Result<Self> {
+        let open = |spec: &eddy_api::spec::SinkSpec| {
+            let length = spec
+                .file
+                .as_ref()
+                .and_then(|f| file_lengths.get(&f.path))
+                .copied()
+                .unwrap_or(0);
+            LineSink::open_at(spec, length)
+        };
         Ok(Self {
-            results: plan
-                .sinks
-                .iter()
-                .map(LineSink::open)
-                .collect::<Result<_, _>>()?,
-            late: LineSink::open(&plan.late_output)?,
-            invalid: LineSink::open(&plan.invalid_output)?,
+            results: plan.sinks.iter().map(open).collect::<Result<_, _>>()?,
+            late: open(&plan.late_output)?,
+            invalid: open(&plan.invalid_output)?,
         })
+    }
+
+    /// Byte lengths of the file sinks, by path.
+    pub fn file_lengths(&self) -> BTreeMap<String, u64> {
+        self.results
+            .iter()
+            .chain([&self.late, &self.invalid])
+            .filter_map(|s| s.file_length())
+            .map(|(p, l)| (p.to_string(), l))
+            .collect()
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
@@ -139,20 +157,43 @@ impl PartitionReport {
 }
 
 /// Runs a planned job with its state in `state_dir` until its source ends
-/// or `stop` turns true. Progress lines go to `progress_out` once a second.
+/// or `stop` turns true: restores the newest complete checkpoint first,
+/// checkpoints periodically in the background, and takes a last checkpoint
+/// when stopped. Progress lines go to `progress_out` once a second.
 pub async fn run(
     plan: JobPlan,
     state_dir: &Path,
-    mut outputs: Outputs,
     mut stop: watch::Receiver<bool>,
     mut progress_out: impl FnMut(&str),
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let store = plan.checkpoints.store()?;
+    let restored = restore_all(&store, &plan.engine.partitions, state_dir).await?;
+    for line in &restored.lines {
+        progress_out(line);
+    }
+    let empty = BTreeMap::new();
+    let mut outputs = Outputs::open(
+        &plan,
+        restored.cut.as_ref().map_or(&empty, |c| &c.sink_lengths),
+    )?;
+    let mut checkpoints = Checkpoints::new(&plan, store, state_dir).await?;
     let (mut job, mut source) = Pipeline::new(plan, state_dir, started)?;
+    if let Some(cut) = &restored.cut {
+        job.engine.restore(&cut.max_event_times)?;
+        source.resume(&cut.source)?;
+    }
     let mut tick = Tick::new(started);
     let ending = loop {
         if *stop.borrow() {
+            // A last checkpoint, so a restart resumes exactly here.
+            checkpoints.take(&mut job, &source, &mut outputs)?;
+            checkpoints.wait(&mut progress_out).await;
             break Ending::Stopped;
+        }
+        checkpoints.poll(&mut progress_out).await;
+        if checkpoints.due() {
+            checkpoints.take(&mut job, &source, &mut outputs)?;
         }
         match source.poll(Instant::now())? {
             Poll::Ready(batch) => {
@@ -168,6 +209,10 @@ pub async fn run(
             }
             Poll::End => {
                 job.finish(&mut outputs)?;
+                // Every window is out: the job's state is spent, and a rerun
+                // starts over.
+                checkpoints.wait(&mut progress_out).await;
+                checkpoints.clear().await?;
                 break Ending::Finished;
             }
         }
@@ -211,6 +256,28 @@ impl Pipeline {
             plan,
         };
         Ok((pipeline, source))
+    }
+
+    /// The synchronous part of a checkpoint: results out, sinks flushed,
+    /// state written back and hard-linked, with the source position.
+    pub fn checkpoint(
+        &mut self,
+        id: u64,
+        source: &Source,
+        outputs: &mut Outputs,
+        local: &Path,
+    ) -> anyhow::Result<checkpoint::Pending> {
+        self.emit(outputs)?;
+        outputs.flush()?;
+        self.engine.flush()?;
+        let cut = Cut {
+            id,
+            job: format!("{}/{}", self.plan.id.namespace, self.plan.id.name),
+            source: source.position(),
+            max_event_times: self.engine.max_event_times(),
+            sink_lengths: outputs.file_lengths(),
+        };
+        checkpoint::snapshot(self.engine.store(), cut, local)
     }
 
     pub fn engine_mut(&mut self) -> &mut Engine {
@@ -378,6 +445,205 @@ impl Pipeline {
             elapsed,
             partitions,
         })
+    }
+}
+
+/// What restoring a processor's partitions found.
+struct RestoredAll {
+    /// The common checkpoint all partitions were restored to, if any.
+    cut: Option<Cut>,
+    /// What to tell the user.
+    lines: Vec<String>,
+}
+
+/// Restores every owned partition to one common checkpoint: the newest id
+/// every partition has complete and verified (partitions share the source
+/// position, so they must resume from the same cut).
+async fn restore_all(
+    store: &Store,
+    partitions: &[u32],
+    state_dir: &Path,
+) -> anyhow::Result<RestoredAll> {
+    let mut lines = Vec::new();
+    let mut found = BTreeMap::new();
+    for &p in partitions {
+        let restored =
+            checkpoint::restore(store, p, &crate::state::partition_dir(state_dir, p), None).await?;
+        for (id, why) in &restored.rejected {
+            lines.push(format!("partition {p}: checkpoint {id} rejected: {why}"));
+        }
+        found.insert(p, restored.manifest);
+    }
+    let ids: Vec<Option<u64>> = found.values().map(|m| m.as_ref().map(|m| m.id)).collect();
+    if ids.iter().all(Option::is_none) {
+        return Ok(RestoredAll { cut: None, lines });
+    }
+    let fresh = |lines: &mut Vec<String>, why: String| -> anyhow::Result<RestoredAll> {
+        for &p in partitions {
+            let dir = crate::state::partition_dir(state_dir, p);
+            if dir.exists() {
+                std::fs::remove_dir_all(dir)?;
+            }
+        }
+        lines.push(format!("starting from the beginning: {why}"));
+        Ok(RestoredAll {
+            cut: None,
+            lines: std::mem::take(lines),
+        })
+    };
+    if ids.iter().any(Option::is_none) {
+        return fresh(
+            &mut lines,
+            "some partitions have no usable checkpoint".into(),
+        );
+    }
+    let common = ids.iter().flatten().copied().min().unwrap_or(0);
+    for (&p, manifest) in found.iter_mut() {
+        if manifest.as_ref().is_some_and(|m| m.id != common) {
+            let dir = crate::state::partition_dir(state_dir, p);
+            *manifest = checkpoint::restore(store, p, &dir, Some(common))
+                .await?
+                .manifest;
+            if manifest.as_ref().map(|m| m.id) != Some(common) {
+                return fresh(
+                    &mut lines,
+                    format!("partition {p} has no usable checkpoint {common}"),
+                );
+            }
+        }
+    }
+    let first = found
+        .values()
+        .flatten()
+        .next()
+        .expect("all partitions restored");
+    lines.push(format!(
+        "restored checkpoint {common} of {} partitions (taken {})",
+        found.len(),
+        first.created_at
+    ));
+    Ok(RestoredAll {
+        cut: Some(Cut {
+            id: common,
+            job: first.job.clone(),
+            source: first.source.clone(),
+            max_event_times: found
+                .iter()
+                .map(|(p, m)| (*p, m.as_ref().and_then(|m| m.max_event_time)))
+                .collect(),
+            sink_lengths: first.sink_lengths.clone(),
+        }),
+        lines,
+    })
+}
+
+/// Periodic checkpoints, one in flight at a time, uploaded in the
+/// background while processing goes on.
+struct Checkpoints {
+    store: Store,
+    partitions: Vec<u32>,
+    interval: Duration,
+    retain: usize,
+    local: std::path::PathBuf,
+    next_id: u64,
+    next_at: Instant,
+    in_flight: Option<tokio::task::JoinHandle<anyhow::Result<checkpoint::Completed>>>,
+    completed: Vec<checkpoint::Completed>,
+    failed: u64,
+}
+
+impl Checkpoints {
+    async fn new(plan: &JobPlan, store: Store, state_dir: &Path) -> anyhow::Result<Self> {
+        let partitions = plan.engine.partitions.clone();
+        let next_id = checkpoint::next_id(&store, &partitions).await?;
+        Ok(Self {
+            store,
+            partitions,
+            interval: plan.checkpoints.interval,
+            retain: plan.checkpoints.retain,
+            local: state_dir.join("checkpoints"),
+            next_id,
+            next_at: Instant::now() + plan.checkpoints.interval,
+            in_flight: None,
+            completed: Vec::new(),
+            failed: 0,
+        })
+    }
+
+    fn due(&self) -> bool {
+        self.in_flight.is_none() && Instant::now() >= self.next_at
+    }
+
+    /// Takes the synchronous part and starts the upload.
+    fn take(
+        &mut self,
+        job: &mut Pipeline,
+        source: &Source,
+        outputs: &mut Outputs,
+    ) -> anyhow::Result<()> {
+        if self.in_flight.is_some() {
+            return Ok(());
+        }
+        let pending = job.checkpoint(self.next_id, source, outputs, &self.local)?;
+        self.next_id += 1;
+        let store = self.store.clone();
+        let retain = self.retain;
+        self.in_flight = Some(tokio::spawn(async move {
+            checkpoint::upload(pending, &store, retain).await
+        }));
+        self.next_at = Instant::now() + self.interval;
+        Ok(())
+    }
+
+    /// Collects a finished upload.
+    async fn poll(&mut self, out: &mut impl FnMut(&str)) {
+        if self.in_flight.as_ref().is_some_and(|h| h.is_finished()) {
+            self.wait(out).await;
+        }
+    }
+
+    /// Waits for the upload in flight.
+    async fn wait(&mut self, out: &mut impl FnMut(&str)) {
+        let Some(handle) = self.in_flight.take() else {
+            return;
+        };
+        match handle.await {
+            Ok(Ok(done)) => {
+                out(&format!(
+                    "checkpoint {}: {} of {} bytes uploaded, {} ms paused, {} ms in all",
+                    done.id,
+                    done.bytes_uploaded,
+                    done.bytes_total,
+                    done.sync_duration.as_millis(),
+                    done.total_duration.as_millis()
+                ));
+                self.completed.push(done);
+            }
+            Ok(Err(e)) => {
+                self.failed += 1;
+                out(&format!("checkpoint failed: {e:#}"));
+            }
+            Err(e) => {
+                self.failed += 1;
+                out(&format!("checkpoint task failed: {e}"));
+            }
+        }
+    }
+
+    /// Deletes the job's checkpoints of these partitions.
+    async fn clear(&self) -> anyhow::Result<()> {
+        for p in &self.partitions {
+            let part = self.store.child(&format!("p{p}"));
+            let mut keys: Vec<String> = part
+                .list("checkpoints")
+                .await?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            keys.extend(part.list("files").await?.into_iter().map(|(k, _)| k));
+            part.delete(&keys).await?;
+        }
+        Ok(())
     }
 }
 

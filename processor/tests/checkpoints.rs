@@ -154,12 +154,16 @@ async fn falls_back(store: Store, damage: &str) {
             None
         }
         "file missing" => {
-            part.delete(std::slice::from_ref(&victim.key)).await.unwrap();
+            part.delete(std::slice::from_ref(&victim.key))
+                .await
+                .unwrap();
             Some("missing from the store")
         }
         "file truncated" => {
             let bytes = part.get(&victim.key).await.unwrap();
-            part.delete(std::slice::from_ref(&victim.key)).await.unwrap();
+            part.delete(std::slice::from_ref(&victim.key))
+                .await
+                .unwrap();
             put(&part, &victim.key, bytes[..bytes.len() / 2].to_vec()).await;
             Some("bytes in the store")
         }
@@ -167,7 +171,9 @@ async fn falls_back(store: Store, damage: &str) {
             let mut bytes = part.get(&victim.key).await.unwrap();
             let middle = bytes.len() / 2;
             bytes[middle] ^= 0xff;
-            part.delete(std::slice::from_ref(&victim.key)).await.unwrap();
+            part.delete(std::slice::from_ref(&victim.key))
+                .await
+                .unwrap();
             put(&part, &victim.key, bytes).await;
             Some("does not match its checksum")
         }

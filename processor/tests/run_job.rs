@@ -28,7 +28,8 @@ impl Job {
             "apiVersion: eddy.dev/v1alpha1\nkind: StreamJob\nmetadata:\n  name: test\nspec:\n{spec}\n  \
              sinks: [{{file: {{path: {d}/results.jsonl}}}}]\n  \
              lateOutput: {{file: {{path: {d}/late.jsonl}}}}\n  \
-             invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}\n"
+             invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}\n  \
+             checkpoints: {{store: 'file://{d}/checkpoints'}}\n"
         );
         std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
         Self { dir }

@@ -39,8 +39,13 @@ pub struct FileEntry {
 pub enum SourcePosition {
     /// Events the generator had produced.
     Generator { produced: u64 },
-    /// Byte offset and line reached in each source file.
-    File { offsets: Vec<(u64, u64)> },
+    /// Byte offset and line reached in each source file, and the file read
+    /// next (files are read in turns).
+    File {
+        offsets: Vec<(u64, u64)>,
+        #[serde(default)]
+        turn: usize,
+    },
 }
 
 /// A partition's checkpoint.

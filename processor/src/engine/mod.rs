@@ -16,7 +16,7 @@ mod timers;
 pub mod watermark;
 pub mod window;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
@@ -196,6 +196,45 @@ impl Engine {
         if let Some(slot) = self.slots.get(&partition) {
             self.watermarks.finish(*slot);
         }
+    }
+
+    /// After the store was restored from a checkpoint: rebuilds the timers
+    /// from the windows in it and the watermarks from each partition's
+    /// largest event time at the checkpoint.
+    pub fn restore(&mut self, max_event_times: &BTreeMap<u32, Option<i64>>) -> anyhow::Result<()> {
+        let lateness = self.config.allowed_lateness_ms;
+        let ttl = self.config.state_ttl_ms;
+        for (slot, partition) in self.config.partitions.clone().into_iter().enumerate() {
+            for (key, state) in self.store.scan(partition)? {
+                for entry in &state.windows {
+                    let w = entry.window;
+                    if entry.fired {
+                        self.timers
+                            .add_purge(w.end.saturating_add(lateness), slot, &key, w);
+                    } else {
+                        self.timers.add_fire(slot, &key, w);
+                    }
+                }
+                self.timers
+                    .watch_ttl(slot, &key, state.last_update_ms.saturating_add(ttl));
+            }
+            if let Some(Some(max)) = max_event_times.get(&partition) {
+                self.watermarks.restore(slot, *max);
+            }
+        }
+        // The watermark the checkpoint had, before the first record arrives.
+        self.watermarks.advance(self.clock);
+        Ok(())
+    }
+
+    /// Each partition's largest event time, for a checkpoint.
+    pub fn max_event_times(&self) -> BTreeMap<u32, Option<i64>> {
+        self.config
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| (*p, self.watermarks.max_seen(slot)))
+            .collect()
     }
 
     /// Writes every changed key back to RocksDB.

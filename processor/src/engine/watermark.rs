@@ -49,6 +49,17 @@ impl Watermarks {
         p.last_active = Some(now_ms);
     }
 
+    /// Restores a partition's largest event time from a checkpoint.
+    pub fn restore(&mut self, slot: usize, max_seen: i64) {
+        let p = &mut self.partitions[slot];
+        p.max_seen = Some(p.max_seen.map_or(max_seen, |m| m.max(max_seen)));
+    }
+
+    /// A partition's largest event time seen.
+    pub fn max_seen(&self, slot: usize) -> Option<i64> {
+        self.partitions[slot].max_seen
+    }
+
     /// Marks partition `slot`'s input as ended.
     pub fn finish(&mut self, slot: usize) {
         self.partitions[slot].finished = true;

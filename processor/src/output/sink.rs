@@ -11,11 +11,37 @@ use eddy_api::spec::SinkSpec;
 pub struct LineSink {
     name: String,
     out: Box<dyn Write + Send>,
+    /// For a file sink: its path and byte length (written so far).
+    file: Option<(String, u64)>,
 }
 
 impl LineSink {
-    /// Opens the sink a spec names. Kafka and PostgreSQL are not written by
-    /// this version (the job plan rejects them before we get here).
+    /// Opens the sink a spec names, a file sink cut to `file_length` bytes
+    /// (what a restored checkpoint had written; 0 for a fresh start). Kafka
+    /// and PostgreSQL are not written by this version (the job plan rejects
+    /// them before we get here).
+    pub fn open_at(spec: &SinkSpec, file_length: u64) -> io::Result<Self> {
+        if let Some(f) = &spec.file {
+            let file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&f.path)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", f.path)))?;
+            file.set_len(file_length)?;
+            let mut file = BufWriter::new(file);
+            use std::io::Seek;
+            file.seek(io::SeekFrom::Start(file_length))?;
+            return Ok(Self {
+                name: format!("file {}", f.path),
+                out: Box::new(file),
+                file: Some((f.path.clone(), file_length)),
+            });
+        }
+        Self::open(spec)
+    }
+
+    /// Opens the sink a spec names, appending to a file sink.
     pub fn open(spec: &SinkSpec) -> io::Result<Self> {
         let (name, out): (String, Box<dyn Write + Send>) = if spec.stdout.is_some() {
             ("stdout".into(), Box::new(BufWriter::new(io::stdout())))
@@ -27,14 +53,23 @@ impl LineSink {
                 .append(true)
                 .open(&f.path)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", f.path)))?;
-            (format!("file {}", f.path), Box::new(BufWriter::new(file)))
+            let length = file.metadata()?.len();
+            return Ok(Self {
+                name: format!("file {}", f.path),
+                out: Box::new(BufWriter::new(file)),
+                file: Some((f.path.clone(), length)),
+            });
         } else {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("sink kind {:?} is not supported here", spec.kinds_set()),
             ));
         };
-        Ok(Self { name, out })
+        Ok(Self {
+            name,
+            out,
+            file: None,
+        })
     }
 
     /// An in-memory sink, for tests.
@@ -42,6 +77,7 @@ impl LineSink {
         Self {
             name: name.into(),
             out,
+            file: None,
         }
     }
 
@@ -51,7 +87,16 @@ impl LineSink {
 
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         self.out.write_all(line)?;
-        self.out.write_all(b"\n")
+        self.out.write_all(b"\n")?;
+        if let Some((_, length)) = &mut self.file {
+            *length += line.len() as u64 + 1;
+        }
+        Ok(())
+    }
+
+    /// For a file sink: its path and byte length.
+    pub fn file_length(&self) -> Option<(&str, u64)> {
+        self.file.as_ref().map(|(p, l)| (p.as_str(), *l))
     }
 
     pub fn flush(&mut self) -> io::Result<()> {

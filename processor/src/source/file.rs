@@ -40,6 +40,8 @@ struct OpenFile {
     reader: BufReader<File>,
     /// The file's partition, when one file is one partition.
     partition: Option<u32>,
+    /// Bytes consumed so far.
+    offset: u64,
     line: u64,
     done: bool,
 }
@@ -63,6 +65,7 @@ impl FileReader {
                 Ok(OpenFile {
                     reader: BufReader::with_capacity(1 << 16, file),
                     partition: config.partition_field.is_none().then_some(i as u32),
+                    offset: 0,
                     line: 0,
                     done: false,
                 })
@@ -74,6 +77,27 @@ impl FileReader {
             turn: 0,
             clock: i64::MIN,
         })
+    }
+
+    /// Byte offset and line reached in each file, and whose turn is next,
+    /// for a checkpoint.
+    pub fn position(&self) -> (Vec<(u64, u64)>, usize) {
+        (
+            self.files.iter().map(|f| (f.offset, f.line)).collect(),
+            self.turn,
+        )
+    }
+
+    /// Resumes each file at a checkpointed position.
+    pub fn seek(&mut self, offsets: &[(u64, u64)], turn: usize) -> anyhow::Result<()> {
+        use std::io::Seek;
+        for (file, &(offset, line)) in self.files.iter_mut().zip(offsets) {
+            file.reader.seek(std::io::SeekFrom::Start(offset))?;
+            file.offset = offset;
+            file.line = line;
+        }
+        self.turn = turn;
+        Ok(())
     }
 
     pub fn clock(&self) -> i64 {
@@ -98,7 +122,7 @@ impl FileReader {
             let file = &mut self.files[index];
             let read = read_line(&mut file.reader, &mut buf, self.config.max_record_bytes)
                 .with_context(|| format!("reading {}", self.config.paths[index].display()))?;
-            let Some(length) = read else {
+            let Some((length, consumed)) = read else {
                 file.done = true;
                 // A finished file's partition never holds the watermark back;
                 // with a partition field, partitions end with the last file.
@@ -110,6 +134,7 @@ impl FileReader {
                 break;
             };
             file.line += 1;
+            file.offset += consumed;
             let partition = file.partition;
             if buf.iter().all(u8::is_ascii_whitespace) && length == buf.len() {
                 continue;
@@ -197,20 +222,21 @@ impl FileReader {
 }
 
 /// Reads one line into `buf` (without the newline), keeping at most
-/// `limit + 1` bytes of it. Returns the line's full length, or `None` at the
-/// end of the file.
+/// `limit + 1` bytes of it. Returns the line's full length and the bytes
+/// consumed, or `None` at the end of the file.
 fn read_line(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
     limit: usize,
-) -> std::io::Result<Option<usize>> {
+) -> std::io::Result<Option<(usize, u64)>> {
     buf.clear();
     let mut length = 0;
+    let mut consumed_total = 0u64;
     let mut any = false;
     loop {
         let available = reader.fill_buf()?;
         if available.is_empty() {
-            return Ok(any.then_some(length));
+            return Ok(any.then_some((length, consumed_total)));
         }
         any = true;
         let (chunk, newline) = match available.iter().position(|b| *b == b'\n') {
@@ -222,12 +248,13 @@ fn read_line(
         length += chunk.len();
         let consumed = chunk.len() + usize::from(newline);
         reader.consume(consumed);
+        consumed_total += consumed as u64;
         if newline {
             if buf.last() == Some(&b'\r') {
                 buf.pop();
                 length -= 1;
             }
-            return Ok(Some(length));
+            return Ok(Some((length, consumed_total)));
         }
     }
 }

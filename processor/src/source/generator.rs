@@ -114,6 +114,23 @@ impl Generator {
         self.next
     }
 
+    /// Resumes after `produced` events (restoring a checkpoint): the same
+    /// random stream is drawn and discarded, so what follows is exactly what
+    /// an uninterrupted run would have produced.
+    pub fn skip_to(&mut self, produced: u64) {
+        while self.next < produced {
+            self.event();
+        }
+        if self.config.realtime {
+            // Carry on from now: the stream's clock resumes at the wall clock.
+            let behind = Duration::from_millis(produced.saturating_mul(1000) / self.config.rate);
+            self.started = Instant::now()
+                .checked_sub(behind)
+                .unwrap_or_else(Instant::now);
+            self.config.start_ms = super::wall_clock_ms() - behind.as_millis() as i64;
+        }
+    }
+
     /// The next batch: as many events as are due (all of a batch when not
     /// realtime), or when to ask again, or the end.
     pub fn poll(&mut self, now: Instant) -> Poll {

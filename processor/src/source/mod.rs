@@ -75,6 +75,33 @@ impl Source {
         }
     }
 
+    /// Where the source is, for a checkpoint.
+    pub fn position(&self) -> crate::checkpoint::SourcePosition {
+        use crate::checkpoint::SourcePosition;
+        match self {
+            Self::Generator(g) => SourcePosition::Generator {
+                produced: g.produced(),
+            },
+            Self::File(f) => {
+                let (offsets, turn) = f.position();
+                SourcePosition::File { offsets, turn }
+            }
+        }
+    }
+
+    /// Resumes at a checkpointed position.
+    pub fn resume(&mut self, position: &crate::checkpoint::SourcePosition) -> anyhow::Result<()> {
+        use crate::checkpoint::SourcePosition;
+        match (self, position) {
+            (Self::Generator(g), SourcePosition::Generator { produced }) => {
+                g.skip_to(*produced);
+                Ok(())
+            }
+            (Self::File(f), SourcePosition::File { offsets, turn }) => f.seek(offsets, *turn),
+            (_, other) => anyhow::bail!("the checkpoint is of another kind of source: {other:?}"),
+        }
+    }
+
     /// The source clock (epoch ms): the wall clock for live sources, the
     /// recorded ingestion time for replays.
     pub fn clock(&self) -> i64 {

@@ -70,7 +70,8 @@ impl Job {
              source:\n    file: {{paths: [{}], ingestionTimeField: at{partition}}}\n{spec}\n  \
              sinks: [{{file: {{path: {d}/results.jsonl}}}}]\n  \
              lateOutput: {{file: {{path: {d}/late.jsonl}}}}\n  \
-             invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}\n",
+             invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}\n  \
+             checkpoints: {{store: 'file://{d}/checkpoints', interval: 200ms}}\n",
             paths.join(", ")
         );
         std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();

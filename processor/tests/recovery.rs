@@ -1,0 +1,207 @@
+//! Crash recovery: a job killed with SIGKILL at arbitrary moments (before,
+//! during and after checkpoint uploads) and restarted each time ends with
+//! exactly the output of an uninterrupted run, byte for byte: state and
+//! source positions restore together, and file sinks are cut back to what
+//! the restored checkpoint had written.
+
+mod common;
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{t, Job, BIN};
+use serde_json::{json, Value};
+
+/// Three partitions (one file each) of scrambled events with late ones.
+fn input(partition: u64) -> Vec<Value> {
+    (0..40_000u64)
+        .map(|i| {
+            let n = i * 3 + partition;
+            let jitter = (n * 7919 % 1500) as f64 / 1000.0;
+            let late = if n.is_multiple_of(101) { 4.0 } else if n.is_multiple_of(103) { 30.0 } else { 0.0 };
+            let s = (i as f64 * 0.02 - jitter - late).max(0.0);
+            let mut e = json!({"user": format!("u{}", n * 31 % 97), "ts": t(s), "amount": (n % 50) as f64 / 4.0});
+            e["at"] = json!(t(i as f64 * 0.02));
+            e
+        })
+        .collect()
+}
+
+const SPEC: &str = "  partitions: 3
+  keyField: user
+  eventTime: {field: ts, maxOutOfOrderness: 1s, idleTimeout: 1h}
+  window: {tumbling: {size: 2s}}
+  allowedLateness: 5s
+  lateData: output
+  aggregations:
+    - {op: count}
+    - {op: sum, field: amount}
+    - {op: last, field: amount}
+    - {op: distinctCount, field: amount}";
+
+fn job(store: &str, dir_store: bool) -> Job {
+    let files: Vec<(String, Vec<Value>)> =
+        (0..3).map(|p| (format!("p{p}.jsonl"), input(p))).collect();
+    let refs: Vec<(&str, &[Value])> = files
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    let job = Job::with_files(SPEC, &refs, None);
+    // Point the checkpoints at the store under test, every 50 ms.
+    let path = job.path("job.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let d = job.dir.path().display().to_string();
+    let store = if dir_store {
+        format!("file://{d}/checkpoints")
+    } else {
+        store.to_string()
+    };
+    let yaml = yaml.replace(
+        &format!("checkpoints: {{store: 'file://{d}/checkpoints', interval: 200ms}}"),
+        &format!(
+            "checkpoints: {{store: '{store}', interval: 50ms, retain: 2, endpoint: '{}'}}",
+            std::env::var("EDDY_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://unused".into())
+        ),
+    );
+    std::fs::write(&path, yaml).unwrap();
+    job
+}
+
+fn command(job: &Job) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("run")
+        .arg(job.path("job.yaml"))
+        .arg("--state-dir")
+        .arg(job.path("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let (Ok(a), Ok(s)) = (
+        std::env::var("EDDY_TEST_S3_ACCESS_KEY"),
+        std::env::var("EDDY_TEST_S3_SECRET_KEY"),
+    ) {
+        c.env("AWS_ACCESS_KEY_ID", a)
+            .env("AWS_SECRET_ACCESS_KEY", s);
+    }
+    c
+}
+
+fn kill_and_restart(reference: &Job, crashed: &Job) {
+    let out = command(reference).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(full.contains("finished:"), "{full}");
+
+    // Kill at a spread of moments; each restart restores and goes on.
+    let delays = [
+        150u64, 900, 350, 1200, 600, 250, 1500, 450, 800, 300, 1000, 550,
+    ];
+    let (mut kills, mut restores) = (0, 0);
+    let mut attempt = 0;
+    loop {
+        let mut child = command(crashed).spawn().unwrap();
+        let delay = delays.get(attempt).copied();
+        attempt += 1;
+        let Some(delay) = delay else {
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{err}");
+            restores += err.matches("restored checkpoint").count();
+            break;
+        };
+        let deadline = Instant::now() + Duration::from_millis(delay);
+        let mut finished = false;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                finished = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if finished {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success());
+            restores += String::from_utf8_lossy(&out.stderr)
+                .matches("restored checkpoint")
+                .count();
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        let out = child.wait_with_output().unwrap();
+        restores += String::from_utf8_lossy(&out.stderr)
+            .matches("restored checkpoint")
+            .count();
+        kills += 1;
+    }
+    println!("{kills} kills, {restores} restores from checkpoints");
+    assert!(
+        kills >= 5,
+        "only {kills} kills: the job ran too fast to test"
+    );
+    assert!(restores >= 3, "only {restores} restores");
+    for file in ["results.jsonl", "late.jsonl", "invalid.jsonl"] {
+        let (a, b) = (reference.bytes(file), crashed.bytes(file));
+        if a != b {
+            let (la, lb) = (String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+            let first = la.lines().zip(lb.lines()).position(|(x, y)| x != y);
+            let show = |text: &str, at: Option<usize>| {
+                at.and_then(|i| text.lines().nth(i))
+                    .unwrap_or("(end)")
+                    .chars()
+                    .take(400)
+                    .collect::<String>()
+            };
+            panic!(
+                "{file} differs after crashes: {} vs {} bytes; first difference at line {first:?}:\n  uninterrupted: {}\n  crashed:       {}",
+                a.len(),
+                b.len(),
+                show(&la, first),
+                show(&lb, first)
+            );
+        }
+    }
+    assert!(reference.lines("results.jsonl").len() > 1000);
+    assert!(reference
+        .lines("results.jsonl")
+        .iter()
+        .any(|r| r["revision"].as_u64() > Some(1)));
+    assert!(!reference.lines("late.jsonl").is_empty());
+}
+
+#[test]
+fn sigkill_and_restart_gives_the_uninterrupted_output_with_a_local_store() {
+    kill_and_restart(&job("", true), &job("", true));
+}
+
+#[test]
+fn sigkill_and_restart_gives_the_uninterrupted_output_with_s3() {
+    let server = eddy_testkit::s3();
+    let bucket = eddy_testkit::unique_name("recovery");
+    create_bucket(&server, &bucket);
+    let reference = job(&format!("s3://{bucket}/reference"), false);
+    let crashed = job(&format!("s3://{bucket}/crashed"), false);
+    kill_and_restart(&reference, &crashed);
+}
+
+fn create_bucket(server: &eddy_testkit::S3Server, bucket: &str) {
+    use eddy_processor::checkpoint::{store::S3Settings, Store};
+    let settings = S3Settings {
+        endpoint: Some(server.endpoint.clone()),
+        region: "us-east-1".into(),
+        path_style: true,
+        access_key: server.access_key.clone(),
+        secret_key: server.secret_key.clone(),
+    };
+    let store = Store::open(&format!("s3://{bucket}"), "", Some(settings)).unwrap();
+    let Store::S3 { client, .. } = store else {
+        unreachable!()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(client.create_bucket().bucket(bucket).send())
+        .unwrap();
+}
