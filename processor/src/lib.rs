@@ -5,6 +5,7 @@
 //! window, watermark and aggregate logic; [`source`] and [`output`] do the
 //! I/O; [`job`] resolves a StreamJob into a plan; [`run`] is the loop.
 
+pub mod admin;
 pub mod checkpoint;
 pub mod engine;
 pub mod event;

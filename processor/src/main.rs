@@ -37,6 +37,10 @@ enum Command {
         /// Partitions this processor owns, comma separated (default: all).
         #[arg(long, env = "EDDY_PARTITIONS", value_delimiter = ',')]
         partitions: Option<Vec<u32>>,
+        /// Serve the admin HTTP API (checkpoints, health) on this address,
+        /// e.g. 0.0.0.0:9090; port 0 picks a free one.
+        #[arg(long, env = "EDDY_ADMIN_ADDR")]
+        admin_addr: Option<std::net::SocketAddr>,
     },
     /// Check a StreamJob manifest and list every problem with it.
     Validate {
@@ -67,7 +71,8 @@ fn main() -> ExitCode {
             file,
             state_dir,
             partitions,
-        } => run_file(&file, state_dir, partitions),
+            admin_addr,
+        } => run_file(&file, state_dir, partitions, admin_addr),
     }
 }
 
@@ -82,7 +87,12 @@ fn read_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
     })
 }
 
-fn run_file(file: &Path, state_dir: Option<PathBuf>, partitions: Option<Vec<u32>>) -> ExitCode {
+fn run_file(
+    file: &Path,
+    state_dir: Option<PathBuf>,
+    partitions: Option<Vec<u32>>,
+    admin_addr: Option<std::net::SocketAddr>,
+) -> ExitCode {
     let job = match read_job(file) {
         Ok(job) => job,
         Err(code) => return code,
@@ -132,7 +142,20 @@ fn run_file(file: &Path, state_dir: Option<PathBuf>, partitions: Option<Vec<u32>
             eprintln!("exiting at once: second signal");
             std::process::exit(130);
         });
-        match run::run(plan, &state_dir, stop_rx, |line| eprintln!("{line}")).await {
+        let admin = match admin_addr {
+            None => None,
+            Some(addr) => match eddy_processor::admin::serve(addr).await {
+                Ok((bound, admin)) => {
+                    eprintln!("admin API on http://{bound}");
+                    Some(admin)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot serve the admin API on {addr}: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        match run::run(plan, &state_dir, stop_rx, admin, |line| eprintln!("{line}")).await {
             Ok(report) => {
                 let outcome = match report.ending {
                     Ending::Finished => "finished",

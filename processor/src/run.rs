@@ -12,6 +12,7 @@ use eddy_api::spec::{LateDataPolicy, SkewPolicy};
 use tokio::sync::watch;
 
 use crate::{
+    admin::{Admin, CheckpointInfo, Command, Status},
     checkpoint::{self, Cut, Store},
     engine::{partition_of, Engine, Outcome, WindowResult},
     job::{JobPlan, SourcePlan},
@@ -164,6 +165,7 @@ pub async fn run(
     plan: JobPlan,
     state_dir: &Path,
     mut stop: watch::Receiver<bool>,
+    mut admin: Option<Admin>,
     mut progress_out: impl FnMut(&str),
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
@@ -183,17 +185,52 @@ pub async fn run(
         job.engine.restore(&cut.max_event_times)?;
         source.resume(&cut.source)?;
     }
+    let fallbacks = restored.fallbacks;
+    let mut paused = false;
+    publish(&admin, &checkpoints, paused, fallbacks);
     let mut tick = Tick::new(started);
     let ending = loop {
         if *stop.borrow() {
             // A last checkpoint, so a restart resumes exactly here.
+            checkpoints.wait(&mut progress_out).await;
             checkpoints.take(&mut job, &source, &mut outputs)?;
             checkpoints.wait(&mut progress_out).await;
             break Ending::Stopped;
         }
-        checkpoints.poll(&mut progress_out).await;
-        if checkpoints.due() {
+        let mut changed = checkpoints.poll(&mut progress_out).await;
+        if let Some(a) = admin.as_mut() {
+            while let Ok(command) = a.commands.try_recv() {
+                changed = true;
+                match command {
+                    Command::Checkpoint { is_final, reply } => {
+                        let answer = match checkpoints.in_flight_id() {
+                            Some(id) => Err(format!("checkpoint {id} is in flight")),
+                            None => {
+                                let id = checkpoints.take(&mut job, &source, &mut outputs)?;
+                                paused |= is_final;
+                                Ok(id)
+                            }
+                        };
+                        let _ = reply.send(answer);
+                    }
+                    Command::Resume => paused = false,
+                }
+            }
+        }
+        if checkpoints.due() && !paused {
             checkpoints.take(&mut job, &source, &mut outputs)?;
+            changed = true;
+        }
+        if changed {
+            publish(&admin, &checkpoints, paused, fallbacks);
+        }
+        if paused {
+            // After a final checkpoint: consume nothing until resumed.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
         }
         match source.poll(Instant::now())? {
             Poll::Ready(batch) => {
@@ -448,10 +485,37 @@ impl Pipeline {
     }
 }
 
+/// Publishes the run loop's status to the admin API.
+fn publish(admin: &Option<Admin>, checkpoints: &Checkpoints, paused: bool, fallbacks: u64) {
+    if let Some(a) = admin {
+        a.status.send_replace(Status {
+            ready: true,
+            paused,
+            in_flight: checkpoints.in_flight_id(),
+            failed: checkpoints.failed,
+            restore_fallbacks: fallbacks,
+            completed: checkpoints
+                .completed
+                .iter()
+                .map(|c| CheckpointInfo {
+                    id: c.id,
+                    time: c.created_at.clone(),
+                    duration_ms: c.total_duration.as_millis() as u64,
+                    sync_duration_ms: c.sync_duration.as_millis() as u64,
+                    bytes_uploaded: c.bytes_uploaded,
+                    bytes_total: c.bytes_total,
+                })
+                .collect(),
+        });
+    }
+}
+
 /// What restoring a processor's partitions found.
 struct RestoredAll {
     /// The common checkpoint all partitions were restored to, if any.
     cut: Option<Cut>,
+    /// Checkpoints rejected as incomplete or corrupt.
+    fallbacks: u64,
     /// What to tell the user.
     lines: Vec<String>,
 }
@@ -466,17 +530,23 @@ async fn restore_all(
 ) -> anyhow::Result<RestoredAll> {
     let mut lines = Vec::new();
     let mut found = BTreeMap::new();
+    let mut fallbacks = 0;
     for &p in partitions {
         let restored =
             checkpoint::restore(store, p, &crate::state::partition_dir(state_dir, p), None).await?;
         for (id, why) in &restored.rejected {
             lines.push(format!("partition {p}: checkpoint {id} rejected: {why}"));
+            fallbacks += 1;
         }
         found.insert(p, restored.manifest);
     }
     let ids: Vec<Option<u64>> = found.values().map(|m| m.as_ref().map(|m| m.id)).collect();
     if ids.iter().all(Option::is_none) {
-        return Ok(RestoredAll { cut: None, lines });
+        return Ok(RestoredAll {
+            cut: None,
+            fallbacks,
+            lines,
+        });
     }
     let fresh = |lines: &mut Vec<String>, why: String| -> anyhow::Result<RestoredAll> {
         for &p in partitions {
@@ -488,6 +558,7 @@ async fn restore_all(
         lines.push(format!("starting from the beginning: {why}"));
         Ok(RestoredAll {
             cut: None,
+            fallbacks,
             lines: std::mem::take(lines),
         })
     };
@@ -523,6 +594,7 @@ async fn restore_all(
         first.created_at
     ));
     Ok(RestoredAll {
+        fallbacks,
         cut: Some(Cut {
             id: common,
             job: first.job.clone(),
@@ -547,7 +619,10 @@ struct Checkpoints {
     local: std::path::PathBuf,
     next_id: u64,
     next_at: Instant,
-    in_flight: Option<tokio::task::JoinHandle<anyhow::Result<checkpoint::Completed>>>,
+    in_flight: Option<(
+        u64,
+        tokio::task::JoinHandle<anyhow::Result<checkpoint::Completed>>,
+    )>,
     completed: Vec<checkpoint::Completed>,
     failed: u64,
 }
@@ -574,37 +649,48 @@ impl Checkpoints {
         self.in_flight.is_none() && Instant::now() >= self.next_at
     }
 
-    /// Takes the synchronous part and starts the upload.
+    fn in_flight_id(&self) -> Option<u64> {
+        self.in_flight.as_ref().map(|(id, _)| *id)
+    }
+
+    /// Takes the synchronous part and starts the upload; returns the id
+    /// (of the checkpoint already in flight, if there is one).
     fn take(
         &mut self,
         job: &mut Pipeline,
         source: &Source,
         outputs: &mut Outputs,
-    ) -> anyhow::Result<()> {
-        if self.in_flight.is_some() {
-            return Ok(());
+    ) -> anyhow::Result<u64> {
+        if let Some(id) = self.in_flight_id() {
+            return Ok(id);
         }
-        let pending = job.checkpoint(self.next_id, source, outputs, &self.local)?;
+        let id = self.next_id;
+        let pending = job.checkpoint(id, source, outputs, &self.local)?;
         self.next_id += 1;
         let store = self.store.clone();
         let retain = self.retain;
-        self.in_flight = Some(tokio::spawn(async move {
-            checkpoint::upload(pending, &store, retain).await
-        }));
+        let handle = tokio::spawn(async move { checkpoint::upload(pending, &store, retain).await });
+        self.in_flight = Some((id, handle));
         self.next_at = Instant::now() + self.interval;
-        Ok(())
+        Ok(id)
     }
 
-    /// Collects a finished upload.
-    async fn poll(&mut self, out: &mut impl FnMut(&str)) {
-        if self.in_flight.as_ref().is_some_and(|h| h.is_finished()) {
+    /// Collects a finished upload; true if one finished.
+    async fn poll(&mut self, out: &mut impl FnMut(&str)) -> bool {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|(_, h)| h.is_finished())
+        {
             self.wait(out).await;
+            return true;
         }
+        false
     }
 
     /// Waits for the upload in flight.
     async fn wait(&mut self, out: &mut impl FnMut(&str)) {
-        let Some(handle) = self.in_flight.take() else {
+        let Some((_, handle)) = self.in_flight.take() else {
             return;
         };
         match handle.await {

@@ -1,0 +1,183 @@
+//! The processor's admin HTTP API, for the operator (and curious humans):
+//!
+//! - `POST /checkpoints` takes a checkpoint now; with `{"final": true}` it
+//!   also stops consumption once the checkpoint is taken, until `POST
+//!   /resume` or the process exits (before a rescale or an upgrade). Answers
+//!   `202 {"id": N}` once the synchronous part is done, `409` while another
+//!   checkpoint is in flight.
+//! - `GET /checkpoints` lists completed checkpoints (id, time, durations,
+//!   bytes uploaded and total), the one in flight, failures, and the age of
+//!   the newest.
+//! - `POST /resume` resumes consumption after a final checkpoint.
+//! - `GET /healthz` (alive) and `GET /readyz` (restored and consuming).
+//!
+//! Handlers never touch state: they send a [`Command`] to the run loop and
+//! read the [`Status`] it publishes.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::State,
+    http::StatusCode,
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// A request to the run loop.
+#[derive(Debug)]
+pub enum Command {
+    Checkpoint {
+        is_final: bool,
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    Resume,
+}
+
+/// A completed checkpoint as the API shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointInfo {
+    pub id: u64,
+    pub time: String,
+    pub duration_ms: u64,
+    pub sync_duration_ms: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_total: u64,
+}
+
+/// What the run loop publishes.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub ready: bool,
+    pub paused: bool,
+    pub in_flight: Option<u64>,
+    pub failed: u64,
+    /// Checkpoints rejected at restore as incomplete or corrupt.
+    pub restore_fallbacks: u64,
+    pub completed: Vec<CheckpointInfo>,
+}
+
+/// The run loop's end of the API.
+pub struct Admin {
+    pub commands: mpsc::Receiver<Command>,
+    pub status: watch::Sender<Status>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+}
+
+/// Binds the API on `addr` and serves it in the background. Returns the
+/// bound address and the run loop's end.
+pub async fn serve(addr: SocketAddr) -> anyhow::Result<(SocketAddr, Admin)> {
+    let (commands_tx, commands) = mpsc::channel(16);
+    let (status, status_rx) = watch::channel(Status::default());
+    let shared = Shared {
+        commands: commands_tx,
+        status: status_rx,
+    };
+    let app = Router::new()
+        .route("/checkpoints", post(trigger).get(list))
+        .route("/resume", post(resume))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(shared);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("admin API stopped: {e}");
+        }
+    });
+    Ok((bound, Admin { commands, status }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TriggerBody {
+    #[serde(default, rename = "final")]
+    is_final: bool,
+}
+
+async fn trigger(
+    State(s): State<Shared>,
+    body: axum::body::Bytes,
+) -> (StatusCode, Json<serde_json::Value>) {
+    // An empty body is a plain checkpoint (`curl -X POST .../checkpoints`).
+    let is_final = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        match serde_json::from_slice::<TriggerBody>(&body) {
+            Ok(b) => b.is_final,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(
+                        serde_json::json!({"error": format!("body must be {{\"final\": true|false}}: {e}")}),
+                    ),
+                )
+            }
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    if s.commands
+        .send(Command::Checkpoint { is_final, reply })
+        .await
+        .is_err()
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "stopping"})),
+        );
+    }
+    match answer.await {
+        Ok(Ok(id)) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"id": id, "final": is_final})),
+        ),
+        Ok(Err(why)) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({"error": why})),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "stopping"})),
+        ),
+    }
+}
+
+async fn list(State(s): State<Shared>) -> Json<serde_json::Value> {
+    let status = s.status.borrow().clone();
+    let age = status.completed.last().and_then(|c| {
+        let t: jiff::Timestamp = c.time.parse().ok()?;
+        Some(jiff::Timestamp::now().duration_since(t).as_secs())
+    });
+    Json(serde_json::json!({
+        "checkpoints": status.completed,
+        "inFlight": status.in_flight,
+        "failed": status.failed,
+        "restoreFallbacks": status.restore_fallbacks,
+        "lastCompletedAgeSeconds": age,
+        "paused": status.paused,
+    }))
+}
+
+async fn resume(State(s): State<Shared>) -> StatusCode {
+    match s.commands.send(Command::Resume).await {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn ready(State(s): State<Shared>) -> StatusCode {
+    let status = s.status.borrow();
+    if status.ready && !status.paused {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
