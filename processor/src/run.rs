@@ -718,18 +718,7 @@ impl Checkpoints {
 
     /// Deletes the job's checkpoints of these partitions.
     async fn clear(&self) -> anyhow::Result<()> {
-        for p in &self.partitions {
-            let part = self.store.child(&format!("p{p}"));
-            let mut keys: Vec<String> = part
-                .list("checkpoints")
-                .await?
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect();
-            keys.extend(part.list("files").await?.into_iter().map(|(k, _)| k));
-            part.delete(&keys).await?;
-        }
-        Ok(())
+        checkpoint::clear(&self.store, &self.partitions).await
     }
 }
 

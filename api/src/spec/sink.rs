@@ -71,7 +71,10 @@ pub struct StdSink {}
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileSink {
-    /// Path of the file; created if missing, appended to otherwise.
+    /// Path of the file. On start the processor cuts it back to what the
+    /// checkpoint it restores had written (to nothing when it starts from
+    /// the beginning) and appends from there, so each record is in the file
+    /// exactly once across restarts.
     pub path: String,
 }
 

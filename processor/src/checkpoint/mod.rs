@@ -120,11 +120,16 @@ async fn upload_inner(
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        let mut bytes_uploaded = 0;
-        for file in manifest::to_upload(&files, &in_store) {
-            part.put_file(&file.key, &dir.join(&file.name)).await?;
-            bytes_uploaded += file.size;
-        }
+        let missing: Vec<(String, PathBuf, u64)> = manifest::to_upload(&files, &in_store)
+            .into_iter()
+            .map(|f| (f.key.clone(), dir.join(&f.name), f.size))
+            .collect();
+        let bytes_uploaded = missing.iter().map(|(_, _, size)| size).sum();
+        in_parallel(missing, |(key, path, _)| {
+            let part = part.clone();
+            async move { part.put_file(&key, &path).await }
+        })
+        .await?;
         let manifest = Manifest {
             id: pending.cut.id,
             job: pending.cut.job.clone(),
@@ -323,13 +328,79 @@ async fn fetch(
         std::fs::remove_dir_all(target)?;
     }
     std::fs::create_dir_all(target)?;
-    for f in &manifest.files {
+    in_parallel(manifest.files.clone(), |f| {
+        let part = part.clone();
         let path = target.join(&f.name);
-        part.get_to_file(&f.key, &path).await?;
-        let (size, checksum) = checksum_file(&path)?;
-        if size != f.size || checksum != f.checksum {
-            anyhow::bail!("file {} does not match its checksum (corrupt)", f.name);
+        async move {
+            part.get_to_file(&f.key, &path).await?;
+            let (size, checksum) =
+                tokio::task::spawn_blocking(move || checksum_file(&path)).await??;
+            if size != f.size || checksum != f.checksum {
+                anyhow::bail!("file {} does not match its checksum (corrupt)", f.name);
+            }
+            Ok(())
         }
+    })
+    .await
+}
+
+/// Transfers at once, at most: enough to fill a link, few enough to be kind
+/// to a shared object store.
+const TRANSFERS: usize = 4;
+
+/// Runs `f` on every item, at most [`TRANSFERS`] at a time, and returns the
+/// first error. After an error no new item starts, but every running one is
+/// waited for: a transfer must never outlive the call (its file operations
+/// run on blocking threads that cancellation cannot stop, and a fallback
+/// reuses the directory).
+async fn in_parallel<T, F, Fut>(items: Vec<T>, f: F) -> anyhow::Result<()>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    fn record(
+        first_error: &mut Option<anyhow::Error>,
+        done: Result<anyhow::Result<()>, tokio::task::JoinError>,
+    ) {
+        if let Err(e) = done.map_err(anyhow::Error::from).and_then(|r| r) {
+            first_error.get_or_insert(e);
+        }
+    }
+    let mut running = tokio::task::JoinSet::new();
+    let mut first_error = None;
+    for item in items {
+        while running.len() >= TRANSFERS {
+            if let Some(done) = running.join_next().await {
+                record(&mut first_error, done);
+            }
+        }
+        if first_error.is_some() {
+            break;
+        }
+        running.spawn(f(item));
+    }
+    while let Some(done) = running.join_next().await {
+        record(&mut first_error, done);
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Deletes every checkpoint of these partitions of a job (its input ended,
+/// or the job was deleted with `deleteOnJobDeletion`).
+pub async fn clear(store: &Store, partitions: &[u32]) -> anyhow::Result<()> {
+    for p in partitions {
+        let part = store.child(&format!("p{p}"));
+        let mut keys: Vec<String> = part
+            .list("checkpoints")
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        keys.extend(part.list("files").await?.into_iter().map(|(k, _)| k));
+        part.delete(&keys).await?;
     }
     Ok(())
 }
