@@ -87,7 +87,11 @@ fn command(job: &Job) -> Command {
     c
 }
 
-fn kill_and_restart(reference: &Job, crashed: &Job) {
+/// Runs `reference` uninterrupted and `crashed` with SIGKILLs, and compares
+/// their outputs; at least `min_restores` restarts must have found a
+/// checkpoint (kills before the first upload completes start over, which
+/// is right too).
+fn kill_and_restart(reference: &Job, crashed: &Job, min_restores: usize) {
     let out = command(reference).output().unwrap();
     assert!(
         out.status.success(),
@@ -143,7 +147,7 @@ fn kill_and_restart(reference: &Job, crashed: &Job) {
         kills >= 5,
         "only {kills} kills: the job ran too fast to test"
     );
-    assert!(restores >= 3, "only {restores} restores");
+    assert!(restores >= min_restores, "only {restores} restores");
     for file in ["results.jsonl", "late.jsonl", "invalid.jsonl"] {
         let (a, b) = (reference.bytes(file), crashed.bytes(file));
         if a != b {
@@ -175,7 +179,7 @@ fn kill_and_restart(reference: &Job, crashed: &Job) {
 
 #[test]
 fn sigkill_and_restart_gives_the_uninterrupted_output_with_a_local_store() {
-    kill_and_restart(&job("", true), &job("", true));
+    kill_and_restart(&job("", true), &job("", true), 3);
 }
 
 #[test]
@@ -185,7 +189,7 @@ fn sigkill_and_restart_gives_the_uninterrupted_output_with_s3() {
     create_bucket(&server, &bucket);
     let reference = job(&format!("s3://{bucket}/reference"), false);
     let crashed = job(&format!("s3://{bucket}/crashed"), false);
-    kill_and_restart(&reference, &crashed);
+    kill_and_restart(&reference, &crashed, 1);
 }
 
 fn create_bucket(server: &eddy_testkit::S3Server, bucket: &str) {
