@@ -143,13 +143,7 @@ impl Store {
     pub async fn put_file(&self, key: &str, path: &Path) -> anyhow::Result<()> {
         match self {
             Self::File { root } => {
-                let target = root.join(key);
-                if let Some(dir) = target.parent() {
-                    tokio::fs::create_dir_all(dir).await?;
-                }
-                // Copy then rename, so a crash never leaves a half file
-                // under the final name.
-                let tmp = target.with_extension("partial");
+                let (target, tmp) = staged(root, key).await?;
                 tokio::fs::copy(path, &tmp).await?;
                 tokio::fs::rename(&tmp, &target).await?;
                 Ok(())
@@ -183,17 +177,13 @@ impl Store {
     pub async fn put_new(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
         match self {
             Self::File { root } => {
-                let target = root.join(key);
-                if let Some(dir) = target.parent() {
-                    tokio::fs::create_dir_all(dir).await?;
-                }
+                let (target, tmp) = staged(root, key).await?;
                 if tokio::fs::try_exists(&target).await? {
                     bail!(
                         "{} exists: checkpoints are never overwritten",
                         target.display()
                     );
                 }
-                let tmp = target.with_extension("partial");
                 tokio::fs::write(&tmp, &bytes).await?;
                 let file = tokio::fs::File::open(&tmp).await?;
                 file.sync_all().await?;
@@ -372,6 +362,19 @@ impl Store {
             }
         }
     }
+}
+
+/// The final path of `key` under `root` (its directory created) and the
+/// temporary path it is written to first, then renamed from, so a crash
+/// never leaves a half file under the final name.
+async fn staged(root: &Path, key: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let target = root.join(key);
+    if let Some(dir) = target.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let mut tmp = target.clone().into_os_string();
+    tmp.push(".partial");
+    Ok((target, PathBuf::from(tmp)))
 }
 
 /// Runs a request up to ATTEMPTS times with exponential backoff.
