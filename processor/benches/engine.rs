@@ -102,6 +102,7 @@ spec:
     let (mut pipeline, mut source) = Pipeline::new(plan, dir.path(), started)?;
     let mut outputs = Outputs {
         results: vec![LineSink::to_writer("discard", Box::new(io::sink()))],
+        tables: Vec::new(),
         late: LineSink::to_writer("discard", Box::new(io::sink())),
         invalid: LineSink::to_writer("discard", Box::new(io::sink())),
     };

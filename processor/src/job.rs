@@ -115,8 +115,14 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         ]);
     for (path, sink) in outputs {
         for kind in sink.kinds_set() {
-            if kind == "kafka" || kind == "postgres" {
-                refuse(&format!("{path}.{kind}"), &format!("the {kind} sink"));
+            let result_sink = path.starts_with("spec.sinks");
+            if kind == "kafka" || (kind == "postgres" && !result_sink) {
+                let what = if kind == "kafka" {
+                    "the kafka sink".to_string()
+                } else {
+                    "a postgres table for late or invalid records".to_string()
+                };
+                refuse(&format!("{path}.{kind}"), &what);
             }
         }
     }

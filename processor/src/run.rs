@@ -16,15 +16,22 @@ use crate::{
     checkpoint::{self, Cut, Store},
     engine::{partition_of, Engine, Outcome, WindowResult},
     job::{JobPlan, SourcePlan},
-    output::{record, sink::LineSink},
+    output::{postgres::PostgresSink, record, sink::LineSink},
     progress::{self, Counters},
     source::{file::FileReader, generator::Generator, Batch, Payload, Poll, Source, SourceRecord},
     state::StateStore,
 };
 
+/// Rows a table sink may hold before the run loop stops to write them
+/// (back-pressure: a slow database slows consumption).
+const TABLE_BACKLOG: usize = 2_000;
+
 /// Where everything goes.
 pub struct Outputs {
+    /// Result sinks that take JSON lines.
     pub results: Vec<LineSink>,
+    /// Result sinks that are database tables.
+    pub tables: Vec<PostgresSink>,
     pub late: LineSink,
     pub invalid: LineSink,
 }
@@ -43,11 +50,46 @@ impl Outputs {
                 .unwrap_or(0);
             LineSink::open_at(spec, length)
         };
+        let mut results = Vec::new();
+        let mut tables = Vec::new();
+        for spec in &plan.sinks {
+            match &spec.postgres {
+                Some(pg) => {
+                    let url = match &pg.url {
+                        Some(url) => url.clone(),
+                        None => std::env::var("EDDY_POSTGRES_URL").map_err(|_| {
+                            anyhow::anyhow!(
+                                "the postgres sink's urlSecret reaches the processor as EDDY_POSTGRES_URL, which is not set"
+                            )
+                        })?,
+                    };
+                    tables.push(PostgresSink::new(url, pg.table.clone(), pg.create_table));
+                }
+                None => results.push(open(spec)?),
+            }
+        }
         Ok(Self {
-            results: plan.sinks.iter().map(open).collect::<Result<_, _>>()?,
+            results,
+            tables,
             late: open(&plan.late_output)?,
             invalid: open(&plan.invalid_output)?,
         })
+    }
+
+    /// Writes what the table sinks hold.
+    pub async fn flush_tables(&mut self) -> anyhow::Result<()> {
+        for table in &mut self.tables {
+            table.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the table sinks when they hold too much.
+    async fn relieve(&mut self) -> anyhow::Result<()> {
+        if self.tables.iter().any(|t| t.pending() >= TABLE_BACKLOG) {
+            self.flush_tables().await?;
+        }
+        Ok(())
     }
 
     /// Byte lengths of the file sinks, by path.
@@ -193,7 +235,7 @@ pub async fn run(
         if *stop.borrow() {
             // A last checkpoint, so a restart resumes exactly here.
             checkpoints.wait(&mut progress_out).await;
-            checkpoints.take(&mut job, &source, &mut outputs)?;
+            checkpoints.take(&mut job, &source, &mut outputs).await?;
             checkpoints.wait(&mut progress_out).await;
             break Ending::Stopped;
         }
@@ -206,7 +248,7 @@ pub async fn run(
                         let answer = match checkpoints.in_flight_id() {
                             Some(id) => Err(format!("checkpoint {id} is in flight")),
                             None => {
-                                let id = checkpoints.take(&mut job, &source, &mut outputs)?;
+                                let id = checkpoints.take(&mut job, &source, &mut outputs).await?;
                                 paused |= is_final;
                                 Ok(id)
                             }
@@ -218,7 +260,7 @@ pub async fn run(
             }
         }
         if checkpoints.due() && !paused {
-            checkpoints.take(&mut job, &source, &mut outputs)?;
+            checkpoints.take(&mut job, &source, &mut outputs).await?;
             changed = true;
         }
         if changed {
@@ -235,6 +277,7 @@ pub async fn run(
         match source.poll(Instant::now())? {
             Poll::Ready(batch) => {
                 job.take(batch, source.clock(), &mut outputs)?;
+                outputs.relieve().await?;
                 tokio::task::yield_now().await;
             }
             Poll::Pending(at) => {
@@ -246,6 +289,7 @@ pub async fn run(
             }
             Poll::End => {
                 job.finish(&mut outputs)?;
+                outputs.flush_tables().await?;
                 // Every window is out: the job's state is spent, and a rerun
                 // starts over.
                 checkpoints.wait(&mut progress_out).await;
@@ -256,6 +300,7 @@ pub async fn run(
         if let Some(rate) = tick.due(job.counters.events) {
             progress_out(&progress::line(rate, job.engine.watermark(), &job.counters));
             outputs.flush()?;
+            outputs.flush_tables().await?;
         }
     };
     outputs.flush()?;
@@ -297,7 +342,7 @@ impl Pipeline {
 
     /// The synchronous part of a checkpoint: results out, sinks flushed,
     /// state written back and hard-linked, with the source position.
-    pub fn checkpoint(
+    pub async fn checkpoint(
         &mut self,
         id: u64,
         source: &Source,
@@ -306,6 +351,9 @@ impl Pipeline {
     ) -> anyhow::Result<checkpoint::Pending> {
         self.emit(outputs)?;
         outputs.flush()?;
+        // Results emitted before the cut must be in the tables before the
+        // cut counts: a restore will not emit them again.
+        outputs.flush_tables().await?;
         self.engine.flush()?;
         let cut = Cut {
             id,
@@ -441,6 +489,9 @@ impl Pipeline {
             for sink in &mut outputs.results {
                 sink.write_line(&line)
                     .map_err(|e| anyhow::anyhow!("writing to {}: {e}", sink.name()))?;
+            }
+            for table in &mut outputs.tables {
+                table.push(&self.plan.id, &result);
             }
             self.counters.windows_emitted += 1;
         }
@@ -655,7 +706,7 @@ impl Checkpoints {
 
     /// Takes the synchronous part and starts the upload; returns the id
     /// (of the checkpoint already in flight, if there is one).
-    fn take(
+    async fn take(
         &mut self,
         job: &mut Pipeline,
         source: &Source,
@@ -665,7 +716,7 @@ impl Checkpoints {
             return Ok(id);
         }
         let id = self.next_id;
-        let pending = job.checkpoint(id, source, outputs, &self.local)?;
+        let pending = job.checkpoint(id, source, outputs, &self.local).await?;
         self.next_id += 1;
         let store = self.store.clone();
         let retain = self.retain;

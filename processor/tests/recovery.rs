@@ -69,38 +69,9 @@ fn job(store: &str, dir_store: bool) -> Job {
     job
 }
 
-fn command(job: &Job) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("run")
-        .arg(job.path("job.yaml"))
-        .arg("--state-dir")
-        .arg(job.path("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let (Ok(a), Ok(s)) = (
-        std::env::var("EDDY_TEST_S3_ACCESS_KEY"),
-        std::env::var("EDDY_TEST_S3_SECRET_KEY"),
-    ) {
-        c.env("AWS_ACCESS_KEY_ID", a)
-            .env("AWS_SECRET_ACCESS_KEY", s);
-    }
-    c
-}
-
-/// Runs `reference` uninterrupted and `crashed` with SIGKILLs, and compares
-/// their outputs; at least `min_restores` restarts must have found a
-/// checkpoint (kills before the first upload completes start over, which
-/// is right too).
-fn kill_and_restart(reference: &Job, crashed: &Job, min_restores: usize) {
-    let out = command(reference).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let full = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(full.contains("finished:"), "{full}");
-
+/// Runs `crashed`, killing it with SIGKILL at a spread of moments and
+/// restarting it each time, until it finishes. Returns kills and restores.
+fn crash_until_done(crashed: &Job) -> (usize, usize) {
     // Kill at a spread of moments; each restart restores and goes on.
     let delays = [
         150u64, 900, 350, 1200, 600, 250, 1500, 450, 800, 300, 1000, 550,
@@ -142,6 +113,42 @@ fn kill_and_restart(reference: &Job, crashed: &Job, min_restores: usize) {
             .count();
         kills += 1;
     }
+    (kills, restores)
+}
+
+fn command(job: &Job) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("run")
+        .arg(job.path("job.yaml"))
+        .arg("--state-dir")
+        .arg(job.path("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let (Ok(a), Ok(s)) = (
+        std::env::var("EDDY_TEST_S3_ACCESS_KEY"),
+        std::env::var("EDDY_TEST_S3_SECRET_KEY"),
+    ) {
+        c.env("AWS_ACCESS_KEY_ID", a)
+            .env("AWS_SECRET_ACCESS_KEY", s);
+    }
+    c
+}
+
+/// Runs `reference` uninterrupted and `crashed` with SIGKILLs, and compares
+/// their outputs; at least `min_restores` restarts must have found a
+/// checkpoint (kills before the first upload completes start over, which
+/// is right too).
+fn kill_and_restart(reference: &Job, crashed: &Job, min_restores: usize) {
+    let out = command(reference).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(full.contains("finished:"), "{full}");
+
+    let (kills, restores) = crash_until_done(crashed);
     println!("{kills} kills, {restores} restores from checkpoints");
     assert!(
         kills >= 5,
@@ -208,4 +215,72 @@ fn create_bucket(server: &eddy_testkit::S3Server, bucket: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(client.create_bucket().bucket(bucket).send())
         .unwrap();
+}
+
+#[test]
+fn sigkill_and_restart_leave_exactly_the_uninterrupted_rows_in_postgres() {
+    let url = eddy_testkit::postgres_url();
+    let with_table = |name: &str| {
+        let job = job("", true);
+        let path = job.path("job.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let d = job.dir.path().display().to_string();
+        let yaml = yaml.replace(
+            &format!("  sinks: [{{file: {{path: {d}/results.jsonl}}}}]"),
+            &format!("  sinks: [{{postgres: {{url: '{url}', table: {name}, createTable: true}}}}]"),
+        );
+        std::fs::write(&path, yaml).unwrap();
+        job
+    };
+    let reference_table = eddy_testkit::unique_name("reference").replace('-', "_");
+    let crashed_table = eddy_testkit::unique_name("crashed").replace('-', "_");
+    let reference = with_table(&reference_table);
+    let out = command(&reference).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (kills, restores) = crash_until_done(&with_table(&crashed_table));
+    println!("{kills} kills, {restores} restores from checkpoints");
+    assert!(
+        kills >= 5 && restores >= 3,
+        "{kills} kills, {restores} restores"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rows = |table: String| {
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let sql =
+                format!("SELECT id, revision, final, aggregates::text FROM {table} ORDER BY id");
+            client
+                .query(sql.as_str(), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        r.get::<_, i32>(1),
+                        r.get::<_, bool>(2),
+                        r.get::<_, String>(3),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let expected = rows(reference_table);
+    assert!(expected.len() > 1000, "{} rows", expected.len());
+    assert!(
+        expected.iter().all(|r| r.2),
+        "every result closed with a final revision"
+    );
+    assert_eq!(
+        rows(crashed_table),
+        expected,
+        "no missing, extra or double-counted rows"
+    );
 }

@@ -1,5 +1,6 @@
 //! What leaves the processor: result records, late and invalid records, and
 //! the sinks they are written to.
 
+pub mod postgres;
 pub mod record;
 pub mod sink;

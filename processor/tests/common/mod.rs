@@ -65,10 +65,15 @@ impl Job {
         let partition = partition_field
             .map(|f| format!(", partitionField: {f}"))
             .unwrap_or_default();
+        // A spec that names its own result sinks keeps them.
+        let results = if spec.contains("\n  sinks:") {
+            String::new()
+        } else {
+            format!("  sinks: [{{file: {{path: {d}/results.jsonl}}}}]\n")
+        };
         let yaml = format!(
             "apiVersion: eddy.dev/v1alpha1\nkind: StreamJob\nmetadata:\n  name: semantics\nspec:\n  \
-             source:\n    file: {{paths: [{}], ingestionTimeField: at{partition}}}\n{spec}\n  \
-             sinks: [{{file: {{path: {d}/results.jsonl}}}}]\n  \
+             source:\n    file: {{paths: [{}], ingestionTimeField: at{partition}}}\n{spec}\n{results}  \
              lateOutput: {{file: {{path: {d}/late.jsonl}}}}\n  \
              invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}\n  \
              checkpoints: {{store: 'file://{d}/checkpoints', interval: 200ms}}\n",

@@ -1,0 +1,211 @@
+//! The PostgreSQL sink: results upserted by result id, keeping only the
+//! highest revision, so replays after a crash and revised late results are
+//! idempotent. Rows are buffered and written in batches; a lost connection
+//! is re-established with backoff.
+//!
+//! The table (created with `createTable: true`):
+//!
+//! ```sql
+//! CREATE TABLE <table> (
+//!   id           text PRIMARY KEY,    -- deterministic result id
+//!   job          text NOT NULL,
+//!   partition    integer NOT NULL,
+//!   key          text NOT NULL,
+//!   window_start timestamptz NOT NULL,
+//!   window_end   timestamptz NOT NULL,
+//!   aggregates   jsonb NOT NULL,      -- {"name": value, ...} in spec order
+//!   revision     integer NOT NULL,    -- highest written so far
+//!   final        boolean NOT NULL,    -- no later revision will come
+//!   updated_at   timestamptz NOT NULL DEFAULT now()
+//! )
+//! ```
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_postgres::{types::ToSql, Client, NoTls};
+
+use crate::{engine::WindowResult, output::record};
+
+/// Rows per INSERT statement (9 parameters each, far below the limit).
+const ROWS_PER_STATEMENT: usize = 500;
+/// Connection attempts before a flush gives up.
+const CONNECT_ATTEMPTS: u32 = 8;
+
+struct Row {
+    id: String,
+    job: String,
+    partition: i32,
+    key: String,
+    start_ms: i64,
+    end_ms: i64,
+    aggregates: String,
+    revision: i32,
+    is_final: bool,
+}
+
+pub struct PostgresSink {
+    url: String,
+    table: String,
+    create_table: bool,
+    client: Option<Client>,
+    pending: Vec<Row>,
+}
+
+impl PostgresSink {
+    /// A sink for `table`; connects on the first flush.
+    pub fn new(url: String, table: String, create_table: bool) -> Self {
+        Self {
+            url,
+            table,
+            create_table,
+            client: None,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        format!("postgres table {}", self.table)
+    }
+
+    /// Rows waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Buffers a result.
+    pub fn push(&mut self, job: &record::JobId, r: &WindowResult) {
+        let w = r.window;
+        let aggregates: serde_json::Map<String, serde_json::Value> =
+            r.aggregates.iter().cloned().collect();
+        self.pending.push(Row {
+            id: record::result_id(job, &r.key, w.start, w.end),
+            job: job.name.clone(),
+            partition: r.partition as i32,
+            key: r.key.clone(),
+            start_ms: w.start,
+            end_ms: w.end,
+            aggregates: serde_json::Value::Object(aggregates).to_string(),
+            revision: r.revision as i32,
+            is_final: r.is_final,
+        });
+    }
+
+    /// Writes every buffered row; reconnects (with backoff) when the
+    /// connection is lost, and retries the batch.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(ROWS_PER_STATEMENT);
+            if self.client.as_ref().is_none_or(Client::is_closed) {
+                self.client = Some(self.connect().await?);
+            }
+            let client = self.client.as_ref().expect("connected above");
+            match write_batch(client, &self.table, &self.pending[..n]).await {
+                Ok(()) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if client.is_closed() => {
+                    tracing::warn!("{}: connection lost ({e}); reconnecting", self.name());
+                    self.client = None;
+                }
+                Err(e) => return Err(e).with_context(|| format!("writing to {}", self.name())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match tokio_postgres::connect(&self.url, NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::warn!("postgres connection ended: {e}");
+                        }
+                    });
+                    if self.create_table {
+                        client.batch_execute(&create_table_sql(&self.table)).await?;
+                    }
+                    return Ok(client);
+                }
+                Err(e) if attempt >= CONNECT_ATTEMPTS => {
+                    return Err(e).with_context(|| format!("connecting to {}", self.name()))
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: cannot connect ({e}); retrying in {delay:?}",
+                        self.name()
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The table's DDL (the table name was validated as an identifier).
+pub fn create_table_sql(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
+            id text PRIMARY KEY,
+            job text NOT NULL,
+            partition integer NOT NULL,
+            key text NOT NULL,
+            window_start timestamptz NOT NULL,
+            window_end timestamptz NOT NULL,
+            aggregates jsonb NOT NULL,
+            revision integer NOT NULL,
+            final boolean NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )"
+    )
+}
+
+/// One multi-row upsert: a row replaces the stored one only with a higher
+/// revision, so older revisions and replays never win.
+async fn write_batch(client: &Client, table: &str, rows: &[Row]) -> anyhow::Result<()> {
+    // Within one statement a row may only be touched once: keep the highest
+    // revision of each id.
+    let mut best: std::collections::BTreeMap<&str, &Row> = std::collections::BTreeMap::new();
+    for row in rows {
+        let slot = best.entry(row.id.as_str()).or_insert(row);
+        if row.revision > slot.revision {
+            *slot = row;
+        }
+    }
+    let mut values = Vec::with_capacity(best.len());
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(best.len() * 9);
+    for (i, row) in best.values().enumerate() {
+        let b = i * 9;
+        values.push(format!(
+            "(${}, ${}, ${}, ${}, to_timestamp(${}::bigint / 1000.0), to_timestamp(${}::bigint / 1000.0), ${}::text::jsonb, ${}, ${})",
+            b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9
+        ));
+        params.extend([
+            &row.id as &(dyn ToSql + Sync),
+            &row.job,
+            &row.partition,
+            &row.key,
+            &row.start_ms,
+            &row.end_ms,
+            &row.aggregates,
+            &row.revision,
+            &row.is_final,
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO {table} AS t (id, job, partition, key, window_start, window_end, aggregates, revision, final)
+         VALUES {}
+         ON CONFLICT (id) DO UPDATE SET
+           aggregates = EXCLUDED.aggregates, revision = EXCLUDED.revision,
+           final = EXCLUDED.final, updated_at = now()
+         WHERE t.revision < EXCLUDED.revision",
+        values.join(", ")
+    );
+    client.execute(sql.as_str(), &params).await?;
+    Ok(())
+}
