@@ -13,7 +13,7 @@ use crate::{
     engine::{aggregate::Aggregate, skew::SkewGuard, window::Assigner, EngineConfig, WindowKind},
     event::Extractor,
     output::record::JobId,
-    source::{file::FileConfig, generator::GeneratorConfig},
+    source::{file::FileConfig, generator::GeneratorConfig, kafka::KafkaConfig},
 };
 
 /// Longest record a file source accepts.
@@ -24,6 +24,7 @@ pub const MAX_RECORD_BYTES: usize = 1 << 20;
 pub enum SourcePlan {
     Generator(GeneratorConfig),
     File(FileConfig),
+    Kafka(KafkaConfig),
 }
 
 /// Where and how often checkpoints are taken.
@@ -97,7 +98,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         unsupported.push(format!("{path}: {what} is not supported yet"));
     };
     for kind in spec.source.kinds_set() {
-        if kind != "generator" && kind != "file" {
+        if kind == "http" {
             refuse(
                 &format!("spec.source.{kind}"),
                 &format!("the {kind} source"),
@@ -158,6 +159,22 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             partitions: spec.partitions,
             max_record_bytes: MAX_RECORD_BYTES,
         })
+    } else if let Some(k) = &spec.source.kafka {
+        if k.properties_secret.is_some() {
+            return Err(PlanError::Unsupported(vec![
+                "spec.source.kafka.propertiesSecret: client properties from a Secret are not supported yet; set properties".into(),
+            ]));
+        }
+        SourcePlan::Kafka(KafkaConfig {
+            brokers: k.brokers.clone(),
+            topic: k.topic.clone(),
+            partitions: owned.iter().map(|p| *p as i32).collect(),
+            start_from: k.start_from,
+            key_into: k.key_from_message_key.then(|| spec.key_field.clone()),
+            timestamp_into: k.time_from_message_timestamp.then(|| t.field.clone()),
+            properties: k.properties.clone(),
+            stop_at_end: k.stop_at_end,
+        })
     } else {
         return Err(PlanError::Unsupported(vec![
             "spec.source: no source set".into()
@@ -213,7 +230,11 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         extractor: Extractor {
             key_field: spec.key_field.clone(),
             time_field: t.field.clone(),
-            format: t.format,
+            // Message timestamps are injected as epoch milliseconds.
+            format: match &spec.source.kafka {
+                Some(k) if k.time_from_message_timestamp => eddy_api::spec::TimeFormat::EpochMillis,
+                _ => t.format,
+            },
         },
         skew: SkewGuard {
             max_future_ms: ms(&t.max_future_skew)?,

@@ -18,7 +18,10 @@ use crate::{
     job::{JobPlan, SourcePlan},
     output::{postgres::PostgresSink, record, sink::LineSink},
     progress::{self, Counters},
-    source::{file::FileReader, generator::Generator, Batch, Payload, Poll, Source, SourceRecord},
+    source::{
+        file::FileReader, generator::Generator, kafka::KafkaReader, Batch, Payload, Poll, Source,
+        SourceRecord,
+    },
     state::StateStore,
 };
 
@@ -328,6 +331,7 @@ impl Pipeline {
                 Source::Generator(Box::new(Generator::new(g.clone(), started)?))
             }
             SourcePlan::File(f) => Source::File(FileReader::open(f.clone())?),
+            SourcePlan::Kafka(k) => Source::Kafka(Box::new(KafkaReader::open(k.clone())?)),
         };
         let store = StateStore::open(state_dir, &plan.engine.partitions, plan.memory_budget)?;
         let pipeline = Self {

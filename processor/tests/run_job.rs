@@ -297,7 +297,7 @@ fn invalid_spec_lists_every_problem_and_exits_2() {
 #[test]
 fn features_not_run_yet_are_refused_by_name() {
     let spec = "  source:
-    kafka: {brokers: 'k:9092', topic: t}
+    http: {}
   keyField: user
   eventTime: {field: ts}
   window: {session: {gap: 5m}}
@@ -306,7 +306,7 @@ fn features_not_run_yet_are_refused_by_name() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     for expected in [
-        "spec.source.kafka: the kafka source is not supported yet",
+        "spec.source.http: the http source is not supported yet",
         "spec.hotKeys.twoPhase: two-phase aggregation is not supported yet",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");

@@ -182,6 +182,11 @@ pub struct KafkaSource {
     /// properties (for credentials such as `sasl.password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties_secret: Option<String>,
+    /// Read up to the end offsets found at start, then finish (emitting
+    /// every window): for backfills and tests. Off by default: the topic is
+    /// read forever.
+    #[serde(default)]
+    pub stop_at_end: bool,
 }
 
 /// Where to start reading a partition that has no checkpoint yet.

@@ -46,6 +46,8 @@ pub enum SourcePosition {
         #[serde(default)]
         turn: usize,
     },
+    /// The next offset to read in each Kafka partition.
+    Kafka { offsets: Vec<(i32, i64)> },
 }
 
 /// A partition's checkpoint.

@@ -2,6 +2,7 @@
 
 pub mod file;
 pub mod generator;
+pub mod kafka;
 
 use std::time::{Instant, SystemTime};
 
@@ -65,6 +66,7 @@ pub enum Poll {
 pub enum Source {
     Generator(Box<generator::Generator>),
     File(file::FileReader),
+    Kafka(Box<kafka::KafkaReader>),
 }
 
 impl Source {
@@ -72,6 +74,7 @@ impl Source {
         match self {
             Self::Generator(g) => Ok(g.poll(now)),
             Self::File(f) => f.poll(),
+            Self::Kafka(k) => k.poll(),
         }
     }
 
@@ -86,6 +89,9 @@ impl Source {
                 let (offsets, turn) = f.position();
                 SourcePosition::File { offsets, turn }
             }
+            Self::Kafka(k) => SourcePosition::Kafka {
+                offsets: k.position(),
+            },
         }
     }
 
@@ -98,6 +104,7 @@ impl Source {
                 Ok(())
             }
             (Self::File(f), SourcePosition::File { offsets, turn }) => f.seek(offsets, *turn),
+            (Self::Kafka(k), SourcePosition::Kafka { offsets }) => k.seek(offsets),
             (_, other) => anyhow::bail!("the checkpoint is of another kind of source: {other:?}"),
         }
     }
@@ -108,6 +115,7 @@ impl Source {
         match self {
             Self::Generator(g) => g.clock(),
             Self::File(f) => f.clock(),
+            Self::Kafka(_) => wall_clock_ms(),
         }
     }
 }

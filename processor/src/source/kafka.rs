@@ -1,0 +1,196 @@
+//! The Kafka source: an explicit list of partitions of a topic, assigned
+//! (not balanced by a consumer group: partition ownership belongs to the
+//! job), starting from checkpointed offsets, or earliest/latest per spec.
+//! Offsets are never committed to the broker; checkpoints hold them.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use eddy_api::spec::StartFrom;
+use rdkafka::{
+    config::ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+    Message, Offset, TopicPartitionList,
+};
+use serde_json::Value;
+
+use super::{wall_clock_ms, Batch, Payload, Poll, SourceRecord};
+use crate::event::Invalid;
+
+/// Messages handed out per poll.
+const BATCH: usize = 1024;
+/// Broker round trips at start (metadata, end offsets).
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// Kafka partitions this processor reads (= the job partitions it owns).
+    pub partitions: Vec<i32>,
+    pub start_from: StartFrom,
+    /// Put the message key into this field of the record.
+    pub key_into: Option<String>,
+    /// Put the message timestamp (epoch ms) into this field of the record.
+    pub timestamp_into: Option<String>,
+    pub properties: BTreeMap<String, String>,
+    pub stop_at_end: bool,
+}
+
+pub struct KafkaReader {
+    config: KafkaConfig,
+    consumer: BaseConsumer,
+    /// Next offset to read, per partition.
+    next: BTreeMap<i32, i64>,
+    /// End offsets found at start (stop-at-end mode).
+    end: Option<BTreeMap<i32, i64>>,
+    finished: BTreeSet<i32>,
+}
+
+impl KafkaReader {
+    pub fn open(config: KafkaConfig) -> anyhow::Result<Self> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", format!("eddy-{}", config.topic))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        for (k, v) in &config.properties {
+            client.set(k, v);
+        }
+        let consumer: BaseConsumer = client.create().context("creating the Kafka consumer")?;
+        let mut next = BTreeMap::new();
+        let mut end = BTreeMap::new();
+        for &p in &config.partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&config.topic, p, TIMEOUT)
+                .with_context(|| format!("reading offsets of {}/{p}", config.topic))?;
+            next.insert(
+                p,
+                match config.start_from {
+                    StartFrom::Earliest => low,
+                    StartFrom::Latest => high,
+                },
+            );
+            end.insert(p, high);
+        }
+        let mut reader = Self {
+            end: config.stop_at_end.then_some(end),
+            config,
+            consumer,
+            next,
+            finished: BTreeSet::new(),
+        };
+        reader.assign()?;
+        Ok(reader)
+    }
+
+    fn assign(&mut self) -> anyhow::Result<()> {
+        let mut list = TopicPartitionList::new();
+        for (&p, &offset) in &self.next {
+            list.add_partition_offset(&self.config.topic, p, Offset::Offset(offset))?;
+        }
+        self.consumer.assign(&list)?;
+        Ok(())
+    }
+
+    /// The next offset per partition, for a checkpoint.
+    pub fn position(&self) -> Vec<(i32, i64)> {
+        self.next.iter().map(|(p, o)| (*p, *o)).collect()
+    }
+
+    /// Resumes at checkpointed offsets.
+    pub fn seek(&mut self, offsets: &[(i32, i64)]) -> anyhow::Result<()> {
+        for &(p, offset) in offsets {
+            if self.next.contains_key(&p) {
+                self.next.insert(p, offset);
+            }
+        }
+        self.assign()
+    }
+
+    pub fn poll(&mut self) -> anyhow::Result<Poll> {
+        let mut batch = Batch::default();
+        while batch.records.len() < BATCH {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!("kafka: {e}");
+                    break;
+                }
+                Some(Ok(message)) => {
+                    let p = message.partition();
+                    if !self.next.contains_key(&p) {
+                        continue;
+                    }
+                    self.next.insert(p, message.offset() + 1);
+                    if self.is_past_end(p, message.offset()) {
+                        continue;
+                    }
+                    batch.records.push(self.record(&message));
+                }
+            }
+        }
+        if let Some(end) = &self.end {
+            for (&p, &last) in end {
+                if self.next.get(&p).is_some_and(|n| *n >= last) && self.finished.insert(p) {
+                    batch.finished.push(p as u32);
+                }
+            }
+            if batch.records.is_empty()
+                && batch.finished.is_empty()
+                && self.finished.len() == end.len()
+            {
+                return Ok(Poll::End);
+            }
+        }
+        if batch.records.is_empty() && batch.finished.is_empty() {
+            return Ok(Poll::Pending(Instant::now() + Duration::from_millis(10)));
+        }
+        Ok(Poll::Ready(batch))
+    }
+
+    fn is_past_end(&self, partition: i32, offset: i64) -> bool {
+        self.end
+            .as_ref()
+            .and_then(|e| e.get(&partition))
+            .is_some_and(|end| offset >= *end)
+    }
+
+    fn record<M: Message>(&self, message: &M) -> SourceRecord {
+        let partition = Some(message.partition() as u32);
+        let ingest_ms = wall_clock_ms();
+        let bytes = message.payload().unwrap_or_default();
+        let payload = match serde_json::from_slice::<Value>(bytes) {
+            Err(e) => Payload::Unreadable {
+                raw: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
+                reason: Invalid::NotJson(e.to_string()),
+            },
+            Ok(mut value) => {
+                if let Some(obj) = value.as_object_mut() {
+                    if let (Some(field), Some(key)) = (&self.config.key_into, message.key()) {
+                        obj.insert(
+                            field.clone(),
+                            Value::from(String::from_utf8_lossy(key).into_owned()),
+                        );
+                    }
+                    if let (Some(field), Some(ms)) =
+                        (&self.config.timestamp_into, message.timestamp().to_millis())
+                    {
+                        obj.insert(field.clone(), Value::from(ms));
+                    }
+                }
+                Payload::Json(value)
+            }
+        };
+        SourceRecord {
+            payload,
+            ingest_ms,
+            partition,
+        }
+    }
+}

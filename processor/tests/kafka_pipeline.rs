@@ -1,0 +1,275 @@
+//! Kafka → processor → PostgreSQL against the real broker and database
+//! started by `scripts/test-servers`, with checkpoints on the S3 server: the
+//! table equals the expected results computed independently here, with and
+//! without SIGKILLs, and malformed messages land in the invalid output.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{read_lines, BIN};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::ClientConfig,
+    producer::{BaseProducer, BaseRecord, Producer},
+};
+use serde_json::json;
+
+const PARTITIONS: i32 = 4;
+const PER_PARTITION: i64 = 50_000;
+const START: i64 = 1_767_225_600_000;
+
+/// (partition, payload) of every message, malformed ones included.
+fn messages() -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for p in 0..PARTITIONS {
+        for i in 0..PER_PARTITION {
+            let n = i * 4 + i64::from(p);
+            let jitter = n * 7919 % 1500;
+            let late = if n % 97 == 0 { 6_000 } else { 0 };
+            let ts = START + i * 20 - jitter - late;
+            let user = format!("u{}", (n * 7) % 300);
+            let amount = (n % 100) as f64 / 4.0;
+            out.push((
+                p,
+                json!({"user": user, "ts": ts, "amount": amount}).to_string(),
+            ));
+            if i % 10_000 == 5 {
+                out.push((p, "definitely not json".to_string()));
+                out.push((p, json!({"ts": ts, "amount": 1}).to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// (user, window start) → (count, sum): a plain group-by, independent of
+/// the processor (no event is beyond the allowed lateness).
+fn expected() -> BTreeMap<(String, i64), (u64, f64)> {
+    let mut groups = BTreeMap::new();
+    for (_, payload) in messages() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
+            continue;
+        };
+        let (Some(user), Some(ts)) = (v["user"].as_str(), v["ts"].as_i64()) else {
+            continue;
+        };
+        let entry = groups
+            .entry((user.to_string(), ts - ts.rem_euclid(5_000)))
+            .or_insert((0, 0.0));
+        entry.0 += 1;
+        entry.1 += v["amount"].as_f64().unwrap();
+    }
+    groups
+}
+
+fn produce(brokers: &str, topic: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let created = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
+    for r in created {
+        r.unwrap();
+    }
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    for (p, payload) in messages() {
+        loop {
+            match producer.send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(p)
+                    .payload(&payload),
+            ) {
+                Ok(()) => break,
+                Err((e, _)) => {
+                    assert!(format!("{e}").contains("Queue full"), "{e}");
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+struct Run {
+    dir: tempfile::TempDir,
+    table: String,
+}
+
+fn job(brokers: &str, topic: &str, bucket: &str) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let table = eddy_testkit::unique_name("kafka").replace('-', "_");
+    let url = eddy_testkit::postgres_url();
+    let s3 = eddy_testkit::s3();
+    let yaml = format!(
+        "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {{name: {table}}}
+spec:
+  source:
+    kafka: {{brokers: '{brokers}', topic: {topic}, stopAtEnd: true}}
+  partitions: {PARTITIONS}
+  keyField: user
+  eventTime: {{field: ts, format: epochMillis, maxOutOfOrderness: 2s, idleTimeout: 1h}}
+  window: {{tumbling: {{size: 5s}}}}
+  allowedLateness: 10s
+  aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
+  sinks: [{{postgres: {{url: '{url}', table: {table}, createTable: true}}}}]
+  invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}
+  checkpoints: {{store: 's3://{bucket}/{table}', endpoint: '{}', interval: 100ms, retain: 2}}
+",
+        s3.endpoint
+    );
+    std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+    Run { dir, table }
+}
+
+fn command(run: &Run) -> Command {
+    let s3 = eddy_testkit::s3();
+    let mut c = Command::new(BIN);
+    c.arg("run")
+        .arg(run.dir.path().join("job.yaml"))
+        .arg("--state-dir")
+        .arg(run.dir.path().join("state"))
+        .env("AWS_ACCESS_KEY_ID", s3.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn table(run: &Run) -> BTreeMap<(String, i64), (u64, f64)> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&eddy_testkit::postgres_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let sql = format!(
+            "SELECT key, (extract(epoch from window_start) * 1000)::bigint, (aggregates->>'n')::bigint, \
+             (aggregates->>'total')::float8, final FROM {}",
+            run.table
+        );
+        client
+            .query(sql.as_str(), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert!(r.get::<_, bool>(4), "every row ends final");
+                ((r.get(0), r.get(1)), (r.get::<_, i64>(2) as u64, r.get(3)))
+            })
+            .collect()
+    })
+}
+
+fn create_bucket(bucket: &str) {
+    use eddy_processor::checkpoint::{store::S3Settings, Store};
+    let s3 = eddy_testkit::s3();
+    let settings = S3Settings {
+        endpoint: Some(s3.endpoint),
+        region: "us-east-1".into(),
+        path_style: true,
+        access_key: s3.access_key,
+        secret_key: s3.secret_key,
+    };
+    let Store::S3 { client, .. } =
+        Store::open(&format!("s3://{bucket}"), "", Some(settings)).unwrap()
+    else {
+        unreachable!()
+    };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(client.create_bucket().bucket(bucket).send())
+        .unwrap();
+}
+
+#[test]
+fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("events");
+    let bucket = eddy_testkit::unique_name("pipeline");
+    produce(&brokers, &topic);
+    create_bucket(&bucket);
+    let expected = expected();
+    assert!(expected.len() > 10_000);
+
+    // Uninterrupted.
+    let clean = job(&brokers, &topic, &bucket);
+    let out = command(&clean).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(table(&clean), expected);
+    let invalid = read_lines(&clean.dir.path().join("invalid.jsonl"));
+    let reasons: BTreeMap<String, usize> = invalid.iter().fold(BTreeMap::new(), |mut m, r| {
+        let reason = r["reason"].as_str().unwrap();
+        *m.entry(reason.split(':').next().unwrap().to_string())
+            .or_default() += 1;
+        m
+    });
+    assert_eq!(
+        reasons,
+        BTreeMap::from([
+            ("missing key field \"user\"".into(), 20),
+            ("not JSON".into(), 20)
+        ])
+    );
+
+    // SIGKILLed at ten or more moments, restarted each time.
+    let crashed = job(&brokers, &topic, &bucket);
+    let delays = [
+        400u64, 1500, 700, 2500, 1000, 600, 2000, 900, 1800, 500, 1200, 3000,
+    ];
+    let (mut kills, mut restores) = (0, 0);
+    for (attempt, delay) in delays.iter().chain([&0]).enumerate() {
+        let mut child = command(&crashed).spawn().unwrap();
+        let last = attempt == delays.len();
+        let deadline = Instant::now() + Duration::from_millis(*delay);
+        while !last && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !last && child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        restores += String::from_utf8_lossy(&out.stderr)
+            .matches("restored checkpoint")
+            .count();
+        if last {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    println!("{kills} kills, {restores} restores from checkpoints");
+    assert!(kills >= 10, "only {kills} kills");
+    assert!(restores >= 1, "no restore happened");
+    assert_eq!(
+        table(&crashed),
+        expected,
+        "no missing, extra or double-counted rows"
+    );
+}
