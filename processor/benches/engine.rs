@@ -103,6 +103,7 @@ spec:
     let mut outputs = Outputs {
         results: vec![LineSink::to_writer("discard", Box::new(io::sink()))],
         tables: Vec::new(),
+        topics: Vec::new(),
         late: LineSink::to_writer("discard", Box::new(io::sink())),
         invalid: LineSink::to_writer("discard", Box::new(io::sink())),
     };

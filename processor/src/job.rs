@@ -115,15 +115,27 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             ("spec.invalidOutput".to_string(), &spec.invalid_output),
         ]);
     for (path, sink) in outputs {
+        let result_sink = path.starts_with("spec.sinks");
+        if let Some(k) = &sink.kafka {
+            if k.transactional {
+                refuse(
+                    &format!("{path}.kafka.transactional"),
+                    "transactional Kafka output (results are exactly once through idempotent writes keyed by result id)",
+                );
+            }
+            if k.properties_secret.is_some() {
+                refuse(
+                    &format!("{path}.kafka.propertiesSecret"),
+                    "producer properties from a Secret",
+                );
+            }
+        }
         for kind in sink.kinds_set() {
-            let result_sink = path.starts_with("spec.sinks");
-            if kind == "kafka" || (kind == "postgres" && !result_sink) {
-                let what = if kind == "kafka" {
-                    "the kafka sink".to_string()
-                } else {
-                    "a postgres table for late or invalid records".to_string()
-                };
-                refuse(&format!("{path}.{kind}"), &what);
+            if (kind == "kafka" || kind == "postgres") && !result_sink {
+                refuse(
+                    &format!("{path}.{kind}"),
+                    &format!("a {kind} destination for late or invalid records"),
+                );
             }
         }
     }

@@ -16,7 +16,7 @@ use crate::{
     checkpoint::{self, Cut, Store},
     engine::{partition_of, Engine, Outcome, WindowResult},
     job::{JobPlan, SourcePlan},
-    output::{postgres::PostgresSink, record, sink::LineSink},
+    output::{kafka::KafkaSink, postgres::PostgresSink, record, sink::LineSink},
     progress::{self, Counters},
     source::{
         file::FileReader, generator::Generator, kafka::KafkaReader, Batch, Payload, Poll, Source,
@@ -35,6 +35,8 @@ pub struct Outputs {
     pub results: Vec<LineSink>,
     /// Result sinks that are database tables.
     pub tables: Vec<PostgresSink>,
+    /// Result sinks that are Kafka topics.
+    pub topics: Vec<KafkaSink>,
     pub late: LineSink,
     pub invalid: LineSink,
 }
@@ -55,7 +57,12 @@ impl Outputs {
         };
         let mut results = Vec::new();
         let mut tables = Vec::new();
+        let mut topics = Vec::new();
         for spec in &plan.sinks {
+            if let Some(k) = &spec.kafka {
+                topics.push(KafkaSink::open(&k.brokers, &k.topic, &k.properties)?);
+                continue;
+            }
             match &spec.postgres {
                 Some(pg) => {
                     let url = match &pg.url {
@@ -74,15 +81,19 @@ impl Outputs {
         Ok(Self {
             results,
             tables,
+            topics,
             late: open(&plan.late_output)?,
             invalid: open(&plan.invalid_output)?,
         })
     }
 
-    /// Writes what the table sinks hold.
+    /// Writes what the table and topic sinks hold, and waits for it.
     pub async fn flush_tables(&mut self) -> anyhow::Result<()> {
         for table in &mut self.tables {
             table.flush().await?;
+        }
+        for topic in &mut self.topics {
+            topic.flush()?;
         }
         Ok(())
     }
@@ -496,6 +507,13 @@ impl Pipeline {
             }
             for table in &mut outputs.tables {
                 table.push(&self.plan.id, &result);
+            }
+            if !outputs.topics.is_empty() {
+                let w = result.window;
+                let id = record::result_id(&self.plan.id, &result.key, w.start, w.end);
+                for topic in &mut outputs.topics {
+                    topic.push(&id, &line);
+                }
             }
             self.counters.windows_emitted += 1;
         }

@@ -113,12 +113,15 @@ struct Run {
     table: String,
 }
 
-fn job(brokers: &str, topic: &str, bucket: &str) -> Run {
+fn job(brokers: &str, topic: &str, bucket: &str, output_topic: Option<&str>) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let table = eddy_testkit::unique_name("kafka").replace('-', "_");
     let url = eddy_testkit::postgres_url();
     let s3 = eddy_testkit::s3();
+    let extra = output_topic
+        .map(|t| format!(", {{kafka: {{brokers: '{brokers}', topic: {t}}}}}"))
+        .unwrap_or_default();
     let yaml = format!(
         "apiVersion: eddy.dev/v1alpha1
 kind: StreamJob
@@ -132,7 +135,7 @@ spec:
   window: {{tumbling: {{size: 5s}}}}
   allowedLateness: 10s
   aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
-  sinks: [{{postgres: {{url: '{url}', table: {table}, createTable: true}}}}]
+  sinks: [{{postgres: {{url: '{url}', table: {table}, createTable: true}}}}{extra}]
   invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}
   checkpoints: {{store: 's3://{bucket}/{table}', endpoint: '{}', interval: 100ms, retain: 2}}
 ",
@@ -212,7 +215,7 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
     assert!(expected.len() > 10_000);
 
     // Uninterrupted.
-    let clean = job(&brokers, &topic, &bucket);
+    let clean = job(&brokers, &topic, &bucket, None);
     let out = command(&clean).output().unwrap();
     assert!(
         out.status.success(),
@@ -236,7 +239,9 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
     );
 
     // SIGKILLed at ten or more moments, restarted each time.
-    let crashed = job(&brokers, &topic, &bucket);
+    let output = eddy_testkit::unique_name("results");
+    create_topic(&brokers, &output, 1);
+    let crashed = job(&brokers, &topic, &bucket, Some(&output));
     let delays = [
         400u64, 1500, 700, 2500, 1000, 600, 2000, 900, 1800, 500, 1200, 3000,
     ];
@@ -272,4 +277,87 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
         expected,
         "no missing, extra or double-counted rows"
     );
+    assert_eq!(
+        topic_results(&brokers, &output),
+        expected,
+        "the output topic, keeping the highest revision per result id"
+    );
+}
+
+fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for r in rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+/// Reads a whole output topic and keeps the highest revision per result id.
+fn topic_results(brokers: &str, topic: &str) -> BTreeMap<(String, i64), (u64, f64)> {
+    use rdkafka::{
+        consumer::{BaseConsumer, Consumer},
+        Message, Offset, TopicPartitionList,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", topic)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    let mut best: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while read < high {
+        assert!(Instant::now() < deadline, "read {read} of {high} messages");
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        read = message.offset() + 1;
+        let r: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        let id = std::str::from_utf8(message.key().unwrap())
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            r["id"].as_str(),
+            Some(id.as_str()),
+            "messages are keyed by result id"
+        );
+        if best
+            .get(&id)
+            .is_none_or(|b| b["revision"].as_u64() < r["revision"].as_u64())
+        {
+            best.insert(id, r);
+        }
+    }
+    best.values()
+        .map(|r| {
+            (
+                (
+                    r["key"].as_str().unwrap().to_string(),
+                    r["window"]["startMs"].as_i64().unwrap(),
+                ),
+                (
+                    r["aggregates"]["n"].as_u64().unwrap(),
+                    r["aggregates"]["total"].as_f64().unwrap(),
+                ),
+            )
+        })
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! What leaves the processor: result records, late and invalid records, and
 //! the sinks they are written to.
 
+pub mod kafka;
 pub mod postgres;
 pub mod record;
 pub mod sink;
