@@ -242,8 +242,10 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
     let output = eddy_testkit::unique_name("results");
     create_topic(&brokers, &output, 1);
     let crashed = job(&brokers, &topic, &bucket, Some(&output));
+    // Short enough that the job (several seconds of work, plus a restore
+    // at each start) is still running at every one of them.
     let delays = [
-        400u64, 1500, 700, 2500, 1000, 600, 2000, 900, 1800, 500, 1200, 3000,
+        300u64, 900, 500, 1200, 700, 400, 1000, 600, 800, 350, 1100, 450,
     ];
     let (mut kills, mut restores) = (0, 0);
     for (attempt, delay) in delays.iter().chain([&0]).enumerate() {
