@@ -157,6 +157,7 @@ async fn take(
         job: "bench".into(),
         source: SourcePosition::Generator { produced: 0 },
         max_event_times: Default::default(),
+        watermark: None,
         sink_lengths: Default::default(),
     };
     let pending = checkpoint::snapshot(state, cut, local)?;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::{
     admin::{Admin, CheckpointInfo, Command, Status},
-    checkpoint::{self, Cut, Store},
+    checkpoint::{self, Cut, SourcePosition, Store},
     engine::{partition_of, Engine, Outcome, WindowResult},
     job::{JobPlan, SourcePlan},
     output::{kafka::KafkaSink, postgres::PostgresSink, record, sink::LineSink},
@@ -85,6 +85,19 @@ impl Outputs {
             late: open(&plan.late_output)?,
             invalid: open(&plan.invalid_output)?,
         })
+    }
+
+    /// Flushes every line sink and syncs files to disk.
+    fn sync_files(&mut self) -> anyhow::Result<()> {
+        for sink in self
+            .results
+            .iter_mut()
+            .chain([&mut self.late, &mut self.invalid])
+        {
+            sink.sync()
+                .map_err(|e| anyhow::anyhow!("syncing {}: {e}", sink.name()))?;
+        }
+        Ok(())
     }
 
     /// Writes what the table and topic sinks hold, and waits for it.
@@ -238,7 +251,7 @@ pub async fn run(
     let mut checkpoints = Checkpoints::new(&plan, store, state_dir).await?;
     let (mut job, mut source) = Pipeline::new(plan, state_dir, started)?;
     if let Some(cut) = &restored.cut {
-        job.engine.restore(&cut.max_event_times)?;
+        job.engine.restore(&cut.max_event_times, cut.watermark)?;
         source.resume(&cut.source)?;
     }
     let fallbacks = restored.fallbacks;
@@ -365,7 +378,7 @@ impl Pipeline {
         local: &Path,
     ) -> anyhow::Result<checkpoint::Pending> {
         self.emit(outputs)?;
-        outputs.flush()?;
+        outputs.sync_files()?;
         // Results emitted before the cut must be in the tables before the
         // cut counts: a restore will not emit them again.
         outputs.flush_tables().await?;
@@ -375,6 +388,7 @@ impl Pipeline {
             job: format!("{}/{}", self.plan.id.namespace, self.plan.id.name),
             source: source.position(),
             max_event_times: self.engine.max_event_times(),
+            watermark: Some(self.engine.watermark()).filter(|w| *w != i64::MIN),
             sink_lengths: outputs.file_lengths(),
         };
         checkpoint::snapshot(self.engine.store(), cut, local)
@@ -641,20 +655,32 @@ async fn restore_all(
             "some partitions have no usable checkpoint".into(),
         );
     }
-    let common = ids.iter().flatten().copied().min().unwrap_or(0);
-    for (&p, manifest) in found.iter_mut() {
-        if manifest.as_ref().is_some_and(|m| m.id != common) {
-            let dir = crate::state::partition_dir(state_dir, p);
-            *manifest = checkpoint::restore(store, p, &dir, Some(common))
-                .await?
-                .manifest;
-            if manifest.as_ref().map(|m| m.id) != Some(common) {
-                return fresh(
-                    &mut lines,
-                    format!("partition {p} has no usable checkpoint {common}"),
-                );
+    // Walk down to the newest id every partition has: restoring a partition
+    // "at most id N" may land below N, which lowers the target again.
+    let mut common = ids.iter().flatten().copied().min().unwrap_or(0);
+    loop {
+        let mut lowest = common;
+        for (&p, manifest) in found.iter_mut() {
+            if manifest.as_ref().is_some_and(|m| m.id != common) {
+                let dir = crate::state::partition_dir(state_dir, p);
+                *manifest = checkpoint::restore(store, p, &dir, Some(common))
+                    .await?
+                    .manifest;
+            }
+            match manifest.as_ref().map(|m| m.id) {
+                None => {
+                    return fresh(
+                        &mut lines,
+                        format!("partition {p} has no usable checkpoint at or before {common}"),
+                    )
+                }
+                Some(id) => lowest = lowest.min(id),
             }
         }
+        if lowest == common {
+            break;
+        }
+        common = lowest;
     }
     let first = found
         .values()
@@ -666,12 +692,29 @@ async fn restore_all(
         found.len(),
         first.created_at
     ));
+    // Kafka partitions are read independently: each takes its offset from
+    // its own partition's manifest.
+    let source = match &first.source {
+        SourcePosition::Kafka { .. } => SourcePosition::Kafka {
+            offsets: found
+                .iter()
+                .filter_map(|(p, m)| {
+                    let SourcePosition::Kafka { offsets } = &m.as_ref()?.source else {
+                        return None;
+                    };
+                    offsets.iter().find(|(kp, _)| *kp == *p as i32).copied()
+                })
+                .collect(),
+        },
+        other => other.clone(),
+    };
     Ok(RestoredAll {
         fallbacks,
         cut: Some(Cut {
             id: common,
             job: first.job.clone(),
-            source: first.source.clone(),
+            source,
+            watermark: found.values().flatten().filter_map(|m| m.watermark).min(),
             max_event_times: found
                 .iter()
                 .map(|(p, m)| (*p, m.as_ref().and_then(|m| m.max_event_time)))

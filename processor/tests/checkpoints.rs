@@ -87,6 +87,7 @@ async fn checkpoint(
             .iter()
             .map(|p| (*p, Some(id as i64)))
             .collect(),
+        watermark: None,
         sink_lengths: Default::default(),
     };
     let pending = checkpoint::snapshot(state, cut, local).unwrap();

@@ -11,6 +11,29 @@ pub(super) fn check(spec: &StreamJobSpec, p: &mut Problems) {
     }
     check_sink("spec.lateOutput", &spec.late_output, p);
     check_sink("spec.invalidOutput", &spec.invalid_output, p);
+    let mut seen = std::collections::BTreeMap::new();
+    let all = spec
+        .sinks
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("spec.sinks[{i}]"), s))
+        .chain([
+            ("spec.lateOutput".to_string(), &spec.late_output),
+            ("spec.invalidOutput".to_string(), &spec.invalid_output),
+        ]);
+    for (path, sink) in all {
+        if let Some(f) = &sink.file {
+            if let Some(first) = seen.insert(f.path.clone(), path.clone()) {
+                p.add(
+                    format!("{path}.file.path"),
+                    format!(
+                        "{:?} is also written by {first}; give each output its own file",
+                        f.path
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn check_sink(path: &str, sink: &SinkSpec, p: &mut Problems) {

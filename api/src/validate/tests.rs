@@ -230,3 +230,16 @@ fn window_lengths_are_whole_milliseconds() {
     let msg = message_at(&spec, "spec.window.tumbling.size");
     assert!(msg.contains("not a whole number of milliseconds"), "{msg}");
 }
+
+#[test]
+fn two_outputs_may_not_share_a_file() {
+    let mut spec = base();
+    let file = |path: &str| SinkSpec {
+        file: Some(FileSink { path: path.into() }),
+        ..SinkSpec::default()
+    };
+    spec.late_output = file("out.jsonl");
+    spec.invalid_output = file("out.jsonl");
+    let msg = message_at(&spec, "spec.invalidOutput.file.path");
+    assert!(msg.contains("is also written by spec.lateOutput"), "{msg}");
+}

@@ -64,6 +64,10 @@ pub struct Manifest {
     pub source: SourcePosition,
     /// The partition's largest event time seen (its watermark's basis).
     pub max_event_time: Option<i64>,
+    /// The processor's watermark at the checkpoint: a restore never goes
+    /// below it (an event late before a crash stays late after it).
+    #[serde(default)]
+    pub watermark: Option<i64>,
     /// Byte length of each file sink at the checkpoint, by path: a restore
     /// truncates them there, so results are written exactly once.
     pub sink_lengths: BTreeMap<String, u64>,
@@ -162,6 +166,7 @@ mod tests {
             files,
             source: SourcePosition::Generator { produced: 0 },
             max_event_time: None,
+            watermark: None,
             sink_lengths: BTreeMap::new(),
             bytes_uploaded: 0,
         }

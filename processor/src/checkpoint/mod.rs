@@ -43,6 +43,8 @@ pub struct Cut {
     pub job: String,
     pub source: SourcePosition,
     pub max_event_times: BTreeMap<u32, Option<i64>>,
+    /// The processor's watermark.
+    pub watermark: Option<i64>,
     pub sink_lengths: BTreeMap<String, u64>,
 }
 
@@ -144,6 +146,7 @@ async fn upload_inner(
                 .get(&partition)
                 .copied()
                 .flatten(),
+            watermark: pending.cut.watermark,
             sink_lengths: pending.cut.sink_lengths.clone(),
             bytes_uploaded,
         };
@@ -154,7 +157,11 @@ async fn upload_inner(
         .await?;
         uploaded += bytes_uploaded;
         total += manifest.bytes_total();
-        collect_garbage(&part, retain).await?;
+    }
+    // Retention only once every partition's manifest is written: a
+    // checkpoint that failed half-way must not prune the older ones.
+    for &partition in pending.dirs.keys() {
+        collect_garbage(&store.child(&format!("p{partition}")), retain).await?;
     }
     Ok(Completed {
         id: pending.cut.id,
@@ -211,7 +218,22 @@ pub fn checksum_file(path: &Path) -> anyhow::Result<(u64, String)> {
 /// Keeps the newest `retain` manifests of a partition and the files they
 /// reference; deletes the rest.
 pub async fn collect_garbage(part: &Store, retain: usize) -> anyhow::Result<()> {
+    let listed = part
+        .list("checkpoints")
+        .await?
+        .iter()
+        .filter(|(k, _)| manifest_id(k).is_some())
+        .count();
     let manifests = read_manifests(part).await?;
+    if manifests.len() != listed {
+        // An unreadable manifest may reference files only it uses: keep
+        // everything until it can be read (or is deleted by hand).
+        tracing::warn!(
+            "not collecting garbage: {} of {listed} manifests readable",
+            manifests.len()
+        );
+        return Ok(());
+    }
     let files: BTreeSet<String> = part
         .list("files")
         .await?

@@ -83,6 +83,10 @@ pub struct Engine {
     counters: EngineCounters,
     /// Source clock: the latest ingestion time seen (ms).
     clock: i64,
+    /// TTL deadlines count from no earlier than this (the first clock after
+    /// a restore).
+    ttl_floor: i64,
+    ttl_floor_pending: bool,
     events_since_flush: u64,
     scratch: Vec<Window>,
 }
@@ -122,6 +126,8 @@ impl Engine {
             stats,
             counters: EngineCounters::default(),
             clock: i64::MIN,
+            ttl_floor: i64::MIN,
+            ttl_floor_pending: false,
             events_since_flush: 0,
             scratch: Vec::new(),
             store,
@@ -201,7 +207,11 @@ impl Engine {
     /// After the store was restored from a checkpoint: rebuilds the timers
     /// from the windows in it and the watermarks from each partition's
     /// largest event time at the checkpoint.
-    pub fn restore(&mut self, max_event_times: &BTreeMap<u32, Option<i64>>) -> anyhow::Result<()> {
+    pub fn restore(
+        &mut self,
+        max_event_times: &BTreeMap<u32, Option<i64>>,
+        watermark: Option<i64>,
+    ) -> anyhow::Result<()> {
         let lateness = self.config.allowed_lateness_ms;
         let ttl = self.config.state_ttl_ms;
         for (slot, partition) in self.config.partitions.clone().into_iter().enumerate() {
@@ -222,8 +232,14 @@ impl Engine {
                 self.watermarks.restore(slot, *max);
             }
         }
-        // The watermark the checkpoint had, before the first record arrives.
+        // The watermark the checkpoint had, before the first record arrives,
+        // and never below it: partition idleness is not in the checkpoint.
+        if let Some(w) = watermark {
+            self.watermarks.raise_to(w);
+        }
         self.watermarks.advance(self.clock);
+        // Downtime does not count against the state TTL.
+        self.ttl_floor_pending = true;
         Ok(())
     }
 

@@ -68,7 +68,8 @@ impl Engine {
         s.accepted += 1;
         s.record_event(&event.key, ingest_ms);
         let ttl = self.config.state_ttl_ms;
-        self.state_mut(slot, &event.key)?.state.last_update_ms = ingest_ms;
+        let state = &mut self.state_mut(slot, &event.key)?.state;
+        state.last_update_ms = state.last_update_ms.max(ingest_ms);
         self.timers
             .watch_ttl(slot, &event.key, ingest_ms.saturating_add(ttl));
         self.events_since_flush += 1;
@@ -211,6 +212,10 @@ impl Engine {
     /// the state TTL and writes state back when due.
     pub fn advance(&mut self, clock: i64, out: &mut Vec<WindowResult>) -> anyhow::Result<()> {
         self.clock = self.clock.max(clock);
+        if self.ttl_floor_pending && self.clock != i64::MIN {
+            self.ttl_floor = self.clock;
+            self.ttl_floor_pending = false;
+        }
         let watermark = self.watermarks.advance(self.clock);
         self.emit_due(watermark, out)?;
         self.expire_keys()?;
@@ -295,34 +300,45 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes the state of keys not updated within the TTL, counting the
-    /// windows that had not fired yet.
+    /// Deletes the open windows of keys not updated within the TTL (they
+    /// would otherwise wait forever for a stalled watermark), counting them.
+    /// Fired windows stay until the watermark passes their lateness, so a
+    /// late event can never restart one at revision 1.
     fn expire_keys(&mut self) -> anyhow::Result<()> {
+        if self.ttl_floor_pending {
+            return Ok(());
+        }
         let ttl = self.config.state_ttl_ms;
-        let lateness = self.config.allowed_lateness_ms;
         let clock = self.clock;
         while let Some((slot, key)) = self.timers.pop_ttl(clock) {
-            let state = self.state_mut(slot, &key)?;
-            let due = state.state.last_update_ms.saturating_add(ttl);
-            if state.state.windows.is_empty() {
+            // Look without caching: most watched keys are long gone.
+            let last = match self.cache[slot].get(&key) {
+                Some(c) => Some(c.state.last_update_ms),
+                None => self
+                    .store
+                    .get(self.config.partitions[slot], &key)?
+                    .map(|s| s.last_update_ms),
+            };
+            let Some(last) = last else {
                 continue;
-            }
+            };
+            let due = last.max(self.ttl_floor).saturating_add(ttl);
             if due > clock {
                 self.timers.watch_ttl(slot, &key, due);
                 continue;
             }
-            state.dirty = true;
-            let windows = std::mem::take(&mut state.state.windows);
-            for entry in windows {
-                let w = entry.window;
-                if entry.fired {
-                    self.timers
-                        .remove_purge(w.end.saturating_add(lateness), slot, &key, w);
-                    self.timers.unmark_revised(slot, &key, w);
-                } else {
-                    self.timers.remove_fire(slot, &key, w);
-                    self.counters.expired_windows += 1;
-                }
+            let state = self.cache_entry(slot, &key)?;
+            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.windows)
+                .into_iter()
+                .partition(|e| !e.fired);
+            state.windows = kept;
+            let still_held = !state.windows.is_empty();
+            for entry in expired {
+                self.timers.remove_fire(slot, &key, entry.window);
+                self.counters.expired_windows += 1;
+            }
+            if still_held {
+                self.timers.watch_ttl(slot, &key, clock.saturating_add(ttl));
             }
         }
         Ok(())

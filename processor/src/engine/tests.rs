@@ -362,3 +362,17 @@ fn partitions_are_stable_and_in_range() {
     // Pinned: changing the hash would move every key's state.
     assert_eq!(partition_of("key-1", 1 << 31), 1_795_303_929);
 }
+
+#[test]
+fn a_restored_watermark_never_goes_back() {
+    let mut h = Harness::new(config(tumbling(10_000)));
+    // The checkpoint's watermark was 50 s (say an idle partition had let it
+    // run ahead); partition maxima alone would give far less.
+    let maxima = std::collections::BTreeMap::from([(0, Some(12_000))]);
+    h.engine.restore(&maxima, Some(50_000)).unwrap();
+    assert_eq!(h.engine.watermark(), 50_000);
+    assert!(
+        matches!(h.send("a", 20_000, 1.0), Outcome::Late { .. }),
+        "late before the crash, late after it"
+    );
+}

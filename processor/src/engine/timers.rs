@@ -96,11 +96,6 @@ impl Timers {
             .insert((at, slot, w.start, w.end, key.to_string()));
     }
 
-    pub fn remove_purge(&mut self, at: i64, slot: usize, key: &str, w: Window) {
-        self.purge
-            .remove(&(at, slot, w.start, w.end, key.to_string()));
-    }
-
     pub fn pop_purge(&mut self, watermark: i64) -> Option<(usize, String, Window)> {
         if self.purge.first()?.0 > watermark {
             return None;

@@ -55,6 +55,12 @@ impl Watermarks {
         p.max_seen = Some(p.max_seen.map_or(max_seen, |m| m.max(max_seen)));
     }
 
+    /// Never lets the processor's watermark be below `watermark` (restoring a
+    /// checkpoint).
+    pub fn raise_to(&mut self, watermark: i64) {
+        self.current = self.current.max(watermark);
+    }
+
     /// A partition's largest event time seen.
     pub fn max_seen(&self, slot: usize) -> Option<i64> {
         self.partitions[slot].max_seen

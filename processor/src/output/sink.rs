@@ -13,6 +13,8 @@ pub struct LineSink {
     out: Box<dyn Write + Send>,
     /// For a file sink: its path and byte length (written so far).
     file: Option<(String, u64)>,
+    /// For a file sink: a handle to sync it to disk.
+    sync: Option<std::fs::File>,
 }
 
 impl LineSink {
@@ -29,6 +31,7 @@ impl LineSink {
                 .open(&f.path)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", f.path)))?;
             file.set_len(file_length)?;
+            let sync = file.try_clone().ok();
             let mut file = BufWriter::new(file);
             use std::io::Seek;
             file.seek(io::SeekFrom::Start(file_length))?;
@@ -36,6 +39,7 @@ impl LineSink {
                 name: format!("file {}", f.path),
                 out: Box::new(file),
                 file: Some((f.path.clone(), file_length)),
+                sync,
             });
         }
         Self::open(spec)
@@ -54,10 +58,12 @@ impl LineSink {
                 .open(&f.path)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", f.path)))?;
             let length = file.metadata()?.len();
+            let sync = file.try_clone().ok();
             return Ok(Self {
                 name: format!("file {}", f.path),
                 out: Box::new(BufWriter::new(file)),
                 file: Some((f.path.clone(), length)),
+                sync,
             });
         } else {
             return Err(io::Error::new(
@@ -69,6 +75,7 @@ impl LineSink {
             name,
             out,
             file: None,
+            sync: None,
         })
     }
 
@@ -78,6 +85,7 @@ impl LineSink {
             name: name.into(),
             out,
             file: None,
+            sync: None,
         }
     }
 
@@ -101,5 +109,15 @@ impl LineSink {
 
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+
+    /// Flushes and, for a file, syncs its data to disk (before a checkpoint
+    /// records its length).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        match &self.sync {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        }
     }
 }

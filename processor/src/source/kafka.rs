@@ -58,7 +58,10 @@ impl KafkaReader {
             .set("group.id", format!("eddy-{}", config.topic))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // A checkpointed offset that retention deleted restarts at the
+            // oldest message still there, never silently at the newest.
+            .set("auto.offset.reset", "earliest");
         for (k, v) in &config.properties {
             client.set(k, v);
         }
