@@ -99,7 +99,8 @@ spec:
     let dir = tempfile::tempdir()?;
     reset_peak_rss();
     let started = Instant::now();
-    let (mut pipeline, mut source) = Pipeline::new(plan, dir.path(), started)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (mut pipeline, mut source) = runtime.block_on(Pipeline::new(plan, dir.path(), started))?;
     let mut outputs = Outputs {
         results: vec![LineSink::to_writer("discard", Box::new(io::sink()))],
         tables: Vec::new(),

@@ -13,7 +13,7 @@ use crate::{
     engine::{aggregate::Aggregate, skew::SkewGuard, window::Assigner, EngineConfig, WindowKind},
     event::Extractor,
     output::record::JobId,
-    source::{file::FileConfig, generator::GeneratorConfig, kafka::KafkaConfig},
+    source::{file::FileConfig, generator::GeneratorConfig, http::HttpConfig, kafka::KafkaConfig},
 };
 
 /// Longest record a file source accepts.
@@ -25,6 +25,7 @@ pub enum SourcePlan {
     Generator(GeneratorConfig),
     File(FileConfig),
     Kafka(KafkaConfig),
+    Http(HttpConfig),
 }
 
 /// Where and how often checkpoints are taken.
@@ -97,14 +98,6 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
     let mut refuse = |path: &str, what: &str| {
         unsupported.push(format!("{path}: {what} is not supported yet"));
     };
-    for kind in spec.source.kinds_set() {
-        if kind == "http" {
-            refuse(
-                &format!("spec.source.{kind}"),
-                &format!("the {kind} source"),
-            );
-        }
-    }
     let outputs = spec
         .sinks
         .iter()
@@ -170,6 +163,13 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             time_format: t.format,
             partitions: spec.partitions,
             max_record_bytes: MAX_RECORD_BYTES,
+        })
+    } else if let Some(h) = &spec.source.http {
+        let ip: std::net::IpAddr = h.bind.parse().map_err(anyhow::Error::from)?;
+        SourcePlan::Http(HttpConfig {
+            addr: std::net::SocketAddr::new(ip, h.port),
+            max_body: h.max_body.parse().map_err(anyhow::Error::from)? as usize,
+            buffer_events: h.buffer_events as usize,
         })
     } else if let Some(k) = &spec.source.kafka {
         if k.properties_secret.is_some() {

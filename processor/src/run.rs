@@ -19,8 +19,8 @@ use crate::{
     output::{kafka::KafkaSink, postgres::PostgresSink, record, sink::LineSink},
     progress::{self, Counters},
     source::{
-        file::FileReader, generator::Generator, kafka::KafkaReader, Batch, Payload, Poll, Source,
-        SourceRecord,
+        file::FileReader, generator::Generator, http::HttpIngest, kafka::KafkaReader, Batch,
+        Payload, Poll, Source, SourceRecord,
     },
     state::StateStore,
 };
@@ -249,17 +249,28 @@ pub async fn run(
         restored.cut.as_ref().map_or(&empty, |c| &c.sink_lengths),
     )?;
     let mut checkpoints = Checkpoints::new(&plan, store, state_dir).await?;
-    let (mut job, mut source) = Pipeline::new(plan, state_dir, started)?;
+    let (mut job, mut source) = Pipeline::new(plan, state_dir, started).await?;
     if let Some(cut) = &restored.cut {
         job.engine.restore(&cut.max_event_times, cut.watermark)?;
         source.resume(&cut.source)?;
     }
     let fallbacks = restored.fallbacks;
     let mut paused = false;
+    let mut draining = false;
     publish(&admin, &checkpoints, paused, fallbacks);
     let mut tick = Tick::new(started);
     let ending = loop {
-        if *stop.borrow() {
+        if let Source::Http(h) = &source {
+            h.mark_durable(checkpoints.durable_http);
+            if *stop.borrow() && !draining {
+                // The application is going away: take no more events, finish
+                // what is buffered, and emit every window.
+                h.close();
+                draining = true;
+                progress_out("draining HTTP ingest: no new events, finishing the buffered ones");
+            }
+        }
+        if *stop.borrow() && !draining {
             // A last checkpoint, so a restart resumes exactly here.
             checkpoints.wait(&mut progress_out).await;
             checkpoints.take(&mut job, &source, &mut outputs).await?;
@@ -317,6 +328,11 @@ pub async fn run(
             Poll::End => {
                 job.finish(&mut outputs)?;
                 outputs.flush_tables().await?;
+                outputs.sync_files()?;
+                if let Source::Http(h) = &source {
+                    // Every accepted event is in the written results.
+                    h.mark_durable(h.position());
+                }
                 // Every window is out: the job's state is spent, and a rerun
                 // starts over.
                 checkpoints.wait(&mut progress_out).await;
@@ -345,7 +361,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline with its state in `state_dir`, and the plan's source.
-    pub fn new(
+    pub async fn new(
         plan: JobPlan,
         state_dir: &Path,
         started: Instant,
@@ -356,6 +372,12 @@ impl Pipeline {
             }
             SourcePlan::File(f) => Source::File(FileReader::open(f.clone())?),
             SourcePlan::Kafka(k) => Source::Kafka(Box::new(KafkaReader::open(k.clone())?)),
+            SourcePlan::Http(h) => {
+                let ingest = HttpIngest::open(h.clone()).await?;
+                tracing::info!("HTTP ingest on http://{}/events", ingest.addr);
+                eprintln!("HTTP ingest on http://{}/events", ingest.addr);
+                Source::Http(Box::new(ingest))
+            }
         };
         let store = StateStore::open(state_dir, &plan.engine.partitions, plan.memory_budget)?;
         let pipeline = Self {
@@ -741,6 +763,10 @@ struct Checkpoints {
     )>,
     completed: Vec<checkpoint::Completed>,
     failed: u64,
+    /// Source position of each checkpoint in flight.
+    positions: BTreeMap<u64, SourcePosition>,
+    /// HTTP events covered by the newest completed checkpoint.
+    durable_http: u64,
 }
 
 impl Checkpoints {
@@ -758,6 +784,8 @@ impl Checkpoints {
             in_flight: None,
             completed: Vec::new(),
             failed: 0,
+            positions: BTreeMap::new(),
+            durable_http: 0,
         })
     }
 
@@ -781,6 +809,7 @@ impl Checkpoints {
             return Ok(id);
         }
         let id = self.next_id;
+        self.positions.insert(id, source.position());
         let pending = job.checkpoint(id, source, outputs, &self.local).await?;
         self.next_id += 1;
         let store = self.store.clone();
@@ -811,6 +840,9 @@ impl Checkpoints {
         };
         match handle.await {
             Ok(Ok(done)) => {
+                if let Some(SourcePosition::Http { taken }) = self.positions.remove(&done.id) {
+                    self.durable_http = self.durable_http.max(taken);
+                }
                 out(&format!(
                     "checkpoint {}: {} of {} bytes uploaded, {} ms paused, {} ms in all",
                     done.id,

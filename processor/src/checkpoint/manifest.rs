@@ -48,6 +48,8 @@ pub enum SourcePosition {
     },
     /// The next offset to read in each Kafka partition.
     Kafka { offsets: Vec<(i32, i64)> },
+    /// Events taken from HTTP ingest (by sequence number).
+    Http { taken: u64 },
 }
 
 /// A partition's checkpoint.

@@ -2,6 +2,7 @@
 
 pub mod file;
 pub mod generator;
+pub mod http;
 pub mod kafka;
 
 use std::time::{Instant, SystemTime};
@@ -67,6 +68,7 @@ pub enum Source {
     Generator(Box<generator::Generator>),
     File(file::FileReader),
     Kafka(Box<kafka::KafkaReader>),
+    Http(Box<http::HttpIngest>),
 }
 
 impl Source {
@@ -75,6 +77,7 @@ impl Source {
             Self::Generator(g) => Ok(g.poll(now)),
             Self::File(f) => f.poll(),
             Self::Kafka(k) => k.poll(),
+            Self::Http(h) => Ok(h.poll()),
         }
     }
 
@@ -92,6 +95,9 @@ impl Source {
             Self::Kafka(k) => SourcePosition::Kafka {
                 offsets: k.position(),
             },
+            Self::Http(h) => SourcePosition::Http {
+                taken: h.position(),
+            },
         }
     }
 
@@ -105,6 +111,10 @@ impl Source {
             }
             (Self::File(f), SourcePosition::File { offsets, turn }) => f.seek(offsets, *turn),
             (Self::Kafka(k), SourcePosition::Kafka { offsets }) => k.seek(offsets),
+            (Self::Http(h), SourcePosition::Http { taken }) => {
+                h.resume(*taken);
+                Ok(())
+            }
             (_, other) => anyhow::bail!("the checkpoint is of another kind of source: {other:?}"),
         }
     }
@@ -115,7 +125,7 @@ impl Source {
         match self {
             Self::Generator(g) => g.clock(),
             Self::File(f) => f.clock(),
-            Self::Kafka(_) => wall_clock_ms(),
+            Self::Kafka(_) | Self::Http(_) => wall_clock_ms(),
         }
     }
 }
