@@ -18,7 +18,7 @@ use std::{
 
 use eddy_processor::{
     job,
-    output::sink::LineSink,
+    output::{records::RecordSink, sink::LineSink},
     run::{Outputs, Pipeline},
     source::Poll,
 };
@@ -105,8 +105,8 @@ spec:
         results: vec![LineSink::to_writer("discard", Box::new(io::sink()))],
         tables: Vec::new(),
         topics: Vec::new(),
-        late: LineSink::to_writer("discard", Box::new(io::sink())),
-        invalid: LineSink::to_writer("discard", Box::new(io::sink())),
+        late: RecordSink::Lines(LineSink::to_writer("discard", Box::new(io::sink()))),
+        invalid: RecordSink::Lines(LineSink::to_writer("discard", Box::new(io::sink()))),
     };
     let mut max_state = 0;
     let mut next_sample = count / 10;

@@ -108,7 +108,6 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             ("spec.invalidOutput".to_string(), &spec.invalid_output),
         ]);
     for (path, sink) in outputs {
-        let result_sink = path.starts_with("spec.sinks");
         if let Some(k) = &sink.kafka {
             if k.transactional {
                 refuse(
@@ -120,14 +119,6 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
                 refuse(
                     &format!("{path}.kafka.propertiesSecret"),
                     "producer properties from a Secret",
-                );
-            }
-        }
-        for kind in sink.kinds_set() {
-            if (kind == "kafka" || kind == "postgres") && !result_sink {
-                refuse(
-                    &format!("{path}.{kind}"),
-                    &format!("a {kind} destination for late or invalid records"),
                 );
             }
         }

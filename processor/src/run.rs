@@ -16,7 +16,13 @@ use crate::{
     checkpoint::{self, Cut, SourcePosition, Store},
     engine::{partition_of, Engine, Outcome, WindowResult},
     job::{JobPlan, SourcePlan},
-    output::{kafka::KafkaSink, postgres::PostgresSink, record, sink::LineSink},
+    output::{
+        kafka::KafkaSink,
+        postgres::PostgresSink,
+        record,
+        records::{record_id, RecordSink},
+        sink::LineSink,
+    },
     progress::{self, Counters},
     source::{
         file::FileReader, generator::Generator, http::HttpIngest, kafka::KafkaReader, Batch,
@@ -37,8 +43,8 @@ pub struct Outputs {
     pub tables: Vec<PostgresSink>,
     /// Result sinks that are Kafka topics.
     pub topics: Vec<KafkaSink>,
-    pub late: LineSink,
-    pub invalid: LineSink,
+    pub late: RecordSink,
+    pub invalid: RecordSink,
 }
 
 impl Outputs {
@@ -46,15 +52,14 @@ impl Outputs {
     /// restored checkpoint recorded (to nothing on a fresh start), so every
     /// record is in them exactly once.
     pub fn open(plan: &JobPlan, file_lengths: &BTreeMap<String, u64>) -> anyhow::Result<Self> {
-        let open = |spec: &eddy_api::spec::SinkSpec| {
-            let length = spec
-                .file
+        let length_of = |spec: &eddy_api::spec::SinkSpec| {
+            spec.file
                 .as_ref()
                 .and_then(|f| file_lengths.get(&f.path))
                 .copied()
-                .unwrap_or(0);
-            LineSink::open_at(spec, length)
+                .unwrap_or(0)
         };
+        let open = |spec: &eddy_api::spec::SinkSpec| LineSink::open_at(spec, length_of(spec));
         let mut results = Vec::new();
         let mut tables = Vec::new();
         let mut topics = Vec::new();
@@ -82,18 +87,19 @@ impl Outputs {
             results,
             tables,
             topics,
-            late: open(&plan.late_output)?,
-            invalid: open(&plan.invalid_output)?,
+            late: RecordSink::open(&plan.late_output, length_of(&plan.late_output), "late")?,
+            invalid: RecordSink::open(
+                &plan.invalid_output,
+                length_of(&plan.invalid_output),
+                "invalid",
+            )?,
         })
     }
 
     /// Flushes every line sink and syncs files to disk.
     fn sync_files(&mut self) -> anyhow::Result<()> {
-        for sink in self
-            .results
-            .iter_mut()
-            .chain([&mut self.late, &mut self.invalid])
-        {
+        let records = [self.late.lines(), self.invalid.lines()];
+        for sink in self.results.iter_mut().chain(records.into_iter().flatten()) {
             sink.sync()
                 .map_err(|e| anyhow::anyhow!("syncing {}: {e}", sink.name()))?;
         }
@@ -108,6 +114,8 @@ impl Outputs {
         for topic in &mut self.topics {
             topic.flush()?;
         }
+        self.late.flush_remote().await?;
+        self.invalid.flush_remote().await?;
         Ok(())
     }
 
@@ -121,20 +129,18 @@ impl Outputs {
 
     /// Byte lengths of the file sinks, by path.
     pub fn file_lengths(&self) -> BTreeMap<String, u64> {
+        let records = [self.late.line_sink(), self.invalid.line_sink()];
         self.results
             .iter()
-            .chain([&self.late, &self.invalid])
+            .chain(records.into_iter().flatten())
             .filter_map(|s| s.file_length())
             .map(|(p, l)| (p.to_string(), l))
             .collect()
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        for sink in self
-            .results
-            .iter_mut()
-            .chain([&mut self.late, &mut self.invalid])
-        {
+        let records = [self.late.lines(), self.invalid.lines()];
+        for sink in self.results.iter_mut().chain(records.into_iter().flatten()) {
             sink.flush()
                 .map_err(|e| anyhow::anyhow!("flushing {}: {e}", sink.name()))?;
         }
@@ -460,21 +466,24 @@ impl Pipeline {
             payload,
             ingest_ms,
             partition,
+            origin,
         } = record;
+        let job = format!("{}/{}", self.plan.id.namespace, name);
+        let invalid_id = record_id(&job, "invalid", &origin);
         let value = match payload {
             Payload::Json(value) => value,
             Payload::Unreadable { raw, reason } => {
                 self.invalid(reason.kind(), partition);
-                let line = record::unreadable_line(name, &raw, &reason.to_string());
-                return Ok(outputs.invalid.write_line(&line)?);
+                let line = record::unreadable_line(name, &raw, &reason.to_string(), &origin);
+                return Ok(outputs.invalid.write(&invalid_id, &line)?);
             }
         };
         let mut event = match self.plan.extractor.extract(value) {
             Ok(event) => event,
             Err((reason, value)) => {
                 self.invalid(reason.kind(), partition);
-                let line = record::invalid_line(name, &value, &reason.to_string());
-                return Ok(outputs.invalid.write_line(&line)?);
+                let line = record::invalid_line(name, &value, &reason.to_string(), &origin);
+                return Ok(outputs.invalid.write(&invalid_id, &line)?);
             }
         };
         let partition =
@@ -495,8 +504,8 @@ impl Pipeline {
                     .record_skew_rejected(partition, event.time_ms, ingest_ms);
                 self.counters.invalid += 1;
                 *self.invalid_by_kind.entry(reason.kind()).or_default() += 1;
-                let line = record::invalid_line(name, &event.record, &reason.to_string());
-                return Ok(outputs.invalid.write_line(&line)?);
+                let line = record::invalid_line(name, &event.record, &reason.to_string(), &origin);
+                return Ok(outputs.invalid.write(&invalid_id, &line)?);
             }
         }
         debug_assert!(
@@ -511,15 +520,18 @@ impl Pipeline {
             } => {
                 self.counters.late += 1;
                 if self.plan.late_policy == LateDataPolicy::Output {
-                    let line = record::late_line(name, &event.record, lateness_ms, watermark);
-                    outputs.late.write_line(&line)?;
+                    let line =
+                        record::late_line(name, &event.record, lateness_ms, watermark, &origin);
+                    outputs
+                        .late
+                        .write(&record_id(&job, "late", &origin), &line)?;
                 }
             }
             Outcome::Invalid(reason) => {
                 self.counters.invalid += 1;
                 *self.invalid_by_kind.entry(reason.kind()).or_default() += 1;
-                let line = record::invalid_line(name, &event.record, &reason.to_string());
-                outputs.invalid.write_line(&line)?;
+                let line = record::invalid_line(name, &event.record, &reason.to_string(), &origin);
+                outputs.invalid.write(&invalid_id, &line)?;
             }
         }
         Ok(())

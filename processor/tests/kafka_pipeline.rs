@@ -113,12 +113,22 @@ struct Run {
     table: String,
 }
 
-fn job(brokers: &str, topic: &str, bucket: &str, output_topic: Option<&str>) -> Run {
+fn job(
+    brokers: &str,
+    topic: &str,
+    bucket: &str,
+    output_topic: Option<&str>,
+    invalid_table: Option<&str>,
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let table = eddy_testkit::unique_name("kafka").replace('-', "_");
     let url = eddy_testkit::postgres_url();
     let s3 = eddy_testkit::s3();
+    let invalid = match invalid_table {
+        Some(t) => format!("{{postgres: {{url: '{url}', table: {t}, createTable: true}}}}"),
+        None => format!("{{file: {{path: {d}/invalid.jsonl}}}}"),
+    };
     let extra = output_topic
         .map(|t| format!(", {{kafka: {{brokers: '{brokers}', topic: {t}}}}}"))
         .unwrap_or_default();
@@ -136,7 +146,7 @@ spec:
   allowedLateness: 10s
   aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
   sinks: [{{postgres: {{url: '{url}', table: {table}, createTable: true}}}}{extra}]
-  invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}
+  invalidOutput: {invalid}
   checkpoints: {{store: 's3://{bucket}/{table}', endpoint: '{}', interval: 100ms, retain: 2}}
 ",
         s3.endpoint
@@ -215,7 +225,7 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
     assert!(expected.len() > 10_000);
 
     // Uninterrupted.
-    let clean = job(&brokers, &topic, &bucket, None);
+    let clean = job(&brokers, &topic, &bucket, None, None);
     let out = command(&clean).output().unwrap();
     assert!(
         out.status.success(),
@@ -241,7 +251,14 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
     // SIGKILLed at ten or more moments, restarted each time.
     let output = eddy_testkit::unique_name("results");
     create_topic(&brokers, &output, 1);
-    let crashed = job(&brokers, &topic, &bucket, Some(&output));
+    let invalid_table = eddy_testkit::unique_name("invalid").replace('-', "_");
+    let crashed = job(
+        &brokers,
+        &topic,
+        &bucket,
+        Some(&output),
+        Some(&invalid_table),
+    );
     // Short enough that the job (several seconds of work, plus a restore
     // at each start) is still running at every one of them.
     let delays = [
@@ -284,6 +301,37 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
         expected,
         "the output topic, keeping the highest revision per result id"
     );
+    assert_eq!(
+        invalid_rows(&invalid_table),
+        BTreeMap::from([
+            ("missing key field \"user\"".into(), 20),
+            ("not JSON".into(), 20)
+        ]),
+        "each malformed message once in the invalid table, despite the replays"
+    );
+}
+
+/// Kind and reason of each row of an invalid-records table.
+fn invalid_rows(table: &str) -> BTreeMap<String, usize> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&eddy_testkit::postgres_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let sql = format!("SELECT kind, record->>'reason', record->>'origin' FROM {table}");
+        let mut reasons = BTreeMap::new();
+        for row in client.query(sql.as_str(), &[]).await.unwrap() {
+            assert_eq!(row.get::<_, String>(0), "invalid");
+            assert!(row.get::<_, String>(2).starts_with('k'), "kafka origins");
+            let reason: String = row.get(1);
+            *reasons
+                .entry(reason.split(':').next().unwrap().to_string())
+                .or_default() += 1;
+        }
+        reasons
+    })
 }
 
 fn create_topic(brokers: &str, topic: &str, partitions: i32) {

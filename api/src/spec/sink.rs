@@ -27,11 +27,13 @@ pub struct SinkSpec {
     /// JSON lines appended to a file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileSink>,
-    /// JSON messages on a Kafka topic, keyed by result id.
+    /// JSON messages on a Kafka topic, keyed by result id (late and invalid
+    /// records: by an id from their source origin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaSink>,
-    /// Rows in a PostgreSQL table, upserted by result id keeping the highest
-    /// revision.
+    /// Rows in a PostgreSQL table: results upserted by result id keeping the
+    /// highest revision; late and invalid records one row each, keyed by
+    /// their source origin, so replays never duplicate them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresSink>,
 }

@@ -4,4 +4,5 @@
 pub mod kafka;
 pub mod postgres;
 pub mod record;
+pub mod records;
 pub mod sink;

@@ -115,33 +115,36 @@ impl PostgresSink {
     }
 
     async fn connect(&self) -> anyhow::Result<Client> {
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
-            match tokio_postgres::connect(&self.url, NoTls).await {
-                Ok((client, connection)) => {
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::warn!("postgres connection ended: {e}");
-                        }
-                    });
-                    if self.create_table {
-                        client.batch_execute(&create_table_sql(&self.table)).await?;
+        let ddl = self.create_table.then(|| create_table_sql(&self.table));
+        connect(&self.url, ddl.as_deref(), &self.name()).await
+    }
+}
+
+/// Connects with backoff, running `ddl` (table creation) once connected.
+pub(crate) async fn connect(url: &str, ddl: Option<&str>, name: &str) -> anyhow::Result<Client> {
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match tokio_postgres::connect(url, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!("postgres connection ended: {e}");
                     }
-                    return Ok(client);
+                });
+                if let Some(ddl) = ddl {
+                    client.batch_execute(ddl).await?;
                 }
-                Err(e) if attempt >= CONNECT_ATTEMPTS => {
-                    return Err(e).with_context(|| format!("connecting to {}", self.name()))
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "{}: cannot connect ({e}); retrying in {delay:?}",
-                        self.name()
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    attempt += 1;
-                }
+                return Ok(client);
+            }
+            Err(e) if attempt >= CONNECT_ATTEMPTS => {
+                return Err(e).with_context(|| format!("connecting to {name}"))
+            }
+            Err(e) => {
+                tracing::warn!("{name}: cannot connect ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
             }
         }
     }

@@ -82,26 +82,33 @@ impl Serialize for Ordered<'_> {
 }
 
 /// A late event for the late output.
-pub fn late_line(job: &str, event: &Value, lateness_ms: i64, watermark_ms: i64) -> Vec<u8> {
+pub fn late_line(
+    job: &str,
+    event: &Value,
+    lateness_ms: i64,
+    watermark_ms: i64,
+    origin: &str,
+) -> Vec<u8> {
     let record = json!({
         "job": job,
         "reason": "late",
         "latenessMs": lateness_ms,
         "watermark": rfc3339(watermark_ms),
         "event": event,
+        "origin": origin,
     });
     serde_json::to_vec(&record).unwrap_or_default()
 }
 
 /// A line that is not a JSON record, for the invalid output.
-pub fn unreadable_line(job: &str, raw: &str, reason: &str) -> Vec<u8> {
-    let record = json!({"job": job, "reason": reason, "raw": raw});
+pub fn unreadable_line(job: &str, raw: &str, reason: &str, origin: &str) -> Vec<u8> {
+    let record = json!({"job": job, "reason": reason, "raw": raw, "origin": origin});
     serde_json::to_vec(&record).unwrap_or_default()
 }
 
 /// An invalid record for the invalid output.
-pub fn invalid_line(job: &str, event: &Value, reason: &str) -> Vec<u8> {
-    let record = json!({"job": job, "reason": reason, "event": event});
+pub fn invalid_line(job: &str, event: &Value, reason: &str, origin: &str) -> Vec<u8> {
+    let record = json!({"job": job, "reason": reason, "event": event, "origin": origin});
     serde_json::to_vec(&record).unwrap_or_default()
 }
 

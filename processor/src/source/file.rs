@@ -139,7 +139,10 @@ impl FileReader {
             if buf.iter().all(u8::is_ascii_whitespace) && length == buf.len() {
                 continue;
             }
-            batch.records.push(self.record(&buf, length, partition));
+            let origin = format!("f{index}:{}", self.files[index].line);
+            batch
+                .records
+                .push(self.record(&buf, length, partition).with_origin(origin));
         }
         Ok(Poll::Ready(batch))
     }
@@ -195,6 +198,7 @@ impl FileReader {
                         },
                         ingest_ms,
                         partition: None,
+                        origin: String::new(),
                     }
                 }
             }
@@ -203,6 +207,7 @@ impl FileReader {
             payload,
             ingest_ms,
             partition,
+            origin: String::new(),
         }
     }
 

@@ -194,6 +194,7 @@ impl KafkaReader {
             payload,
             ingest_ms,
             partition,
+            origin: format!("k{}:{}", message.partition(), message.offset()),
         }
     }
 }

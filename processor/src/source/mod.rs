@@ -34,6 +34,10 @@ pub struct SourceRecord {
     /// The partition, when the source knows it (one per file, a Kafka
     /// partition); otherwise the key's hash decides.
     pub partition: Option<u32>,
+    /// Where the record came from, unique within the job's input: `g<n>`
+    /// (generator), `f<file>:<line>`, `k<partition>:<offset>`, `h<seq>`.
+    /// Late and invalid records are identified by it.
+    pub origin: String,
 }
 
 impl SourceRecord {
@@ -42,7 +46,13 @@ impl SourceRecord {
             payload: Payload::Json(value),
             ingest_ms,
             partition: None,
+            origin: String::new(),
         }
+    }
+
+    pub fn with_origin(mut self, origin: String) -> Self {
+        self.origin = origin;
+        self
     }
 }
 

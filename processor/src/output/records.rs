@@ -1,0 +1,164 @@
+//! Destinations of late and invalid records: JSON lines (files, standard
+//! streams), a Kafka topic, or a PostgreSQL table. Each record carries an id
+//! from the job, its kind and its source origin, so the same record written
+//! again after a crash replaces itself: the table ignores it, and a
+//! consumer of the topic can drop it by key.
+//!
+//! The table (created with `createTable: true`):
+//!
+//! ```sql
+//! CREATE TABLE <table> (
+//!   id         text PRIMARY KEY,  -- from job, kind and source origin
+//!   kind       text NOT NULL,     -- late | invalid
+//!   record     jsonb NOT NULL,    -- reason, the original event (or raw text), origin
+//!   written_at timestamptz NOT NULL DEFAULT now()
+//! )
+//! ```
+
+use std::io;
+
+use eddy_api::spec::SinkSpec;
+use tokio_postgres::{types::ToSql, Client};
+
+use super::{kafka::KafkaSink, postgres, sink::LineSink};
+
+pub enum RecordSink {
+    Lines(LineSink),
+    Topic(KafkaSink),
+    Table(RecordTable),
+}
+
+pub struct RecordTable {
+    url: String,
+    table: String,
+    create_table: bool,
+    kind: &'static str,
+    client: Option<Client>,
+    pending: Vec<(String, String)>,
+}
+
+/// The id of a late or invalid record.
+pub fn record_id(job: &str, kind: &str, origin: &str) -> String {
+    let text = format!("{}\\0{job}\\0{kind}\\0{origin}", job.len());
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
+impl RecordSink {
+    /// Opens the destination for records of `kind` (`late` or `invalid`); a
+    /// file is cut to `file_length` like result files.
+    pub fn open(spec: &SinkSpec, file_length: u64, kind: &'static str) -> anyhow::Result<Self> {
+        if let Some(k) = &spec.kafka {
+            return Ok(Self::Topic(KafkaSink::open(
+                &k.brokers,
+                &k.topic,
+                &k.properties,
+            )?));
+        }
+        if let Some(pg) = &spec.postgres {
+            let url = match &pg.url {
+                Some(url) => url.clone(),
+                None => std::env::var("EDDY_POSTGRES_URL")
+                    .map_err(|_| anyhow::anyhow!("the postgres output's urlSecret reaches the processor as EDDY_POSTGRES_URL, which is not set"))?,
+            };
+            return Ok(Self::Table(RecordTable {
+                url,
+                table: pg.table.clone(),
+                create_table: pg.create_table,
+                kind,
+                client: None,
+                pending: Vec::new(),
+            }));
+        }
+        Ok(Self::Lines(LineSink::open_at(spec, file_length)?))
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Self::Lines(l) => l.name().to_string(),
+            Self::Topic(t) => t.name(),
+            Self::Table(t) => format!("postgres table {}", t.table),
+        }
+    }
+
+    pub fn write(&mut self, id: &str, line: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Lines(l) => l.write_line(line),
+            Self::Topic(t) => {
+                t.push(id, line);
+                Ok(())
+            }
+            Self::Table(t) => {
+                t.pending
+                    .push((id.to_string(), String::from_utf8_lossy(line).into_owned()));
+                Ok(())
+            }
+        }
+    }
+
+    pub fn lines(&mut self) -> Option<&mut LineSink> {
+        match self {
+            Self::Lines(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn line_sink(&self) -> Option<&LineSink> {
+        match self {
+            Self::Lines(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Writes what a topic or table holds, and waits for it.
+    pub async fn flush_remote(&mut self) -> anyhow::Result<()> {
+        match self {
+            Self::Lines(_) => Ok(()),
+            Self::Topic(t) => t.flush(),
+            Self::Table(t) => t.flush().await,
+        }
+    }
+}
+
+impl RecordTable {
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        while !self.pending.is_empty() {
+            if self.client.as_ref().is_none_or(Client::is_closed) {
+                let ddl = self.create_table.then(|| {
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, kind text NOT NULL, \
+                         record jsonb NOT NULL, written_at timestamptz NOT NULL DEFAULT now())",
+                        self.table
+                    )
+                });
+                let name = format!("postgres table {}", self.table);
+                self.client = Some(postgres::connect(&self.url, ddl.as_deref(), &name).await?);
+            }
+            let client = self.client.as_ref().expect("connected above");
+            let n = self.pending.len().min(500);
+            let mut values = Vec::new();
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+            for (i, (id, record)) in self.pending[..n].iter().enumerate() {
+                values.push(format!(
+                    "(${}, ${}, ${}::text::jsonb)",
+                    i * 3 + 1,
+                    i * 3 + 2,
+                    i * 3 + 3
+                ));
+                params.extend([id as &(dyn ToSql + Sync), &self.kind, record]);
+            }
+            let sql = format!(
+                "INSERT INTO {} (id, kind, record) VALUES {} ON CONFLICT (id) DO NOTHING",
+                self.table,
+                values.join(", ")
+            );
+            match client.execute(sql.as_str(), &params).await {
+                Ok(_) => {
+                    self.pending.drain(..n);
+                }
+                Err(_) if client.is_closed() => self.client = None,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
