@@ -195,15 +195,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
     let c = &spec.checkpoints;
     let checkpoints = CheckpointPlan {
         url: c.store.clone(),
-        job_path: format!(
-            "{}/{}",
-            if id.namespace.is_empty() {
-                "default"
-            } else {
-                &id.namespace
-            },
-            id.name
-        ),
+        job_path: id.path(),
         endpoint: c.endpoint.clone(),
         region: c.region.clone(),
         path_style: c.path_style,

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use eddy_api::spec::{LateDataPolicy, SkewPolicy};
+use eddy_api::spec::LateDataPolicy;
 use tokio::sync::watch;
 
 use crate::{
@@ -26,7 +26,7 @@ use crate::{
     progress::{self, Counters},
     source::{
         file::FileReader, generator::Generator, http::HttpIngest, kafka::KafkaReader, Batch,
-        Payload, Poll, Source, SourceRecord,
+        Origin, Payload, Poll, Source, SourceRecord,
     },
     state::StateStore,
 };
@@ -359,6 +359,8 @@ pub async fn run(
 /// The processing a run does, source-agnostic: records in, results out.
 pub struct Pipeline {
     plan: JobPlan,
+    /// `<namespace>/<name>`, computed once.
+    job_path: String,
     engine: Engine,
     counters: Counters,
     invalid_by_kind: BTreeMap<&'static str, u64>,
@@ -391,6 +393,7 @@ impl Pipeline {
             counters: Counters::default(),
             invalid_by_kind: BTreeMap::new(),
             fired: Vec::new(),
+            job_path: plan.id.path(),
             plan,
         };
         Ok((pipeline, source))
@@ -413,7 +416,7 @@ impl Pipeline {
         self.engine.flush()?;
         let cut = Cut {
             id,
-            job: format!("{}/{}", self.plan.id.namespace, self.plan.id.name),
+            job: self.job_path.clone(),
             source: source.position(),
             max_event_times: self.engine.max_event_times(),
             watermark: Some(self.engine.watermark()).filter(|w| *w != i64::MIN),
@@ -460,30 +463,36 @@ impl Pipeline {
     }
 
     fn take_one(&mut self, record: SourceRecord, outputs: &mut Outputs) -> anyhow::Result<()> {
-        let name = self.plan.id.name.clone();
-        let name = name.as_str();
         let SourceRecord {
             payload,
             ingest_ms,
             partition,
             origin,
         } = record;
-        let job = format!("{}/{}", self.plan.id.namespace, name);
-        let invalid_id = record_id(&job, "invalid", &origin);
         let value = match payload {
             Payload::Json(value) => value,
             Payload::Unreadable { raw, reason } => {
                 self.invalid(reason.kind(), partition);
-                let line = record::unreadable_line(name, &raw, &reason.to_string(), &origin);
-                return Ok(outputs.invalid.write(&invalid_id, &line)?);
+                let line = record::unreadable_line(
+                    &self.plan.id.name,
+                    &raw,
+                    &reason.to_string(),
+                    &origin.to_string(),
+                );
+                return self.write_invalid(outputs, origin, &line);
             }
         };
         let mut event = match self.plan.extractor.extract(value) {
             Ok(event) => event,
             Err((reason, value)) => {
                 self.invalid(reason.kind(), partition);
-                let line = record::invalid_line(name, &value, &reason.to_string(), &origin);
-                return Ok(outputs.invalid.write(&invalid_id, &line)?);
+                let line = record::invalid_line(
+                    &self.plan.id.name,
+                    &value,
+                    &reason.to_string(),
+                    &origin.to_string(),
+                );
+                return self.write_invalid(outputs, origin, &line);
             }
         };
         let partition =
@@ -502,16 +511,16 @@ impl Pipeline {
             Err(reason) => {
                 self.engine
                     .record_skew_rejected(partition, event.time_ms, ingest_ms);
-                self.counters.invalid += 1;
-                *self.invalid_by_kind.entry(reason.kind()).or_default() += 1;
-                let line = record::invalid_line(name, &event.record, &reason.to_string(), &origin);
-                return Ok(outputs.invalid.write(&invalid_id, &line)?);
+                self.count_invalid(reason.kind());
+                let line = record::invalid_line(
+                    &self.plan.id.name,
+                    &event.record,
+                    &reason.to_string(),
+                    &origin.to_string(),
+                );
+                return self.write_invalid(outputs, origin, &line);
             }
         }
-        debug_assert!(
-            self.plan.skew.policy == SkewPolicy::Clamp
-                || event.time_ms <= ingest_ms + self.plan.skew.max_future_ms
-        );
         match self.engine.process(partition, &event, ingest_ms)? {
             Outcome::Accepted => self.counters.accepted += 1,
             Outcome::Late {
@@ -520,27 +529,51 @@ impl Pipeline {
             } => {
                 self.counters.late += 1;
                 if self.plan.late_policy == LateDataPolicy::Output {
-                    let line =
-                        record::late_line(name, &event.record, lateness_ms, watermark, &origin);
-                    outputs
-                        .late
-                        .write(&record_id(&job, "late", &origin), &line)?;
+                    let text = origin.to_string();
+                    let line = record::late_line(
+                        &self.plan.id.name,
+                        &event.record,
+                        lateness_ms,
+                        watermark,
+                        &text,
+                    );
+                    let id = record_id(&self.job_path, "late", &text);
+                    outputs.late.write(&id, &line)?;
                 }
             }
             Outcome::Invalid(reason) => {
-                self.counters.invalid += 1;
-                *self.invalid_by_kind.entry(reason.kind()).or_default() += 1;
-                let line = record::invalid_line(name, &event.record, &reason.to_string(), &origin);
-                outputs.invalid.write(&invalid_id, &line)?;
+                self.count_invalid(reason.kind());
+                let line = record::invalid_line(
+                    &self.plan.id.name,
+                    &event.record,
+                    &reason.to_string(),
+                    &origin.to_string(),
+                );
+                self.write_invalid(outputs, origin, &line)?;
             }
         }
         Ok(())
     }
 
-    /// Counts an invalid record the engine never saw.
-    fn invalid(&mut self, kind: &'static str, partition: Option<u32>) {
+    /// Writes an invalid record, identified by its origin.
+    fn write_invalid(
+        &self,
+        outputs: &mut Outputs,
+        origin: Origin,
+        line: &[u8],
+    ) -> anyhow::Result<()> {
+        let id = record_id(&self.job_path, "invalid", &origin.to_string());
+        Ok(outputs.invalid.write(&id, line)?)
+    }
+
+    fn count_invalid(&mut self, kind: &'static str) {
         self.counters.invalid += 1;
         *self.invalid_by_kind.entry(kind).or_default() += 1;
+    }
+
+    /// Counts an invalid record the engine never saw.
+    fn invalid(&mut self, kind: &'static str, partition: Option<u32>) {
+        self.count_invalid(kind);
         if let Some(p) = partition {
             self.engine.record_invalid(p);
         }

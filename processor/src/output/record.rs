@@ -13,6 +13,19 @@ pub struct JobId {
     pub name: String,
 }
 
+impl JobId {
+    /// `<namespace>/<name>`, with `default` for a job without a namespace:
+    /// where its checkpoints live, and what late and invalid record ids hash.
+    pub fn path(&self) -> String {
+        let namespace = if self.namespace.is_empty() {
+            "default"
+        } else {
+            &self.namespace
+        };
+        format!("{namespace}/{}", self.name)
+    }
+}
+
 /// The deterministic id of a result: the same job, key and window always
 /// give the same id, whatever the revision or the partition count, so a sink
 /// that keeps the highest revision per id is idempotent.

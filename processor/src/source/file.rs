@@ -139,7 +139,10 @@ impl FileReader {
             if buf.iter().all(u8::is_ascii_whitespace) && length == buf.len() {
                 continue;
             }
-            let origin = format!("f{index}:{}", self.files[index].line);
+            let origin = super::Origin::File {
+                file: index,
+                line: self.files[index].line,
+            };
             batch
                 .records
                 .push(self.record(&buf, length, partition).with_origin(origin));
@@ -198,7 +201,7 @@ impl FileReader {
                         },
                         ingest_ms,
                         partition: None,
-                        origin: String::new(),
+                        origin: super::Origin::Unknown,
                     }
                 }
             }
@@ -207,7 +210,7 @@ impl FileReader {
             payload,
             ingest_ms,
             partition,
-            origin: String::new(),
+            origin: super::Origin::Unknown,
         }
     }
 

@@ -198,7 +198,7 @@ impl Generator {
         );
         record.insert(c.time_field.clone(), format_time(time_ms, c.time_format));
         record.insert(c.value_field.clone(), Value::from(f64::from(cents) / 100.0));
-        SourceRecord::json(Value::Object(record), base).with_origin(format!("g{i}"))
+        SourceRecord::json(Value::Object(record), base).with_origin(super::Origin::Generator(i))
     }
 }
 

@@ -132,7 +132,7 @@ impl HttpIngest {
                     payload,
                     ingest_ms: wall_clock_ms(),
                     partition: None,
-                    origin: format!("h{seq}"),
+                    origin: super::Origin::Http(seq),
                 });
             }
         }

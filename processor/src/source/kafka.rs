@@ -194,7 +194,10 @@ impl KafkaReader {
             payload,
             ingest_ms,
             partition,
-            origin: format!("k{}:{}", message.partition(), message.offset()),
+            origin: super::Origin::Kafka {
+                partition: message.partition(),
+                offset: message.offset(),
+            },
         }
     }
 }

@@ -34,10 +34,40 @@ pub struct SourceRecord {
     /// The partition, when the source knows it (one per file, a Kafka
     /// partition); otherwise the key's hash decides.
     pub partition: Option<u32>,
-    /// Where the record came from, unique within the job's input: `g<n>`
-    /// (generator), `f<file>:<line>`, `k<partition>:<offset>`, `h<seq>`.
-    /// Late and invalid records are identified by it.
-    pub origin: String,
+    /// Where the record came from, unique within the job's input. Late and
+    /// invalid records are identified by it.
+    pub origin: Origin,
+}
+
+/// Where a record came from. Plain numbers on the hot path; text (`g<n>`,
+/// `f<file>:<line>`, `k<partition>:<offset>`, `h<seq>`) only when a late or
+/// invalid record is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    #[default]
+    Unknown,
+    Generator(u64),
+    File {
+        file: usize,
+        line: u64,
+    },
+    Kafka {
+        partition: i32,
+        offset: i64,
+    },
+    Http(u64),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unknown => Ok(()),
+            Self::Generator(n) => write!(f, "g{n}"),
+            Self::File { file, line } => write!(f, "f{file}:{line}"),
+            Self::Kafka { partition, offset } => write!(f, "k{partition}:{offset}"),
+            Self::Http(seq) => write!(f, "h{seq}"),
+        }
+    }
 }
 
 impl SourceRecord {
@@ -46,11 +76,11 @@ impl SourceRecord {
             payload: Payload::Json(value),
             ingest_ms,
             partition: None,
-            origin: String::new(),
+            origin: Origin::Unknown,
         }
     }
 
-    pub fn with_origin(mut self, origin: String) -> Self {
+    pub fn with_origin(mut self, origin: Origin) -> Self {
         self.origin = origin;
         self
     }
