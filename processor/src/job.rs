@@ -98,16 +98,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
     let mut refuse = |path: &str, what: &str| {
         unsupported.push(format!("{path}: {what} is not supported yet"));
     };
-    let outputs = spec
-        .sinks
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (format!("spec.sinks[{i}]"), s))
-        .chain([
-            ("spec.lateOutput".to_string(), &spec.late_output),
-            ("spec.invalidOutput".to_string(), &spec.invalid_output),
-        ]);
-    for (path, sink) in outputs {
+    for (path, sink) in spec.outputs() {
         if let Some(k) = &sink.kafka {
             if k.transactional {
                 refuse(

@@ -18,7 +18,7 @@ use crate::{
     job::{JobPlan, SourcePlan},
     output::{
         kafka::KafkaSink,
-        postgres::PostgresSink,
+        postgres::{self, PostgresSink},
         record,
         records::{record_id, RecordSink},
         sink::LineSink,
@@ -69,17 +69,11 @@ impl Outputs {
                 continue;
             }
             match &spec.postgres {
-                Some(pg) => {
-                    let url = match &pg.url {
-                        Some(url) => url.clone(),
-                        None => std::env::var("EDDY_POSTGRES_URL").map_err(|_| {
-                            anyhow::anyhow!(
-                                "the postgres sink's urlSecret reaches the processor as EDDY_POSTGRES_URL, which is not set"
-                            )
-                        })?,
-                    };
-                    tables.push(PostgresSink::new(url, pg.table.clone(), pg.create_table));
-                }
+                Some(pg) => tables.push(PostgresSink::new(
+                    postgres::url_of(pg)?,
+                    pg.table.clone(),
+                    pg.create_table,
+                )),
                 None => results.push(open(spec)?),
             }
         }

@@ -4,12 +4,11 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use common::{http, BIN};
+use common::{http, spawn_until, BIN};
 use serde_json::Value;
 
 fn list(addr: &str) -> Value {
@@ -44,20 +43,12 @@ spec:
 "
     );
     std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--admin-addr", "127.0.0.1:0"])
-        .arg(dir.path().join("job.yaml"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("stderr closed").unwrap();
-        if let Some(a) = line.strip_prefix("admin API on http://") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) = spawn_until(
+        Command::new(BIN)
+            .args(["run", "--admin-addr", "127.0.0.1:0"])
+            .arg(dir.path().join("job.yaml")),
+        "admin API on http://",
+    );
 
     assert_eq!(http(&addr, "GET", "/healthz", "").0, 200);
     wait_for("ready", || http(&addr, "GET", "/readyz", "").0 == 200);

@@ -5,8 +5,7 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -14,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{http_full, read_lines, BIN};
+use common::{http_full, read_lines, spawn_until, BIN};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -45,21 +44,13 @@ spec:
 "
     );
     std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .arg(dir.path().join("job.yaml"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("stderr closed").unwrap();
-        if let Some(rest) = line.strip_prefix("HTTP ingest on http://") {
-            break rest.trim_end_matches("/events").to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr, dir)
+    let (child, rest) = spawn_until(
+        Command::new(BIN)
+            .arg("run")
+            .arg(dir.path().join("job.yaml")),
+        "HTTP ingest on http://",
+    );
+    (child, rest.trim_end_matches("/events").to_string(), dir)
 }
 
 /// Events all within the first 5 s of one 10 s window, so none is late

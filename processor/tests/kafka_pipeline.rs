@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{read_lines, BIN};
+use common::{create_bucket, query, read_lines, BIN};
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
@@ -170,48 +170,18 @@ fn command(run: &Run) -> Command {
 }
 
 fn table(run: &Run) -> BTreeMap<(String, i64), (u64, f64)> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let (client, connection) =
-            tokio_postgres::connect(&eddy_testkit::postgres_url(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        let sql = format!(
-            "SELECT key, (extract(epoch from window_start) * 1000)::bigint, (aggregates->>'n')::bigint, \
-             (aggregates->>'total')::float8, final FROM {}",
-            run.table
-        );
-        client
-            .query(sql.as_str(), &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| {
-                assert!(r.get::<_, bool>(4), "every row ends final");
-                ((r.get(0), r.get(1)), (r.get::<_, i64>(2) as u64, r.get(3)))
-            })
-            .collect()
-    })
-}
-
-fn create_bucket(bucket: &str) {
-    use eddy_processor::checkpoint::{store::S3Settings, Store};
-    let s3 = eddy_testkit::s3();
-    let settings = S3Settings {
-        endpoint: Some(s3.endpoint),
-        region: "us-east-1".into(),
-        path_style: true,
-        access_key: s3.access_key,
-        secret_key: s3.secret_key,
-    };
-    let Store::S3 { client, .. } =
-        Store::open(&format!("s3://{bucket}"), "", Some(settings)).unwrap()
-    else {
-        unreachable!()
-    };
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(client.create_bucket().bucket(bucket).send())
-        .unwrap();
+    let sql = format!(
+        "SELECT key, (extract(epoch from window_start) * 1000)::bigint, (aggregates->>'n')::bigint, \
+         (aggregates->>'total')::float8, final FROM {}",
+        run.table
+    );
+    query(&sql)
+        .iter()
+        .map(|r| {
+            assert!(r.get::<_, bool>(4), "every row ends final");
+            ((r.get(0), r.get(1)), (r.get::<_, i64>(2) as u64, r.get(3)))
+        })
+        .collect()
 }
 
 #[test]
@@ -313,25 +283,18 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
 
 /// Kind and reason of each row of an invalid-records table.
 fn invalid_rows(table: &str) -> BTreeMap<String, usize> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let (client, connection) =
-            tokio_postgres::connect(&eddy_testkit::postgres_url(), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        let sql = format!("SELECT kind, record->>'reason', record->>'origin' FROM {table}");
-        let mut reasons = BTreeMap::new();
-        for row in client.query(sql.as_str(), &[]).await.unwrap() {
-            assert_eq!(row.get::<_, String>(0), "invalid");
-            assert!(row.get::<_, String>(2).starts_with('k'), "kafka origins");
-            let reason: String = row.get(1);
-            *reasons
-                .entry(reason.split(':').next().unwrap().to_string())
-                .or_default() += 1;
-        }
-        reasons
-    })
+    let mut reasons = BTreeMap::new();
+    for row in query(&format!(
+        "SELECT kind, record->>'reason', record->>'origin' FROM {table}"
+    )) {
+        assert_eq!(row.get::<_, String>(0), "invalid");
+        assert!(row.get::<_, String>(2).starts_with('k'), "kafka origins");
+        let reason: String = row.get(1);
+        *reasons
+            .entry(reason.split(':').next().unwrap().to_string())
+            .or_default() += 1;
+    }
+    reasons
 }
 
 fn create_topic(brokers: &str, topic: &str, partitions: i32) {

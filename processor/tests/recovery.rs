@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{t, Job, BIN};
+use common::{create_bucket, query, t, Job, BIN};
 use serde_json::{json, Value};
 
 /// Three partitions (one file each) of scrambled events with late ones.
@@ -191,30 +191,12 @@ fn sigkill_and_restart_gives_the_uninterrupted_output_with_a_local_store() {
 
 #[test]
 fn sigkill_and_restart_gives_the_uninterrupted_output_with_s3() {
-    let server = eddy_testkit::s3();
+    eddy_testkit::s3(); // fails with instructions when the server is not up
     let bucket = eddy_testkit::unique_name("recovery");
-    create_bucket(&server, &bucket);
+    create_bucket(&bucket);
     let reference = job(&format!("s3://{bucket}/reference"), false);
     let crashed = job(&format!("s3://{bucket}/crashed"), false);
     kill_and_restart(&reference, &crashed, 1);
-}
-
-fn create_bucket(server: &eddy_testkit::S3Server, bucket: &str) {
-    use eddy_processor::checkpoint::{store::S3Settings, Store};
-    let settings = S3Settings {
-        endpoint: Some(server.endpoint.clone()),
-        region: "us-east-1".into(),
-        path_style: true,
-        access_key: server.access_key.clone(),
-        secret_key: server.secret_key.clone(),
-    };
-    let store = Store::open(&format!("s3://{bucket}"), "", Some(settings)).unwrap();
-    let Store::S3 { client, .. } = store else {
-        unreachable!()
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(client.create_bucket().bucket(bucket).send())
-        .unwrap();
 }
 
 #[test]
@@ -247,30 +229,20 @@ fn sigkill_and_restart_leave_exactly_the_uninterrupted_rows_in_postgres() {
         kills >= 5 && restores >= 3,
         "{kills} kills, {restores} restores"
     );
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let rows = |table: String| {
-        rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            let sql =
-                format!("SELECT id, revision, final, aggregates::text FROM {table} ORDER BY id");
-            client
-                .query(sql.as_str(), &[])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    (
-                        r.get::<_, String>(0),
-                        r.get::<_, i32>(1),
-                        r.get::<_, bool>(2),
-                        r.get::<_, String>(3),
-                    )
-                })
-                .collect::<Vec<_>>()
+        query(&format!(
+            "SELECT id, revision, final, aggregates::text FROM {table} ORDER BY id"
+        ))
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, i32>(1),
+                r.get::<_, bool>(2),
+                r.get::<_, String>(3),
+            )
         })
+        .collect::<Vec<_>>()
     };
     let expected = rows(reference_table);
     assert!(expected.len() > 1000, "{} rows", expected.len());

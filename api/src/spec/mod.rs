@@ -173,6 +173,21 @@ fn names_set<const N: usize>(members: [(&'static str, bool); N]) -> Vec<&'static
         .collect()
 }
 
+impl StreamJobSpec {
+    /// Every output with its field path: the result sinks, then the late
+    /// and invalid outputs.
+    pub fn outputs(&self) -> impl Iterator<Item = (String, &SinkSpec)> {
+        self.sinks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("spec.sinks[{i}]"), s))
+            .chain([
+                ("spec.lateOutput".to_string(), &self.late_output),
+                ("spec.invalidOutput".to_string(), &self.invalid_output),
+            ])
+    }
+}
+
 /// A key in a Secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -6,22 +6,9 @@ pub(super) fn check(spec: &StreamJobSpec, p: &mut Problems) {
     if spec.sinks.is_empty() {
         p.add("spec.sinks", "list at least one sink, e.g. [{stdout: {}}]");
     }
-    for (i, sink) in spec.sinks.iter().enumerate() {
-        check_sink(&format!("spec.sinks[{i}]"), sink, p);
-    }
-    check_sink("spec.lateOutput", &spec.late_output, p);
-    check_sink("spec.invalidOutput", &spec.invalid_output, p);
     let mut seen = std::collections::BTreeMap::new();
-    let all = spec
-        .sinks
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (format!("spec.sinks[{i}]"), s))
-        .chain([
-            ("spec.lateOutput".to_string(), &spec.late_output),
-            ("spec.invalidOutput".to_string(), &spec.invalid_output),
-        ]);
-    for (path, sink) in all {
+    for (path, sink) in spec.outputs() {
+        check_sink(&path, sink, p);
         if let Some(f) = &sink.file {
             if let Some(first) = seen.insert(f.path.clone(), path.clone()) {
                 p.add(

@@ -120,6 +120,19 @@ impl PostgresSink {
     }
 }
 
+/// The connection string of a PostgreSQL sink: its `url`, or the value of
+/// its `urlSecret`, which reaches the processor as `EDDY_POSTGRES_URL`.
+pub fn url_of(spec: &eddy_api::spec::PostgresSink) -> anyhow::Result<String> {
+    match &spec.url {
+        Some(url) => Ok(url.clone()),
+        None => std::env::var("EDDY_POSTGRES_URL").map_err(|_| {
+            anyhow::anyhow!(
+                "the postgres sink's urlSecret reaches the processor as EDDY_POSTGRES_URL, which is not set"
+            )
+        }),
+    }
+}
+
 /// Connects with backoff, running `ddl` (table creation) once connected.
 pub(crate) async fn connect(url: &str, ddl: Option<&str>, name: &str) -> anyhow::Result<Client> {
     let mut delay = Duration::from_millis(100);

@@ -55,13 +55,8 @@ impl RecordSink {
             )?));
         }
         if let Some(pg) = &spec.postgres {
-            let url = match &pg.url {
-                Some(url) => url.clone(),
-                None => std::env::var("EDDY_POSTGRES_URL")
-                    .map_err(|_| anyhow::anyhow!("the postgres output's urlSecret reaches the processor as EDDY_POSTGRES_URL, which is not set"))?,
-            };
             return Ok(Self::Table(RecordTable {
-                url,
+                url: postgres::url_of(pg)?,
                 table: pg.table.clone(),
                 create_table: pg.create_table,
                 kind,

@@ -42,29 +42,15 @@ impl LineSink {
                 sync,
             });
         }
-        Self::open(spec)
+        Self::open_stream(spec)
     }
 
-    /// Opens the sink a spec names, appending to a file sink.
-    pub fn open(spec: &SinkSpec) -> io::Result<Self> {
+    /// A standard stream sink.
+    fn open_stream(spec: &SinkSpec) -> io::Result<Self> {
         let (name, out): (String, Box<dyn Write + Send>) = if spec.stdout.is_some() {
             ("stdout".into(), Box::new(BufWriter::new(io::stdout())))
         } else if spec.stderr.is_some() {
             ("stderr".into(), Box::new(io::stderr()))
-        } else if let Some(f) = &spec.file {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&f.path)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", f.path)))?;
-            let length = file.metadata()?.len();
-            let sync = file.try_clone().ok();
-            return Ok(Self {
-                name: format!("file {}", f.path),
-                out: Box::new(BufWriter::new(file)),
-                file: Some((f.path.clone(), length)),
-                sync,
-            });
         } else {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,

@@ -171,3 +171,60 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let (status, _, body) = http_full(addr, method, path, body);
     (status, body)
 }
+
+/// Spawns `command` with stderr piped and waits for a stderr line starting
+/// with `prefix`; returns the child and the rest of that line. The rest of
+/// stderr is drained in the background.
+pub fn spawn_until(
+    command: &mut std::process::Command,
+    prefix: &str,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let rest = loop {
+        let line = lines.next().expect("stderr closed").unwrap();
+        if let Some(rest) = line.strip_prefix(prefix) {
+            break rest.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, rest)
+}
+
+/// Creates a bucket on the S3 server started by `scripts/test-servers`.
+pub fn create_bucket(bucket: &str) {
+    use eddy_processor::checkpoint::{store::S3Settings, Store};
+    let s3 = eddy_testkit::s3();
+    let settings = S3Settings {
+        endpoint: Some(s3.endpoint),
+        region: "us-east-1".into(),
+        path_style: true,
+        access_key: s3.access_key,
+        secret_key: s3.secret_key,
+    };
+    let Store::S3 { client, .. } =
+        Store::open(&format!("s3://{bucket}"), "", Some(settings)).unwrap()
+    else {
+        unreachable!("an s3:// URL opens an S3 store")
+    };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(client.create_bucket().bucket(bucket).send())
+        .unwrap();
+}
+
+/// Runs a query on the PostgreSQL server started by `scripts/test-servers`.
+pub fn query(sql: &str) -> Vec<tokio_postgres::Row> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&eddy_testkit::postgres_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        client.query(sql, &[]).await.unwrap()
+    })
+}
