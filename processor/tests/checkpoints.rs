@@ -265,6 +265,28 @@ async fn another_processor_restores_a_partition(store: Store) {
     assert!(b.get(1, &format!("{:0>10}", 500)).unwrap().is_some());
 }
 
+async fn unreadable_manifest_stops_garbage_collection(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateStore::open(&dir.path().join("state"), &[0], 64 << 20).unwrap();
+    let local = dir.path().join("local");
+    for id in 1..=3 {
+        fill(&state, 0, id * 1000, 500, 20);
+        checkpoint(&state, &store, &local, id, 5).await;
+    }
+    let part = store.child("p0");
+    put(
+        &part,
+        "checkpoints/00000000000000000004.json",
+        b"{not a manifest".to_vec(),
+    )
+    .await;
+    let files_before = part.list("files").await.unwrap();
+    checkpoint::collect_garbage(&part, 1).await.unwrap();
+    // Manifest 4 might own files nobody else references: keep everything.
+    assert_eq!(part.list("files").await.unwrap(), files_before);
+    assert_eq!(checkpoint::read_manifests(&part).await.unwrap().len(), 3);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident: $body:expr;)*) => {
         mod file {
@@ -299,4 +321,5 @@ on_both_stores! {
     flipped_bytes_fall_back: |s| falls_back(s, "bytes flipped");
     retention_keeps_exactly_what_kept_manifests_reference: retention;
     a_partition_checkpointed_by_one_processor_restores_on_another: another_processor_restores_a_partition;
+    an_unreadable_manifest_stops_garbage_collection: unreadable_manifest_stops_garbage_collection;
 }

@@ -376,3 +376,39 @@ fn a_restored_watermark_never_goes_back() {
         "late before the crash, late after it"
     );
 }
+
+#[test]
+fn downtime_does_not_count_against_the_ttl_after_a_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(tumbling(10_000));
+    c.state_ttl_ms = 5_000;
+    // Before the crash: a key with an open window, last updated at 1 s.
+    {
+        let store = StateStore::open(dir.path(), &c.partitions, 64 << 20).unwrap();
+        let mut engine = Engine::new(c.clone(), store);
+        let event = Event {
+            key: "k".into(),
+            time_ms: 1_000,
+            record: json!({"amount": 1.0}),
+        };
+        engine.process(0, &event, 1_000).unwrap();
+        engine.flush().unwrap();
+    }
+    // Restored an hour later: the first clock is 3,601 s.
+    let store = StateStore::open(dir.path(), &c.partitions, 64 << 20).unwrap();
+    let mut engine = Engine::new(c, store);
+    engine.restore(&Default::default(), None).unwrap();
+    let mut out = Vec::new();
+    engine.advance(3_601_000, &mut out).unwrap();
+    assert_eq!(
+        engine.counters().expired_windows,
+        0,
+        "the hour down is not idleness"
+    );
+    engine.advance(3_606_000, &mut out).unwrap();
+    assert_eq!(
+        engine.counters().expired_windows,
+        1,
+        "5 s after the restore it expires"
+    );
+}
