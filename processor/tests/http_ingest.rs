@@ -99,13 +99,10 @@ fn accepted_events_are_acknowledged_once_durable_and_all_counted() {
             let addr = addr.clone();
             std::thread::spawn(move || {
                 for r in 0..10u64 {
-                    let started = Instant::now();
                     let (status, _, body) =
                         http_full(&addr, "POST", "/events", &events((t * 10 + r) * 200, 200));
                     assert_eq!(status, 200, "{body}");
                     assert_eq!(body, "{\"accepted\":200}");
-                    // Answered once a checkpoint (every 200 ms) covered it.
-                    assert!(started.elapsed() < Duration::from_secs(10));
                 }
             })
         })
