@@ -37,7 +37,9 @@ pub struct CheckpointPlan {
     pub endpoint: Option<String>,
     pub region: String,
     pub path_style: bool,
-    pub interval: std::time::Duration,
+    /// Time between periodic checkpoints; `None` when only the admin API
+    /// (the operator) triggers them.
+    pub interval: Option<std::time::Duration>,
     pub retain: usize,
 }
 
@@ -84,6 +86,13 @@ pub enum PlanError {
     Value(#[from] anyhow::Error),
 }
 
+/// A Secret reference still in the spec: `secrets::resolve` must run first.
+fn unresolved(problems: &mut Vec<String>, path: &str) {
+    problems.push(format!(
+        "{path}: the Secret's values were not read (secrets::resolve runs before planning)"
+    ));
+}
+
 fn ms(d: &HumanDuration) -> Result<i64, PlanError> {
     let d = d.parse().map_err(anyhow::Error::from)?;
     Ok(d.as_millis().min(i64::MAX as u128 / 4) as i64)
@@ -95,27 +104,29 @@ fn ms(d: &HumanDuration) -> Result<i64, PlanError> {
 pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<JobPlan, PlanError> {
     let spec = &job.spec;
     let mut unsupported = Vec::new();
-    let mut refuse = |path: &str, what: &str| {
+    let refuse = |unsupported: &mut Vec<String>, path: &str, what: &str| {
         unsupported.push(format!("{path}: {what} is not supported yet"));
     };
     for (path, sink) in spec.outputs() {
         if let Some(k) = &sink.kafka {
             if k.transactional {
                 refuse(
+                    &mut unsupported,
                     &format!("{path}.kafka.transactional"),
                     "transactional Kafka output (results are exactly once through idempotent writes keyed by result id)",
                 );
             }
             if k.properties_secret.is_some() {
-                refuse(
-                    &format!("{path}.kafka.propertiesSecret"),
-                    "producer properties from a Secret",
-                );
+                unresolved(&mut unsupported, &format!("{path}.kafka.propertiesSecret"));
             }
         }
     }
     if spec.hot_keys.two_phase {
-        refuse("spec.hotKeys.twoPhase", "two-phase aggregation");
+        refuse(
+            &mut unsupported,
+            "spec.hotKeys.twoPhase",
+            "two-phase aggregation",
+        );
     }
     let owned = owned.unwrap_or_else(|| (0..spec.partitions).collect());
     if let Some(p) = owned.iter().find(|p| **p >= spec.partitions) {
@@ -155,9 +166,9 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         })
     } else if let Some(k) = &spec.source.kafka {
         if k.properties_secret.is_some() {
-            return Err(PlanError::Unsupported(vec![
-                "spec.source.kafka.propertiesSecret: client properties from a Secret are not supported yet; set properties".into(),
-            ]));
+            let mut problems = Vec::new();
+            unresolved(&mut problems, "spec.source.kafka.propertiesSecret");
+            return Err(PlanError::Unsupported(problems));
         }
         SourcePlan::Kafka(KafkaConfig {
             brokers: k.brokers.clone(),
@@ -190,7 +201,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         endpoint: c.endpoint.clone(),
         region: c.region.clone(),
         path_style: c.path_style,
-        interval: c.interval.parse().map_err(anyhow::Error::from)?,
+        interval: Some(c.interval.parse().map_err(anyhow::Error::from)?),
         retain: c.retain as usize,
     };
     Ok(JobPlan {

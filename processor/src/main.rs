@@ -12,6 +12,7 @@ use eddy_processor::{
     job::{self, PlanError},
     progress,
     run::{self, Ending},
+    secrets,
 };
 use tokio::sync::watch;
 
@@ -35,8 +36,26 @@ enum Command {
         #[arg(long, env = "EDDY_STATE_DIR")]
         state_dir: Option<PathBuf>,
         /// Partitions this processor owns, comma separated (default: all).
-        #[arg(long, env = "EDDY_PARTITIONS", value_delimiter = ',')]
+        #[arg(
+            long,
+            env = "EDDY_PARTITIONS",
+            value_delimiter = ',',
+            conflicts_with = "assignment"
+        )]
         partitions: Option<Vec<u32>>,
+        /// A partition assignment (YAML list of `{ordinal, partitions}`, as
+        /// the operator renders it); this processor owns the entry of the
+        /// ordinal its `--pod-name` ends in.
+        #[arg(long, env = "EDDY_ASSIGNMENT", requires = "pod_name")]
+        assignment: Option<PathBuf>,
+        /// This pod's name (`<job>-<ordinal>`), for `--assignment`.
+        #[arg(long, env = "POD_NAME")]
+        pod_name: Option<String>,
+        /// Take no periodic checkpoints: something outside (the operator,
+        /// through the admin API) triggers them, so every pod checkpoints
+        /// together under one id. A last checkpoint is still taken on stop.
+        #[arg(long, env = "EDDY_EXTERNAL_CHECKPOINTS", requires = "admin_addr")]
+        external_checkpoints: bool,
         /// Serve the admin HTTP API (checkpoints, health) on this address,
         /// e.g. 0.0.0.0:9090; port 0 picks a free one.
         #[arg(long, env = "EDDY_ADMIN_ADDR")]
@@ -71,9 +90,42 @@ fn main() -> ExitCode {
             file,
             state_dir,
             partitions,
+            assignment,
+            pod_name,
+            external_checkpoints,
             admin_addr,
-        } => run_file(&file, state_dir, partitions, admin_addr),
+        } => {
+            let partitions = match assignment {
+                None => partitions,
+                Some(path) => match read_assignment(&path, pod_name.as_deref().unwrap_or("")) {
+                    Ok(owned) => Some(owned),
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", path.display());
+                        return ExitCode::from(EXIT_BAD_JOB);
+                    }
+                },
+            };
+            let checkpoints = if external_checkpoints {
+                Scheduling::External
+            } else {
+                Scheduling::Periodic
+            };
+            run_file(&file, state_dir, partitions, checkpoints, admin_addr)
+        }
     }
+}
+
+/// Who triggers checkpoints.
+enum Scheduling {
+    /// The processor itself, every `spec.checkpoints.interval`.
+    Periodic,
+    /// The operator, through the admin API.
+    External,
+}
+
+fn read_assignment(path: &Path, pod_name: &str) -> Result<Vec<u32>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    eddy_processor::placement::owned(&text, pod_name)
 }
 
 fn read_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
@@ -81,16 +133,26 @@ fn read_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
         eprintln!("error: cannot read {}: {e}", file.display());
         ExitCode::from(EXIT_BAD_JOB)
     })?;
-    load::parse_valid(&text).map_err(|e: LoadError| {
+    let mut job = load::parse_valid(&text).map_err(|e: LoadError| {
         eprintln!("error: {}: {e}", file.display());
         ExitCode::from(EXIT_BAD_JOB)
-    })
+    })?;
+    let dir = secrets::dir_from_env();
+    secrets::resolve(&mut job.spec, &dir).map_err(|problems| {
+        eprintln!("error: {}: Secrets the job references:", file.display());
+        for p in problems {
+            eprintln!("  - {p}");
+        }
+        ExitCode::from(EXIT_BAD_JOB)
+    })?;
+    Ok(job)
 }
 
 fn run_file(
     file: &Path,
     state_dir: Option<PathBuf>,
     partitions: Option<Vec<u32>>,
+    scheduling: Scheduling,
     admin_addr: Option<std::net::SocketAddr>,
 ) -> ExitCode {
     let job = match read_job(file) {
@@ -100,7 +162,7 @@ fn run_file(
     let now_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let plan = match job::plan(&job, now_ms, partitions) {
+    let mut plan = match job::plan(&job, now_ms, partitions) {
         Ok(plan) => plan,
         Err(e @ PlanError::Unsupported(_)) => {
             eprintln!("error: {}: {e}", file.display());
@@ -111,6 +173,9 @@ fn run_file(
             return ExitCode::from(EXIT_BAD_JOB);
         }
     };
+    if let Scheduling::External = scheduling {
+        plan.checkpoints.interval = None;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -126,11 +191,15 @@ fn run_file(
         }
     };
     runtime.block_on(async move {
+        let every = match plan.checkpoints.interval {
+            Some(every) => format!("every {}", humantime::format_duration(every)),
+            None => "when the admin API asks".into(),
+        };
         eprintln!(
-            "running job {:?}: state in {}, checkpoints every {} to {}; Ctrl-C stops",
+            "running job {:?} on partitions {:?}: state in {}, checkpoints {every} to {}; Ctrl-C stops",
             plan.id.name,
+            plan.engine.partitions,
             state_dir.display(),
-            humantime::format_duration(plan.checkpoints.interval),
             plan.checkpoints.url
         );
         let (stop_tx, stop_rx) = watch::channel(false);

@@ -282,16 +282,24 @@ pub async fn run(
             while let Ok(command) = a.commands.try_recv() {
                 changed = true;
                 match command {
-                    Command::Checkpoint { is_final, reply } => {
-                        let answer = match checkpoints.in_flight_id() {
-                            Some(id) => Err(format!("checkpoint {id} is in flight")),
-                            None => {
-                                let id = checkpoints.take(&mut job, &source, &mut outputs).await?;
-                                paused |= is_final;
-                                Ok(id)
+                    Command::Checkpoint {
+                        is_final,
+                        id,
+                        reply,
+                    } => {
+                        let answer = match checkpoints.admit(id) {
+                            Admit::Take(id) => {
+                                checkpoints.next_id = id;
+                                checkpoints.take(&mut job, &source, &mut outputs).await
                             }
-                        };
-                        let _ = reply.send(answer);
+                            Admit::Again(id) => Ok(id),
+                            Admit::Refuse(why) => {
+                                let _ = reply.send(Err(why));
+                                continue;
+                            }
+                        }?;
+                        paused |= is_final;
+                        let _ = reply.send(Ok(answer));
                     }
                     Command::Resume => paused = false,
                 }
@@ -642,6 +650,7 @@ fn publish(admin: &Option<Admin>, checkpoints: &Checkpoints, paused: bool, fallb
             in_flight: checkpoints.in_flight_id(),
             failed: checkpoints.failed,
             restore_fallbacks: fallbacks,
+            next_id: checkpoints.next_id,
             completed: checkpoints
                 .completed
                 .iter()
@@ -786,12 +795,32 @@ async fn restore_all(
     })
 }
 
+/// Completed checkpoints remembered for the admin API.
+const KEEP_COMPLETED: usize = 100;
+
+/// What to do with a checkpoint the admin API asks for.
+#[derive(Debug, PartialEq)]
+enum Admit {
+    /// Take it, with this id.
+    Take(u64),
+    /// Already in flight or completed under this id: answer as if taken.
+    Again(u64),
+    /// Cannot: why.
+    Refuse(String),
+}
+
+/// When the next periodic checkpoint is due: never without an interval.
+fn next_after(interval: Option<Duration>) -> Instant {
+    // A century is "never" for a process, without Option juggling in `due`.
+    Instant::now() + interval.unwrap_or(Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// Periodic checkpoints, one in flight at a time, uploaded in the
 /// background while processing goes on.
 struct Checkpoints {
     store: Store,
     partitions: Vec<u32>,
-    interval: Duration,
+    interval: Option<Duration>,
     retain: usize,
     local: std::path::PathBuf,
     next_id: u64,
@@ -819,7 +848,7 @@ impl Checkpoints {
             retain: plan.checkpoints.retain,
             local: state_dir.join("checkpoints"),
             next_id,
-            next_at: Instant::now() + plan.checkpoints.interval,
+            next_at: next_after(plan.checkpoints.interval),
             in_flight: None,
             completed: Vec::new(),
             failed: 0,
@@ -834,6 +863,23 @@ impl Checkpoints {
 
     fn in_flight_id(&self) -> Option<u64> {
         self.in_flight.as_ref().map(|(id, _)| *id)
+    }
+
+    /// Whether a checkpoint asked for through the admin API (with an id
+    /// or without) can be taken now.
+    fn admit(&self, wanted: Option<u64>) -> Admit {
+        let done = |id: u64| self.completed.iter().any(|c| c.id == id);
+        match (wanted, self.in_flight_id()) {
+            (Some(id), Some(flying)) if id == flying => Admit::Again(id),
+            (Some(id), _) if done(id) => Admit::Again(id),
+            (_, Some(flying)) => Admit::Refuse(format!("checkpoint {flying} is in flight")),
+            (Some(id), None) if id < self.next_id => Admit::Refuse(format!(
+                "checkpoint id {id} is taken: the next id must be at least {}",
+                self.next_id
+            )),
+            (Some(id), None) => Admit::Take(id),
+            (None, None) => Admit::Take(self.next_id),
+        }
     }
 
     /// Takes the synchronous part and starts the upload; returns the id
@@ -855,7 +901,7 @@ impl Checkpoints {
         let retain = self.retain;
         let handle = tokio::spawn(async move { checkpoint::upload(pending, &store, retain).await });
         self.in_flight = Some((id, handle));
-        self.next_at = Instant::now() + self.interval;
+        self.next_at = next_after(self.interval);
         Ok(id)
     }
 
@@ -891,6 +937,9 @@ impl Checkpoints {
                     done.total_duration.as_millis()
                 ));
                 self.completed.push(done);
+                if self.completed.len() > KEEP_COMPLETED {
+                    self.completed.remove(0);
+                }
             }
             Ok(Err(e)) => {
                 self.failed += 1;

@@ -100,3 +100,134 @@ spec:
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Run the way the operator runs a pod: partitions from the assignment by
+/// the pod's ordinal, checkpoints only when asked, under the operator's ids.
+#[test]
+fn operator_assigned_partitions_and_checkpoint_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let yaml = format!(
+        "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {{name: pods}}
+spec:
+  source: {{generator: {{rate: 2000, realtime: true, keys: 50}}}}
+  keyField: user
+  eventTime: {{field: ts, idleTimeout: 1s}}
+  window: {{tumbling: {{size: 1s}}}}
+  partitions: 4
+  parallelism: 2
+  sinks: [{{file: {{path: {d}/results.jsonl}}}}]
+  checkpoints: {{store: 'file://{d}/ckpt', interval: 100ms}}
+"
+    );
+    std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+    std::fs::write(
+        dir.path().join("assignment.yaml"),
+        "- {ordinal: 0, partitions: [0, 1]}\n- {ordinal: 1, partitions: [2, 3]}\n",
+    )
+    .unwrap();
+    let (mut child, addr) = spawn_until(
+        Command::new(BIN)
+            .args([
+                "run",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--external-checkpoints",
+            ])
+            .arg("--assignment")
+            .arg(dir.path().join("assignment.yaml"))
+            .arg(dir.path().join("job.yaml"))
+            .env("POD_NAME", "pods-1"),
+        "admin API on http://",
+    );
+    wait_for("ready", || http(&addr, "GET", "/readyz", "").0 == 200);
+    // The spec's 100 ms interval is the operator's business now.
+    std::thread::sleep(Duration::from_millis(600));
+    let listed = list(&addr);
+    assert_eq!(listed["checkpoints"], serde_json::json!([]), "{listed}");
+    assert!(listed["nextId"].as_u64().unwrap() <= 1, "{listed}");
+
+    let post = |body: &str| {
+        let (status, body) = http(&addr, "POST", "/checkpoints", body);
+        (status, serde_json::from_str::<Value>(&body).unwrap())
+    };
+    let (status, body) = post("{\"id\": 7}");
+    assert_eq!((status, body["id"].as_u64()), (202, Some(7)), "{body}");
+    // A retry of the same request is answered the same way.
+    let (status, body) = post("{\"id\": 7}");
+    assert_eq!((status, body["id"].as_u64()), (202, Some(7)), "{body}");
+    wait_for("checkpoint 7 completed", || {
+        list(&addr)["checkpoints"][0]["id"] == 7
+    });
+    let (status, body) = post("{\"id\": 7}");
+    assert_eq!(status, 202, "completed ids are acknowledged again: {body}");
+    let (status, body) = post("{\"id\": 5}");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("at least 8"),
+        "{body}"
+    );
+    assert_eq!(list(&addr)["nextId"], 8);
+    let (status, body) = post("{\"final\": true, \"junk\": 1}");
+    assert_eq!(status, 400, "unknown fields are refused: {body}");
+
+    // Only the pod's own partitions are checkpointed.
+    let mut parts: Vec<String> = std::fs::read_dir(dir.path().join("ckpt/default/pods"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    parts.sort();
+    assert_eq!(parts, ["p2", "p3"]);
+    for p in &parts {
+        let manifest = dir
+            .path()
+            .join(format!("ckpt/default/pods/{p}/checkpoints/{:020}.json", 7));
+        assert!(manifest.exists(), "{}", manifest.display());
+    }
+
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_pod_without_an_entry_in_the_assignment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("job.yaml"),
+        "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {name: pods}
+spec:
+  source: {generator: {rate: 10}}
+  keyField: user
+  eventTime: {field: ts}
+  window: {tumbling: {size: 1s}}
+  partitions: 2
+",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("assignment.yaml"),
+        "- {ordinal: 0, partitions: [0, 1]}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(dir.path().join("job.yaml"))
+        .arg("--assignment")
+        .arg(dir.path().join("assignment.yaml"))
+        .args(["--pod-name", "pods-3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gives pod pods-3 (ordinal 3) no partitions"),
+        "{stderr}"
+    );
+}

@@ -4,10 +4,14 @@
 //!   also stops consumption once the checkpoint is taken, until `POST
 //!   /resume` or the process exits (before a rescale or an upgrade). Answers
 //!   `202 {"id": N}` once the synchronous part is done, `409` while another
-//!   checkpoint is in flight.
+//!   checkpoint is in flight. With `{"id": N}` the checkpoint gets that id
+//!   (it must not be below `nextId`), which is how the operator gives every
+//!   pod of a job the same id, so partitions checkpointed by different pods
+//!   can be restored together after a rescale. Asking again for an id that
+//!   is in flight or completed answers `202` again: retries are safe.
 //! - `GET /checkpoints` lists completed checkpoints (id, time, durations,
-//!   bytes uploaded and total), the one in flight, failures, and the age of
-//!   the newest.
+//!   bytes uploaded and total), the one in flight, failures, the age of
+//!   the newest, and `nextId`, the lowest id a new checkpoint may take.
 //! - `POST /resume` resumes consumption after a final checkpoint.
 //! - `GET /healthz` (alive) and `GET /readyz` (restored and consuming).
 //!
@@ -30,6 +34,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub enum Command {
     Checkpoint {
         is_final: bool,
+        /// The id to use; the next free one when `None`.
+        id: Option<u64>,
         reply: oneshot::Sender<Result<u64, String>>,
     },
     Resume,
@@ -57,6 +63,8 @@ pub struct Status {
     pub failed: u64,
     /// Checkpoints rejected at restore as incomplete or corrupt.
     pub restore_fallbacks: u64,
+    /// The lowest id a new checkpoint may take.
+    pub next_id: u64,
     pub completed: Vec<CheckpointInfo>,
 }
 
@@ -98,9 +106,12 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<(SocketAddr, Admin)> {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TriggerBody {
     #[serde(default, rename = "final")]
     is_final: bool,
+    #[serde(default)]
+    id: Option<u64>,
 }
 
 async fn trigger(
@@ -108,24 +119,29 @@ async fn trigger(
     body: axum::body::Bytes,
 ) -> (StatusCode, Json<serde_json::Value>) {
     // An empty body is a plain checkpoint (`curl -X POST .../checkpoints`).
-    let is_final = if body.iter().all(u8::is_ascii_whitespace) {
-        false
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerBody::default()
     } else {
         match serde_json::from_slice::<TriggerBody>(&body) {
-            Ok(b) => b.is_final,
+            Ok(b) => b,
             Err(e) => {
                 return (
                     StatusCode::BAD_REQUEST,
                     Json(
-                        serde_json::json!({"error": format!("body must be {{\"final\": true|false}}: {e}")}),
+                        serde_json::json!({"error": format!("body must be {{\"final\": true|false, \"id\": N}} (both optional): {e}")}),
                     ),
                 )
             }
         }
     };
+    let is_final = body.is_final;
     let (reply, answer) = oneshot::channel();
     if s.commands
-        .send(Command::Checkpoint { is_final, reply })
+        .send(Command::Checkpoint {
+            is_final,
+            id: body.id,
+            reply,
+        })
         .await
         .is_err()
     {
@@ -163,6 +179,7 @@ async fn list(State(s): State<Shared>) -> Json<serde_json::Value> {
         "restoreFallbacks": status.restore_fallbacks,
         "lastCompletedAgeSeconds": age,
         "paused": status.paused,
+        "nextId": status.next_id,
     }))
 }
 
