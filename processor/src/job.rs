@@ -179,6 +179,13 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             timestamp_into: k.time_from_message_timestamp.then(|| t.field.clone()),
             properties: k.properties.clone(),
             stop_at_end: k.stop_at_end,
+            prefetch_kbytes: crate::source::kafka::prefetch_kbytes(
+                spec.state
+                    .memory_budget
+                    .parse()
+                    .map_err(anyhow::Error::from)?,
+                owned.len(),
+            ),
         })
     } else {
         return Err(PlanError::Unsupported(vec![

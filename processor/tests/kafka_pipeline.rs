@@ -117,7 +117,7 @@ fn job(
     brokers: &str,
     topic: &str,
     bucket: &str,
-    output_topic: Option<&str>,
+    extra_sinks: &str,
     invalid_table: Option<&str>,
 ) -> Run {
     let dir = tempfile::tempdir().unwrap();
@@ -129,9 +129,7 @@ fn job(
         Some(t) => format!("{{postgres: {{url: '{url}', table: {t}, createTable: true}}}}"),
         None => format!("{{file: {{path: {d}/invalid.jsonl}}}}"),
     };
-    let extra = output_topic
-        .map(|t| format!(", {{kafka: {{brokers: '{brokers}', topic: {t}}}}}"))
-        .unwrap_or_default();
+    let extra = extra_sinks.replace("{d}", &d.to_string());
     let yaml = format!(
         "apiVersion: eddy.dev/v1alpha1
 kind: StreamJob
@@ -195,7 +193,7 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
     assert!(expected.len() > 10_000);
 
     // Uninterrupted.
-    let clean = job(&brokers, &topic, &bucket, None, None);
+    let clean = job(&brokers, &topic, &bucket, "", None);
     let out = command(&clean).output().unwrap();
     assert!(
         out.status.success(),
@@ -226,7 +224,7 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
         &brokers,
         &topic,
         &bucket,
-        Some(&output),
+        &format!(", {{kafka: {{brokers: '{brokers}', topic: {output}}}}}"),
         Some(&invalid_table),
     );
     // Short enough that the job (several seconds of work, plus a restore
@@ -373,4 +371,109 @@ fn topic_results(brokers: &str, topic: &str) -> BTreeMap<(String, i64), (u64, f6
             )
         })
         .collect()
+}
+
+/// Resident and peak resident memory of a process, in MiB.
+fn memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A sink that cannot keep up stops consumption instead of piling up
+/// results: while another session holds an exclusive lock on the results
+/// table, the processor writes nothing anywhere and its memory stays flat;
+/// once the lock goes, it finishes with exactly the expected table.
+#[test]
+fn a_blocked_table_sink_stops_consumption_until_it_drains() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("slow");
+    let bucket = eddy_testkit::unique_name("slow");
+    produce(&brokers, &topic);
+    create_bucket(&bucket);
+    let run = job(
+        &brokers,
+        &topic,
+        &bucket,
+        ", {file: {path: '{d}/results.jsonl'}}",
+        None,
+    );
+    let mut child = command(&run).spawn().unwrap();
+    let pid = child.id();
+
+    // Lock the table as soon as the sink has created it, and hold the lock
+    // until told to let go.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let name = run.table.clone();
+    let locker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (mut client, connection) =
+                tokio_postgres::connect(&eddy_testkit::postgres_url(), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            loop {
+                let exists = client
+                    .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+                    .await
+                    .unwrap();
+                if exists.get::<_, bool>(0) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let tx = client.transaction().await.unwrap();
+            tx.batch_execute(&format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            tokio::task::spawn_blocking(move || release_rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            tx.commit().await.unwrap();
+        });
+    });
+    locked_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+
+    // Give the loop time to fill the table's backlog and stop.
+    let results = run.dir.path().join("results.jsonl");
+    let size = || std::fs::metadata(&results).map_or(0, |m| m.len());
+    std::thread::sleep(Duration::from_millis(2500));
+    let (before, (rss_before, _)) = (size(), memory_mib(pid));
+    let mut rss_max = rss_before;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(150));
+        rss_max = rss_max.max(memory_mib(pid).0);
+    }
+    let after = size();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job ended while its table was locked"
+    );
+    assert_eq!(before, after, "results kept flowing past a blocked sink");
+    println!(
+        "while the table was locked: {after} bytes of results written, \
+         RSS {rss_before} MiB then at most {rss_max} MiB, peak so far {} MiB",
+        memory_mib(pid).1
+    );
+
+    release_tx.send(()).unwrap();
+    locker.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(size() > after, "it went on once the lock was released");
+    assert_eq!(table(&run), expected());
 }

@@ -38,6 +38,17 @@ pub struct KafkaConfig {
     pub timestamp_into: Option<String>,
     pub properties: BTreeMap<String, String>,
     pub stop_at_end: bool,
+    /// librdkafka's prefetch queue limit per partition
+    /// (`queued.max.messages.kbytes`), unless the properties set it.
+    pub prefetch_kbytes: u64,
+}
+
+/// Prefetched messages may take an eighth of the memory budget, spread over
+/// the partitions read, between 1 MiB and librdkafka's own 64 MiB default
+/// per partition. The default alone could hold 64 MiB for each of a pod's
+/// partitions outside the budget when the job is slowed by a sink.
+pub fn prefetch_kbytes(memory_budget: u64, partitions: usize) -> u64 {
+    (memory_budget / 8 / 1024 / partitions.max(1) as u64).clamp(1024, 65_536)
 }
 
 pub struct KafkaReader {
@@ -61,7 +72,11 @@ impl KafkaReader {
             .set("enable.partition.eof", "false")
             // A checkpointed offset that retention deleted restarts at the
             // oldest message still there, never silently at the newest.
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "queued.max.messages.kbytes",
+                config.prefetch_kbytes.to_string(),
+            );
         for (k, v) in &config.properties {
             client.set(k, v);
         }
@@ -199,5 +214,20 @@ impl KafkaReader {
                 offset: message.offset(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prefetch_is_an_eighth_of_the_budget_within_bounds() {
+        let mib = 1024 * 1024;
+        assert_eq!(super::prefetch_kbytes(256 * mib, 4), 8 * 1024);
+        assert_eq!(super::prefetch_kbytes(64 * mib, 64), 1024, "at least 1 MiB");
+        assert_eq!(
+            super::prefetch_kbytes(64 * 1024 * mib, 1),
+            65_536,
+            "at most 64 MiB"
+        );
     }
 }
