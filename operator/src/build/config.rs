@@ -1,0 +1,95 @@
+//! The ConfigMap `<job>-config`: what the processor pods run.
+//!
+//! - `job.yaml`: a StreamJob document (apiVersion, kind, name, namespace)
+//!   with the [processor view](super::diff::processor_view) of the spec.
+//!   Never the status; never a secret value (secrets are only referenced).
+//! - `assignment.yaml`: the partitions of each pod, a list of
+//!   `{ordinal, partitions}`.
+
+use std::collections::BTreeMap;
+
+use eddy_api::{spec::PodAssignment, StreamJob};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ObjectMeta;
+
+use super::{diff::processor_view, names, BuildError, Owner};
+
+/// Key of the job document in the ConfigMap.
+pub const JOB_KEY: &str = "job.yaml";
+/// Key of the partition assignment in the ConfigMap.
+pub const ASSIGNMENT_KEY: &str = "assignment.yaml";
+
+/// The ConfigMap for `job` with `assignment`.
+pub(crate) fn config_map(
+    job: &StreamJob,
+    owner: &Owner,
+    assignment: &[PodAssignment],
+) -> Result<ConfigMap, BuildError> {
+    let mut doc = StreamJob::new(&owner.name, processor_view(&job.spec));
+    doc.metadata = ObjectMeta {
+        name: Some(owner.name.clone()),
+        namespace: Some(owner.namespace.clone()),
+        ..ObjectMeta::default()
+    };
+    let data = BTreeMap::from([
+        (JOB_KEY.to_string(), yaml(&doc)?),
+        (ASSIGNMENT_KEY.to_string(), yaml(&assignment)?),
+    ]);
+    Ok(ConfigMap {
+        metadata: owner.meta(names::config_map(&owner.name)),
+        data: Some(data),
+        ..ConfigMap::default()
+    })
+}
+
+fn yaml(value: &impl serde::Serialize) -> Result<String, BuildError> {
+    serde_yaml_ng::to_string(value).map_err(|e| BuildError::Render(e.to_string()))
+}
+
+/// A stable hash of the ConfigMap's data (xxh3-64, hex): every key and
+/// value in key order. Goes on the pod template as
+/// [`names::CONFIG_HASH_ANNOTATION`], so pods roll exactly when their
+/// config changes.
+pub fn config_hash(config_map: &ConfigMap) -> String {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    // `data` is a BTreeMap: already sorted by key.
+    for (key, value) in config_map.data.iter().flatten() {
+        for part in [key.as_bytes(), b"\0", value.as_bytes(), b"\0"] {
+            hasher.update(part);
+        }
+    }
+    format!("{:016x}", hasher.digest())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(data: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ConfigMap::default()
+        }
+    }
+
+    #[test]
+    fn hash_follows_data_not_insertion_order() {
+        let a = with(&[("a", "1"), ("b", "2")]);
+        let b = with(&[("b", "2"), ("a", "1")]);
+        assert_eq!(config_hash(&a), config_hash(&b));
+        assert_eq!(config_hash(&a).len(), 16);
+        assert_ne!(
+            config_hash(&a),
+            config_hash(&with(&[("a", "1"), ("b", "3")]))
+        );
+        // Key/value boundaries count: "ab"="" is not "a"="b".
+        assert_ne!(
+            config_hash(&with(&[("ab", "")])),
+            config_hash(&with(&[("a", "b")]))
+        );
+    }
+}

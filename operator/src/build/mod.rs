@@ -1,0 +1,223 @@
+//! Pure build functions: a StreamJob (and its partition assignment) in,
+//! the Kubernetes objects that run it out. No API calls; the controller
+//! applies what these return.
+//!
+//! One file per built object: [`config`] (ConfigMap), [`service`]
+//! (headless and metrics Services), [`statefulset`] (with [`pod`] and
+//! [`secrets`]), [`pdb`]. [`names`] fixes names and labels, [`assignment`]
+//! spreads partitions over pods, [`merge`] applies `spec.podTemplate`, and
+//! [`diff`] decides what a spec change asks of the controller.
+
+pub mod assignment;
+pub mod config;
+pub mod diff;
+pub mod merge;
+pub mod names;
+pub mod pdb;
+pub mod pod;
+pub mod secrets;
+pub mod service;
+pub mod statefulset;
+
+use eddy_api::{spec::PodAssignment, validate::Problem, StreamJob};
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{ConfigMap, Service},
+        policy::v1::PodDisruptionBudget,
+    },
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
+use kube::{api::ObjectMeta, Resource};
+
+/// The processor image used when a job sets no `spec.image`: this
+/// operator's own version.
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/eddy-dev/eddy-processor:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// Longest job name: pods carry a `controller-revision-hash` label of
+/// `<name>-<10-character hash>`, and label values end at 63 characters.
+pub const MAX_NAME_LEN: usize = 52;
+
+/// Operator settings the build needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// Processor image for jobs that set no `spec.image`.
+    pub default_image: String,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self {
+            default_image: DEFAULT_IMAGE.to_string(),
+        }
+    }
+}
+
+/// Everything the operator creates for one job, each owned by it (a
+/// controller owner reference) in the job's namespace and labelled with
+/// [`names::labels`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Children {
+    /// `<job>-config`: `job.yaml` and `assignment.yaml`.
+    pub config_map: ConfigMap,
+    /// `<job>`: headless, the StatefulSet's `serviceName`.
+    pub headless: Service,
+    /// `<job>-metrics`: ClusterIP, annotated for Prometheus.
+    pub metrics: Service,
+    /// `<job>`: the processor pods.
+    pub stateful_set: StatefulSet,
+    /// `<job>`: one pod down at a time.
+    pub pdb: PodDisruptionBudget,
+}
+
+/// Why a job's children could not be built. Variant names are short and
+/// fixed ([`BuildError::reason`]) for Events and metric labels.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the StreamJob has no metadata.name")]
+    MissingName,
+    #[error("the StreamJob has no metadata.namespace")]
+    MissingNamespace,
+    #[error("the StreamJob has no metadata.uid (it was not read from the API server)")]
+    MissingUid,
+    #[error("{path}: {message}")]
+    BadValue { path: &'static str, message: String },
+    #[error("spec.podTemplate: merged over the built template it is not a pod template: {0}")]
+    BadPodTemplate(String),
+    #[error("cannot render the job config: {0}")]
+    Render(String),
+}
+
+impl BuildError {
+    /// The variant's name, for Event reasons and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingName => "MissingName",
+            Self::MissingNamespace => "MissingNamespace",
+            Self::MissingUid => "MissingUid",
+            Self::BadValue { .. } => "BadValue",
+            Self::BadPodTemplate(_) => "BadPodTemplate",
+            Self::Render(_) => "Render",
+        }
+    }
+}
+
+/// Builds every child of `job` for `assignment` (from
+/// [`assignment::keep_or_spread`]; it is rendered into the ConfigMap as
+/// given). Call it only with a spec that passed [`eddy_api::validate()`]
+/// and [`cluster_problems`].
+pub fn build(
+    job: &StreamJob,
+    assignment: &[PodAssignment],
+    ctx: &Context,
+) -> Result<Children, BuildError> {
+    let owner = Owner::of(job)?;
+    let config_map = config::config_map(job, &owner, assignment)?;
+    let hash = config::config_hash(&config_map);
+    Ok(Children {
+        stateful_set: statefulset::stateful_set(job, &owner, ctx, &hash)?,
+        headless: service::headless(&owner),
+        metrics: service::metrics(&owner),
+        pdb: pdb::pdb(&owner),
+        config_map,
+    })
+}
+
+/// Problems only a cluster has with a job (a local run does not care):
+/// the name must fit the StatefulSet's pod labels and be a DNS label for
+/// the Services, and the job must be namespaced.
+pub fn cluster_problems(job: &StreamJob) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut add = |path: &str, message: String| {
+        problems.push(Problem {
+            path: path.into(),
+            message,
+        })
+    };
+    let name = job.metadata.name.as_deref().unwrap_or_default();
+    if name.len() > MAX_NAME_LEN {
+        add(
+            "metadata.name",
+            format!(
+                "{name:?} is {} characters; use at most {MAX_NAME_LEN} (pod labels carry the \
+                 name plus a revision hash)",
+                name.len()
+            ),
+        );
+    }
+    if !is_dns_label(name) {
+        add(
+            "metadata.name",
+            format!(
+                "{name:?} cannot name a Service; use lowercase letters, digits and '-', \
+                 starting with a letter and ending with a letter or digit"
+            ),
+        );
+    }
+    if job
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        add(
+            "metadata.namespace",
+            "is not set; StreamJobs live in a namespace".into(),
+        );
+    }
+    problems
+}
+
+/// An RFC 1035 label (what a Service name must be), length aside.
+fn is_dns_label(name: &str) -> bool {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name.chars().all(ok)
+}
+
+/// The job's identity as every child carries it.
+pub(crate) struct Owner {
+    /// The job's name, which every child's name derives from.
+    pub(crate) name: String,
+    namespace: String,
+    reference: OwnerReference,
+}
+
+impl Owner {
+    fn of(job: &StreamJob) -> Result<Self, BuildError> {
+        let meta = &job.metadata;
+        let name = meta.name.clone().ok_or(BuildError::MissingName)?;
+        let namespace = meta
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .ok_or(BuildError::MissingNamespace)?;
+        let reference = job
+            .controller_owner_ref(&())
+            .ok_or(BuildError::MissingUid)?;
+        Ok(Self {
+            name,
+            namespace,
+            reference,
+        })
+    }
+
+    /// Metadata of the child called `name`: namespace, labels, owner.
+    pub(crate) fn meta(&self, name: String) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(names::labels(&self.name)),
+            owner_references: Some(vec![self.reference.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
