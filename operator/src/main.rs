@@ -1,8 +1,10 @@
 //! `eddy-operator`: the Eddy control plane.
 //!
-//! Today it prints the StreamJob CustomResourceDefinition (`eddy-operator
-//! crd`), which is how `crds/streamjob.yaml` and the Helm chart's copy are
-//! produced. The reconciler (`eddy-operator run`) follows.
+//! - `eddy-operator run`: the controller. Run ONE replica: there is no
+//!   leader election, and two operators would both schedule checkpoints
+//!   (the chart's Deployment has `replicas: 1` and the `Recreate` strategy).
+//! - `eddy-operator crd`: prints the StreamJob CustomResourceDefinition,
+//!   which is how `crds/streamjob.yaml` and the Helm chart's copy are made.
 
 use std::process::ExitCode;
 
@@ -23,10 +25,59 @@ struct Cli {
 enum Command {
     /// Print the StreamJob CustomResourceDefinition as YAML.
     Crd,
+    /// Reconcile StreamJobs until stopped (uses the in-cluster or
+    /// kubeconfig credentials).
+    Run {
+        /// Watch StreamJobs in this namespace only (default: all).
+        #[arg(long, env = "EDDY_WATCH_NAMESPACE")]
+        namespace: Option<String>,
+        /// Processor image for jobs that set no `spec.image`.
+        #[arg(long, env = "EDDY_PROCESSOR_IMAGE", default_value = eddy_operator::build::DEFAULT_IMAGE)]
+        processor_image: String,
+        /// Address of `/metrics`, `/healthz` and `/readyz`.
+        #[arg(long, env = "EDDY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+        http_addr: std::net::SocketAddr,
+        /// This operator's name in Events (the pod name in a cluster).
+        #[arg(long, env = "POD_NAME", default_value = "eddy-operator")]
+        instance: String,
+    },
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     match Cli::parse().command {
+        Command::Run {
+            namespace,
+            processor_image,
+            http_addr,
+            instance,
+        } => {
+            let settings = eddy_operator::controller::run::Settings {
+                namespace,
+                default_image: processor_image,
+                http_addr,
+                instance,
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(eddy_operator::controller::run::run(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crd => match eddy_operator::crd::render() {
             Ok(yaml) => {
                 print!("{yaml}");

@@ -271,10 +271,14 @@ pub async fn run(
             }
         }
         if *stop.borrow() && !draining {
-            // A last checkpoint, so a restart resumes exactly here.
+            // A last checkpoint, so a restart resumes exactly here; after a
+            // final checkpoint nothing changed since, and the operator may
+            // already run the partitions elsewhere under the next id.
             checkpoints.wait(&mut progress_out).await;
-            checkpoints.take(&mut job, &source, &mut outputs).await?;
-            checkpoints.wait(&mut progress_out).await;
+            if !paused {
+                checkpoints.take(&mut job, &source, &mut outputs).await?;
+                checkpoints.wait(&mut progress_out).await;
+            }
             break Ending::Stopped;
         }
         let mut changed = checkpoints.poll(&mut progress_out).await;

@@ -1,0 +1,291 @@
+//! Status: computed from the job, what was observed and what the
+//! controller did, as a pure function; written only when it changed.
+
+use eddy_api::{
+    spec::{CheckpointRecord, Phase, PodAssignment, StreamJobStatus},
+    StreamJob,
+};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::{build::names, scheduler};
+
+/// Condition types.
+pub const READY: &str = "Ready";
+pub const CHECKPOINTS_HEALTHY: &str = "CheckpointsHealthy";
+pub const SPEC_VALID: &str = "SpecValid";
+
+/// What the status is computed from, besides the job.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub phase: Phase,
+    /// Pods that exist and that are ready.
+    pub pods: i32,
+    pub ready_pods: i32,
+    /// Pods the job should have now (0 when suspended).
+    pub desired_pods: i32,
+    pub assignment: Vec<PodAssignment>,
+    pub last_checkpoint: Option<CheckpointRecord>,
+    /// The spec the pods run, as JSON.
+    pub reconciled_spec: Option<String>,
+    pub now: Timestamp,
+}
+
+/// The status of a job whose spec is valid.
+pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
+    let previous = job.status.clone().unwrap_or_default();
+    let generation = job.metadata.generation;
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let suspended = facts.phase == Phase::Suspended;
+    let since = job
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(facts.now, |t| t.0);
+    let lag = (!suspended)
+        .then(|| scheduler::lag_seconds(facts.last_checkpoint.as_ref(), since, facts.now));
+    let threshold = job
+        .spec
+        .checkpoints
+        .lag_threshold
+        .parse()
+        .map_or(i64::MAX, |d: std::time::Duration| d.as_secs() as i64);
+    let ready = if suspended {
+        (
+            false,
+            "Suspended",
+            "spec.suspend is true: no pods run".to_string(),
+        )
+    } else if facts.desired_pods > 0 && facts.ready_pods >= facts.desired_pods {
+        (
+            true,
+            "AllPodsReady",
+            format!("{} of {} pods ready", facts.ready_pods, facts.desired_pods),
+        )
+    } else {
+        (
+            false,
+            "PodsNotReady",
+            format!("{} of {} pods ready", facts.ready_pods, facts.desired_pods),
+        )
+    };
+    let healthy = match lag {
+        None => (true, "Suspended", "no pods, no checkpoints due".to_string()),
+        Some(lag) if lag > threshold => (
+            false,
+            "CheckpointLagHigh",
+            format!(
+                "the last completed checkpoint is {lag}s old, above spec.checkpoints.lagThreshold ({})",
+                job.spec.checkpoints.lag_threshold
+            ),
+        ),
+        Some(lag) => (
+            true,
+            "CheckpointsCompleting",
+            match &facts.last_checkpoint {
+                Some(c) => format!("checkpoint {} completed {lag}s ago", c.id),
+                None => format!("no checkpoint yet; the job started {lag}s ago"),
+            },
+        ),
+    };
+    let conditions = vec![
+        condition(&previous.conditions, READY, ready, generation, facts.now),
+        condition(
+            &previous.conditions,
+            CHECKPOINTS_HEALTHY,
+            healthy,
+            generation,
+            facts.now,
+        ),
+        condition(
+            &previous.conditions,
+            SPEC_VALID,
+            (true, "Valid", "the spec passed validation".into()),
+            generation,
+            facts.now,
+        ),
+    ];
+    StreamJobStatus {
+        observed_generation: generation,
+        phase: Some(facts.phase),
+        replicas: facts.pods,
+        ready_replicas: facts.ready_pods,
+        selector: Some(names::selector_string(&name)),
+        assignment: facts.assignment,
+        last_checkpoint: facts.last_checkpoint,
+        checkpoint_lag_seconds: lag,
+        conditions,
+        last_reconciled_spec: facts.reconciled_spec,
+        // Hot keys are reported by the autoscaling step; kept as they are.
+        hot_keys: previous.hot_keys,
+        hot_key_summary: previous.hot_key_summary,
+    }
+}
+
+/// The status of a job whose spec is invalid: SpecValid=False listing
+/// every problem, phase Failed; what was running is left as it is.
+pub fn invalid(job: &StreamJob, problems: &[String], now: Timestamp) -> StreamJobStatus {
+    let previous = job.status.clone().unwrap_or_default();
+    let generation = job.metadata.generation;
+    let mut conditions: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != SPEC_VALID)
+        .cloned()
+        .collect();
+    conditions.push(condition(
+        &previous.conditions,
+        SPEC_VALID,
+        (false, "Invalid", problems.join("; ")),
+        generation,
+        now,
+    ));
+    StreamJobStatus {
+        observed_generation: generation,
+        phase: Some(Phase::Failed),
+        conditions,
+        ..previous
+    }
+}
+
+/// A condition; its transition time moves only when its status changes.
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    (ok, reason, message): (bool, &str, String),
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// The status of condition `type_`, if set.
+pub fn condition_status<'a>(status: Option<&'a StreamJobStatus>, type_: &str) -> Option<&'a str> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(status: Option<StreamJobStatus>) -> StreamJob {
+        let mut job: StreamJob = serde_yaml_ng::from_str(
+            "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {name: orders, namespace: shop, generation: 3, creationTimestamp: '2026-11-21T10:00:00Z'}
+spec:
+  source: {generator: {}}
+  keyField: user
+  eventTime: {field: ts}
+  window: {tumbling: {size: 1m}}
+  checkpoints: {lagThreshold: 5m}
+",
+        )
+        .unwrap();
+        job.status = status;
+        job
+    }
+
+    fn facts(now: &str, last: Option<&str>) -> Facts {
+        Facts {
+            phase: Phase::Running,
+            pods: 2,
+            ready_pods: 2,
+            desired_pods: 2,
+            assignment: vec![],
+            last_checkpoint: last.map(|t| CheckpointRecord {
+                id: 4,
+                time: t.into(),
+                duration_ms: 10,
+                bytes_uploaded: 1,
+                bytes_total: 2,
+            }),
+            reconciled_spec: None,
+            now: now.parse().unwrap(),
+        }
+    }
+
+    fn get<'a>(s: &'a StreamJobStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn checkpoints_turn_unhealthy_past_the_lag_threshold() {
+        let fresh = compute(
+            &job(None),
+            facts("2026-11-21T10:10:00Z", Some("2026-11-21T10:09:00Z")),
+        );
+        assert_eq!(fresh.checkpoint_lag_seconds, Some(60));
+        assert_eq!(get(&fresh, CHECKPOINTS_HEALTHY).status, "True");
+        assert_eq!(get(&fresh, READY).status, "True");
+        assert_eq!(fresh.observed_generation, Some(3));
+        assert_eq!(
+            fresh.selector.as_deref(),
+            Some("app.kubernetes.io/instance=orders,app.kubernetes.io/name=eddy-processor")
+        );
+
+        let stale = compute(
+            &job(Some(fresh.clone())),
+            facts("2026-11-21T10:20:00Z", Some("2026-11-21T10:09:00Z")),
+        );
+        let c = get(&stale, CHECKPOINTS_HEALTHY);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "CheckpointLagHigh")
+        );
+        assert!(c.message.contains("660s old"), "{}", c.message);
+        assert_eq!(
+            c.last_transition_time.0,
+            "2026-11-21T10:20:00Z".parse().unwrap()
+        );
+        // Ready did not change: its transition time stays.
+        assert_eq!(
+            get(&stale, READY).last_transition_time,
+            get(&fresh, READY).last_transition_time
+        );
+    }
+
+    #[test]
+    fn without_any_checkpoint_lag_counts_from_creation() {
+        let s = compute(&job(None), facts("2026-11-21T10:07:00Z", None));
+        assert_eq!(s.checkpoint_lag_seconds, Some(420));
+        assert_eq!(get(&s, CHECKPOINTS_HEALTHY).status, "False");
+    }
+
+    #[test]
+    fn an_invalid_spec_keeps_the_rest_of_the_status() {
+        let running = compute(
+            &job(None),
+            facts("2026-11-21T10:10:00Z", Some("2026-11-21T10:09:00Z")),
+        );
+        let s = invalid(
+            &job(Some(running.clone())),
+            &["spec.window: set one".into(), "spec.keyField: empty".into()],
+            "2026-11-21T10:11:00Z".parse().unwrap(),
+        );
+        assert_eq!(s.phase, Some(Phase::Failed));
+        let c = get(&s, SPEC_VALID);
+        assert_eq!(
+            (c.status.as_str(), c.message.as_str()),
+            ("False", "spec.window: set one; spec.keyField: empty")
+        );
+        assert_eq!(s.last_checkpoint, running.last_checkpoint);
+        assert_eq!(get(&s, READY), get(&running, READY));
+    }
+}

@@ -1,0 +1,154 @@
+//! HTTP calls to a processor's admin API (see the processor's `admin`
+//! module): list checkpoints, trigger one, resume after a final one.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use serde::Deserialize;
+
+/// How long one call may take: a processor that does not answer within it
+/// counts as unreachable this round.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A completed checkpoint as a processor lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completed {
+    pub id: u64,
+    pub time: String,
+    #[serde(default)]
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub bytes_uploaded: u64,
+    #[serde(default)]
+    pub bytes_total: u64,
+}
+
+/// `GET /checkpoints` of one processor.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listing {
+    #[serde(default)]
+    pub checkpoints: Vec<Completed>,
+    #[serde(default)]
+    pub in_flight: Option<u64>,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub next_id: u64,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{url}: no answer within {CALL_TIMEOUT:?}")]
+    Timeout { url: String },
+    #[error("{url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: unexpected answer: {message}")]
+    Decode { url: String, message: String },
+}
+
+/// A small HTTP/1.1 client for processor admin APIs.
+#[derive(Clone)]
+pub struct AdminClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for AdminClient {
+    fn default() -> Self {
+        Self {
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+impl AdminClient {
+    /// `GET {base}/checkpoints`.
+    pub async fn list(&self, base: &str) -> Result<Listing, CallError> {
+        let url = format!("{base}/checkpoints");
+        let body = self.call("GET", &url, String::new()).await?;
+        serde_json::from_str(&body).map_err(|e| CallError::Decode {
+            url,
+            message: e.to_string(),
+        })
+    }
+
+    /// `POST {base}/checkpoints` with the operator's id; answers the id.
+    pub async fn trigger(&self, base: &str, id: u64, is_final: bool) -> Result<u64, CallError> {
+        let url = format!("{base}/checkpoints");
+        let body = serde_json::json!({"id": id, "final": is_final}).to_string();
+        let answer = self.call("POST", &url, body).await?;
+        let value: serde_json::Value =
+            serde_json::from_str(&answer).map_err(|e| CallError::Decode {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        value["id"].as_u64().ok_or(CallError::Decode {
+            url,
+            message: format!("no id in {answer}"),
+        })
+    }
+
+    /// `POST {base}/resume`.
+    pub async fn resume(&self, base: &str) -> Result<(), CallError> {
+        self.call("POST", &format!("{base}/resume"), String::new())
+            .await
+            .map(drop)
+    }
+
+    async fn call(&self, method: &str, url: &str, body: String) -> Result<String, CallError> {
+        let transport = |e: &dyn std::fmt::Display| CallError::Transport {
+            url: url.to_string(),
+            message: e.to_string(),
+        };
+        let request = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| transport(&e))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| transport(&e))?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| transport(&e))?
+                .to_bytes();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if status.is_success() {
+                Ok(text)
+            } else {
+                Err(CallError::Status {
+                    url: url.to_string(),
+                    status: status.as_u16(),
+                    body: text,
+                })
+            }
+        };
+        tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| CallError::Timeout {
+                url: url.to_string(),
+            })?
+    }
+}

@@ -1,0 +1,103 @@
+use super::*;
+
+fn listing(completed: &[(u64, &str)], next_id: u64) -> Listing {
+    Listing {
+        checkpoints: completed
+            .iter()
+            .map(|(id, time)| Completed {
+                id: *id,
+                time: time.to_string(),
+                duration_ms: *id * 10,
+                bytes_uploaded: 100,
+                bytes_total: 1000,
+            })
+            .collect(),
+        next_id,
+        ..Listing::default()
+    }
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+#[test]
+fn the_next_id_is_above_everything_any_pod_has_seen() {
+    assert_eq!(next_id(&[]), 1);
+    assert_eq!(next_id(&[listing(&[], 0)]), 1);
+    let a = listing(&[(4, "2026-11-21T10:00:00Z")], 5);
+    let b = listing(&[], 9);
+    assert_eq!(next_id(&[a.clone(), b]), 9);
+    let flying = Listing {
+        in_flight: Some(12),
+        ..a
+    };
+    assert_eq!(next_id(&[flying]), 13);
+}
+
+#[test]
+fn completed_on_all_is_the_newest_id_every_pod_has() {
+    let a = listing(
+        &[(3, "2026-11-21T10:00:00Z"), (5, "2026-11-21T10:01:00Z")],
+        6,
+    );
+    let b = listing(
+        &[(3, "2026-11-21T10:00:02Z"), (4, "2026-11-21T10:00:30Z")],
+        5,
+    );
+    let c = completed_on_all(&[a.clone(), b]).unwrap();
+    assert_eq!(c.id, 3);
+    assert_eq!(c.time, "2026-11-21T10:00:02Z", "the last pod to finish");
+    assert_eq!(
+        (c.bytes_uploaded, c.bytes_total, c.duration_ms),
+        (200, 2000, 30)
+    );
+    assert_eq!(completed_on_all(&[a, listing(&[], 1)]), None);
+    assert_eq!(completed_on_all(&[]), None);
+}
+
+#[test]
+fn rounds_are_due_one_interval_after_the_last_start_or_completion() {
+    let minute = Duration::from_secs(60);
+    let mut state = JobCheckpoints::default();
+    assert!(
+        due(&state, minute, ts("2026-11-21T10:00:00Z")),
+        "never checkpointed"
+    );
+    state.last_started = Some(ts("2026-11-21T10:00:00Z"));
+    assert!(!due(&state, minute, ts("2026-11-21T10:00:59Z")));
+    assert!(due(&state, minute, ts("2026-11-21T10:01:00Z")));
+    state.last_completed = Some(CheckpointRecord {
+        id: 1,
+        time: "2026-11-21T10:00:30Z".into(),
+        duration_ms: 0,
+        bytes_uploaded: 0,
+        bytes_total: 0,
+    });
+    assert!(!due(&state, minute, ts("2026-11-21T10:01:00Z")));
+    assert!(due(&state, minute, ts("2026-11-21T10:01:30Z")));
+    state.round = Some(Round {
+        id: 2,
+        started: ts("2026-11-21T10:01:30Z"),
+        is_final: false,
+    });
+    assert!(
+        !due(&state, minute, ts("2026-11-21T11:00:00Z")),
+        "one round at a time"
+    );
+}
+
+#[test]
+fn lag_counts_from_the_last_checkpoint_or_the_start() {
+    let now = ts("2026-11-21T10:10:00Z");
+    let start = ts("2026-11-21T10:00:00Z");
+    assert_eq!(lag_seconds(None, start, now), 600);
+    let last = CheckpointRecord {
+        id: 1,
+        time: "2026-11-21T10:09:15Z".into(),
+        duration_ms: 0,
+        bytes_uploaded: 0,
+        bytes_total: 0,
+    };
+    assert_eq!(lag_seconds(Some(&last), start, now), 45);
+}
