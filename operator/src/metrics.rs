@@ -29,8 +29,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("eddy_operator");
         let reconciles = Counter::default();
         let failures = Family::<ErrorLabels, Counter>::default();
-        let duration =
-            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         let checkpoints_triggered = Counter::default();
         let checkpoints_failed = Counter::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());

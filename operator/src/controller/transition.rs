@@ -206,6 +206,8 @@ async fn reconcile_valid(
     };
     let mut facts = facts(job, &observed, phase, memory, &previous, now);
     facts.assignment = assignment;
+    // What was just applied, not what was there before.
+    facts.desired_pods = replicas as i32;
     facts.reconciled_spec = serde_json::to_string(&job.spec).ok();
     let next = status::compute(job, facts);
     let was_healthy =
@@ -254,6 +256,12 @@ async fn final_checkpoint(
         .scheduler
         .step(pods, &mut memory.checkpoints, timing, true, now)
         .await;
+    if let (Some(done), Some(id)) = (&outcome.completed, t.final_id) {
+        if done.id >= id {
+            t.checkpointed = true;
+            return t;
+        }
+    }
     if let Some(id) = outcome.started {
         let is_final = memory
             .checkpoints
@@ -263,12 +271,6 @@ async fn final_checkpoint(
         if is_final {
             t.final_id = Some(id);
             ctx.metrics.checkpoints_triggered.inc();
-        }
-    }
-    if let (Some(done), Some(id)) = (&outcome.completed, t.final_id) {
-        if done.id >= id {
-            t.checkpointed = true;
-            return t;
         }
     }
     let overdue = now.duration_since(t.started).unsigned_abs() > timing.timeout;

@@ -172,11 +172,14 @@ impl Scheduler {
             ..Outcome::default()
         };
         let all: Option<Vec<Listing>> = answers.into_iter().collect();
+        // A final round collected now ends the asking: the pods are paused
+        // and the caller applies what the final checkpoint was for.
+        let mut collected_final = false;
         if let Some(listings) = &all {
             if let Some(done) = completed_on_all(listings) {
                 if state.last_completed.as_ref().is_none_or(|c| c.id < done.id) {
-                    if state.round.as_ref().is_some_and(|r| done.id >= r.id) {
-                        state.round = None;
+                    if let Some(round) = state.round.take_if(|r| done.id >= r.id) {
+                        collected_final = round.is_final;
                         outcome.completed = Some(done.clone());
                     }
                     state.last_completed = Some(done);
@@ -195,7 +198,9 @@ impl Scheduler {
                 state.round = None;
             }
         }
-        let wanted = state.round.is_none() && (force_final || due(state, timing.interval, now));
+        let wanted = state.round.is_none()
+            && !collected_final
+            && (force_final || due(state, timing.interval, now));
         if !wanted || pods.is_empty() {
             return outcome;
         }

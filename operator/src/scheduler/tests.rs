@@ -101,3 +101,59 @@ fn lag_counts_from_the_last_checkpoint_or_the_start() {
     };
     assert_eq!(lag_seconds(Some(&last), start, now), 45);
 }
+
+/// A fake processor that completes every checkpoint as soon as it is
+/// asked, and records the asks.
+async fn instant_processor() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+    use axum::{routing::get, Json, Router};
+    let done: std::sync::Arc<std::sync::Mutex<Vec<u64>>> = Default::default();
+    let (list, post) = (done.clone(), done.clone());
+    let app = Router::new().route(
+        "/checkpoints",
+        get(move || {
+            let ids = list.lock().unwrap().clone();
+            let checkpoints: Vec<serde_json::Value> = ids
+                .iter()
+                .map(|id| serde_json::json!({"id": id, "time": "2026-11-21T10:00:00Z"}))
+                .collect();
+            let next = ids.iter().max().map_or(1, |m| m + 1);
+            async move { Json(serde_json::json!({"checkpoints": checkpoints, "nextId": next})) }
+        })
+        .post(move |Json(body): Json<serde_json::Value>| {
+            let id = body["id"].as_u64().unwrap();
+            post.lock().unwrap().push(id);
+            async move {
+                (
+                    http::StatusCode::ACCEPTED,
+                    Json(serde_json::json!({"id": id})),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), done)
+}
+
+#[tokio::test]
+async fn a_collected_final_round_is_not_followed_by_another() {
+    let (pod, asked) = instant_processor().await;
+    let scheduler = Scheduler::default();
+    let mut state = JobCheckpoints::default();
+    let timing = Timing {
+        interval: Duration::from_secs(3600),
+        timeout: Duration::from_secs(60),
+    };
+    let now = ts("2026-11-21T10:00:00Z");
+    let pods = [pod];
+    let first = scheduler.step(&pods, &mut state, timing, true, now).await;
+    assert_eq!(first.started, Some(1));
+    let second = scheduler.step(&pods, &mut state, timing, true, now).await;
+    assert_eq!(second.completed.map(|c| c.id), Some(1));
+    assert_eq!(
+        second.started, None,
+        "the pods are paused: nothing more to ask"
+    );
+    assert_eq!(*asked.lock().unwrap(), [1]);
+}
