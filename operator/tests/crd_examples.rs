@@ -92,7 +92,8 @@ fn the_schema_rejects_broken_manifests() {
     let text = std::fs::read_to_string(root().join("examples/quickstart.yaml")).unwrap();
     let good: Value = serde_yaml_ng::from_str(&text).unwrap();
     assert_eq!(errors(&validator, &good), Vec::<String>::new());
-    let broken: [(&str, fn(&mut Value)); 5] = [
+    type Break = fn(&mut Value);
+    let broken: [(&str, Break); 5] = [
         ("a typo in a field name", |d| {
             d["spec"]["keyFeld"] = "user".into();
         }),
