@@ -139,6 +139,11 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         return Err(PlanError::Unsupported(unsupported));
     }
 
+    let memory_budget: u64 = spec
+        .state
+        .memory_budget
+        .parse()
+        .map_err(anyhow::Error::from)?;
     let t = &spec.event_time;
     let source = if let Some(g) = &spec.source.generator {
         SourcePlan::Generator(GeneratorConfig::from_spec(
@@ -179,24 +184,13 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             timestamp_into: k.time_from_message_timestamp.then(|| t.field.clone()),
             properties: k.properties.clone(),
             stop_at_end: k.stop_at_end,
-            prefetch_kbytes: crate::source::kafka::prefetch_kbytes(
-                spec.state
-                    .memory_budget
-                    .parse()
-                    .map_err(anyhow::Error::from)?,
-                owned.len(),
-            ),
+            prefetch_kbytes: crate::source::kafka::prefetch_kbytes(memory_budget, owned.len()),
         })
     } else {
         return Err(PlanError::Unsupported(vec![
             "spec.source: no source set".into()
         ]));
     };
-    let memory_budget = spec
-        .state
-        .memory_budget
-        .parse()
-        .map_err(anyhow::Error::from)?;
     let id = JobId {
         namespace: job.metadata.namespace.clone().unwrap_or_default(),
         name: job.metadata.name.clone().unwrap_or_else(|| "job".into()),

@@ -813,12 +813,6 @@ enum Admit {
     Refuse(String),
 }
 
-/// When the next periodic checkpoint is due: never without an interval.
-fn next_after(interval: Option<Duration>) -> Instant {
-    // A century is "never" for a process, without Option juggling in `due`.
-    Instant::now() + interval.unwrap_or(Duration::from_secs(100 * 365 * 86_400))
-}
-
 /// Periodic checkpoints, one in flight at a time, uploaded in the
 /// background while processing goes on.
 struct Checkpoints {
@@ -828,7 +822,8 @@ struct Checkpoints {
     retain: usize,
     local: std::path::PathBuf,
     next_id: u64,
-    next_at: Instant,
+    /// When the next periodic checkpoint is due; never without an interval.
+    next_at: Option<Instant>,
     in_flight: Option<(
         u64,
         tokio::task::JoinHandle<anyhow::Result<checkpoint::Completed>>,
@@ -852,7 +847,10 @@ impl Checkpoints {
             retain: plan.checkpoints.retain,
             local: state_dir.join("checkpoints"),
             next_id,
-            next_at: next_after(plan.checkpoints.interval),
+            next_at: plan
+                .checkpoints
+                .interval
+                .map(|every| Instant::now() + every),
             in_flight: None,
             completed: Vec::new(),
             failed: 0,
@@ -862,7 +860,7 @@ impl Checkpoints {
     }
 
     fn due(&self) -> bool {
-        self.in_flight.is_none() && Instant::now() >= self.next_at
+        self.in_flight.is_none() && self.next_at.is_some_and(|at| Instant::now() >= at)
     }
 
     fn in_flight_id(&self) -> Option<u64> {
@@ -905,7 +903,7 @@ impl Checkpoints {
         let retain = self.retain;
         let handle = tokio::spawn(async move { checkpoint::upload(pending, &store, retain).await });
         self.in_flight = Some((id, handle));
-        self.next_at = next_after(self.interval);
+        self.next_at = self.interval.map(|every| Instant::now() + every);
         Ok(id)
     }
 

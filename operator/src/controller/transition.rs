@@ -128,7 +128,7 @@ async fn reconcile_valid(
         let t = final_checkpoint(job, ctx, memory, t, &pods, now).await;
         if !t.checkpointed {
             memory.transition = Some(t);
-            let facts = facts(job, &observed, phase_of(change), memory, &previous, now);
+            let facts = facts(&observed, phase_of(change), memory, &previous, now);
             patch_status(ctx, job, status::compute(job, facts)).await?;
             return Ok(Action::requeue(STEP));
         }
@@ -204,7 +204,7 @@ async fn reconcile_valid(
     } else {
         Phase::Pending
     };
-    let mut facts = facts(job, &observed, phase, memory, &previous, now);
+    let mut facts = facts(&observed, phase, memory, &previous, now);
     facts.assignment = assignment;
     // What was just applied, not what was there before.
     facts.desired_pods = replicas as i32;
@@ -298,14 +298,12 @@ async fn final_checkpoint(
 }
 
 fn facts(
-    job: &StreamJob,
     observed: &observe::Observed,
     phase: Phase,
     memory: &JobMemory,
     previous: &eddy_api::spec::StreamJobStatus,
     now: Timestamp,
 ) -> status::Facts {
-    let _ = job;
     status::Facts {
         phase,
         pods: observed.pods(),
