@@ -44,12 +44,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // Held until main returns: dropping it flushes the spans not yet sent.
+    let _telemetry = match eddy_telemetry::init("info", "eddy-operator") {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: telemetry: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match Cli::parse().command {
         Command::Run {
             namespace,

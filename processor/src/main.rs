@@ -72,12 +72,14 @@ enum Command {
 const EXIT_BAD_JOB: u8 = 2;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    // Held until main returns: dropping it flushes the spans not yet sent.
+    let _telemetry = match eddy_telemetry::init("warn", "eddy-processor") {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: telemetry: {e}");
+            return ExitCode::from(EXIT_BAD_JOB);
+        }
+    };
     match Cli::parse().command {
         Command::Validate { file } => match read_job(&file) {
             Ok(_) => {

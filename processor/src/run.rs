@@ -10,6 +10,7 @@ use std::{
 
 use eddy_api::spec::LateDataPolicy;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::{
     admin::{Admin, CheckpointInfo, Command, Status},
@@ -684,6 +685,11 @@ struct RestoredAll {
 /// Restores every owned partition to one common checkpoint: the newest id
 /// every partition has complete and verified (partitions share the source
 /// position, so they must resume from the same cut).
+#[tracing::instrument(
+    name = "restore",
+    skip_all,
+    fields(partitions = ?partitions, checkpoint = tracing::field::Empty)
+)]
 async fn restore_all(
     store: &Store,
     partitions: &[u32],
@@ -782,6 +788,8 @@ async fn restore_all(
         },
         other => other.clone(),
     };
+    tracing::Span::current().record("checkpoint", common);
+    tracing::info!(checkpoint = common, fallbacks, "restored");
     Ok(RestoredAll {
         fallbacks,
         cut: Some(Cut {
@@ -897,11 +905,36 @@ impl Checkpoints {
         }
         let id = self.next_id;
         self.positions.insert(id, source.position());
-        let pending = job.checkpoint(id, source, outputs, &self.local).await?;
+        let span = tracing::info_span!("checkpoint", id, partitions = ?self.partitions);
+        let pending = job
+            .checkpoint(id, source, outputs, &self.local)
+            .instrument(span.clone())
+            .await?;
         self.next_id += 1;
         let store = self.store.clone();
         let retain = self.retain;
-        let handle = tokio::spawn(async move { checkpoint::upload(pending, &store, retain).await });
+        let upload = tracing::info_span!(
+            parent: &span,
+            "checkpoint.upload",
+            id,
+            bytes_uploaded = tracing::field::Empty,
+            bytes_total = tracing::field::Empty,
+        );
+        let handle = tokio::spawn(
+            async move {
+                let done = checkpoint::upload(pending, &store, retain).await;
+                match &done {
+                    Ok(done) => {
+                        let span = tracing::Span::current();
+                        span.record("bytes_uploaded", done.bytes_uploaded);
+                        span.record("bytes_total", done.bytes_total);
+                    }
+                    Err(e) => tracing::warn!("checkpoint {id} upload failed: {e:#}"),
+                }
+                done
+            }
+            .instrument(upload),
+        );
         self.in_flight = Some((id, handle));
         self.next_at = self.interval.map(|every| Instant::now() + every);
         Ok(id)

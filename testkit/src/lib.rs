@@ -5,6 +5,8 @@
 //! start` writes. A test that needs one and does not find it fails with a
 //! message saying what to run: it never passes silently.
 
+pub mod otlp;
+
 use std::env;
 
 /// The command that provides the servers.

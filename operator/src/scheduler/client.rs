@@ -88,6 +88,7 @@ impl AdminClient {
     }
 
     /// `POST {base}/checkpoints` with the operator's id; answers the id.
+    #[tracing::instrument(name = "checkpoint.trigger", skip(self), err)]
     pub async fn trigger(&self, base: &str, id: u64, is_final: bool) -> Result<u64, CallError> {
         let url = format!("{base}/checkpoints");
         let body = serde_json::json!({"id": id, "final": is_final}).to_string();
