@@ -101,6 +101,28 @@ fn ms(d: &HumanDuration) -> Result<i64, PlanError> {
 /// Plans a job whose spec has passed `eddy_api::validate`. `now_ms` is the
 /// wall-clock start (the generator's first timestamp in realtime mode);
 /// `owned` the partitions this processor runs (all when `None`).
+fn job_id(job: &StreamJob) -> JobId {
+    JobId {
+        namespace: job.metadata.namespace.clone().unwrap_or_default(),
+        name: job.metadata.name.clone().unwrap_or_else(|| "job".into()),
+    }
+}
+
+/// Where the job's checkpoints live and how often they are taken: all a
+/// command that only touches the checkpoints needs, with no Secrets.
+pub fn checkpoint_plan(job: &StreamJob) -> anyhow::Result<CheckpointPlan> {
+    let c = &job.spec.checkpoints;
+    Ok(CheckpointPlan {
+        url: c.store.clone(),
+        job_path: job_id(job).path(),
+        endpoint: c.endpoint.clone(),
+        region: c.region.clone(),
+        path_style: c.path_style,
+        interval: Some(c.interval.parse().map_err(anyhow::Error::from)?),
+        retain: c.retain as usize,
+    })
+}
+
 pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<JobPlan, PlanError> {
     let spec = &job.spec;
     let mut unsupported = Vec::new();
@@ -191,20 +213,8 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             "spec.source: no source set".into()
         ]));
     };
-    let id = JobId {
-        namespace: job.metadata.namespace.clone().unwrap_or_default(),
-        name: job.metadata.name.clone().unwrap_or_else(|| "job".into()),
-    };
-    let c = &spec.checkpoints;
-    let checkpoints = CheckpointPlan {
-        url: c.store.clone(),
-        job_path: id.path(),
-        endpoint: c.endpoint.clone(),
-        region: c.region.clone(),
-        path_style: c.path_style,
-        interval: Some(c.interval.parse().map_err(anyhow::Error::from)?),
-        retain: c.retain as usize,
-    };
+    let id = job_id(job);
+    let checkpoints = checkpoint_plan(job)?;
     Ok(JobPlan {
         id,
         checkpoints,

@@ -61,6 +61,13 @@ enum Command {
         #[arg(long, env = "EDDY_ADMIN_ADDR")]
         admin_addr: Option<std::net::SocketAddr>,
     },
+    /// Delete every checkpoint of the job, in all partitions (the operator
+    /// runs this when a StreamJob with `checkpoints.deleteOnJobDeletion` is
+    /// deleted). Needs only the checkpoint store and its credentials.
+    ClearCheckpoints {
+        /// Path of the StreamJob YAML file.
+        file: PathBuf,
+    },
     /// Check a StreamJob manifest and list every problem with it.
     Validate {
         /// Path of the StreamJob YAML file.
@@ -88,6 +95,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::ClearCheckpoints { file } => clear_checkpoints(&file),
         Command::Run {
             file,
             state_dir,
@@ -130,15 +138,21 @@ fn read_assignment(path: &Path, pod_name: &str) -> Result<Vec<u32>, String> {
     eddy_processor::placement::owned(&text, pod_name)
 }
 
-fn read_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
+/// The valid job in `file`, its Secrets not read.
+fn parse_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", file.display());
         ExitCode::from(EXIT_BAD_JOB)
     })?;
-    let mut job = load::parse_valid(&text).map_err(|e: LoadError| {
+    load::parse_valid(&text).map_err(|e: LoadError| {
         eprintln!("error: {}: {e}", file.display());
         ExitCode::from(EXIT_BAD_JOB)
-    })?;
+    })
+}
+
+/// The valid job in `file` with the Secrets it references resolved.
+fn read_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
+    let mut job = parse_job(file)?;
     let dir = secrets::dir_from_env();
     secrets::resolve(&mut job.spec, &dir).map_err(|problems| {
         eprintln!("error: {}: Secrets the job references:", file.display());
@@ -148,6 +162,46 @@ fn read_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
         ExitCode::from(EXIT_BAD_JOB)
     })?;
     Ok(job)
+}
+
+fn clear_checkpoints(file: &Path) -> ExitCode {
+    let job = match parse_job(file) {
+        Ok(job) => job,
+        Err(code) => return code,
+    };
+    let plan = match eddy_processor::job::checkpoint_plan(&job) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", file.display());
+            return ExitCode::from(EXIT_BAD_JOB);
+        }
+    };
+    let cleared = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                let store = plan.store()?;
+                eddy_processor::checkpoint::clear_job(&store).await
+            })
+        });
+    match cleared {
+        Ok(partitions) => {
+            eprintln!(
+                "deleted the checkpoints of {} in {} ({} partitions: {partitions:?})",
+                plan.job_path,
+                plan.url,
+                partitions.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "error: deleting the checkpoints of {} in {}: {e:#}",
+                plan.job_path, plan.url
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_file(

@@ -287,6 +287,53 @@ async fn unreadable_manifest_stops_garbage_collection(store: Store) {
     assert_eq!(checkpoint::read_manifests(&part).await.unwrap().len(), 3);
 }
 
+/// `clear_job` deletes every checkpoint of one job, in every partition it
+/// ever had, and nothing of a job whose name it prefixes or of any other.
+async fn clear_deletes_one_jobs_checkpoints_only(root: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateStore::open(&dir.path().join("state"), &[0, 3], 64 << 20).unwrap();
+    fill(&state, 0, 0, 1_000, 10);
+    fill(&state, 3, 0, 1_000, 10);
+    let local = dir.path().join("local");
+    let (job, longer, other) = (root.child("a"), root.child("a-2"), root.child("b"));
+    for store in [&job, &longer, &other] {
+        checkpoint(&state, store, &local, 1, 3).await;
+        checkpoint(&state, store, &local, 2, 3).await;
+    }
+    assert_eq!(checkpoint::stored_partitions(&job).await.unwrap(), [0, 3]);
+    let listing = |s: &Store| {
+        let s = s.clone();
+        async move {
+            let mut all = Vec::new();
+            for p in ["p0", "p3"] {
+                for folder in ["checkpoints", "files"] {
+                    all.extend(s.child(p).list(folder).await.unwrap());
+                }
+            }
+            all
+        }
+    };
+    let (longer_before, other_before) = (listing(&longer).await, listing(&other).await);
+    assert!(!listing(&job).await.is_empty());
+
+    assert_eq!(checkpoint::clear_job(&job).await.unwrap(), [0, 3]);
+    assert_eq!(listing(&job).await, []);
+    for p in [0, 3] {
+        let restored = checkpoint::restore(&job, p, &dir.path().join(format!("r{p}")), None)
+            .await
+            .unwrap();
+        assert!(
+            restored.manifest.is_none(),
+            "partition {p} has nothing left"
+        );
+    }
+    assert_eq!(checkpoint::next_id(&job, &[0, 3]).await.unwrap(), 1);
+    assert_eq!(listing(&longer).await, longer_before);
+    assert_eq!(listing(&other).await, other_before);
+    // Clearing again (a retried clean-up) is not an error.
+    checkpoint::clear_job(&job).await.unwrap();
+}
+
 macro_rules! on_both_stores {
     ($($name:ident: $body:expr;)*) => {
         mod file {
@@ -322,4 +369,5 @@ on_both_stores! {
     retention_keeps_exactly_what_kept_manifests_reference: retention;
     a_partition_checkpointed_by_one_processor_restores_on_another: another_processor_restores_a_partition;
     an_unreadable_manifest_stops_garbage_collection: unreadable_manifest_stops_garbage_collection;
+    clearing_a_job_deletes_its_checkpoints_only: clear_deletes_one_jobs_checkpoints_only;
 }

@@ -427,6 +427,25 @@ pub async fn clear(store: &Store, partitions: &[u32]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Partitions with anything in the job's store (`p<N>` folders),
+/// whatever the partition count is now.
+pub async fn stored_partitions(store: &Store) -> anyhow::Result<Vec<u32>> {
+    Ok(store
+        .folders()
+        .await?
+        .iter()
+        .filter_map(|name| name.strip_prefix('p')?.parse().ok())
+        .collect())
+}
+
+/// Deletes every checkpoint of the job in any partition; answers the
+/// partitions that had some.
+pub async fn clear_job(store: &Store) -> anyhow::Result<Vec<u32>> {
+    let partitions = stored_partitions(store).await?;
+    clear(store, &partitions).await?;
+    Ok(partitions)
+}
+
 /// The next checkpoint id: one above the newest any partition of the job
 /// has, so ids increase across restarts and processors.
 pub async fn next_id(store: &Store, partitions: &[u32]) -> anyhow::Result<u64> {

@@ -326,6 +326,55 @@ impl Store {
         }
     }
 
+    /// Names of the folders right below the store's root (common prefixes
+    /// on S3), sorted.
+    pub async fn folders(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        match self {
+            Self::File { root } => {
+                let mut entries = match tokio::fs::read_dir(root).await {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(e.into()),
+                };
+                while let Some(entry) = entries.next_entry().await? {
+                    if entry.metadata().await?.is_dir() {
+                        out.push(entry.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            Self::S3 {
+                client,
+                bucket,
+                prefix: root,
+            } => {
+                let full = Self::s3_key(root, "");
+                let mut token = None;
+                loop {
+                    let page = client
+                        .list_objects_v2()
+                        .bucket(bucket)
+                        .prefix(&full)
+                        .delimiter("/")
+                        .set_continuation_token(token.clone())
+                        .send()
+                        .await?;
+                    for p in page.common_prefixes() {
+                        if let Some(name) = p.prefix() {
+                            out.push(name[full.len()..].trim_end_matches('/').to_string());
+                        }
+                    }
+                    token = page.next_continuation_token().map(str::to_string);
+                    if token.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     pub async fn delete(&self, keys: &[String]) -> anyhow::Result<()> {
         match self {
             Self::File { root } => {
