@@ -274,3 +274,134 @@ async fn deletion_keeps_checkpoints_and_releases_the_finalizer() {
     ];
     run(job, ctx, handle, expected, Log::default()).await;
 }
+
+fn clear_job_path() -> String {
+    format!("/apis/batch/v1/namespaces/{NS}/jobs/{JOB}-clear")
+}
+
+/// A clean-up Job as the API server would show it, with `status`.
+fn clear_job(status: Value) -> Reply {
+    Reply::Json(
+        200,
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": format!("{JOB}-clear"), "namespace": NS},
+               "status": status}),
+    )
+}
+
+#[tokio::test]
+async fn deletion_with_delete_on_job_deletion_stops_the_pods_then_clears_with_a_job() {
+    let (ctx, handle) = context(unreachable_pods());
+    let mut job = job(2);
+    job.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-11-21T10:00:00Z".parse().unwrap(),
+    ));
+    job.spec.checkpoints.delete_on_job_deletion = true;
+    job.spec.checkpoints.credentials_secret =
+        Some(serde_json::from_value(json!({"name": "minio"})).unwrap());
+    let [cm, _, _, sts, _] = applied_children(&job, 2);
+    let (cm, sts) = (cm.unwrap(), sts.unwrap());
+    let mut stopping = sts.clone();
+    stopping["metadata"]["deletionTimestamp"] = json!("2026-11-21T10:00:01Z");
+    let log = Log::default();
+
+    // 1. The pods go first, foreground, so the StatefulSet stays until
+    //    they are gone (they checkpoint on their way out).
+    let expected = vec![
+        Expect::new("GET", sts_path(), Reply::Json(200, sts.clone())),
+        Expect::new("DELETE", sts_path(), Reply::Json(200, stopping.clone())).check(|body| {
+            assert_eq!(body["propagationPolicy"], "Foreground", "{body}");
+        }),
+        event("CheckpointCleanupStarted"),
+    ];
+    let (_, handle) = run(job.clone(), ctx.clone(), handle, expected, log.clone()).await;
+
+    // 2. Still terminating: wait, nothing else.
+    let expected = vec![Expect::new("GET", sts_path(), Reply::Json(200, stopping))];
+    let (_, handle) = run(job.clone(), ctx.clone(), handle, expected, log.clone()).await;
+
+    // 3. Gone: the clean-up Job, with the config and only the store's
+    //    credentials.
+    let expected = vec![
+        Expect::new("GET", sts_path(), not_found()),
+        Expect::new("GET", cm_path(), Reply::Json(200, cm.clone())),
+        Expect::new("GET", clear_job_path(), not_found()),
+        Expect::new(
+            "POST",
+            format!("/apis/batch/v1/namespaces/{NS}/jobs"),
+            Reply::Echo,
+        )
+        .check(|body| {
+            assert_eq!(body["metadata"]["name"], "orders-clear");
+            let c = &body["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(c["args"][0], "clear-checkpoints", "{body}");
+            assert_eq!(c["image"], "registry.test/eddy-processor:test");
+            assert_eq!(c["env"][0]["valueFrom"]["secretKeyRef"]["name"], "minio");
+            assert_eq!(body["metadata"]["ownerReferences"][0]["kind"], "StreamJob");
+        }),
+        event("CheckpointCleanupRunning"),
+    ];
+    let (_, handle) = run(job.clone(), ctx.clone(), handle, expected, log.clone()).await;
+
+    // 4. It failed: say why and how to give up, remove it for a retry.
+    let failed = json!({"failed": 4, "conditions": [{"type": "Failed", "status": "True",
+        "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]});
+    let expected = vec![
+        Expect::new("GET", sts_path(), not_found()),
+        Expect::new("GET", cm_path(), Reply::Json(200, cm.clone())),
+        Expect::new("GET", clear_job_path(), clear_job(failed)),
+        event("CheckpointCleanupFailed").check(|body| {
+            let note = body["note"].as_str().unwrap();
+            assert!(note.contains("backoff limit"), "{note}");
+            assert!(note.contains("deleteOnJobDeletion to false"), "{note}");
+            assert_eq!(body["type"], "Warning");
+        }),
+        Expect::new("DELETE", clear_job_path(), clear_job(json!({}))).check(|body| {
+            assert_eq!(body["propagationPolicy"], "Background", "{body}");
+        }),
+    ];
+    let (_, handle) = run(job.clone(), ctx.clone(), handle, expected, log.clone()).await;
+
+    // 5. The retry succeeded: report, then release the finalizer.
+    let expected = vec![
+        Expect::new("GET", sts_path(), not_found()),
+        Expect::new("GET", cm_path(), Reply::Json(200, cm)),
+        Expect::new("GET", clear_job_path(), clear_job(json!({"succeeded": 1}))),
+        event("CheckpointsDeleted").check(|body| {
+            let note = body["note"].as_str().unwrap();
+            assert!(
+                note.contains("deleted the checkpoints under s3://ckpt/jobs/shop/orders"),
+                "{note}"
+            );
+        }),
+        event("Deleted"),
+        Expect::new("PATCH", job_path(), job_answer(&job)).check(|body| {
+            let ops = body.as_array().expect("a JSON patch");
+            assert!(ops.iter().any(|op| op["op"] == "remove"), "{body}");
+        }),
+    ];
+    run(job, ctx, handle, expected, log).await;
+}
+
+#[tokio::test]
+async fn deletion_without_a_config_to_clear_with_says_so_and_releases() {
+    let (ctx, handle) = context(unreachable_pods());
+    let mut job = job(2);
+    job.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-11-21T10:00:00Z".parse().unwrap(),
+    ));
+    job.spec.checkpoints.delete_on_job_deletion = true;
+    let expected = vec![
+        Expect::new("GET", sts_path(), not_found()),
+        Expect::new("GET", cm_path(), not_found()),
+        Expect::new("GET", clear_job_path(), not_found()),
+        event("CheckpointsNotDeleted").check(|body| {
+            assert_eq!(body["type"], "Warning");
+            let note = body["note"].as_str().unwrap();
+            assert!(note.contains("yourself"), "{note}");
+        }),
+        event("Deleted"),
+        Expect::new("PATCH", job_path(), job_answer(&job)),
+    ];
+    run(job, ctx, handle, expected, Log::default()).await;
+}

@@ -6,9 +6,11 @@
 //! (headless and metrics Services), [`statefulset`] (with [`pod`] and
 //! [`secrets`]), [`pdb`]. [`names`] fixes names and labels, [`assignment`]
 //! spreads partitions over pods, [`merge`] applies `spec.podTemplate`, and
-//! [`diff`] decides what a spec change asks of the controller.
+//! [`diff`] decides what a spec change asks of the controller, and
+//! [`cleanup`] deletes a deleted job's checkpoints.
 
 pub mod assignment;
+pub mod cleanup;
 pub mod config;
 pub mod diff;
 pub mod merge;

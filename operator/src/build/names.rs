@@ -44,6 +44,29 @@ pub fn config_map(job: &str) -> String {
     format!("{job}-config")
 }
 
+/// Name of the batch Job that deletes a deleted job's checkpoints (job
+/// names are at most 52 characters, so this fits a label value).
+pub fn cleanup_job(job: &str) -> String {
+    format!("{job}-clear")
+}
+
+/// Labels of the clean-up Job and its pod: [`JOB_LABEL`] and the
+/// instance, but another name, so the job's selector never matches them.
+pub fn cleanup_labels(job: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            NAME_LABEL.to_string(),
+            "eddy-checkpoint-cleanup".to_string(),
+        ),
+        (INSTANCE_LABEL.to_string(), job.to_string()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGER.to_string(),
+        ),
+        (JOB_LABEL.to_string(), job.to_string()),
+    ])
+}
+
 /// Name of the PodDisruptionBudget.
 pub fn pdb(job: &str) -> String {
     job.to_string()

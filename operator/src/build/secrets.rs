@@ -76,19 +76,7 @@ pub(crate) fn volumes(spec: &StreamJobSpec) -> Vec<(Volume, VolumeMount)> {
 /// every Postgres `urlSecret` names the same key (the processor reads one
 /// such variable; with several distinct ones it reads the mounted files).
 pub(crate) fn env(spec: &StreamJobSpec) -> Vec<EnvVar> {
-    let mut env = Vec::new();
-    if let Some(c) = &spec.checkpoints.credentials_secret {
-        env.push(from_secret(
-            "AWS_ACCESS_KEY_ID",
-            &c.name,
-            &c.access_key_id_key,
-        ));
-        env.push(from_secret(
-            "AWS_SECRET_ACCESS_KEY",
-            &c.name,
-            &c.secret_access_key_key,
-        ));
-    }
+    let mut env = store_env(spec);
     let urls: BTreeSet<(&str, &str)> = spec
         .outputs()
         .filter_map(|(_, sink)| sink.postgres.as_ref()?.url_secret.as_ref())
@@ -98,6 +86,17 @@ pub(crate) fn env(spec: &StreamJobSpec) -> Vec<EnvVar> {
         env.push(from_secret(POSTGRES_URL_ENV, name, key));
     }
     env
+}
+
+/// The checkpoint store's credentials, from `credentialsSecret`.
+pub(crate) fn store_env(spec: &StreamJobSpec) -> Vec<EnvVar> {
+    let Some(c) = &spec.checkpoints.credentials_secret else {
+        return Vec::new();
+    };
+    vec![
+        from_secret("AWS_ACCESS_KEY_ID", &c.name, &c.access_key_id_key),
+        from_secret("AWS_SECRET_ACCESS_KEY", &c.name, &c.secret_access_key_key),
+    ]
 }
 
 fn from_secret(var: &str, secret: &str, key: &str) -> EnvVar {

@@ -8,6 +8,7 @@
 //! checkpointed by the same scheduler every `spec.checkpoints.interval`.
 
 pub mod apply;
+mod cleanup;
 pub mod observe;
 pub mod run;
 pub mod status;
@@ -138,6 +139,13 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Action,
     let _measure = ctx.metrics.measure();
     let namespace = job.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let releasing = job.metadata.deletion_timestamp.is_some()
+        && job.finalizers().iter().any(|f| f == FINALIZER);
+    if releasing {
+        if let Some(waiting) = cleanup::progress(&job, &ctx).await? {
+            return Ok(waiting);
+        }
+    }
     finalizer(&api, FINALIZER, job, |event| async {
         match event {
             Finalized::Apply(job) => apply_job(&job, &ctx).await,
@@ -193,31 +201,39 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     if let Ok(mut jobs) = ctx.jobs.lock() {
         jobs.remove(&job.uid().unwrap_or_default());
     }
-    let place = format!(
-        "{}/{}/{}",
-        job.spec.checkpoints.store.trim_end_matches('/'),
-        job.namespace().unwrap_or_default(),
-        job.name_any()
-    );
-    let (type_, note) = if job.spec.checkpoints.delete_on_job_deletion {
-        (
-            EventType::Warning,
-            format!(
-                "StreamJob deleted; spec.checkpoints.deleteOnJobDeletion is not carried out by \
-                 this operator version: delete {place} yourself"
-            ),
-        )
-    } else {
-        (
+    let place = checkpoint_place(job);
+    let (type_, note) = match build::cleanup::wanted(job) {
+        build::cleanup::Wanted::Keep => (
             EventType::Normal,
             format!(
                 "StreamJob deleted; its checkpoints are kept under {place} (a job re-created \
                  with this name resumes from them)"
             ),
-        )
+        ),
+        build::cleanup::Wanted::Delete => (
+            EventType::Normal,
+            format!("StreamJob deleted; the clean-up of {place} is over"),
+        ),
+        build::cleanup::Wanted::OnPodVolumes => (
+            EventType::Normal,
+            format!(
+                "StreamJob deleted; its checkpoints under {place} are on the pods' state \
+                 volumes and go with them (delete the state claims of a PVC-backed job)"
+            ),
+        ),
     };
     publish(ctx, job, type_, "Deleted", "Delete", note).await;
     Ok(Action::await_change())
+}
+
+/// Where the job's checkpoints are: `<store>/<namespace>/<name>`.
+fn checkpoint_place(job: &StreamJob) -> String {
+    format!(
+        "{}/{}/{}",
+        job.spec.checkpoints.store.trim_end_matches('/'),
+        job.namespace().unwrap_or_default(),
+        job.name_any()
+    )
 }
 
 /// Records an Event about `job`; failing to record one never fails the
