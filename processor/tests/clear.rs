@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::{
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
-};
+use std::process::{Command, Output, Stdio};
 
-use common::{create_bucket, BIN};
+use common::{create_bucket, interrupt, wait_for, BIN};
 
 fn with_s3_credentials(c: &mut Command) -> &mut Command {
     let s3 = eddy_testkit::s3();
@@ -28,19 +25,12 @@ fn run_briefly(job: &std::path::Path) -> String {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("bytes uploaded")
-    {
-        assert!(Instant::now() < deadline, "no checkpoint taken");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    wait_for("a checkpoint", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("bytes uploaded")
+    });
+    interrupt(&mut child);
     std::fs::read_to_string(&log).unwrap()
 }
 

@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::process::Command;
 
-use common::{spawn_until, BIN};
+use common::{interrupt, spawn_until, wait_for, BIN};
 use eddy_testkit::otlp::{Collector, ReceivedSpan};
 
 fn job(dir: &std::path::Path) -> std::path::PathBuf {
@@ -47,16 +44,8 @@ fn run_until_checkpointed(job: &std::path::Path, endpoint: &str, spans: impl Fn(
         "running job",
     );
     let before = spans();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while spans() == before {
-        assert!(Instant::now() < deadline, "no checkpoint span exported");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    wait_for("a checkpoint span", || spans() != before);
+    interrupt(&mut child);
 }
 
 fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {

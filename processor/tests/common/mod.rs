@@ -228,3 +228,24 @@ pub fn query(sql: &str) -> Vec<tokio_postgres::Row> {
         client.query(sql, &[]).await.unwrap()
     })
 }
+
+/// Polls `done` every 50 ms for up to 20 s; fails the test naming `what`.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Stops a running processor as Ctrl-C does and checks it exits cleanly.
+pub fn interrupt(child: &mut std::process::Child) {
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
