@@ -411,7 +411,7 @@ impl Pipeline {
     pub async fn checkpoint(
         &mut self,
         id: u64,
-        source: &Source,
+        source: SourcePosition,
         outputs: &mut Outputs,
         local: &Path,
     ) -> anyhow::Result<checkpoint::Pending> {
@@ -424,7 +424,7 @@ impl Pipeline {
         let cut = Cut {
             id,
             job: self.job_path.clone(),
-            source: source.position(),
+            source,
             max_event_times: self.engine.max_event_times(),
             watermark: Some(self.engine.watermark()).filter(|w| *w != i64::MIN),
             sink_lengths: outputs.file_lengths(),
@@ -588,20 +588,18 @@ impl Pipeline {
 
     fn emit(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
         for result in self.fired.drain(..) {
-            let line = record::result_line(&self.plan.id, &result);
+            let w = result.window;
+            let id = record::result_id(&self.plan.id, &result.key, w.start, w.end);
+            let line = record::result_line(&self.plan.id, &id, &result);
             for sink in &mut outputs.results {
                 sink.write_line(&line)
                     .map_err(|e| anyhow::anyhow!("writing to {}: {e}", sink.name()))?;
             }
             for table in &mut outputs.tables {
-                table.push(&self.plan.id, &result);
+                table.push(&self.plan.id, &id, &result);
             }
-            if !outputs.topics.is_empty() {
-                let w = result.window;
-                let id = record::result_id(&self.plan.id, &result.key, w.start, w.end);
-                for topic in &mut outputs.topics {
-                    topic.push(&id, &line);
-                }
+            for topic in &mut outputs.topics {
+                topic.push(&id, &line);
             }
             self.counters.windows_emitted += 1;
         }
@@ -821,6 +819,15 @@ enum Admit {
     Refuse(String),
 }
 
+/// A checkpoint whose upload runs in the background.
+struct InFlight {
+    id: u64,
+    /// The source position of its cut: HTTP events up to it become durable
+    /// when the upload completes.
+    position: SourcePosition,
+    handle: tokio::task::JoinHandle<anyhow::Result<checkpoint::Completed>>,
+}
+
 /// Periodic checkpoints, one in flight at a time, uploaded in the
 /// background while processing goes on.
 struct Checkpoints {
@@ -832,14 +839,9 @@ struct Checkpoints {
     next_id: u64,
     /// When the next periodic checkpoint is due; never without an interval.
     next_at: Option<Instant>,
-    in_flight: Option<(
-        u64,
-        tokio::task::JoinHandle<anyhow::Result<checkpoint::Completed>>,
-    )>,
+    in_flight: Option<InFlight>,
     completed: Vec<checkpoint::Completed>,
     failed: u64,
-    /// Source position of each checkpoint in flight.
-    positions: BTreeMap<u64, SourcePosition>,
     /// HTTP events covered by the newest completed checkpoint.
     durable_http: u64,
 }
@@ -862,7 +864,6 @@ impl Checkpoints {
             in_flight: None,
             completed: Vec::new(),
             failed: 0,
-            positions: BTreeMap::new(),
             durable_http: 0,
         })
     }
@@ -872,7 +873,7 @@ impl Checkpoints {
     }
 
     fn in_flight_id(&self) -> Option<u64> {
-        self.in_flight.as_ref().map(|(id, _)| *id)
+        self.in_flight.as_ref().map(|f| f.id)
     }
 
     /// Whether a checkpoint asked for through the admin API (with an id
@@ -904,10 +905,10 @@ impl Checkpoints {
             return Ok(id);
         }
         let id = self.next_id;
-        self.positions.insert(id, source.position());
+        let position = source.position();
         let span = tracing::info_span!("checkpoint", id, partitions = ?self.partitions);
         let pending = job
-            .checkpoint(id, source, outputs, &self.local)
+            .checkpoint(id, position.clone(), outputs, &self.local)
             .instrument(span.clone())
             .await?;
         self.next_id += 1;
@@ -919,23 +920,31 @@ impl Checkpoints {
             id,
             bytes_uploaded = tracing::field::Empty,
             bytes_total = tracing::field::Empty,
+            error = tracing::field::Empty,
         );
         let handle = tokio::spawn(
             async move {
                 let done = checkpoint::upload(pending, &store, retain).await;
+                // The run loop reports the outcome; the span only carries it.
+                let span = tracing::Span::current();
                 match &done {
                     Ok(done) => {
-                        let span = tracing::Span::current();
                         span.record("bytes_uploaded", done.bytes_uploaded);
                         span.record("bytes_total", done.bytes_total);
                     }
-                    Err(e) => tracing::warn!("checkpoint {id} upload failed: {e:#}"),
+                    Err(e) => {
+                        span.record("error", format!("{e:#}"));
+                    }
                 }
                 done
             }
             .instrument(upload),
         );
-        self.in_flight = Some((id, handle));
+        self.in_flight = Some(InFlight {
+            id,
+            position,
+            handle,
+        });
         self.next_at = self.interval.map(|every| Instant::now() + every);
         Ok(id)
     }
@@ -945,7 +954,7 @@ impl Checkpoints {
         if self
             .in_flight
             .as_ref()
-            .is_some_and(|(_, h)| h.is_finished())
+            .is_some_and(|f| f.handle.is_finished())
         {
             self.wait(out).await;
             return true;
@@ -955,12 +964,12 @@ impl Checkpoints {
 
     /// Waits for the upload in flight.
     async fn wait(&mut self, out: &mut impl FnMut(&str)) {
-        let Some((_, handle)) = self.in_flight.take() else {
+        let Some(flight) = self.in_flight.take() else {
             return;
         };
-        match handle.await {
+        match flight.handle.await {
             Ok(Ok(done)) => {
-                if let Some(SourcePosition::Http { taken }) = self.positions.remove(&done.id) {
+                if let SourcePosition::Http { taken } = flight.position {
                     self.durable_http = self.durable_http.max(taken);
                 }
                 out(&format!(

@@ -77,12 +77,14 @@ fn read_value(path: &Path) -> Result<String, String> {
 pub fn resolve(spec: &mut StreamJobSpec, dir: &Path) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     if let Some(k) = spec.source.kafka.as_mut() {
-        if let Some(name) = k.properties_secret.take() {
-            match read_all(dir, &name) {
-                Ok(values) => k.properties.extend(values),
-                Err(e) => problems.push(format!("spec.source.kafka.propertiesSecret: {e}")),
-            }
-        }
+        let path = "spec.source.kafka.propertiesSecret";
+        fold_properties(
+            &mut k.properties_secret,
+            &mut k.properties,
+            path,
+            dir,
+            &mut problems,
+        );
     }
     let paths: Vec<String> = spec.outputs().map(|(path, _)| path).collect();
     let outputs = spec
@@ -99,14 +101,33 @@ pub fn resolve(spec: &mut StreamJobSpec, dir: &Path) -> Result<(), Vec<String>> 
     }
 }
 
+/// A Kafka `propertiesSecret`'s keys into the client `properties`
+/// (overriding the spec's), the reference dropped once read.
+fn fold_properties(
+    secret: &mut Option<String>,
+    properties: &mut BTreeMap<String, String>,
+    path: &str,
+    dir: &Path,
+    problems: &mut Vec<String>,
+) {
+    if let Some(name) = secret.take() {
+        match read_all(dir, &name) {
+            Ok(values) => properties.extend(values),
+            Err(e) => problems.push(format!("{path}: {e}")),
+        }
+    }
+}
+
 fn resolve_sink(sink: &mut SinkSpec, path: &str, dir: &Path, problems: &mut Vec<String>) {
     if let Some(k) = sink.kafka.as_mut() {
-        if let Some(name) = k.properties_secret.take() {
-            match read_all(dir, &name) {
-                Ok(values) => k.properties.extend(values),
-                Err(e) => problems.push(format!("{path}.kafka.propertiesSecret: {e}")),
-            }
-        }
+        let path = format!("{path}.kafka.propertiesSecret");
+        fold_properties(
+            &mut k.properties_secret,
+            &mut k.properties,
+            &path,
+            dir,
+            problems,
+        );
     }
     if let Some(pg) = sink.postgres.as_mut() {
         if let Some(secret) = &pg.url_secret {

@@ -114,7 +114,7 @@ async fn upload_inner(
     let created_at = jiff::Timestamp::now().to_string();
     let (mut uploaded, mut total) = (0, 0);
     for (&partition, dir) in &pending.dirs {
-        let part = store.child(&format!("p{partition}"));
+        let part = partition_store(store, partition);
         let files = describe(dir).await?;
         let in_store: BTreeSet<String> = part
             .list("files")
@@ -161,7 +161,7 @@ async fn upload_inner(
     // Retention only once every partition's manifest is written: a
     // checkpoint that failed half-way must not prune the older ones.
     for &partition in pending.dirs.keys() {
-        collect_garbage(&store.child(&format!("p{partition}")), retain).await?;
+        collect_garbage(&partition_store(store, partition), retain).await?;
     }
     Ok(Completed {
         id: pending.cut.id,
@@ -215,16 +215,15 @@ pub fn checksum_file(path: &Path) -> anyhow::Result<(u64, String)> {
     Ok((size, format!("{:032x}", hasher.digest128())))
 }
 
+/// The part of a job's store that holds one partition's checkpoints.
+pub fn partition_store(store: &Store, partition: u32) -> Store {
+    store.child(&format!("p{partition}"))
+}
+
 /// Keeps the newest `retain` manifests of a partition and the files they
 /// reference; deletes the rest.
 pub async fn collect_garbage(part: &Store, retain: usize) -> anyhow::Result<()> {
-    let listed = part
-        .list("checkpoints")
-        .await?
-        .iter()
-        .filter(|(k, _)| manifest_id(k).is_some())
-        .count();
-    let manifests = read_manifests(part).await?;
+    let (manifests, listed) = read_listed_manifests(part).await?;
     if manifests.len() != listed {
         // An unreadable manifest may reference files only it uses: keep
         // everything until it can be read (or is deleted by hand).
@@ -249,6 +248,11 @@ pub async fn collect_garbage(part: &Store, retain: usize) -> anyhow::Result<()> 
 /// Every readable manifest of a partition, newest first. Unreadable ones are
 /// skipped with a warning (restore treats them as missing).
 pub async fn read_manifests(part: &Store) -> anyhow::Result<Vec<Manifest>> {
+    Ok(read_listed_manifests(part).await?.0)
+}
+
+/// The readable manifests, newest first, and how many are listed.
+async fn read_listed_manifests(part: &Store) -> anyhow::Result<(Vec<Manifest>, usize)> {
     let mut ids: Vec<u64> = part
         .list("checkpoints")
         .await?
@@ -256,6 +260,7 @@ pub async fn read_manifests(part: &Store) -> anyhow::Result<Vec<Manifest>> {
         .filter_map(|(k, _)| manifest_id(k))
         .collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
+    let listed = ids.len();
     let mut manifests = Vec::new();
     for id in ids {
         match part
@@ -268,7 +273,7 @@ pub async fn read_manifests(part: &Store) -> anyhow::Result<Vec<Manifest>> {
             Err(e) => tracing::warn!("manifest {id} could not be read: {e:#}"),
         }
     }
-    Ok(manifests)
+    Ok((manifests, listed))
 }
 
 /// What a restore of one partition did.
@@ -287,7 +292,7 @@ pub async fn restore(
     target: &Path,
     max_id: Option<u64>,
 ) -> anyhow::Result<Restored> {
-    let part = store.child(&format!("p{partition}"));
+    let part = partition_store(store, partition);
     let in_store: BTreeMap<String, u64> = part.list("files").await?.into_iter().collect();
     let mut rejected = Vec::new();
     for manifest in read_manifests(&part).await? {
@@ -414,7 +419,7 @@ where
 /// or the job was deleted with `deleteOnJobDeletion`).
 pub async fn clear(store: &Store, partitions: &[u32]) -> anyhow::Result<()> {
     for p in partitions {
-        let part = store.child(&format!("p{p}"));
+        let part = partition_store(store, *p);
         let mut keys: Vec<String> = part
             .list("checkpoints")
             .await?
@@ -451,7 +456,7 @@ pub async fn clear_job(store: &Store) -> anyhow::Result<Vec<u32>> {
 pub async fn next_id(store: &Store, partitions: &[u32]) -> anyhow::Result<u64> {
     let mut newest = 0;
     for p in partitions {
-        let part = store.child(&format!("p{p}"));
+        let part = partition_store(store, *p);
         for (key, _) in part.list("checkpoints").await? {
             newest = newest.max(manifest_id(&key).unwrap_or(0));
         }

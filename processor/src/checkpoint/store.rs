@@ -10,6 +10,7 @@ use std::{
 use anyhow::{bail, Context};
 use aws_sdk_s3::{
     config::{BehaviorVersion, Credentials, Region},
+    operation::list_objects_v2::ListObjectsV2Output,
     primitives::ByteStream,
     types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier},
     Client,
@@ -122,11 +123,7 @@ impl Store {
             } => Self::S3 {
                 client: client.clone(),
                 bucket: bucket.clone(),
-                prefix: if prefix.is_empty() {
-                    sub.to_string()
-                } else {
-                    format!("{prefix}/{sub}")
-                },
+                prefix: Self::s3_key(prefix, sub),
             },
         }
     }
@@ -270,12 +267,9 @@ impl Store {
     pub async fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, u64)>> {
         match self {
             Self::File { root } => {
-                let dir = root.join(prefix);
                 let mut out = Vec::new();
-                let mut entries = match tokio::fs::read_dir(&dir).await {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-                    Err(e) => return Err(e.into()),
+                let Some(mut entries) = read_dir(&root.join(prefix)).await? else {
+                    return Ok(out);
                 };
                 while let Some(entry) = entries.next_entry().await? {
                     let name = entry.file_name().to_string_lossy().into_owned();
@@ -301,23 +295,11 @@ impl Store {
                 let full = Self::s3_key(root, prefix);
                 let strip = if root.is_empty() { 0 } else { root.len() + 1 };
                 let mut out = Vec::new();
-                let mut token = None;
-                loop {
-                    let page = client
-                        .list_objects_v2()
-                        .bucket(bucket)
-                        .prefix(&full)
-                        .set_continuation_token(token.clone())
-                        .send()
-                        .await?;
+                for page in list_pages(client, bucket, &full, None).await? {
                     for o in page.contents() {
                         if let Some(key) = o.key() {
                             out.push((key[strip..].to_string(), o.size().unwrap_or(0) as u64));
                         }
-                    }
-                    token = page.next_continuation_token().map(str::to_string);
-                    if token.is_none() {
-                        break;
                     }
                 }
                 out.sort();
@@ -332,10 +314,8 @@ impl Store {
         let mut out = Vec::new();
         match self {
             Self::File { root } => {
-                let mut entries = match tokio::fs::read_dir(root).await {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-                    Err(e) => return Err(e.into()),
+                let Some(mut entries) = read_dir(root).await? else {
+                    return Ok(out);
                 };
                 while let Some(entry) = entries.next_entry().await? {
                     if entry.metadata().await?.is_dir() {
@@ -349,24 +329,11 @@ impl Store {
                 prefix: root,
             } => {
                 let full = Self::s3_key(root, "");
-                let mut token = None;
-                loop {
-                    let page = client
-                        .list_objects_v2()
-                        .bucket(bucket)
-                        .prefix(&full)
-                        .delimiter("/")
-                        .set_continuation_token(token.clone())
-                        .send()
-                        .await?;
+                for page in list_pages(client, bucket, &full, Some("/")).await? {
                     for p in page.common_prefixes() {
                         if let Some(name) = p.prefix() {
                             out.push(name[full.len()..].trim_end_matches('/').to_string());
                         }
-                    }
-                    token = page.next_continuation_token().map(str::to_string);
-                    if token.is_none() {
-                        break;
                     }
                 }
             }
@@ -409,6 +376,42 @@ impl Store {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// A directory's entries, or `None` when it does not exist (an empty
+/// store).
+async fn read_dir(dir: &Path) -> anyhow::Result<Option<tokio::fs::ReadDir>> {
+    match tokio::fs::read_dir(dir).await {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every page of a listing of `prefix` (grouped at `delimiter`, if any).
+async fn list_pages(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> anyhow::Result<Vec<ListObjectsV2Output>> {
+    let mut pages = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
+            .set_continuation_token(token.take())
+            .send()
+            .await?;
+        token = page.next_continuation_token().map(str::to_string);
+        pages.push(page);
+        if token.is_none() {
+            return Ok(pages);
         }
     }
 }

@@ -44,42 +44,103 @@ struct Row {
     is_final: bool,
 }
 
-pub struct PostgresSink {
+/// Rows buffered for a table and written in batches over one connection,
+/// re-established with backoff when lost; shared by the result sink and
+/// the late/invalid record tables.
+pub(crate) struct Batches<R> {
     url: String,
-    table: String,
-    create_table: bool,
+    /// `postgres table <table>`, for messages.
+    name: String,
+    /// Run once on every new connection (`createTable`).
+    ddl: Option<String>,
     client: Option<Client>,
-    pending: Vec<Row>,
+    pending: Vec<R>,
 }
 
-impl PostgresSink {
-    /// A sink for `table`; connects on the first flush.
-    pub fn new(url: String, table: String, create_table: bool) -> Self {
+impl<R> Batches<R> {
+    /// Connects on the first flush.
+    pub(crate) fn new(url: String, table: &str, ddl: Option<String>) -> Self {
         Self {
             url,
-            table,
-            create_table,
+            name: format!("postgres table {table}"),
+            ddl,
             client: None,
             pending: Vec::new(),
         }
     }
 
-    pub fn name(&self) -> String {
-        format!("postgres table {}", self.table)
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn push(&mut self, row: R) {
+        self.pending.push(row);
+    }
+
+    /// Rows waiting to be written.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes every buffered row, [`ROWS_PER_STATEMENT`] at a time, with
+    /// `write`; reconnects (with backoff) when the connection is lost, and
+    /// retries the batch.
+    pub(crate) async fn flush(
+        &mut self,
+        write: impl AsyncFn(&Client, &[R]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(ROWS_PER_STATEMENT);
+            if self.client.as_ref().is_none_or(Client::is_closed) {
+                self.client = Some(connect(&self.url, self.ddl.as_deref(), &self.name).await?);
+            }
+            let client = self.client.as_ref().expect("connected above");
+            match write(client, &self.pending[..n]).await {
+                Ok(()) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if client.is_closed() => {
+                    tracing::warn!("{}: connection lost ({e}); reconnecting", self.name);
+                    self.client = None;
+                }
+                Err(e) => return Err(e).with_context(|| format!("writing to {}", self.name)),
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct PostgresSink {
+    table: String,
+    rows: Batches<Row>,
+}
+
+impl PostgresSink {
+    /// A sink for `table`; connects on the first flush.
+    pub fn new(url: String, table: String, create_table: bool) -> Self {
+        let ddl = create_table.then(|| create_table_sql(&table));
+        Self {
+            rows: Batches::new(url, &table, ddl),
+            table,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.rows.name()
     }
 
     /// Rows waiting to be written.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.rows.pending()
     }
 
-    /// Buffers a result.
-    pub fn push(&mut self, job: &record::JobId, r: &WindowResult) {
+    /// Buffers result `r` under its [`record::result_id`] `id`.
+    pub fn push(&mut self, job: &record::JobId, id: &str, r: &WindowResult) {
         let w = r.window;
         let aggregates: serde_json::Map<String, serde_json::Value> =
             r.aggregates.iter().cloned().collect();
-        self.pending.push(Row {
-            id: record::result_id(job, &r.key, w.start, w.end),
+        self.rows.push(Row {
+            id: id.to_string(),
             job: job.name.clone(),
             partition: r.partition as i32,
             key: r.key.clone(),
@@ -91,32 +152,12 @@ impl PostgresSink {
         });
     }
 
-    /// Writes every buffered row; reconnects (with backoff) when the
-    /// connection is lost, and retries the batch.
+    /// Writes every buffered row (see [`Batches::flush`]).
     pub async fn flush(&mut self) -> anyhow::Result<()> {
-        while !self.pending.is_empty() {
-            let n = self.pending.len().min(ROWS_PER_STATEMENT);
-            if self.client.as_ref().is_none_or(Client::is_closed) {
-                self.client = Some(self.connect().await?);
-            }
-            let client = self.client.as_ref().expect("connected above");
-            match write_batch(client, &self.table, &self.pending[..n]).await {
-                Ok(()) => {
-                    self.pending.drain(..n);
-                }
-                Err(e) if client.is_closed() => {
-                    tracing::warn!("{}: connection lost ({e}); reconnecting", self.name());
-                    self.client = None;
-                }
-                Err(e) => return Err(e).with_context(|| format!("writing to {}", self.name())),
-            }
-        }
-        Ok(())
-    }
-
-    async fn connect(&self) -> anyhow::Result<Client> {
-        let ddl = self.create_table.then(|| create_table_sql(&self.table));
-        connect(&self.url, ddl.as_deref(), &self.name()).await
+        let table = &self.table;
+        self.rows
+            .flush(async |client, rows| write_batch(client, table, rows).await)
+            .await
     }
 }
 
@@ -134,7 +175,7 @@ pub fn url_of(spec: &eddy_api::spec::PostgresSink) -> anyhow::Result<String> {
 }
 
 /// Connects with backoff, running `ddl` (table creation) once connected.
-pub(crate) async fn connect(url: &str, ddl: Option<&str>, name: &str) -> anyhow::Result<Client> {
+async fn connect(url: &str, ddl: Option<&str>, name: &str) -> anyhow::Result<Client> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {

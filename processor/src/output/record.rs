@@ -45,14 +45,16 @@ pub fn result_id(job: &JobId, key: &str, start_ms: i64, end_ms: i64) -> String {
 }
 
 /// One result as a JSON line (without the newline). Field order is fixed.
-pub fn result_line(job: &JobId, r: &WindowResult) -> Vec<u8> {
-    let record = ResultRecord { job, result: r };
+pub fn result_line(job: &JobId, id: &str, r: &WindowResult) -> Vec<u8> {
+    let record = ResultRecord { job, id, result: r };
     // Serializing plain data into a Vec cannot fail.
     serde_json::to_vec(&record).unwrap_or_default()
 }
 
 struct ResultRecord<'a> {
     job: &'a JobId,
+    /// [`result_id`] of the result.
+    id: &'a str,
     result: &'a WindowResult,
 }
 
@@ -61,7 +63,7 @@ impl Serialize for ResultRecord<'_> {
         let r = self.result;
         let w = r.window;
         let mut m = s.serialize_map(Some(9))?;
-        m.serialize_entry("id", &result_id(self.job, &r.key, w.start, w.end))?;
+        m.serialize_entry("id", self.id)?;
         m.serialize_entry("job", &self.job.name)?;
         m.serialize_entry("partition", &r.partition)?;
         m.serialize_entry("key", &r.key)?;
@@ -150,13 +152,13 @@ mod tests {
             revision: 1,
             is_final: true,
         };
-        let line = String::from_utf8(result_line(&job("", "shop"), &r)).unwrap();
         let id = result_id(
             &job("", "shop"),
             "key-7",
             1_767_225_600_000,
             1_767_225_610_000,
         );
+        let line = String::from_utf8(result_line(&job("", "shop"), &id, &r)).unwrap();
         assert_eq!(
             line,
             format!(

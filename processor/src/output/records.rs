@@ -18,23 +18,21 @@
 use std::io;
 
 use eddy_api::spec::SinkSpec;
-use tokio_postgres::{types::ToSql, Client};
+use tokio_postgres::types::ToSql;
 
 use super::{kafka::KafkaSink, postgres, sink::LineSink};
 
 pub enum RecordSink {
     Lines(LineSink),
     Topic(KafkaSink),
-    Table(RecordTable),
+    Table(Box<RecordTable>),
 }
 
 pub struct RecordTable {
-    url: String,
     table: String,
-    create_table: bool,
     kind: &'static str,
-    client: Option<Client>,
-    pending: Vec<(String, String)>,
+    /// (record id, JSON line).
+    rows: postgres::Batches<(String, String)>,
 }
 
 /// The id of a late or invalid record.
@@ -55,14 +53,18 @@ impl RecordSink {
             )?));
         }
         if let Some(pg) = &spec.postgres {
-            return Ok(Self::Table(RecordTable {
-                url: postgres::url_of(pg)?,
+            let ddl = pg.create_table.then(|| {
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, kind text NOT NULL, \
+                     record jsonb NOT NULL, written_at timestamptz NOT NULL DEFAULT now())",
+                    pg.table
+                )
+            });
+            return Ok(Self::Table(Box::new(RecordTable {
                 table: pg.table.clone(),
-                create_table: pg.create_table,
                 kind,
-                client: None,
-                pending: Vec::new(),
-            }));
+                rows: postgres::Batches::new(postgres::url_of(pg)?, &pg.table, ddl),
+            })));
         }
         Ok(Self::Lines(LineSink::open_at(spec, file_length)?))
     }
@@ -71,7 +73,7 @@ impl RecordSink {
         match self {
             Self::Lines(l) => l.name().to_string(),
             Self::Topic(t) => t.name(),
-            Self::Table(t) => format!("postgres table {}", t.table),
+            Self::Table(t) => t.rows.name().to_string(),
         }
     }
 
@@ -83,7 +85,7 @@ impl RecordSink {
                 Ok(())
             }
             Self::Table(t) => {
-                t.pending
+                t.rows
                     .push((id.to_string(), String::from_utf8_lossy(line).into_owned()));
                 Ok(())
             }
@@ -115,45 +117,30 @@ impl RecordSink {
 }
 
 impl RecordTable {
+    /// Writes the buffered records; a record already there (a replay) is
+    /// left as it is.
     async fn flush(&mut self) -> anyhow::Result<()> {
-        while !self.pending.is_empty() {
-            if self.client.as_ref().is_none_or(Client::is_closed) {
-                let ddl = self.create_table.then(|| {
-                    format!(
-                        "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, kind text NOT NULL, \
-                         record jsonb NOT NULL, written_at timestamptz NOT NULL DEFAULT now())",
-                        self.table
-                    )
-                });
-                let name = format!("postgres table {}", self.table);
-                self.client = Some(postgres::connect(&self.url, ddl.as_deref(), &name).await?);
-            }
-            let client = self.client.as_ref().expect("connected above");
-            let n = self.pending.len().min(500);
-            let mut values = Vec::new();
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-            for (i, (id, record)) in self.pending[..n].iter().enumerate() {
-                values.push(format!(
-                    "(${}, ${}, ${}::text::jsonb)",
-                    i * 3 + 1,
-                    i * 3 + 2,
-                    i * 3 + 3
-                ));
-                params.extend([id as &(dyn ToSql + Sync), &self.kind, record]);
-            }
-            let sql = format!(
-                "INSERT INTO {} (id, kind, record) VALUES {} ON CONFLICT (id) DO NOTHING",
-                self.table,
-                values.join(", ")
-            );
-            match client.execute(sql.as_str(), &params).await {
-                Ok(_) => {
-                    self.pending.drain(..n);
+        let (table, kind) = (&self.table, self.kind);
+        self.rows
+            .flush(async |client, rows| {
+                let mut values = Vec::with_capacity(rows.len());
+                let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * 3);
+                for (i, (id, record)) in rows.iter().enumerate() {
+                    values.push(format!(
+                        "(${}, ${}, ${}::text::jsonb)",
+                        i * 3 + 1,
+                        i * 3 + 2,
+                        i * 3 + 3
+                    ));
+                    params.extend([id as &(dyn ToSql + Sync), &kind, record]);
                 }
-                Err(_) if client.is_closed() => self.client = None,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+                let sql = format!(
+                    "INSERT INTO {table} (id, kind, record) VALUES {} ON CONFLICT (id) DO NOTHING",
+                    values.join(", ")
+                );
+                client.execute(sql.as_str(), &params).await?;
+                Ok(())
+            })
+            .await
     }
 }

@@ -19,9 +19,9 @@ pub struct LineSink {
 
 impl LineSink {
     /// Opens the sink a spec names, a file sink cut to `file_length` bytes
-    /// (what a restored checkpoint had written; 0 for a fresh start). Kafka
-    /// and PostgreSQL are not written by this version (the job plan rejects
-    /// them before we get here).
+    /// (what a restored checkpoint had written; 0 for a fresh start). Only
+    /// line sinks (stdout, stderr, files): Kafka and PostgreSQL sinks are
+    /// `output::kafka` and `output::postgres`.
     pub fn open_at(spec: &SinkSpec, file_length: u64) -> io::Result<Self> {
         if let Some(f) = &spec.file {
             let file = OpenOptions::new()
