@@ -2,9 +2,9 @@
 //!
 //! - `eddy-operator run`: the controller. Run ONE replica: there is no
 //!   leader election, and two operators would both schedule checkpoints
-//!   (the chart's Deployment has `replicas: 1` and the `Recreate` strategy).
+//!   (deploy it with `replicas: 1` and the `Recreate` strategy).
 //! - `eddy-operator crd`: prints the StreamJob CustomResourceDefinition,
-//!   which is how `crds/streamjob.yaml` and the Helm chart's copy are made.
+//!   which is how `crds/streamjob.yaml` is made.
 
 use std::process::ExitCode;
 

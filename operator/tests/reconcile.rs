@@ -405,3 +405,29 @@ async fn deletion_without_a_config_to_clear_with_says_so_and_releases() {
     ];
     run(job, ctx, handle, expected, Log::default()).await;
 }
+
+/// Resuming and moving the state to a volume claim in the same edit: the
+/// StatefulSet cannot take new claim templates in place, so it is deleted
+/// first (and created on the next pass), not patched into a 422.
+#[tokio::test]
+async fn a_resume_that_changes_the_claims_recreates_the_stateful_set() {
+    let (ctx, handle) = context(unreachable_pods());
+    let mut old = job(2);
+    old.spec.suspend = true;
+    let observed = applied_children(&old, 0);
+    let mut job = job(2);
+    job.metadata.generation = Some(2);
+    job.spec.state.storage.kind = eddy_api::spec::StorageKind::PersistentVolumeClaim;
+    job.status = Some(eddy_api::spec::StreamJobStatus {
+        last_reconciled_spec: Some(serde_json::to_string(&old.spec).unwrap()),
+        assignment: spread(4, 2),
+        ..Default::default()
+    });
+    let mut expected = fetches(observed);
+    expected.push(
+        Expect::new("DELETE", sts_path(), Reply::Json(200, json!({}))).check(|body| {
+            assert_eq!(body["propagationPolicy"], "Background", "{body}");
+        }),
+    );
+    run(job, ctx, handle, expected, Log::default()).await;
+}

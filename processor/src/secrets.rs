@@ -86,13 +86,8 @@ pub fn resolve(spec: &mut StreamJobSpec, dir: &Path) -> Result<(), Vec<String>> 
             &mut problems,
         );
     }
-    let paths: Vec<String> = spec.outputs().map(|(path, _)| path).collect();
-    let outputs = spec
-        .sinks
-        .iter_mut()
-        .chain([&mut spec.late_output, &mut spec.invalid_output]);
-    for (path, sink) in paths.iter().zip(outputs) {
-        resolve_sink(sink, path, dir, &mut problems);
+    for (path, sink) in spec.outputs_mut() {
+        resolve_sink(sink, &path, dir, &mut problems);
     }
     if problems.is_empty() {
         Ok(())

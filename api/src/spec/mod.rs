@@ -180,12 +180,28 @@ impl StreamJobSpec {
         self.sinks
             .iter()
             .enumerate()
-            .map(|(i, s)| (format!("spec.sinks[{i}]"), s))
+            .map(|(i, s)| (output_path(i), s))
             .chain([
                 ("spec.lateOutput".to_string(), &self.late_output),
                 ("spec.invalidOutput".to_string(), &self.invalid_output),
             ])
     }
+
+    /// [`Self::outputs`], to change them.
+    pub fn outputs_mut(&mut self) -> impl Iterator<Item = (String, &mut SinkSpec)> {
+        self.sinks
+            .iter_mut()
+            .enumerate()
+            .map(|(i, s)| (output_path(i), s))
+            .chain([
+                ("spec.lateOutput".to_string(), &mut self.late_output),
+                ("spec.invalidOutput".to_string(), &mut self.invalid_output),
+            ])
+    }
+}
+
+fn output_path(sink: usize) -> String {
+    format!("spec.sinks[{sink}]")
 }
 
 /// A key in a Secret.

@@ -13,7 +13,7 @@ use eddy_api::StreamJob;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     batch::v1::{Job, JobSpec},
-    core::v1::{ConfigMapVolumeSource, Container, PodSpec, PodTemplateSpec, Volume},
+    core::v1::{Container, PodSpec, PodTemplateSpec},
 };
 use kube::api::ObjectMeta;
 
@@ -114,20 +114,8 @@ pub fn clear_job(job: &StreamJob, ctx: &Context) -> Result<Job, BuildError> {
     meta.labels = Some(labels.clone());
     let container = Container {
         name: "clear-checkpoints".into(),
-        image: Some(
-            job.spec
-                .image
-                .clone()
-                .unwrap_or_else(|| ctx.default_image.clone()),
-        ),
-        args: Some(
-            [
-                "clear-checkpoints",
-                &format!("{}/job.yaml", pod::CONFIG_DIR),
-            ]
-            .map(String::from)
-            .to_vec(),
-        ),
+        image: Some(pod::image(job, ctx)),
+        args: Some(vec!["clear-checkpoints".into(), pod::job_file()]),
         env: Some(secrets::store_env(&job.spec)),
         security_context: Some(pod::container_security()),
         volume_mounts: Some(vec![pod::mount("config", pod::CONFIG_DIR, true)]),
@@ -146,14 +134,7 @@ pub fn clear_job(job: &StreamJob, ctx: &Context) -> Result<Job, BuildError> {
                 spec: Some(PodSpec {
                     containers: vec![container],
                     restart_policy: Some("Never".into()),
-                    volumes: Some(vec![Volume {
-                        name: "config".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: names::config_map(&owner.name),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(vec![pod::config_volume(&owner.name)]),
                     security_context: Some(pod::pod_security()),
                     automount_service_account_token: Some(false),
                     ..PodSpec::default()

@@ -51,16 +51,8 @@ pub(crate) fn template(
     state: Option<Volume>,
 ) -> Result<PodTemplateSpec, BuildError> {
     let spec = &job.spec;
-    let config = names::config_map(&owner.name);
     let mut volumes = vec![
-        Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: config,
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
+        config_volume(&owner.name),
         Volume {
             name: "tmp".into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -83,11 +75,7 @@ pub(crate) fn template(
     };
     let container = Container {
         name: CONTAINER.into(),
-        image: Some(
-            spec.image
-                .clone()
-                .unwrap_or_else(|| ctx.default_image.clone()),
-        ),
+        image: Some(image(job, ctx)),
         args: Some(args()),
         working_dir: Some(STATE_MOUNT.into()),
         env: Some(env(job)),
@@ -126,21 +114,44 @@ pub(crate) fn template(
     })
 }
 
+/// The `config` volume: the job's ConfigMap, mounted at [`CONFIG_DIR`].
+pub(crate) fn config_volume(job: &str) -> Volume {
+    Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names::config_map(job),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The processor image: the job's own, else the operator's default.
+pub(crate) fn image(job: &StreamJob, ctx: &Context) -> String {
+    job.spec
+        .image
+        .clone()
+        .unwrap_or_else(|| ctx.default_image.clone())
+}
+
+/// Where the rendered job is inside the pod.
+pub fn job_file() -> String {
+    format!("{CONFIG_DIR}/{}", super::config::JOB_KEY)
+}
+
 /// The processor's command line.
 pub fn args() -> Vec<String> {
-    [
-        "run",
-        "/etc/eddy/config/job.yaml",
-        "--assignment",
-        "/etc/eddy/config/assignment.yaml",
-        "--state-dir",
-        STATE_DIR,
-        "--admin-addr",
-        "0.0.0.0:9090",
-        "--external-checkpoints",
+    vec![
+        "run".into(),
+        job_file(),
+        "--assignment".into(),
+        format!("{CONFIG_DIR}/{}", super::config::ASSIGNMENT_KEY),
+        "--state-dir".into(),
+        STATE_DIR.into(),
+        "--admin-addr".into(),
+        format!("0.0.0.0:{ADMIN_PORT}"),
+        "--external-checkpoints".into(),
     ]
-    .map(String::from)
-    .to_vec()
 }
 
 fn env(job: &StreamJob) -> Vec<EnvVar> {

@@ -22,6 +22,15 @@ use kube::api::ObjectMeta;
 
 use super::{merge, names, pod, BuildError, Context, Owner};
 
+/// Pods the StatefulSet runs: none while suspended.
+pub fn replicas(spec: &eddy_api::spec::StreamJobSpec) -> u32 {
+    if spec.suspend {
+        0
+    } else {
+        spec.parallelism
+    }
+}
+
 /// The StatefulSet `<job>`; `config_hash` goes on the pod template.
 pub(crate) fn stateful_set(
     job: &StreamJob,
@@ -70,7 +79,7 @@ pub(crate) fn stateful_set(
         Some(over) => overridden(built, over, &owner.name, config_hash)?,
         None => built,
     };
-    let replicas = if spec.suspend { 0 } else { spec.parallelism };
+    let replicas = replicas(spec);
     Ok(StatefulSet {
         metadata: owner.meta(names::stateful_set(&owner.name)),
         spec: StatefulSetSpec {
@@ -129,7 +138,8 @@ fn overridden(
         .any(|c| c.name == pod::CONTAINER);
     if !has_processor {
         return Err(bad(format!(
-            "it removes the {:?} container; change that container by merging one of              the same name",
+            "it removes the {:?} container; change that container by merging one of \
+             the same name",
             pod::CONTAINER
         )));
     }

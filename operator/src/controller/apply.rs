@@ -77,7 +77,7 @@ pub async fn apply_changed(
     )
     .await?
     {
-        applied.push("Service");
+        applied.push("headless Service");
     }
     if one(
         client,
@@ -87,7 +87,7 @@ pub async fn apply_changed(
     )
     .await?
     {
-        applied.push("Service");
+        applied.push("metrics Service");
     }
     if one(client, namespace, &mut desired.pdb, observed.pdb.as_ref()).await? {
         applied.push("PodDisruptionBudget");

@@ -65,6 +65,10 @@ pub fn cluster_pod_url() -> PodUrl {
 pub struct JobMemory {
     pub checkpoints: JobCheckpoints,
     pub transition: Option<Transition>,
+    /// The generation for which the StatefulSet was deleted to change its
+    /// volume claim templates (so it is deleted once, not again after the
+    /// re-creation).
+    pub recreated_for: Option<i64>,
 }
 
 /// Shared by every reconcile.
@@ -210,10 +214,7 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
                  with this name resumes from them)"
             ),
         ),
-        build::cleanup::Wanted::Delete => (
-            EventType::Normal,
-            format!("StreamJob deleted; the clean-up of {place} is over"),
-        ),
+        build::cleanup::Wanted::Delete => (EventType::Normal, "StreamJob deleted".to_string()),
         build::cleanup::Wanted::OnPodVolumes => (
             EventType::Normal,
             format!(
@@ -269,7 +270,7 @@ async fn patch_status(
     }
     let api: Api<StreamJob> =
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    let patch = serde_json::json!({ "status": status });
+    let patch = serde_json::json!({ "status": status_patch(job.status.as_ref(), &status) });
     api.patch_status(
         &job.name_any(),
         &PatchParams::default(),
@@ -279,11 +280,50 @@ async fn patch_status(
     Ok(())
 }
 
+/// The merge patch from `old` to `new`: `new`, plus a `null` for every
+/// field `old` has and `new` no longer does (a merge patch keeps what it
+/// does not mention, so an unset lag would otherwise stay forever).
+fn status_patch(
+    old: Option<&eddy_api::spec::StreamJobStatus>,
+    new: &eddy_api::spec::StreamJobStatus,
+) -> serde_json::Value {
+    let mut patch = serde_json::to_value(new).unwrap_or_default();
+    let old = old.and_then(|o| serde_json::to_value(o).ok());
+    if let (Some(serde_json::Value::Object(old)), Some(fields)) = (old, patch.as_object_mut()) {
+        for key in old.keys() {
+            fields.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    patch
+}
+
 /// The phase a change in progress shows.
 fn phase_of(change: Change) -> Phase {
     match change {
         Change::Scale => Phase::Rescaling,
         Change::Suspend => Phase::Checkpointing,
         _ => Phase::Upgrading,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eddy_api::spec::StreamJobStatus;
+
+    #[test]
+    fn a_field_the_new_status_drops_is_cleared() {
+        let old = StreamJobStatus {
+            checkpoint_lag_seconds: Some(42),
+            ..StreamJobStatus::default()
+        };
+        let new = StreamJobStatus::default();
+        let patch = super::status_patch(Some(&old), &new);
+        assert_eq!(patch["checkpointLagSeconds"], serde_json::Value::Null);
+        assert!(patch
+            .as_object()
+            .unwrap()
+            .contains_key("checkpointLagSeconds"));
+        let fresh = super::status_patch(None, &old);
+        assert_eq!(fresh["checkpointLagSeconds"], 42);
     }
 }

@@ -36,8 +36,6 @@ pub struct Transition {
     pub final_id: Option<u64>,
     /// The final checkpoint completed, failed or was not possible: apply.
     pub checkpointed: bool,
-    /// The StatefulSet was deleted for a change it cannot take in place.
-    pub recreated: bool,
 }
 
 /// How soon to look again while a change is in progress.
@@ -101,6 +99,7 @@ async fn reconcile_valid(
 
     // A change that moves state: final checkpoint first, while pods run.
     let moves_state = matches!(change, Change::Scale | Change::Upgrade | Change::Suspend);
+    let mut transition = None;
     if moves_state {
         let t = match memory.transition.take() {
             Some(t) if t.generation == generation && t.change == change => t,
@@ -121,7 +120,6 @@ async fn reconcile_valid(
                     started: now,
                     final_id: None,
                     checkpointed: observed.ready_pods() == 0,
-                    recreated: false,
                 }
             }
         };
@@ -132,28 +130,29 @@ async fn reconcile_valid(
             patch_status(ctx, job, status::compute(job, facts)).await?;
             return Ok(Action::requeue(STEP));
         }
-        if change == Change::Upgrade
-            && !t.recreated
-            && observed.stateful_set.is_some()
-            && last
-                .as_ref()
-                .is_some_and(|old| diff::needs_recreate(old, &job.spec))
-        {
-            apply::delete_stateful_set(&ctx.client, &namespace, &name).await?;
-            memory.transition = Some(Transition {
-                recreated: true,
-                ..t
-            });
-            return Ok(Action::requeue(STEP));
-        }
+        transition = Some(t);
+    }
+
+    // Volume claim templates cannot change in place, whatever rung of the
+    // ladder carries the change (an upgrade, or a suspend or resume made in
+    // the same edit): delete the StatefulSet once per generation, and apply
+    // on the next pass.
+    let applies = !matches!(change, Change::None | Change::Ignore);
+    if applies
+        && memory.recreated_for != Some(generation)
+        && observed.stateful_set.is_some()
+        && last
+            .as_ref()
+            .is_some_and(|old| diff::needs_recreate(old, &job.spec))
+    {
+        apply::delete_stateful_set(&ctx.client, &namespace, &name).await?;
+        memory.recreated_for = Some(generation);
+        memory.transition = transition;
+        return Ok(Action::requeue(STEP));
     }
 
     // Apply: the children of the current spec.
-    let replicas = if job.spec.suspend {
-        0
-    } else {
-        job.spec.parallelism
-    };
+    let replicas = build::statefulset::replicas(&job.spec);
     let assignment = keep_or_spread(
         &previous.assignment,
         job.spec.partitions,
@@ -283,6 +282,9 @@ async fn final_checkpoint(
         })
     }) {
         ctx.metrics.checkpoints_failed.inc();
+        // Given up: a round still open would hold back the periodic ones
+        // until it times out, and count as failed a second time.
+        memory.checkpoints.round = None;
         publish(
             ctx,
             job,

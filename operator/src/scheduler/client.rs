@@ -104,13 +104,6 @@ impl AdminClient {
         })
     }
 
-    /// `POST {base}/resume`.
-    pub async fn resume(&self, base: &str) -> Result<(), CallError> {
-        self.call("POST", &format!("{base}/resume"), String::new())
-            .await
-            .map(drop)
-    }
-
     async fn call(&self, method: &str, url: &str, body: String) -> Result<String, CallError> {
         let transport = |e: &dyn std::fmt::Display| CallError::Transport {
             url: url.to_string(),

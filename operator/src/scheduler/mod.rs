@@ -238,16 +238,6 @@ impl Scheduler {
         }
         outcome
     }
-
-    /// Asks every pod to resume consuming after a final checkpoint (an
-    /// upgrade that was abandoned); unreachable pods are skipped.
-    pub async fn resume_all(&self, pods: &[String]) {
-        for p in pods {
-            if let Err(e) = self.client.resume(p).await {
-                tracing::warn!("resuming {p}: {e}");
-            }
-        }
-    }
 }
 
 #[cfg(test)]
