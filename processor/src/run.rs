@@ -304,6 +304,10 @@ pub async fn run(
                             }
                         }?;
                         paused |= is_final;
+                        if is_final {
+                            // Not ready from the moment the 202 goes out.
+                            a.status.send_modify(|s| s.paused = true);
+                        }
                         let _ = reply.send(Ok(answer));
                     }
                     Command::Resume => paused = false,

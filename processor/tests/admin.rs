@@ -3,26 +3,15 @@
 
 mod common;
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{process::Command, time::Duration};
 
-use common::{http, spawn_until, BIN};
+use common::{http, interrupt, spawn_until, wait_for, BIN};
 use serde_json::Value;
 
 fn list(addr: &str) -> Value {
     let (status, body) = http(addr, "GET", "/checkpoints", "");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -94,11 +83,7 @@ spec:
     wait_for("results after resuming", || size() > paused_size);
     assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
 
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    interrupt(&mut child);
 }
 
 /// Run the way the operator runs a pod: partitions from the assignment by
@@ -187,11 +172,7 @@ spec:
         assert!(manifest.exists(), "{}", manifest.display());
     }
 
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    interrupt(&mut child);
 }
 
 #[test]

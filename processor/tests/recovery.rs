@@ -58,8 +58,11 @@ fn job(store: &str, dir_store: bool) -> Job {
     } else {
         store.to_string()
     };
+    let default_checkpoints =
+        format!("checkpoints: {{store: 'file://{d}/checkpoints', interval: 200ms}}");
+    assert!(yaml.contains(&default_checkpoints), "{yaml}");
     let yaml = yaml.replace(
-        &format!("checkpoints: {{store: 'file://{d}/checkpoints', interval: 200ms}}"),
+        &default_checkpoints,
         &format!(
             "checkpoints: {{store: '{store}', interval: 50ms, retain: 2, endpoint: '{}'}}",
             std::env::var("EDDY_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://unused".into())
@@ -207,8 +210,10 @@ fn sigkill_and_restart_leave_exactly_the_uninterrupted_rows_in_postgres() {
         let path = job.path("job.yaml");
         let yaml = std::fs::read_to_string(&path).unwrap();
         let d = job.dir.path().display().to_string();
+        let file_sink = format!("  sinks: [{{file: {{path: {d}/results.jsonl}}}}]");
+        assert!(yaml.contains(&file_sink), "{yaml}");
         let yaml = yaml.replace(
-            &format!("  sinks: [{{file: {{path: {d}/results.jsonl}}}}]"),
+            &file_sink,
             &format!("  sinks: [{{postgres: {{url: '{url}', table: {name}, createTable: true}}}}]"),
         );
         std::fs::write(&path, yaml).unwrap();

@@ -1,6 +1,8 @@
 //! `eddy-processor run` end to end: the binary on StreamJob files, checked
 //! against results worked out by hand.
 
+mod common;
+
 use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader},
@@ -9,9 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::{read_lines, stderr, BIN};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_eddy-processor");
 
 /// A job file in a fresh directory, with its result, late and invalid
 /// outputs as files in that directory.
@@ -64,24 +65,11 @@ impl Job {
     }
 }
 
-fn read_lines(path: &Path) -> Vec<Value> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
-
 fn stdout_lines(out: &Output) -> Vec<Value> {
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 const ONE_KEY: &str = "  source:

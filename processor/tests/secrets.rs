@@ -8,10 +8,8 @@ mod common;
 
 use std::{process::Command, time::Duration};
 
-use common::{query, BIN};
+use common::{create_topics, query, BIN};
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     config::ClientConfig,
     consumer::{BaseConsumer, Consumer},
     producer::{BaseProducer, BaseRecord, Producer},
@@ -20,24 +18,7 @@ use rdkafka::{
 const MESSAGES: i64 = 600;
 
 fn topic_with_messages(brokers: &str, topic: &str, output: &str) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let topics = [
-        NewTopic::new(topic, 2, TopicReplication::Fixed(1)),
-        NewTopic::new(output, 1, TopicReplication::Fixed(1)),
-    ];
-    for r in rt
-        .block_on(admin.create_topics(
-            &topics,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))
-        .unwrap()
-    {
-        r.unwrap();
-    }
+    create_topics(brokers, &[(topic, 2), (output, 1)]);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()

@@ -249,3 +249,37 @@ pub fn interrupt(child: &mut std::process::Child) {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Creates Kafka topics on the broker started by `scripts/test-servers`.
+pub fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
+    use rdkafka::{
+        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+        client::DefaultClientContext,
+        config::ClientConfig,
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let topics: Vec<NewTopic> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10)));
+    let created = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(admin.create_topics(&topics, &options))
+        .unwrap();
+    for r in created {
+        r.unwrap();
+    }
+}
+
+/// Gives a processor the S3 test server's credentials, as the operator
+/// does from `credentialsSecret`.
+pub fn with_s3_credentials(command: &mut Command) -> &mut Command {
+    let s3 = eddy_testkit::s3();
+    command
+        .env("AWS_ACCESS_KEY_ID", s3.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+}
