@@ -91,10 +91,16 @@ impl Outputs {
         })
     }
 
+    /// The sinks that take JSON lines: results, then late and invalid
+    /// records when they go to lines.
+    fn line_sinks(&mut self) -> impl Iterator<Item = &mut LineSink> {
+        let records = [self.late.lines(), self.invalid.lines()];
+        self.results.iter_mut().chain(records.into_iter().flatten())
+    }
+
     /// Flushes every line sink and syncs files to disk.
     fn sync_files(&mut self) -> anyhow::Result<()> {
-        let records = [self.late.lines(), self.invalid.lines()];
-        for sink in self.results.iter_mut().chain(records.into_iter().flatten()) {
+        for sink in self.line_sinks() {
             sink.sync()
                 .map_err(|e| anyhow::anyhow!("syncing {}: {e}", sink.name()))?;
         }
@@ -134,8 +140,7 @@ impl Outputs {
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        let records = [self.late.lines(), self.invalid.lines()];
-        for sink in self.results.iter_mut().chain(records.into_iter().flatten()) {
+        for sink in self.line_sinks() {
             sink.flush()
                 .map_err(|e| anyhow::anyhow!("flushing {}: {e}", sink.name()))?;
         }
