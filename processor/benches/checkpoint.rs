@@ -161,7 +161,7 @@ async fn take(
         sink_lengths: Default::default(),
     };
     let pending = checkpoint::snapshot(state, cut, local)?;
-    checkpoint::upload(pending, store, 3).await
+    checkpoint::upload(pending, store, 3, None).await
 }
 
 fn ms(d: Duration) -> String {

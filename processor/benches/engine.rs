@@ -107,6 +107,7 @@ spec:
         topics: Vec::new(),
         late: RecordSink::Lines(LineSink::to_writer("discard", Box::new(io::sink()))),
         invalid: RecordSink::Lines(LineSink::to_writer("discard", Box::new(io::sink()))),
+        transaction: None,
     };
     let mut max_state = 0;
     let mut next_sample = count / 10;

@@ -12,7 +12,10 @@ use eddy_api::{
 use crate::{
     engine::{aggregate::Aggregate, skew::SkewGuard, window::Assigner, EngineConfig, WindowKind},
     event::Extractor,
-    output::record::JobId,
+    output::{
+        record::JobId,
+        transaction::{txn_plan, TxnPlan},
+    },
     source::{file::FileConfig, generator::GeneratorConfig, http::HttpConfig, kafka::KafkaConfig},
 };
 
@@ -75,6 +78,8 @@ pub struct JobPlan {
     pub late_output: SinkSpec,
     pub invalid_output: SinkSpec,
     pub checkpoints: CheckpointPlan,
+    /// How transactional Kafka outputs commit, if there are any.
+    pub transaction: Option<TxnPlan>,
 }
 
 /// Why a job cannot run here.
@@ -131,13 +136,6 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
     };
     for (path, sink) in spec.outputs() {
         if let Some(k) = &sink.kafka {
-            if k.transactional {
-                refuse(
-                    &mut unsupported,
-                    &format!("{path}.kafka.transactional"),
-                    "transactional Kafka output (results are exactly once through idempotent writes keyed by result id)",
-                );
-            }
             if k.properties_secret.is_some() {
                 unresolved(&mut unsupported, &format!("{path}.kafka.propertiesSecret"));
             }
@@ -157,6 +155,13 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             spec.partitions
         ));
     }
+    let checkpoints = checkpoint_plan(job)?;
+    let interval_ms = checkpoints.interval.map_or(0, |i| i.as_millis() as u64);
+    let transaction =
+        txn_plan(&job_id(job), spec, &owned, interval_ms).unwrap_or_else(|problems| {
+            unsupported.extend(problems);
+            None
+        });
     if !unsupported.is_empty() {
         return Err(PlanError::Unsupported(unsupported));
     }
@@ -213,11 +218,10 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             "spec.source: no source set".into()
         ]));
     };
-    let id = job_id(job);
-    let checkpoints = checkpoint_plan(job)?;
     Ok(JobPlan {
-        id,
+        id: job_id(job),
         checkpoints,
+        transaction,
         engine: EngineConfig {
             partitions: owned,
             windows: windows(job)?,

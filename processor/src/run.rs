@@ -5,6 +5,7 @@
 use std::{
     collections::BTreeMap,
     path::Path,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -18,11 +19,12 @@ use crate::{
     engine::{partition_of, Engine, Outcome, WindowResult},
     job::{JobPlan, SourcePlan},
     output::{
-        kafka::KafkaSink,
+        kafka::{self, KafkaSink, Shared},
         postgres::{self, PostgresSink},
         record,
         records::{record_id, RecordSink},
         sink::LineSink,
+        transaction::{restore_bound, Transaction, HELD_LIMIT},
     },
     progress::{self, Counters},
     source::{
@@ -46,13 +48,19 @@ pub struct Outputs {
     pub topics: Vec<KafkaSink>,
     pub late: RecordSink,
     pub invalid: RecordSink,
+    /// The transaction the transactional Kafka outputs write in.
+    pub transaction: Option<Shared>,
 }
 
 impl Outputs {
     /// Opens the sinks the plan names, file sinks cut to the lengths a
     /// restored checkpoint recorded (to nothing on a fresh start), so every
     /// record is in them exactly once.
-    pub fn open(plan: &JobPlan, file_lengths: &BTreeMap<String, u64>) -> anyhow::Result<Self> {
+    pub fn open(
+        plan: &JobPlan,
+        file_lengths: &BTreeMap<String, u64>,
+        transaction: Option<Shared>,
+    ) -> anyhow::Result<Self> {
         let length_of = |spec: &eddy_api::spec::SinkSpec| {
             spec.file
                 .as_ref()
@@ -66,7 +74,7 @@ impl Outputs {
         let mut topics = Vec::new();
         for spec in &plan.sinks {
             if let Some(k) = &spec.kafka {
-                topics.push(KafkaSink::open(&k.brokers, &k.topic, &k.properties)?);
+                topics.push(KafkaSink::open_spec(k, transaction.as_ref())?);
                 continue;
             }
             match &spec.postgres {
@@ -82,13 +90,45 @@ impl Outputs {
             results,
             tables,
             topics,
-            late: RecordSink::open(&plan.late_output, length_of(&plan.late_output), "late")?,
+            late: RecordSink::open(
+                &plan.late_output,
+                length_of(&plan.late_output),
+                "late",
+                transaction.as_ref(),
+            )?,
             invalid: RecordSink::open(
                 &plan.invalid_output,
                 length_of(&plan.invalid_output),
                 "invalid",
+                transaction.as_ref(),
             )?,
+            transaction,
         })
+    }
+
+    /// Puts checkpoint `id` into the Kafka transaction, if there is one.
+    fn precommit(&mut self, id: u64) -> anyhow::Result<()> {
+        match &self.transaction {
+            Some(t) => kafka::lock(t).precommit(id),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits the Kafka transaction of checkpoint `id`, now in the store;
+    /// false if there was nothing to commit.
+    fn commit(&mut self, id: u64) -> anyhow::Result<bool> {
+        match &self.transaction {
+            Some(t) => kafka::lock(t).commit(id),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the Kafka transaction holds so many results that the run
+    /// loop must wait for the checkpoint in flight to commit.
+    fn held_too_long(&self) -> bool {
+        self.transaction
+            .as_ref()
+            .is_some_and(|t| kafka::lock(t).held() >= HELD_LIMIT)
     }
 
     /// The sinks that take JSON lines: results, then late and invalid
@@ -245,16 +285,47 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let store = plan.checkpoints.store()?;
-    let restored = restore_all(&store, &plan.engine.partitions, state_dir).await?;
+    // With a Kafka transaction, the checkpoint to restore is the one whose
+    // results were committed last, even if a newer one is in the store.
+    let transaction = match &plan.transaction {
+        Some(t) => Some(Arc::new(Mutex::new(Transaction::open(t)?))),
+        None => None,
+    };
+    let mut bound = None;
+    if let Some(t) = &transaction {
+        let (committed, warning) = restore_bound(kafka::lock(t).committed_at_start());
+        if let Some(w) = warning {
+            progress_out(&w);
+        }
+        bound = Some(committed);
+    }
+    let restored = restore_all(&store, &plan.engine.partitions, state_dir, bound).await?;
     for line in &restored.lines {
         progress_out(line);
+    }
+    let restored_id = restored.cut.as_ref().map_or(0, |c| c.id);
+    if let Some(b) = bound.filter(|b| *b > restored_id) {
+        progress_out(&format!(
+            "checkpoint {b}, whose results the Kafka transaction committed, is not usable: \
+             results after checkpoint {restored_id} will be committed again"
+        ));
     }
     let empty = BTreeMap::new();
     let mut outputs = Outputs::open(
         &plan,
         restored.cut.as_ref().map_or(&empty, |c| &c.sink_lengths),
+        transaction,
     )?;
     let mut checkpoints = Checkpoints::new(&plan, store, state_dir).await?;
+    if bound == Some(0) && checkpoints.next_id > 1 {
+        progress_out(
+            "the Kafka transaction never committed a checkpoint of these partitions: \
+             starting from the beginning",
+        );
+    }
+    if bound.is_some() {
+        checkpoints.committed = restored.cut.as_ref().map(|c| c.id);
+    }
     let (mut job, mut source) = Pipeline::new(plan, state_dir, started).await?;
     if let Some(cut) = &restored.cut {
         job.engine.restore(&cut.max_event_times, cut.watermark)?;
@@ -280,14 +351,14 @@ pub async fn run(
             // A last checkpoint, so a restart resumes exactly here; after a
             // final checkpoint nothing changed since, and the operator may
             // already run the partitions elsewhere under the next id.
-            checkpoints.wait(&mut progress_out).await;
+            checkpoints.wait(&mut progress_out, &mut outputs).await?;
             if !paused {
                 checkpoints.take(&mut job, &source, &mut outputs).await?;
-                checkpoints.wait(&mut progress_out).await;
+                checkpoints.wait(&mut progress_out, &mut outputs).await?;
             }
             break Ending::Stopped;
         }
-        let mut changed = checkpoints.poll(&mut progress_out).await;
+        let mut changed = checkpoints.poll(&mut progress_out, &mut outputs).await?;
         if let Some(a) = admin.as_mut() {
             while let Ok(command) = a.commands.try_recv() {
                 changed = true;
@@ -338,6 +409,9 @@ pub async fn run(
             Poll::Ready(batch) => {
                 job.take(batch, source.clock(), &mut outputs)?;
                 outputs.relieve().await?;
+                if outputs.held_too_long() {
+                    checkpoints.wait(&mut progress_out, &mut outputs).await?;
+                }
                 tokio::task::yield_now().await;
             }
             Poll::Pending(at) => {
@@ -355,9 +429,16 @@ pub async fn run(
                     // Every accepted event is in the written results.
                     h.mark_durable(h.position());
                 }
+                checkpoints.wait(&mut progress_out, &mut outputs).await?;
+                if outputs.transaction.is_some() {
+                    // The last results commit with a checkpoint, like all
+                    // others: a crash before the clear below restores it
+                    // and has nothing left to write.
+                    checkpoints.take(&mut job, &source, &mut outputs).await?;
+                    checkpoints.wait(&mut progress_out, &mut outputs).await?;
+                }
                 // Every window is out: the job's state is spent, and a rerun
                 // starts over.
-                checkpoints.wait(&mut progress_out).await;
                 checkpoints.clear().await?;
                 break Ending::Finished;
             }
@@ -429,6 +510,7 @@ impl Pipeline {
         // Results emitted before the cut must be in the tables before the
         // cut counts: a restore will not emit them again.
         outputs.flush_tables().await?;
+        outputs.precommit(id)?;
         self.engine.flush()?;
         let cut = Cut {
             id,
@@ -701,13 +783,15 @@ async fn restore_all(
     store: &Store,
     partitions: &[u32],
     state_dir: &Path,
+    bound: Option<u64>,
 ) -> anyhow::Result<RestoredAll> {
     let mut lines = Vec::new();
     let mut found = BTreeMap::new();
     let mut fallbacks = 0;
     for &p in partitions {
         let restored =
-            checkpoint::restore(store, p, &crate::state::partition_dir(state_dir, p), None).await?;
+            checkpoint::restore(store, p, &crate::state::partition_dir(state_dir, p), bound)
+                .await?;
         for (id, why) in &restored.rejected {
             lines.push(format!("partition {p}: checkpoint {id} rejected: {why}"));
             fallbacks += 1;
@@ -779,6 +863,7 @@ async fn restore_all(
         found.len(),
         first.created_at
     ));
+
     // Kafka partitions are read independently: each takes its offset from
     // its own partition's manifest.
     let source = match &first.source {
@@ -853,6 +938,12 @@ struct Checkpoints {
     failed: u64,
     /// HTTP events covered by the newest completed checkpoint.
     durable_http: u64,
+    /// With a Kafka transaction: the checkpoint whose results it committed
+    /// last. Restores go back to it, so garbage collection keeps it, besides
+    /// the newest ones.
+    committed: Option<u64>,
+    /// Kafka transactions this run committed.
+    commits: u64,
 }
 
 impl Checkpoints {
@@ -874,6 +965,8 @@ impl Checkpoints {
             completed: Vec::new(),
             failed: 0,
             durable_http: 0,
+            committed: None,
+            commits: 0,
         })
     }
 
@@ -923,6 +1016,7 @@ impl Checkpoints {
         self.next_id += 1;
         let store = self.store.clone();
         let retain = self.retain;
+        let also_keep = self.committed;
         let upload = tracing::info_span!(
             parent: &span,
             "checkpoint.upload",
@@ -933,7 +1027,7 @@ impl Checkpoints {
         );
         let handle = tokio::spawn(
             async move {
-                let done = checkpoint::upload(pending, &store, retain).await;
+                let done = checkpoint::upload(pending, &store, retain, also_keep).await;
                 // The run loop reports the outcome; the span only carries it.
                 let span = tracing::Span::current();
                 match &done {
@@ -959,25 +1053,58 @@ impl Checkpoints {
     }
 
     /// Collects a finished upload; true if one finished.
-    async fn poll(&mut self, out: &mut impl FnMut(&str)) -> bool {
+    async fn poll(
+        &mut self,
+        out: &mut impl FnMut(&str),
+        outputs: &mut Outputs,
+    ) -> anyhow::Result<bool> {
         if self
             .in_flight
             .as_ref()
             .is_some_and(|f| f.handle.is_finished())
         {
-            self.wait(out).await;
-            return true;
+            self.wait(out, outputs).await?;
+            return Ok(true);
         }
-        false
+        Ok(false)
     }
 
-    /// Waits for the upload in flight.
-    async fn wait(&mut self, out: &mut impl FnMut(&str)) {
+    /// Waits for the upload in flight, then commits the Kafka transaction
+    /// with it. A failed upload is counted and processing goes on, except
+    /// with a Kafka transaction: its results cannot be committed without
+    /// their checkpoint, so the run fails and a restart restores the last
+    /// committed one.
+    async fn wait(
+        &mut self,
+        out: &mut impl FnMut(&str),
+        outputs: &mut Outputs,
+    ) -> anyhow::Result<()> {
         let Some(flight) = self.in_flight.take() else {
-            return;
+            return Ok(());
         };
-        match flight.handle.await {
-            Ok(Ok(done)) => {
+        let outcome = match flight.handle.await {
+            Ok(done) => done,
+            Err(e) => Err(anyhow::anyhow!("checkpoint task failed: {e}")),
+        };
+        if let Err(e) = &outcome {
+            if outputs.transaction.is_some() {
+                anyhow::bail!(
+                    "checkpoint {} failed, so its Kafka transaction cannot commit: {e:#}",
+                    flight.id
+                );
+            }
+        }
+        match outcome {
+            Ok(done) => {
+                if let Some(t) = &outputs.transaction {
+                    if kafka::lock(t).commits_results(done.id) {
+                        crash_point(done.id, self.commits, self.committed);
+                    }
+                }
+                if outputs.commit(done.id)? {
+                    self.committed = Some(done.id);
+                    self.commits += 1;
+                }
                 if let SourcePosition::Http { taken } = flight.position {
                     self.durable_http = self.durable_http.max(taken);
                 }
@@ -994,20 +1121,33 @@ impl Checkpoints {
                     self.completed.remove(0);
                 }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 self.failed += 1;
                 out(&format!("checkpoint failed: {e:#}"));
             }
-            Err(e) => {
-                self.failed += 1;
-                out(&format!("checkpoint task failed: {e}"));
-            }
         }
+        Ok(())
     }
 
     /// Deletes the job's checkpoints of these partitions.
     async fn clear(&self) -> anyhow::Result<()> {
         checkpoint::clear(&self.store, &self.partitions).await
+    }
+}
+
+/// For tests: `EDDY_TEST_CRASH_BEFORE_COMMIT=<n>` aborts the process when
+/// the checkpoint of the run's `<n>`th Kafka transaction with results is in
+/// the store, before the transaction commits: a moment no SIGKILL can be
+/// aimed at. `commits` were committed before, the last with `last`.
+fn crash_point(id: u64, commits: u64, last: Option<u64>) {
+    let nth = std::env::var("EDDY_TEST_CRASH_BEFORE_COMMIT").ok();
+    if nth.and_then(|n| n.parse::<u64>().ok()) == Some(commits + 1) {
+        eprintln!(
+            "EDDY_TEST_CRASH_BEFORE_COMMIT: aborting before committing checkpoint {id}; \
+             last committed: {}",
+            last.map_or("none".into(), |l| l.to_string())
+        );
+        std::process::abort();
     }
 }
 

@@ -91,7 +91,9 @@ async fn checkpoint(
         sink_lengths: Default::default(),
     };
     let pending = checkpoint::snapshot(state, cut, local).unwrap();
-    checkpoint::upload(pending, store, retain).await.unwrap()
+    checkpoint::upload(pending, store, retain, None)
+        .await
+        .unwrap()
 }
 
 fn count_keys(dir: &Path) -> usize {
@@ -281,7 +283,7 @@ async fn unreadable_manifest_stops_garbage_collection(store: Store) {
     )
     .await;
     let files_before = part.list("files").await.unwrap();
-    checkpoint::collect_garbage(&part, 1).await.unwrap();
+    checkpoint::collect_garbage(&part, 1, None).await.unwrap();
     // Manifest 4 might own files nobody else references: keep everything.
     assert_eq!(part.list("files").await.unwrap(), files_before);
     assert_eq!(checkpoint::read_manifests(&part).await.unwrap().len(), 3);

@@ -11,87 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{create_bucket, create_topics, query, read_lines, wait_for, with_s3_credentials, BIN};
-use rdkafka::{
-    config::ClientConfig,
-    producer::{BaseProducer, BaseRecord, Producer},
+use common::{
+    crash_then_finish, create_bucket, create_topics,
+    events::{expected, produce, KILL_DELAYS_MS, PARTITIONS},
+    query, read_lines, wait_for, with_s3_credentials, BIN,
 };
-use serde_json::json;
-
-const PARTITIONS: i32 = 4;
-const PER_PARTITION: i64 = 50_000;
-const START: i64 = 1_767_225_600_000;
-
-/// (partition, payload) of every message, malformed ones included.
-fn messages() -> Vec<(i32, String)> {
-    let mut out = Vec::new();
-    for p in 0..PARTITIONS {
-        for i in 0..PER_PARTITION {
-            let n = i * 4 + i64::from(p);
-            let jitter = n * 7919 % 1500;
-            let late = if n % 97 == 0 { 6_000 } else { 0 };
-            let ts = START + i * 20 - jitter - late;
-            let user = format!("u{}", (n * 7) % 300);
-            let amount = (n % 100) as f64 / 4.0;
-            out.push((
-                p,
-                json!({"user": user, "ts": ts, "amount": amount}).to_string(),
-            ));
-            if i % 10_000 == 5 {
-                out.push((p, "definitely not json".to_string()));
-                out.push((p, json!({"ts": ts, "amount": 1}).to_string()));
-            }
-        }
-    }
-    out
-}
-
-/// (user, window start) → (count, sum): a plain group-by, independent of
-/// the processor (no event is beyond the allowed lateness).
-fn expected() -> BTreeMap<(String, i64), (u64, f64)> {
-    let mut groups = BTreeMap::new();
-    for (_, payload) in messages() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
-            continue;
-        };
-        let (Some(user), Some(ts)) = (v["user"].as_str(), v["ts"].as_i64()) else {
-            continue;
-        };
-        let entry = groups
-            .entry((user.to_string(), ts - ts.rem_euclid(5_000)))
-            .or_insert((0, 0.0));
-        entry.0 += 1;
-        entry.1 += v["amount"].as_f64().unwrap();
-    }
-    groups
-}
-
-fn produce(brokers: &str, topic: &str) {
-    create_topics(brokers, &[(topic, PARTITIONS)]);
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .create()
-        .unwrap();
-    for (p, payload) in messages() {
-        loop {
-            match producer.send(
-                BaseRecord::<(), str>::to(topic)
-                    .partition(p)
-                    .payload(&payload),
-            ) {
-                Ok(()) => break,
-                Err((e, _)) => {
-                    assert!(format!("{e}").contains("Queue full"), "{e}");
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
-}
+use rdkafka::config::ClientConfig;
 
 struct Run {
     dir: tempfile::TempDir,
@@ -212,33 +137,7 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
     );
     // Short enough that the job (several seconds of work, plus a restore
     // at each start) is still running at every one of them.
-    let delays = [
-        300u64, 900, 500, 1200, 700, 400, 1000, 600, 800, 350, 1100, 450,
-    ];
-    let (mut kills, mut restores) = (0, 0);
-    for (attempt, delay) in delays.iter().chain([&0]).enumerate() {
-        let mut child = command(&crashed).spawn().unwrap();
-        let last = attempt == delays.len();
-        let deadline = Instant::now() + Duration::from_millis(*delay);
-        while !last && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if !last && child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
-        }
-        let out = child.wait_with_output().unwrap();
-        restores += String::from_utf8_lossy(&out.stderr)
-            .matches("restored checkpoint")
-            .count();
-        if last {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    let (kills, restores) = crash_then_finish(|| command(&crashed), &KILL_DELAYS_MS);
     println!("{kills} kills, {restores} restores from checkpoints");
     assert!(kills >= 10, "only {kills} kills");
     assert!(restores >= 1, "no restore happened");

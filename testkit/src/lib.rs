@@ -5,6 +5,7 @@
 //! start` writes. A test that needs one and does not find it fails with a
 //! message saying what to run: it never passes silently.
 
+pub mod kafka_log;
 pub mod otlp;
 
 use std::env;
@@ -41,6 +42,11 @@ pub fn s3() -> S3Server {
 /// Bootstrap servers of the Kafka-protocol broker.
 pub fn kafka_brokers() -> String {
     require("EDDY_TEST_KAFKA_BROKERS")
+}
+
+/// Bootstrap servers of the Kafka-protocol broker with transactions.
+pub fn txn_kafka_brokers() -> String {
+    require("EDDY_TEST_TXN_KAFKA_BROKERS")
 }
 
 /// Connection URL of the PostgreSQL server.

@@ -109,7 +109,8 @@ pub fn to_upload<'a>(files: &'a [FileEntry], in_store: &BTreeSet<String>) -> Vec
         .collect()
 }
 
-/// What retention removes: manifests beyond the newest `retain`, and files
+/// What retention removes: manifests beyond the newest `retain` other than
+/// `also_keep` (the checkpoint a Kafka transaction committed last), and files
 /// no kept manifest (nor an in-flight checkpoint) references.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Retention {
@@ -121,11 +122,13 @@ pub fn retention(
     manifests: &[Manifest],
     files_in_store: &BTreeSet<String>,
     retain: usize,
+    also_keep: Option<u64>,
     in_flight: &BTreeSet<String>,
 ) -> Retention {
     let mut ids: Vec<u64> = manifests.iter().map(|m| m.id).collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
-    let kept: BTreeSet<u64> = ids.iter().take(retain.max(1)).copied().collect();
+    let mut kept: BTreeSet<u64> = ids.iter().take(retain.max(1)).copied().collect();
+    kept.extend(also_keep.filter(|k| ids.contains(k)));
     let referenced: BTreeSet<&str> = manifests
         .iter()
         .filter(|m| kept.contains(&m.id))
@@ -221,8 +224,31 @@ mod tests {
         .into_iter()
         .collect();
         let in_flight: BTreeSet<String> = [file_key("4.sst", "d")].into_iter().collect();
-        let r = retention(&[m1, m2, m3], &store, 2, &in_flight);
+        let r = retention(&[m1, m2, m3], &store, 2, None, &in_flight);
         assert_eq!(r.manifests, vec![manifest_key(1)]);
         assert_eq!(r.files, vec![file_key("9.sst", "z"), file_key("M", "m1")]);
+    }
+
+    #[test]
+    fn retention_also_keeps_the_committed_checkpoint() {
+        let ms: Vec<Manifest> = (1..=5)
+            .map(|id| manifest(id, vec![file("M", &format!("m{id}"))]))
+            .collect();
+        let store: BTreeSet<String> = (1..=5).map(|id| file_key("M", &format!("m{id}"))).collect();
+        let r = retention(&ms, &store, 1, Some(2), &BTreeSet::new());
+        assert_eq!(
+            r.manifests,
+            vec![manifest_key(4), manifest_key(3), manifest_key(1)]
+        );
+        assert_eq!(
+            r.files,
+            vec![
+                file_key("M", "m1"),
+                file_key("M", "m3"),
+                file_key("M", "m4")
+            ]
+        );
+        let r = retention(&ms, &store, 2, Some(5), &BTreeSet::new());
+        assert_eq!(r.manifests.len(), 3, "the newest two are kept either way");
     }
 }

@@ -99,9 +99,15 @@ pub fn snapshot(state: &StateStore, cut: Cut, local_root: &Path) -> anyhow::Resu
 }
 
 /// The background part: upload new files and the manifests, then apply
-/// retention. Removes the local checkpoint directory in any case.
-pub async fn upload(pending: Pending, store: &Store, retain: usize) -> anyhow::Result<Completed> {
-    let result = upload_inner(&pending, store, retain).await;
+/// retention, which also keeps checkpoint `also_keep`.
+/// Removes the local checkpoint directory in any case.
+pub async fn upload(
+    pending: Pending,
+    store: &Store,
+    retain: usize,
+    also_keep: Option<u64>,
+) -> anyhow::Result<Completed> {
+    let result = upload_inner(&pending, store, retain, also_keep).await;
     let _ = tokio::fs::remove_dir_all(&pending.root).await;
     result
 }
@@ -110,6 +116,7 @@ async fn upload_inner(
     pending: &Pending,
     store: &Store,
     retain: usize,
+    also_keep: Option<u64>,
 ) -> anyhow::Result<Completed> {
     let created_at = jiff::Timestamp::now().to_string();
     let (mut uploaded, mut total) = (0, 0);
@@ -161,7 +168,7 @@ async fn upload_inner(
     // Retention only once every partition's manifest is written: a
     // checkpoint that failed half-way must not prune the older ones.
     for &partition in pending.dirs.keys() {
-        collect_garbage(&partition_store(store, partition), retain).await?;
+        collect_garbage(&partition_store(store, partition), retain, also_keep).await?;
     }
     Ok(Completed {
         id: pending.cut.id,
@@ -220,9 +227,13 @@ pub fn partition_store(store: &Store, partition: u32) -> Store {
     store.child(&format!("p{partition}"))
 }
 
-/// Keeps the newest `retain` manifests of a partition and the files they
-/// reference; deletes the rest.
-pub async fn collect_garbage(part: &Store, retain: usize) -> anyhow::Result<()> {
+/// Keeps the newest `retain` manifests of a partition, manifest
+/// `also_keep`, and the files they reference; deletes the rest.
+pub async fn collect_garbage(
+    part: &Store,
+    retain: usize,
+    also_keep: Option<u64>,
+) -> anyhow::Result<()> {
     let (manifests, listed) = read_listed_manifests(part).await?;
     if manifests.len() != listed {
         // An unreadable manifest may reference files only it uses: keep
@@ -239,7 +250,7 @@ pub async fn collect_garbage(part: &Store, retain: usize) -> anyhow::Result<()> 
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    let plan = retention(&manifests, &files, retain, &BTreeSet::new());
+    let plan = retention(&manifests, &files, retain, also_keep, &BTreeSet::new());
     part.delete(&plan.manifests).await?;
     part.delete(&plan.files).await?;
     Ok(())

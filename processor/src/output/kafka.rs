@@ -1,8 +1,12 @@
-//! The Kafka sink: each result as a JSON message keyed by its result id,
-//! through the idempotent producer. A replay after a crash may write a
-//! result again with the same id and revision; consumers that keep the
-//! highest revision per id see every result exactly once. Delivery failures
-//! are recorded and fail the next flush, never dropped silently.
+//! The Kafka sink: each result as a JSON message keyed by its result id.
+//!
+//! Without `transactional`, through the idempotent producer: a replay after
+//! a crash may write a result again with the same id and revision, and
+//! consumers that keep the highest revision per id see every result exactly
+//! once. With it, through the job's one transaction (`output::transaction`),
+//! which commits with each checkpoint: consumers reading committed messages
+//! see every result once. Delivery failures are recorded and fail the next
+//! flush, never dropped silently.
 
 use std::{
     collections::BTreeMap,
@@ -16,9 +20,11 @@ use std::{
 use anyhow::Context;
 use rdkafka::{
     config::ClientConfig,
-    producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
+    producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext},
     ClientContext,
 };
+
+use super::transaction::Transaction;
 
 /// How long a flush waits for every message to be acknowledged.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,62 +51,56 @@ impl ProducerContext for Deliveries {
     }
 }
 
-pub struct KafkaSink {
-    topic: String,
-    producer: BaseProducer<Deliveries>,
+/// A producer that records its failed deliveries.
+pub struct Producer {
+    pub(super) inner: BaseProducer<Deliveries>,
     deliveries: Deliveries,
 }
 
-impl KafkaSink {
-    pub fn open(
+impl Producer {
+    /// A producer for `brokers` with the spec's properties over ours.
+    pub fn create(
         brokers: &str,
-        topic: &str,
+        ours: &[(&str, &str)],
         properties: &BTreeMap<String, String>,
+        what: &str,
     ) -> anyhow::Result<Self> {
         let deliveries = Deliveries::default();
         let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "20");
+        config.set("bootstrap.servers", brokers);
+        for (k, v) in ours {
+            config.set(*k, *v);
+        }
         for (k, v) in properties {
             config.set(k, v);
         }
-        let producer = config
+        let inner = config
             .create_with_context(deliveries.clone())
-            .with_context(|| format!("creating a Kafka producer for {topic}"))?;
-        Ok(Self {
-            topic: topic.to_string(),
-            producer,
-            deliveries,
-        })
+            .with_context(|| format!("creating a Kafka producer for {what}"))?;
+        Ok(Self { inner, deliveries })
     }
 
-    pub fn name(&self) -> String {
-        format!("kafka topic {}", self.topic)
-    }
-
-    /// Queues a result; waits while the producer's queue is full
+    /// Queues a message; waits while the producer's queue is full
     /// (back-pressure from the broker).
-    pub fn push(&mut self, id: &str, line: &[u8]) {
-        let mut record = BaseRecord::to(&self.topic).key(id).payload(line);
+    pub fn send(&self, topic: &str, key: &str, payload: &[u8]) {
+        let mut record = BaseRecord::to(topic).key(key).payload(payload);
         loop {
-            match self.producer.send(record) {
+            match self.inner.send(record) {
                 Ok(()) => break,
                 Err((_, back)) => {
                     record = back;
-                    self.producer.poll(Duration::from_millis(10));
+                    self.inner.poll(Duration::from_millis(10));
                 }
             }
         }
-        self.producer.poll(Duration::ZERO);
+        self.inner.poll(Duration::ZERO);
     }
 
-    /// Waits until every queued result is acknowledged; fails if any
+    /// Waits until every queued message is acknowledged; fails if any
     /// delivery failed since the last flush.
-    pub fn flush(&mut self) -> anyhow::Result<()> {
-        tokio::task::block_in_place(|| self.producer.flush(FLUSH_TIMEOUT))
-            .with_context(|| format!("flushing {}", self.name()))?;
+    pub fn flush(&self, name: &str) -> anyhow::Result<()> {
+        tokio::task::block_in_place(|| self.inner.flush(FLUSH_TIMEOUT))
+            .with_context(|| format!("flushing {name}"))?;
         let failed = self.deliveries.failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
             let last = self
@@ -110,11 +110,87 @@ impl KafkaSink {
                 .ok()
                 .and_then(|l| l.clone());
             anyhow::bail!(
-                "{}: {failed} results were not delivered (last error: {})",
-                self.name(),
+                "{name}: {failed} messages were not delivered (last error: {})",
                 last.unwrap_or_default()
             );
         }
         Ok(())
     }
+}
+
+/// The job's transaction, as its outputs hold it.
+pub type Shared = Arc<Mutex<Transaction>>;
+
+/// Where a Kafka sink's messages go.
+enum Writer {
+    /// Its own idempotent producer.
+    Own(Producer),
+    /// The job's transaction, shared with its other transactional outputs.
+    Transaction(Shared),
+}
+
+pub struct KafkaSink {
+    topic: String,
+    writer: Writer,
+}
+
+impl KafkaSink {
+    /// A sink with its own idempotent producer.
+    pub fn open(
+        brokers: &str,
+        topic: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let ours = [("enable.idempotence", "true"), ("linger.ms", "20")];
+        Ok(Self {
+            topic: topic.to_string(),
+            writer: Writer::Own(Producer::create(brokers, &ours, properties, topic)?),
+        })
+    }
+
+    /// The sink a spec names: in the job's transaction when it is
+    /// transactional (the plan made sure there is one).
+    pub fn open_spec(
+        spec: &eddy_api::spec::KafkaSink,
+        transaction: Option<&Shared>,
+    ) -> anyhow::Result<Self> {
+        match (spec.transactional, transaction) {
+            (false, _) => Self::open(&spec.brokers, &spec.topic, &spec.properties),
+            (true, Some(t)) => Ok(Self {
+                topic: spec.topic.clone(),
+                writer: Writer::Transaction(t.clone()),
+            }),
+            (true, None) => anyhow::bail!(
+                "kafka topic {}: transactional, but the job has no transaction",
+                spec.topic
+            ),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        format!("kafka topic {}", self.topic)
+    }
+
+    /// Queues a result.
+    pub fn push(&mut self, id: &str, line: &[u8]) {
+        match &self.writer {
+            Writer::Own(p) => p.send(&self.topic, id, line),
+            Writer::Transaction(t) => lock(t).push(&self.topic, id, line),
+        }
+    }
+
+    /// Waits until every queued result is acknowledged; fails if any
+    /// delivery failed since the last flush.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        match &self.writer {
+            Writer::Own(p) => p.flush(&self.name()),
+            Writer::Transaction(t) => lock(t).flush(),
+        }
+    }
+}
+
+/// The transaction, even if a panic poisoned its lock (its state is
+/// checked by the broker, not by the lock).
+pub fn lock(t: &Mutex<Transaction>) -> std::sync::MutexGuard<'_, Transaction> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -6,3 +6,4 @@ pub mod postgres;
 pub mod record;
 pub mod records;
 pub mod sink;
+pub mod transaction;

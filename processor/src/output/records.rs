@@ -20,7 +20,11 @@ use std::io;
 use eddy_api::spec::SinkSpec;
 use tokio_postgres::types::ToSql;
 
-use super::{kafka::KafkaSink, postgres, sink::LineSink};
+use super::{
+    kafka::{KafkaSink, Shared},
+    postgres,
+    sink::LineSink,
+};
 
 pub enum RecordSink {
     Lines(LineSink),
@@ -44,13 +48,15 @@ pub fn record_id(job: &str, kind: &str, origin: &str) -> String {
 impl RecordSink {
     /// Opens the destination for records of `kind` (`late` or `invalid`); a
     /// file is cut to `file_length` like result files.
-    pub fn open(spec: &SinkSpec, file_length: u64, kind: &'static str) -> anyhow::Result<Self> {
+    /// A transactional Kafka destination writes in `transaction`.
+    pub fn open(
+        spec: &SinkSpec,
+        file_length: u64,
+        kind: &'static str,
+        transaction: Option<&Shared>,
+    ) -> anyhow::Result<Self> {
         if let Some(k) = &spec.kafka {
-            return Ok(Self::Topic(KafkaSink::open(
-                &k.brokers,
-                &k.topic,
-                &k.properties,
-            )?));
+            return Ok(Self::Topic(KafkaSink::open_spec(k, transaction)?));
         }
         if let Some(pg) = &spec.postgres {
             let ddl = pg.create_table.then(|| {

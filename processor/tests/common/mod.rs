@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses part of this
 
+pub mod events;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -282,4 +284,33 @@ pub fn with_s3_credentials(command: &mut Command) -> &mut Command {
     command
         .env("AWS_ACCESS_KEY_ID", s3.access_key)
         .env("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+}
+
+/// Runs the command from `command` once per delay, SIGKILLing it after that
+/// many milliseconds if it still runs, then once more to its successful
+/// end. Returns the kills and the restores from checkpoints the runs
+/// reported.
+pub fn crash_then_finish(
+    mut command: impl FnMut() -> Command,
+    delays_ms: &[u64],
+) -> (usize, usize) {
+    let (mut kills, mut restores) = (0, 0);
+    for (attempt, delay) in delays_ms.iter().chain([&0]).enumerate() {
+        let mut child = command().spawn().unwrap();
+        let last = attempt == delays_ms.len();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(*delay);
+        while !last && std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if !last && child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        restores += stderr(&out).matches("restored checkpoint").count();
+        if last {
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+    (kills, restores)
 }

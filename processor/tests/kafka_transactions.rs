@@ -1,0 +1,195 @@
+//! Exactly once through a Kafka transaction: Kafka (nisshi) → processor →
+//! a transactional output topic on the broker with transactions (tansu),
+//! checkpoints on the S3 server, all started by `scripts/test-servers`.
+//!
+//! The output topic is read over the Kafka protocol and sorted by the
+//! broker's commit and abort markers (`eddy_testkit::kafka_log`): the
+//! committed messages must be every result revision exactly once, whatever
+//! the crashes did.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::{Command, Stdio},
+};
+
+use common::{
+    crash_then_finish, create_bucket, create_topics,
+    events::{expected, produce, KILL_DELAYS_MS},
+    spawn_until, stderr, wait_for, with_s3_credentials, BIN,
+};
+use eddy_testkit::kafka_log;
+
+struct Run {
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    /// A job from the source topic to the transactional `output`.
+    fn new(brokers: &str, txn_brokers: &str, topic: &str, output: &str, bucket: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let name = eddy_testkit::unique_name("txn");
+        let yaml = format!(
+            "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {{name: {name}, namespace: tests}}
+spec:
+  source:
+    kafka: {{brokers: '{brokers}', topic: {topic}, stopAtEnd: true}}
+  partitions: 4
+  keyField: user
+  eventTime: {{field: ts, format: epochMillis, maxOutOfOrderness: 2s, idleTimeout: 1h}}
+  window: {{tumbling: {{size: 5s}}}}
+  allowedLateness: 10s
+  aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
+  sinks: [{{kafka: {{brokers: '{txn_brokers}', topic: {output}, transactional: true}}}}]
+  invalidOutput: {{file: {{path: {}/invalid.jsonl}}}}
+  checkpoints: {{store: 's3://{bucket}/{name}', endpoint: '{}', interval: INTERVAL, retain: 2}}
+",
+            dir.path().display(),
+            eddy_testkit::s3().endpoint
+        );
+        std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+        Self { dir }
+    }
+
+    /// The processor with checkpoints every `interval`.
+    fn command(&self, interval: &str) -> Command {
+        let template = std::fs::read_to_string(self.dir.path().join("job.yaml")).unwrap();
+        let file = self.dir.path().join(format!("job-{interval}.yaml"));
+        std::fs::write(&file, template.replace("INTERVAL", interval)).unwrap();
+        let mut c = Command::new(BIN);
+        with_s3_credentials(&mut c)
+            .arg("run")
+            .arg(file)
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    }
+}
+
+/// A result message: (id, revision) and ((key, window start), (n, total)).
+type Result = ((String, u64), ((String, i64), (u64, f64)));
+
+fn parse(message: &kafka_log::Message) -> Result {
+    let r: serde_json::Value = serde_json::from_slice(message.value.as_ref().unwrap()).unwrap();
+    let id = r["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        message.key.as_deref(),
+        Some(id.as_bytes()),
+        "keyed by result id"
+    );
+    (
+        (id, r["revision"].as_u64().unwrap()),
+        (
+            (
+                r["key"].as_str().unwrap().to_string(),
+                r["window"]["startMs"].as_i64().unwrap(),
+            ),
+            (
+                r["aggregates"]["n"].as_u64().unwrap(),
+                r["aggregates"]["total"].as_f64().unwrap(),
+            ),
+        ),
+    )
+}
+
+#[test]
+fn a_transactional_topic_commits_every_result_once_despite_crashes() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let txn_brokers = eddy_testkit::txn_kafka_brokers();
+    let topic = eddy_testkit::unique_name("events");
+    let output = eddy_testkit::unique_name("committed");
+    let bucket = eddy_testkit::unique_name("txn");
+    produce(&brokers, &topic);
+    create_topics(&txn_brokers, &[(&output, 1)]);
+    create_bucket(&bucket);
+    let run = Run::new(&brokers, &txn_brokers, &topic, &output, &bucket);
+
+    // 1. No checkpoint yet: results are written in an open transaction that
+    // nobody reading committed messages sees, and a SIGKILL aborts it.
+    let mut child = run.command("1h").spawn().unwrap();
+    wait_for("results in an open transaction", || {
+        !kafka_log::read(&txn_brokers, &output, 0).open.is_empty()
+    });
+    let log = kafka_log::read(&txn_brokers, &output, 0);
+    assert!(
+        log.committed.is_empty(),
+        "nothing commits before a checkpoint"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // 2. Killed when the checkpoint of the second transaction with results
+    // is in the store, before that transaction commits: the next start
+    // restores the checkpoint of the first, whose results are the last
+    // committed, not the newer one, whose results were aborted.
+    let out = run
+        .command("100ms")
+        .env("EDDY_TEST_CRASH_BEFORE_COMMIT", "2")
+        .output()
+        .unwrap();
+    let message = stderr(&out);
+    let ids: Vec<&str> = message
+        .split("aborting before committing checkpoint ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .map(|line| line.split("; last committed: ").collect())
+        .unwrap_or_else(|| panic!("no crash before a commit:\n{message}"));
+    let (crashed, committed) = (ids[0], ids[1]);
+    assert_ne!(committed, "none", "the first transaction committed");
+    assert!(
+        !kafka_log::read(&txn_brokers, &output, 0).open.is_empty(),
+        "checkpoint {crashed}'s transaction holds results"
+    );
+    let (mut next, restored) = spawn_until(&mut run.command("100ms"), "restored checkpoint ");
+    next.kill().unwrap();
+    next.wait().unwrap();
+    assert!(
+        restored.starts_with(&format!("{committed} of 4 partitions")),
+        "checkpoint {crashed} was not committed, {committed} was; restored {restored}"
+    );
+
+    // 3. SIGKILLed at a dozen moments, then run to the end.
+    let (kills, restores) = crash_then_finish(|| run.command("100ms"), &KILL_DELAYS_MS);
+
+    let log = kafka_log::read(&txn_brokers, &output, 0);
+    println!(
+        "{kills} kills, {restores} restores; {} messages committed, {} aborted, {} open",
+        log.committed.len(),
+        log.aborted.len(),
+        log.open.len()
+    );
+    assert!(kills >= 10, "only {kills} kills");
+    assert!(restores >= 1, "no restore happened");
+    assert!(
+        !log.aborted.is_empty(),
+        "the first kill aborted a transaction"
+    );
+    assert!(log.open.is_empty(), "every transaction ended");
+
+    let mut seen = BTreeSet::new();
+    let mut revisions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut latest = BTreeMap::new();
+    for message in &log.committed {
+        let ((id, revision), (window, aggregates)) = parse(message);
+        assert!(
+            seen.insert((id.clone(), revision)),
+            "result {id} revision {revision} committed twice"
+        );
+        revisions.entry(id).or_default().push(revision);
+        latest.insert(window, aggregates);
+    }
+    for (id, revs) in &revisions {
+        let wanted: Vec<u64> = (1..=revs.len() as u64).collect();
+        assert_eq!(revs, &wanted, "revisions of {id}: in order, none missing");
+    }
+    assert_eq!(
+        latest,
+        expected(),
+        "the last committed revision of every result is the expected one"
+    );
+}
