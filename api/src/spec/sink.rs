@@ -89,9 +89,12 @@ pub struct KafkaSink {
     /// The topic to write.
     pub topic: String,
     /// Commit writes in a Kafka transaction together with each checkpoint,
-    /// so consumers reading committed messages see every result once. Needs
-    /// a broker with transactions. Otherwise the idempotent producer is used
-    /// and consumers keep the highest revision per result id.
+    /// so consumers reading committed messages (`isolation.level:
+    /// read_committed`) see every result once, results appearing once per
+    /// checkpoint. Needs a broker with transactions; the transactional
+    /// outputs of a job share one producer per processor, so they must name
+    /// the same brokers and properties. Otherwise the idempotent producer is
+    /// used and consumers keep the highest revision per result id.
     #[serde(default)]
     pub transactional: bool,
     /// Extra librdkafka producer properties.
