@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -106,29 +106,26 @@ impl Outputs {
         })
     }
 
+    /// The Kafka transaction, if there is one.
+    fn transaction(&self) -> Option<MutexGuard<'_, Transaction>> {
+        self.transaction.as_deref().map(kafka::lock)
+    }
+
     /// Puts checkpoint `id` into the Kafka transaction, if there is one.
     fn precommit(&mut self, id: u64) -> anyhow::Result<()> {
-        match &self.transaction {
-            Some(t) => kafka::lock(t).precommit(id),
-            None => Ok(()),
-        }
+        self.transaction().map_or(Ok(()), |mut t| t.precommit(id))
     }
 
     /// Commits the Kafka transaction of checkpoint `id`, now in the store;
     /// false if there was nothing to commit.
     fn commit(&mut self, id: u64) -> anyhow::Result<bool> {
-        match &self.transaction {
-            Some(t) => kafka::lock(t).commit(id),
-            None => Ok(false),
-        }
+        self.transaction().map_or(Ok(false), |mut t| t.commit(id))
     }
 
     /// Whether the Kafka transaction holds so many results that the run
     /// loop must wait for the checkpoint in flight to commit.
     fn held_too_long(&self) -> bool {
-        self.transaction
-            .as_ref()
-            .is_some_and(|t| kafka::lock(t).held() >= HELD_LIMIT)
+        self.transaction().is_some_and(|t| t.held() >= HELD_LIMIT)
     }
 
     /// The sinks that take JSON lines: results, then late and invalid
@@ -287,18 +284,17 @@ pub async fn run(
     let store = plan.checkpoints.store()?;
     // With a Kafka transaction, the checkpoint to restore is the one whose
     // results were committed last, even if a newer one is in the store.
-    let transaction = match &plan.transaction {
-        Some(t) => Some(Arc::new(Mutex::new(Transaction::open(t)?))),
-        None => None,
-    };
-    let mut bound = None;
-    if let Some(t) = &transaction {
-        let (committed, warning) = restore_bound(kafka::lock(t).committed_at_start());
-        if let Some(w) = warning {
-            progress_out(&w);
+    let (transaction, bound) = match &plan.transaction {
+        Some(t) => {
+            let (transaction, committed) = Transaction::open(t)?;
+            let (bound, warning) = restore_bound(&committed);
+            if let Some(w) = warning {
+                progress_out(&w);
+            }
+            (Some(Arc::new(Mutex::new(transaction))), Some(bound))
         }
-        bound = Some(committed);
-    }
+        None => (None, None),
+    };
     let restored = restore_all(&store, &plan.engine.partitions, state_dir, bound).await?;
     for line in &restored.lines {
         progress_out(line);
@@ -571,26 +567,16 @@ impl Pipeline {
             Payload::Json(value) => value,
             Payload::Unreadable { raw, reason } => {
                 self.invalid(reason.kind(), partition);
-                let line = record::unreadable_line(
-                    &self.plan.id.name,
-                    &raw,
-                    &reason.to_string(),
-                    &origin.to_string(),
-                );
-                return self.write_invalid(outputs, origin, &line);
+                return self.write_invalid(outputs, &origin, |job, at| {
+                    record::unreadable_line(job, &raw, &reason.to_string(), at)
+                });
             }
         };
         let mut event = match self.plan.extractor.extract(value) {
             Ok(event) => event,
             Err((reason, value)) => {
                 self.invalid(reason.kind(), partition);
-                let line = record::invalid_line(
-                    &self.plan.id.name,
-                    &value,
-                    &reason.to_string(),
-                    &origin.to_string(),
-                );
-                return self.write_invalid(outputs, origin, &line);
+                return self.reject(outputs, &origin, &value, &reason);
             }
         };
         let partition =
@@ -610,13 +596,7 @@ impl Pipeline {
                 self.engine
                     .record_skew_rejected(partition, event.time_ms, ingest_ms);
                 self.count_invalid(reason.kind());
-                let line = record::invalid_line(
-                    &self.plan.id.name,
-                    &event.record,
-                    &reason.to_string(),
-                    &origin.to_string(),
-                );
-                return self.write_invalid(outputs, origin, &line);
+                return self.reject(outputs, &origin, &event.record, &reason);
             }
         }
         match self.engine.process(partition, &event, ingest_ms)? {
@@ -641,27 +621,37 @@ impl Pipeline {
             }
             Outcome::Invalid(reason) => {
                 self.count_invalid(reason.kind());
-                let line = record::invalid_line(
-                    &self.plan.id.name,
-                    &event.record,
-                    &reason.to_string(),
-                    &origin.to_string(),
-                );
-                self.write_invalid(outputs, origin, &line)?;
+                self.reject(outputs, &origin, &event.record, &reason)?;
             }
         }
         Ok(())
     }
 
-    /// Writes an invalid record, identified by its origin.
+    /// Writes an invalid event with the reason it was rejected.
+    fn reject(
+        &self,
+        outputs: &mut Outputs,
+        origin: &Origin,
+        event: &serde_json::Value,
+        reason: &dyn std::fmt::Display,
+    ) -> anyhow::Result<()> {
+        self.write_invalid(outputs, origin, |job, at| {
+            record::invalid_line(job, event, &reason.to_string(), at)
+        })
+    }
+
+    /// Writes the invalid record `line` makes of the job name and the
+    /// origin, identified by that origin.
     fn write_invalid(
         &self,
         outputs: &mut Outputs,
-        origin: Origin,
-        line: &[u8],
+        origin: &Origin,
+        line: impl FnOnce(&str, &str) -> Vec<u8>,
     ) -> anyhow::Result<()> {
-        let id = record_id(&self.job_path, "invalid", &origin.to_string());
-        Ok(outputs.invalid.write(&id, line)?)
+        let origin = origin.to_string();
+        let id = record_id(&self.job_path, "invalid", &origin);
+        let line = line(&self.plan.id.name, &origin);
+        Ok(outputs.invalid.write(&id, &line)?)
     }
 
     fn count_invalid(&mut self, kind: &'static str) {
@@ -1096,10 +1086,11 @@ impl Checkpoints {
         }
         match outcome {
             Ok(done) => {
-                if let Some(t) = &outputs.transaction {
-                    if kafka::lock(t).commits_results(done.id) {
-                        crash_point(done.id, self.commits, self.committed);
-                    }
+                if outputs
+                    .transaction()
+                    .is_some_and(|t| t.commits_results(done.id))
+                {
+                    crash_point(done.id, self.commits, self.committed);
                 }
                 if outputs.commit(done.id)? {
                     self.committed = Some(done.id);

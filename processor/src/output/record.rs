@@ -17,12 +17,16 @@ impl JobId {
     /// `<namespace>/<name>`, with `default` for a job without a namespace:
     /// where its checkpoints live, and what late and invalid record ids hash.
     pub fn path(&self) -> String {
-        let namespace = if self.namespace.is_empty() {
+        format!("{}/{}", self.namespace_or_default(), self.name)
+    }
+
+    /// The namespace, `default` for a job without one.
+    pub fn namespace_or_default(&self) -> &str {
+        if self.namespace.is_empty() {
             "default"
         } else {
             &self.namespace
-        };
-        format!("{namespace}/{}", self.name)
+        }
     }
 }
 

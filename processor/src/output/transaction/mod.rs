@@ -45,6 +45,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// the upload (back-pressure instead of unbounded memory).
 pub const HELD_LIMIT: usize = 50_000;
 
+/// The last checkpoint each owned partition committed, if any.
+pub type Committed = Vec<(u32, Option<u64>)>;
+
 pub struct Transaction {
     producer: Producer,
     /// One idle consumer per owned partition: the group its checkpoint
@@ -55,21 +58,19 @@ pub struct Transaction {
     precommitted: Option<u64>,
     /// (topic, key, payload) fired while a checkpoint uploads.
     held: Vec<(String, String, Vec<u8>)>,
-    /// What each owned partition had committed when this processor started.
-    committed_at_start: Vec<(u32, Option<u64>)>,
     /// Messages written in the open transaction.
     written: u64,
 }
 
 impl Transaction {
     /// Takes over the transactional ids (fencing earlier holders, whose
-    /// open transactions are aborted) and reads what each owned partition
-    /// committed last. Blocks on the broker.
-    pub fn open(plan: &TxnPlan) -> anyhow::Result<Self> {
+    /// open transactions are aborted); with the last checkpoint each owned
+    /// partition committed. Blocks on the broker.
+    pub fn open(plan: &TxnPlan) -> anyhow::Result<(Self, Committed)> {
         tokio::task::block_in_place(|| Self::open_blocking(plan))
     }
 
-    fn open_blocking(plan: &TxnPlan) -> anyhow::Result<Self> {
+    fn open_blocking(plan: &TxnPlan) -> anyhow::Result<(Self, Committed)> {
         for id in &plan.fenced_ids {
             Self::producer(plan, id)?;
         }
@@ -102,15 +103,15 @@ impl Transaction {
             .inner
             .begin_transaction()
             .context("beginning a Kafka transaction")?;
-        Ok(Self {
+        let transaction = Self {
             producer,
             groups,
             marker_topic: plan.marker_topic.clone(),
             precommitted: None,
             held: Vec::new(),
-            committed_at_start,
             written: 0,
-        })
+        };
+        Ok((transaction, committed_at_start))
     }
 
     /// A producer that holds `id`, once the broker has fenced its former
@@ -123,11 +124,6 @@ impl Transaction {
             .init_transactions(CALL_TIMEOUT)
             .with_context(|| format!("taking over Kafka transactional id {id}"))?;
         Ok(producer)
-    }
-
-    /// The last checkpoint committed per owned partition, read at start.
-    pub fn committed_at_start(&self) -> &[(u32, Option<u64>)] {
-        &self.committed_at_start
     }
 
     /// Writes a message in the open transaction, or holds it while a

@@ -67,12 +67,7 @@ pub fn txn_plan(
     let Some(lowest) = owned.iter().min() else {
         return Ok(None);
     };
-    let namespace = if id.namespace.is_empty() {
-        "default"
-    } else {
-        &id.namespace
-    };
-    let base = format!("eddy.{namespace}.{}", id.name);
+    let base = format!("eddy.{}.{}", id.namespace_or_default(), id.name);
     let per_partition = |p: &u32| format!("{base}.p{p}");
     let mut properties = first.properties.clone();
     let timeout = (interval_ms.saturating_mul(3)).clamp(MIN_TIMEOUT_MS, MAX_TIMEOUT_MS);
@@ -101,20 +96,22 @@ pub fn txn_plan(
 /// beginning) when a partition never committed, and a warning when they
 /// differ.
 pub fn restore_bound(committed: &[(u32, Option<u64>)]) -> (u64, Option<String>) {
-    if committed.iter().any(|(_, c)| c.is_none()) {
-        return (0, None);
-    }
-    let ids: Vec<u64> = committed.iter().filter_map(|(_, c)| *c).collect();
-    let (Some(low), Some(high)) = (ids.iter().min(), ids.iter().max()) else {
+    let Some(ids) = committed
+        .iter()
+        .map(|(_, c)| *c)
+        .collect::<Option<Vec<u64>>>()
+    else {
         return (0, None);
     };
+    let low = ids.iter().min().copied().unwrap_or(0);
+    let high = ids.iter().max().copied().unwrap_or(0);
     let warning = (low != high).then(|| {
         format!(
             "partitions committed different checkpoints ({low} to {high}): restoring {low}, so \
              results of the partitions ahead may be committed twice"
         )
     });
-    (*low, warning)
+    (low, warning)
 }
 
 #[cfg(test)]
