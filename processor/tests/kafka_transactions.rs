@@ -21,6 +21,9 @@ use common::{
 };
 use eddy_testkit::kafka_log;
 
+/// The checkpoint intervals the test runs the job with.
+const INTERVALS: [&str; 2] = ["1h", "100ms"];
+
 struct Run {
     dir: tempfile::TempDir,
 }
@@ -50,15 +53,17 @@ spec:
             dir.path().display(),
             eddy_testkit::s3().endpoint
         );
-        std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+        for interval in INTERVALS {
+            let file = dir.path().join(format!("job-{interval}.yaml"));
+            std::fs::write(file, yaml.replace("INTERVAL", interval)).unwrap();
+        }
         Self { dir }
     }
 
-    /// The processor with checkpoints every `interval`.
+    /// The processor with checkpoints every `interval` (one of
+    /// [`INTERVALS`]).
     fn command(&self, interval: &str) -> Command {
-        let template = std::fs::read_to_string(self.dir.path().join("job.yaml")).unwrap();
         let file = self.dir.path().join(format!("job-{interval}.yaml"));
-        std::fs::write(&file, template.replace("INTERVAL", interval)).unwrap();
         let mut c = Command::new(BIN);
         with_s3_credentials(&mut c)
             .arg("run")
@@ -112,10 +117,11 @@ fn a_transactional_topic_commits_every_result_once_despite_crashes() {
     // 1. No checkpoint yet: results are written in an open transaction that
     // nobody reading committed messages sees, and a SIGKILL aborts it.
     let mut child = run.command("1h").spawn().unwrap();
+    let mut log = kafka_log::Log::default();
     wait_for("results in an open transaction", || {
-        !kafka_log::read(&txn_brokers, &output, 0).open.is_empty()
+        log = kafka_log::read(&txn_brokers, &output, 0);
+        !log.open.is_empty()
     });
-    let log = kafka_log::read(&txn_brokers, &output, 0);
     assert!(
         log.committed.is_empty(),
         "nothing commits before a checkpoint"

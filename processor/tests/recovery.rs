@@ -6,12 +6,9 @@
 
 mod common;
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::process::{Command, Stdio};
 
-use common::{create_bucket, query, t, Job, BIN};
+use common::{crash_then_finish, create_bucket, query, t, Job, BIN};
 use serde_json::{json, Value};
 
 /// Three partitions (one file each) of scrambled events with late ones.
@@ -72,52 +69,10 @@ fn job(store: &str, dir_store: bool) -> Job {
     job
 }
 
-/// Runs `crashed`, killing it with SIGKILL at a spread of moments and
-/// restarting it each time, until it finishes. Returns kills and restores.
-fn crash_until_done(crashed: &Job) -> (usize, usize) {
-    // Kill at a spread of moments; each restart restores and goes on.
-    let delays = [
-        150u64, 900, 350, 1200, 600, 250, 1500, 450, 800, 300, 1000, 550,
-    ];
-    let (mut kills, mut restores) = (0, 0);
-    let mut attempt = 0;
-    loop {
-        let mut child = command(crashed).spawn().unwrap();
-        let delay = delays.get(attempt).copied();
-        attempt += 1;
-        let Some(delay) = delay else {
-            let out = child.wait_with_output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "{err}");
-            restores += err.matches("restored checkpoint").count();
-            break;
-        };
-        let deadline = Instant::now() + Duration::from_millis(delay);
-        let mut finished = false;
-        while Instant::now() < deadline {
-            if child.try_wait().unwrap().is_some() {
-                finished = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if finished {
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success());
-            restores += String::from_utf8_lossy(&out.stderr)
-                .matches("restored checkpoint")
-                .count();
-            break;
-        }
-        child.kill().unwrap(); // SIGKILL
-        let out = child.wait_with_output().unwrap();
-        restores += String::from_utf8_lossy(&out.stderr)
-            .matches("restored checkpoint")
-            .count();
-        kills += 1;
-    }
-    (kills, restores)
-}
+/// When the crashed runs are killed, in milliseconds after each start.
+const KILL_DELAYS_MS: [u64; 12] = [
+    150, 900, 350, 1200, 600, 250, 1500, 450, 800, 300, 1000, 550,
+];
 
 fn command(job: &Job) -> Command {
     let mut c = Command::new(BIN);
@@ -151,7 +106,7 @@ fn kill_and_restart(reference: &Job, crashed: &Job, min_restores: usize) {
     let full = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(full.contains("finished:"), "{full}");
 
-    let (kills, restores) = crash_until_done(crashed);
+    let (kills, restores) = crash_then_finish(|| command(crashed), &KILL_DELAYS_MS);
     println!("{kills} kills, {restores} restores from checkpoints");
     assert!(
         kills >= 5,
@@ -228,7 +183,8 @@ fn sigkill_and_restart_leave_exactly_the_uninterrupted_rows_in_postgres() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (kills, restores) = crash_until_done(&with_table(&crashed_table));
+    let crashed = with_table(&crashed_table);
+    let (kills, restores) = crash_then_finish(|| command(&crashed), &KILL_DELAYS_MS);
     println!("{kills} kills, {restores} restores from checkpoints");
     assert!(
         kills >= 5 && restores >= 3,

@@ -288,8 +288,9 @@ pub fn with_s3_credentials(command: &mut Command) -> &mut Command {
 
 /// Runs the command from `command` once per delay, SIGKILLing it after that
 /// many milliseconds if it still runs, then once more to its successful
-/// end. Returns the kills and the restores from checkpoints the runs
-/// reported.
+/// end; a run that ends before its kill is that end (a rerun of a finished
+/// job would start over). Returns the kills and the restores from
+/// checkpoints the runs reported.
 pub fn crash_then_finish(
     mut command: impl FnMut() -> Command,
     delays_ms: &[u64],
@@ -302,14 +303,16 @@ pub fn crash_then_finish(
         while !last && std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        if !last && child.try_wait().unwrap().is_none() {
+        let killed = !last && child.try_wait().unwrap().is_none();
+        if killed {
             child.kill().unwrap();
             kills += 1;
         }
         let out = child.wait_with_output().unwrap();
         restores += stderr(&out).matches("restored checkpoint").count();
-        if last {
+        if !killed {
             assert!(out.status.success(), "{}", stderr(&out));
+            break;
         }
     }
     (kills, restores)
