@@ -57,60 +57,62 @@ pub async fn apply_changed(
     mut desired: Children,
     observed: &Observed,
 ) -> Result<Vec<&'static str>, kube::Error> {
-    let mut applied = Vec::new();
+    let (c, n) = (client, namespace);
     // The config first: pods the StatefulSet starts read it.
-    if one(
-        client,
-        namespace,
-        &mut desired.config_map,
-        observed.config_map.as_ref(),
-    )
-    .await?
-    {
-        applied.push("ConfigMap");
-    }
-    if one(
-        client,
-        namespace,
-        &mut desired.headless,
-        observed.headless.as_ref(),
-    )
-    .await?
-    {
-        applied.push("headless Service");
-    }
-    if one(
-        client,
-        namespace,
-        &mut desired.metrics,
-        observed.metrics.as_ref(),
-    )
-    .await?
-    {
-        applied.push("metrics Service");
-    }
-    if one(client, namespace, &mut desired.pdb, observed.pdb.as_ref()).await? {
-        applied.push("PodDisruptionBudget");
-    }
-    if one(
-        client,
-        namespace,
-        &mut desired.stateful_set,
-        observed.stateful_set.as_ref(),
-    )
-    .await?
-    {
-        applied.push("StatefulSet");
-    }
-    Ok(applied)
+    let applied = [
+        one(
+            c,
+            n,
+            &mut desired.config_map,
+            observed.config_map.as_ref(),
+            "ConfigMap",
+        )
+        .await?,
+        one(
+            c,
+            n,
+            &mut desired.headless,
+            observed.headless.as_ref(),
+            "headless Service",
+        )
+        .await?,
+        one(
+            c,
+            n,
+            &mut desired.metrics,
+            observed.metrics.as_ref(),
+            "metrics Service",
+        )
+        .await?,
+        one(
+            c,
+            n,
+            &mut desired.pdb,
+            observed.pdb.as_ref(),
+            "PodDisruptionBudget",
+        )
+        .await?,
+        one(
+            c,
+            n,
+            &mut desired.stateful_set,
+            observed.stateful_set.as_ref(),
+            "StatefulSet",
+        )
+        .await?,
+    ];
+    Ok(applied.into_iter().flatten().collect())
 }
 
+/// Applies one child if it differs from what is observed; `Some(kind)` if
+/// it did.
 async fn one<K>(
     client: &Client,
     namespace: &str,
     desired: &mut K,
     observed: Option<&K>,
-) -> Result<bool, kube::Error>
+    kind: &'static str,
+) -> Result<Option<&'static str>, kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope>
         + Clone
@@ -121,13 +123,13 @@ where
 {
     let hash = stamp(desired);
     if applied_hash(observed) == Some(hash.as_str()) {
-        return Ok(false);
+        return Ok(None);
     }
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(names::MANAGER).force();
     api.patch(&desired.name_any(), &params, &Patch::Apply(&*desired))
         .await?;
-    Ok(true)
+    Ok(Some(kind))
 }
 
 /// Deletes the StatefulSet, for changes it cannot take in place (its

@@ -127,12 +127,17 @@ pub enum Error {
 }
 
 impl Error {
-    /// A short, fixed name.
+    /// A short, fixed name: that of the error inside a failed finalizer
+    /// step.
     pub fn kind(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
         match self {
             Self::KubeApi(_) => "KubeApi",
             Self::Build(e) => e.reason(),
-            Self::Finalizer(_) => "Finalizer",
+            Self::Finalizer(inner) => match inner.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.kind(),
+                _ => "Finalizer",
+            },
             Self::NoNamespace => "NoNamespace",
         }
     }
@@ -162,14 +167,7 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Action,
 
 /// What the controller does on a failed reconcile: count it, retry soon.
 pub fn error_policy(_job: Arc<StreamJob>, error: &Error, ctx: Arc<Context>) -> Action {
-    let kind = match error {
-        Error::Finalizer(inner) => match inner.as_ref() {
-            kube::runtime::finalizer::Error::ApplyFailed(e)
-            | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
-            _ => error.kind(),
-        },
-        e => e.kind(),
-    };
+    let kind = error.kind();
     ctx.metrics.failed(kind);
     tracing::warn!(error = %error, kind, "reconcile failed");
     Action::requeue(Duration::from_secs(10))
@@ -202,9 +200,7 @@ async fn apply_job(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
 }
 
 async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
-    if let Ok(mut jobs) = ctx.jobs.lock() {
-        jobs.remove(&job.uid().unwrap_or_default());
-    }
+    ctx.take(&job.uid().unwrap_or_default());
     let place = checkpoint_place(job);
     let (type_, note) = match build::cleanup::wanted(job) {
         build::cleanup::Wanted::Keep => (

@@ -43,8 +43,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     context.build.default_image = settings.default_image;
     let context = Arc::new(context);
 
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    serve_http(settings.http_addr, metrics, ready.clone()).await?;
+    serve_http(settings.http_addr, metrics).await?;
 
     let (jobs, sts, cms, svcs, pdbs) = match &settings.namespace {
         Some(ns) => (
@@ -64,7 +63,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     // Children are watched only when they carry the job label.
     let owned = watcher::Config::default().labels(build::names::JOB_LABEL);
-    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     Controller::new(jobs, watcher::Config::default().any_semantic())
         .owns(sts, owned.clone())
         .owns(cms, owned.clone())
@@ -84,13 +82,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `/metrics`, `/healthz`, `/readyz`.
-async fn serve_http(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    ready: Arc<std::sync::atomic::AtomicBool>,
-) -> anyhow::Result<()> {
-    use axum::{http::StatusCode, routing::get, Router};
+/// `/metrics`, `/healthz`, `/readyz`. Ready as soon as it serves: the
+/// controller's watches start right after.
+async fn serve_http(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    use axum::{routing::get, Router};
     let app = Router::new()
         .route(
             "/metrics",
@@ -108,19 +103,7 @@ async fn serve_http(
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.clone();
-                async move {
-                    if ready.load(std::sync::atomic::Ordering::Relaxed) {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                }
-            }),
-        );
+        .route("/readyz", get(|| async { "ok" }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("metrics and probes on http://{}", listener.local_addr()?);
     tokio::spawn(async move {

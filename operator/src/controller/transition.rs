@@ -23,6 +23,7 @@ use crate::build::{
     assignment::keep_or_spread,
     diff::{self, Change},
 };
+use crate::scheduler::Timing;
 
 /// A change that moves state, in progress: a final checkpoint on every
 /// pod, then an apply.
@@ -123,7 +124,7 @@ async fn reconcile_valid(
                 }
             }
         };
-        let t = final_checkpoint(job, ctx, memory, t, &pods, now).await;
+        let t = final_checkpoint(job, ctx, memory, t, &pods, timing, now).await;
         if !t.checkpointed {
             memory.transition = Some(t);
             let facts = facts(&observed, phase_of(change), memory, &previous, now);
@@ -245,12 +246,12 @@ async fn final_checkpoint(
     memory: &mut JobMemory,
     mut t: Transition,
     pods: &[String],
+    timing: Timing,
     now: Timestamp,
 ) -> Transition {
     if t.checkpointed {
         return t;
     }
-    let timing = timing(job);
     let outcome = ctx
         .scheduler
         .step(pods, &mut memory.checkpoints, timing, true, now)
@@ -261,16 +262,10 @@ async fn final_checkpoint(
             return t;
         }
     }
+    // A round this step starts is a final one (forced above).
     if let Some(id) = outcome.started {
-        let is_final = memory
-            .checkpoints
-            .round
-            .as_ref()
-            .is_some_and(|r| r.is_final);
-        if is_final {
-            t.final_id = Some(id);
-            ctx.metrics.checkpoints_triggered.inc();
-        }
+        t.final_id = Some(id);
+        ctx.metrics.checkpoints_triggered.inc();
     }
     let overdue = now.duration_since(t.started).unsigned_abs() > timing.timeout;
     if let Some(why) = outcome.failed.filter(|_| t.final_id.is_some()).or_else(|| {

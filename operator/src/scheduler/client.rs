@@ -15,7 +15,9 @@ use serde::Deserialize;
 /// counts as unreachable this round.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A completed checkpoint as a processor lists it.
+/// A completed checkpoint as a processor lists it: like the status's
+/// `CheckpointRecord`, but a processor that sends no figures (an older
+/// version, during an upgrade) is still understood.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Completed {
@@ -37,8 +39,6 @@ pub struct Listing {
     pub checkpoints: Vec<Completed>,
     #[serde(default)]
     pub in_flight: Option<u64>,
-    #[serde(default)]
-    pub failed: u64,
     #[serde(default)]
     pub paused: bool,
     #[serde(default)]
