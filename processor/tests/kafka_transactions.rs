@@ -1,11 +1,12 @@
-//! Exactly once through a Kafka transaction: Kafka (nisshi) → processor →
-//! a transactional output topic on the broker with transactions (tansu),
-//! checkpoints on the S3 server, all started by `scripts/test-servers`.
+//! Exactly once through a Kafka transaction: Apache Kafka → processor → a
+//! transactional output topic on the same broker, checkpoints on the S3
+//! server, all started by `scripts/test-servers`.
 //!
-//! The output topic is read over the Kafka protocol and sorted by the
-//! broker's commit and abort markers (`eddy_testkit::kafka_log`): the
-//! committed messages must be every result revision exactly once, whatever
-//! the crashes did.
+//! The output topic is read as a downstream consumer reads it
+//! (`eddy_testkit::kafka`): with `read_committed`, the broker's last stable
+//! offset and aborted-transaction lists decide what it sees, and what it
+//! sees must be every result revision exactly once, whatever the crashes
+//! did.
 
 mod common;
 
@@ -19,7 +20,7 @@ use common::{
     events::{expected, produce, KILL_DELAYS_MS},
     spawn_until, stderr, wait_for, with_s3_credentials, BIN,
 };
-use eddy_testkit::kafka_log;
+use eddy_testkit::kafka::{self, Isolation};
 
 /// The checkpoint intervals the test runs the job with.
 const INTERVALS: [&str; 2] = ["1h", "100ms"];
@@ -30,7 +31,7 @@ struct Run {
 
 impl Run {
     /// A job from the source topic to the transactional `output`.
-    fn new(brokers: &str, txn_brokers: &str, topic: &str, output: &str, bucket: &str) -> Self {
+    fn new(brokers: &str, topic: &str, output: &str, bucket: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let name = eddy_testkit::unique_name("txn");
         let yaml = format!(
@@ -46,7 +47,7 @@ spec:
   window: {{tumbling: {{size: 5s}}}}
   allowedLateness: 10s
   aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
-  sinks: [{{kafka: {{brokers: '{txn_brokers}', topic: {output}, transactional: true}}}}]
+  sinks: [{{kafka: {{brokers: '{brokers}', topic: {output}, transactional: true}}}}]
   invalidOutput: {{file: {{path: {}/invalid.jsonl}}}}
   checkpoints: {{store: 's3://{bucket}/{name}', endpoint: '{}', interval: INTERVAL, retain: 2}}
 ",
@@ -79,7 +80,7 @@ spec:
 /// A result message: (id, revision) and ((key, window start), (n, total)).
 type Result = ((String, u64), ((String, i64), (u64, f64)));
 
-fn parse(message: &kafka_log::Message) -> Result {
+fn parse(message: &kafka::Message) -> Result {
     let r: serde_json::Value = serde_json::from_slice(message.value.as_ref().unwrap()).unwrap();
     let id = r["id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -102,29 +103,38 @@ fn parse(message: &kafka_log::Message) -> Result {
     )
 }
 
+/// What a `read_committed` and a `read_uncommitted` consumer see of the
+/// output topic's only partition.
+fn output(brokers: &str, topic: &str) -> (kafka::Partition, kafka::Partition) {
+    (
+        kafka::read(brokers, topic, 0, Isolation::Committed),
+        kafka::read(brokers, topic, 0, Isolation::Uncommitted),
+    )
+}
+
 #[test]
 fn a_transactional_topic_commits_every_result_once_despite_crashes() {
     let brokers = eddy_testkit::kafka_brokers();
-    let txn_brokers = eddy_testkit::txn_kafka_brokers();
     let topic = eddy_testkit::unique_name("events");
-    let output = eddy_testkit::unique_name("committed");
+    let output_topic = eddy_testkit::unique_name("committed");
     let bucket = eddy_testkit::unique_name("txn");
     produce(&brokers, &topic);
-    create_topics(&txn_brokers, &[(&output, 1)]);
+    create_topics(&brokers, &[(&output_topic, 1)]);
     create_bucket(&bucket);
-    let run = Run::new(&brokers, &txn_brokers, &topic, &output, &bucket);
+    let run = Run::new(&brokers, &topic, &output_topic, &bucket);
 
     // 1. No checkpoint yet: results are written in an open transaction that
-    // nobody reading committed messages sees, and a SIGKILL aborts it.
+    // a read_committed consumer does not see, and a SIGKILL leaves it open
+    // until the next start's producer aborts it.
     let mut child = run.command("1h").spawn().unwrap();
-    let mut log = kafka_log::Log::default();
+    let (mut committed, mut everything) = Default::default();
     wait_for("results in an open transaction", || {
-        log = kafka_log::read(&txn_brokers, &output, 0);
-        !log.open.is_empty()
+        (committed, everything) = output(&brokers, &output_topic);
+        !everything.messages.is_empty()
     });
     assert!(
-        log.committed.is_empty(),
-        "nothing commits before a checkpoint"
+        committed.messages.is_empty() && committed.has_open_transaction(),
+        "nothing commits before a checkpoint: {committed:?}"
     );
     child.kill().unwrap();
     child.wait().unwrap();
@@ -145,42 +155,45 @@ fn a_transactional_topic_commits_every_result_once_despite_crashes() {
         .and_then(|rest| rest.lines().next())
         .map(|line| line.split("; last committed: ").collect())
         .unwrap_or_else(|| panic!("no crash before a commit:\n{message}"));
-    let (crashed, committed) = (ids[0], ids[1]);
-    assert_ne!(committed, "none", "the first transaction committed");
+    let (crashed, last_committed) = (ids[0], ids[1]);
+    assert_ne!(last_committed, "none", "the first transaction committed");
+    let (committed, everything) = output(&brokers, &output_topic);
     assert!(
-        !kafka_log::read(&txn_brokers, &output, 0).open.is_empty(),
-        "checkpoint {crashed}'s transaction holds results"
+        committed.has_open_transaction()
+            && everything.messages.len() > committed.messages.len(),
+        "checkpoint {crashed}'s transaction holds results a read_committed consumer cannot see"
     );
     let (mut next, restored) = spawn_until(&mut run.command("100ms"), "restored checkpoint ");
     next.kill().unwrap();
     next.wait().unwrap();
     assert!(
-        restored.starts_with(&format!("{committed} of 4 partitions")),
-        "checkpoint {crashed} was not committed, {committed} was; restored {restored}"
+        restored.starts_with(&format!("{last_committed} of 4 partitions")),
+        "checkpoint {crashed} was not committed, {last_committed} was; restored {restored}"
     );
 
     // 3. SIGKILLed at a dozen moments, then run to the end.
     let (kills, restores) = crash_then_finish(|| run.command("100ms"), &KILL_DELAYS_MS);
 
-    let log = kafka_log::read(&txn_brokers, &output, 0);
+    let (committed, everything) = output(&brokers, &output_topic);
+    let aborted = everything.messages.len() - committed.messages.len();
     println!(
-        "{kills} kills, {restores} restores; {} messages committed, {} aborted, {} open",
-        log.committed.len(),
-        log.aborted.len(),
-        log.open.len()
+        "{kills} kills, {restores} restores; {} messages committed, {aborted} aborted",
+        committed.messages.len(),
     );
     assert!(kills >= 10, "only {kills} kills");
     assert!(restores >= 1, "no restore happened");
+    assert!(aborted > 0, "the first kill aborted a transaction");
     assert!(
-        !log.aborted.is_empty(),
-        "the first kill aborted a transaction"
+        !committed.has_open_transaction(),
+        "every transaction ended: {} < {}",
+        committed.end,
+        committed.high_watermark
     );
-    assert!(log.open.is_empty(), "every transaction ended");
 
     let mut seen = BTreeSet::new();
     let mut revisions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut latest = BTreeMap::new();
-    for message in &log.committed {
+    for message in &committed.messages {
         let ((id, revision), (window, aggregates)) = parse(message);
         assert!(
             seen.insert((id.clone(), revision)),

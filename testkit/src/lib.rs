@@ -1,11 +1,12 @@
 //! Helpers for Eddy's tests.
 //!
 //! Tests that need a real server (object store, Kafka broker, PostgreSQL,
-//! helm) find it through environment variables that `scripts/test-servers
+//! helm, the Kubernetes API server) find it through environment variables that `scripts/test-servers
 //! start` writes. A test that needs one and does not find it fails with a
 //! message saying what to run: it never passes silently.
 
-pub mod kafka_log;
+pub mod kafka;
+pub mod kube;
 pub mod otlp;
 
 use std::env;
@@ -39,14 +40,9 @@ pub fn s3() -> S3Server {
     }
 }
 
-/// Bootstrap servers of the Kafka-protocol broker.
+/// Bootstrap servers of the Kafka broker (Apache Kafka, with transactions).
 pub fn kafka_brokers() -> String {
     require("EDDY_TEST_KAFKA_BROKERS")
-}
-
-/// Bootstrap servers of the Kafka-protocol broker with transactions.
-pub fn txn_kafka_brokers() -> String {
-    require("EDDY_TEST_TXN_KAFKA_BROKERS")
 }
 
 /// Connection URL of the PostgreSQL server.

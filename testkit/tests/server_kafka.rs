@@ -1,15 +1,16 @@
-//! Smoke test: the Kafka-protocol broker started by `scripts/test-servers`,
-//! through rdkafka used the way the source will use it (explicitly assigned
-//! partitions, not a consumer group).
+//! Smoke tests: the Apache Kafka broker started by `scripts/test-servers`,
+//! through rdkafka used the way the processor uses it (explicitly assigned
+//! partitions, not a consumer group; transactions for exactly-once output).
 
 use std::{collections::BTreeMap, time::Duration};
 
+use eddy_testkit::kafka::{self, Isolation};
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     config::ClientConfig,
     consumer::{BaseConsumer, Consumer},
-    producer::{FutureProducer, FutureRecord},
+    producer::{BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer},
     Message, Offset, TopicPartitionList,
 };
 
@@ -21,24 +22,7 @@ async fn produce_and_consume_on_four_partitions() {
     let brokers = eddy_testkit::kafka_brokers();
     let topic = eddy_testkit::unique_name("smoke");
 
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(
-                &topic,
-                PARTITIONS,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap();
-    for result in created {
-        result.unwrap();
-    }
+    let admin = create_topic(&brokers, &topic, PARTITIONS).await;
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -130,4 +114,90 @@ async fn produce_and_consume_on_four_partitions() {
         .delete_topics(&[&topic], &AdminOptions::new())
         .await
         .unwrap();
+}
+
+async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> AdminClient<DefaultClientContext> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    for result in created {
+        result.unwrap();
+    }
+    admin
+}
+
+/// One transaction committed, one aborted, one left open: a
+/// `read_committed` consumer sees only the committed records and stops at
+/// the open one; a `read_uncommitted` consumer sees all three.
+#[tokio::test]
+async fn read_committed_sees_only_committed_transactions() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("txn-smoke");
+    let admin = create_topic(&brokers, &topic, 1).await;
+    let producer = |id: &str| -> ThreadedProducer<DefaultProducerContext> {
+        let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("transactional.id", format!("{topic}-{id}"))
+            .create()
+            .unwrap();
+        p.init_transactions(Duration::from_secs(30)).unwrap();
+        p
+    };
+    let send = |p: &ThreadedProducer<DefaultProducerContext>, values: &[&str]| {
+        p.begin_transaction().unwrap();
+        for value in values {
+            p.send(BaseRecord::<(), str>::to(&topic).partition(0).payload(*value))
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+    };
+
+    let first = producer("a");
+    send(&first, &["committed-1", "committed-2"]);
+    first.commit_transaction(Duration::from_secs(30)).unwrap();
+    send(&first, &["aborted-1", "aborted-2"]);
+    first.abort_transaction(Duration::from_secs(30)).unwrap();
+    send(&first, &["committed-3"]);
+    first.commit_transaction(Duration::from_secs(30)).unwrap();
+    let open = producer("b");
+    send(&open, &["open-1"]);
+
+    let values = |p: &kafka::Partition| -> Vec<String> {
+        p.messages
+            .iter()
+            .map(|m| String::from_utf8(m.value.clone().unwrap()).unwrap())
+            .collect()
+    };
+    let committed = kafka::read(&brokers, &topic, 0, Isolation::Committed);
+    assert_eq!(
+        values(&committed),
+        ["committed-1", "committed-2", "committed-3"]
+    );
+    assert!(committed.has_open_transaction(), "{committed:?}");
+    let everything = kafka::read(&brokers, &topic, 0, Isolation::Uncommitted);
+    assert_eq!(
+        values(&everything),
+        ["committed-1", "committed-2", "aborted-1", "aborted-2", "committed-3", "open-1"]
+    );
+    assert!(!everything.has_open_transaction());
+
+    // Once the open transaction commits, read_committed reaches the end.
+    open.commit_transaction(Duration::from_secs(30)).unwrap();
+    let committed = kafka::read(&brokers, &topic, 0, Isolation::Committed);
+    assert_eq!(
+        values(&committed),
+        ["committed-1", "committed-2", "committed-3", "open-1"]
+    );
+    assert!(!committed.has_open_transaction(), "{committed:?}");
+
+    admin.delete_topics(&[&topic], &AdminOptions::new()).await.unwrap();
 }

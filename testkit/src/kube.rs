@@ -1,0 +1,34 @@
+//! The Kubernetes API server `scripts/test-servers` starts (etcd,
+//! kube-apiserver, kube-controller-manager and the test node), reached as
+//! its admin through the kubeconfig it writes.
+
+use kube::{
+    config::{KubeConfigOptions, Kubeconfig},
+    Client, Config,
+};
+
+/// Path of the admin kubeconfig.
+pub fn kubeconfig() -> String {
+    crate::require("EDDY_TEST_KUBECONFIG")
+}
+
+/// Name of the node that runs pods as local processes.
+pub fn node_name() -> String {
+    crate::require("EDDY_TEST_KUBE_NODE")
+}
+
+/// Path of the kubectl binary.
+pub fn kubectl() -> String {
+    crate::require("EDDY_TEST_KUBECTL")
+}
+
+/// A client of the API server with cluster-admin rights.
+pub async fn client() -> Client {
+    let path = kubeconfig();
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("reading the test kubeconfig {path}: {e}"));
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("the test kubeconfig {path}: {e}"));
+    Client::try_from(config).expect("a Kubernetes client")
+}
