@@ -10,7 +10,10 @@ use rdkafka::{
     client::DefaultClientContext,
     config::ClientConfig,
     consumer::{BaseConsumer, Consumer},
-    producer::{BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer},
+    producer::{
+        BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer,
+        ThreadedProducer,
+    },
     Message, Offset, TopicPartitionList,
 };
 
@@ -116,7 +119,11 @@ async fn produce_and_consume_on_four_partitions() {
         .unwrap();
 }
 
-async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> AdminClient<DefaultClientContext> {
+async fn create_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> AdminClient<DefaultClientContext> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -154,9 +161,13 @@ async fn read_committed_sees_only_committed_transactions() {
     let send = |p: &ThreadedProducer<DefaultProducerContext>, values: &[&str]| {
         p.begin_transaction().unwrap();
         for value in values {
-            p.send(BaseRecord::<(), str>::to(&topic).partition(0).payload(*value))
-                .map_err(|(e, _)| e)
-                .unwrap();
+            p.send(
+                BaseRecord::<(), str>::to(&topic)
+                    .partition(0)
+                    .payload(*value),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
         }
         p.flush(Duration::from_secs(30)).unwrap();
     };
@@ -186,7 +197,14 @@ async fn read_committed_sees_only_committed_transactions() {
     let everything = kafka::read(&brokers, &topic, 0, Isolation::Uncommitted);
     assert_eq!(
         values(&everything),
-        ["committed-1", "committed-2", "aborted-1", "aborted-2", "committed-3", "open-1"]
+        [
+            "committed-1",
+            "committed-2",
+            "aborted-1",
+            "aborted-2",
+            "committed-3",
+            "open-1"
+        ]
     );
     assert!(!everything.has_open_transaction());
 
@@ -199,5 +217,8 @@ async fn read_committed_sees_only_committed_transactions() {
     );
     assert!(!committed.has_open_transaction(), "{committed:?}");
 
-    admin.delete_topics(&[&topic], &AdminOptions::new()).await.unwrap();
+    admin
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await
+        .unwrap();
 }

@@ -11,11 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use eddy_testkit::kube::{client, kubectl, kubeconfig, node_name};
+use eddy_testkit::kube::{client, kubeconfig, kubectl, node_name};
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{ConfigMap, Namespace, Pod},
+        core::v1::{ConfigMap, Namespace, Pod, ServiceAccount},
+        rbac::v1::RoleBinding,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -60,9 +61,10 @@ where
 /// Installs the checked-in CRD by server-side apply (as `helm install` and
 /// `kubectl apply --server-side` do) and waits until it is established.
 async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(repo().join("crds/streamjob.yaml")).unwrap())
-            .unwrap();
+    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo().join("crds/streamjob.yaml")).unwrap(),
+    )
+    .unwrap();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.name_any();
     api.patch(&name, &apply(), &Patch::Apply(&crd))
@@ -90,8 +92,7 @@ async fn namespace(client: &Client, prefix: &str) -> String {
     .unwrap();
     // Pods need the namespace's `default` service account (the
     // ServiceAccount admission plugin), made by its controller.
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(client.clone(), &name);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
     eventually("the namespace's default service account", || async {
         accounts
             .get_opt("default")
@@ -109,7 +110,8 @@ async fn delete_namespace(client: &Client, name: &str) {
 }
 
 fn stream_jobs(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("eddy.dev", "v1alpha1", "StreamJob"));
+    let resource =
+        ApiResource::from_gvk(&GroupVersionKind::gvk("eddy.dev", "v1alpha1", "StreamJob"));
     Api::namespaced_with(client.clone(), ns, &resource)
 }
 
@@ -132,7 +134,11 @@ async fn the_crd_is_accepted_with_its_schema_rules_and_subresources() {
         .await
         .unwrap();
     let parallelism = stored.data["spec"]["parallelism"].as_i64();
-    assert!(parallelism.is_some(), "the schema defaults parallelism: {:?}", stored.data);
+    assert!(
+        parallelism.is_some(),
+        "the schema defaults parallelism: {:?}",
+        stored.data
+    );
 
     // The CEL rules refuse what the types cannot express.
     let mut too_parallel = job.clone();
@@ -144,7 +150,9 @@ async fn the_crd_is_accepted_with_its_schema_rules_and_subresources() {
         .await
         .expect_err("parallelism above partitions is refused");
     assert!(
-        refused.to_string().contains("parallelism must not exceed partitions"),
+        refused
+            .to_string()
+            .contains("parallelism must not exceed partitions"),
         "{refused}"
     );
     let mut two_windows = job.clone();
@@ -223,9 +231,30 @@ async fn every_example_passes_server_side_dry_run() {
         .collect();
     files.sort();
     assert!(!files.is_empty());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
     for file in &files {
+        // A file that names its namespace is applied there, as `kubectl
+        // apply -f` would; the namespace must exist for the dry run.
+        let named = example(file.file_name().unwrap().to_str().unwrap())
+            .metadata
+            .namespace;
+        let target = match &named {
+            Some(own) => {
+                if namespaces.get_opt(own).await.unwrap().is_none() {
+                    namespaces
+                        .create(
+                            &PostParams::default(),
+                            &serde_json::from_value(json!({"metadata": {"name": own}})).unwrap(),
+                        )
+                        .await
+                        .unwrap();
+                }
+                own.clone()
+            }
+            None => ns.clone(),
+        };
         let out = Command::new(kubectl())
-            .args(["--kubeconfig", &kubeconfig(), "--namespace", &ns])
+            .args(["--kubeconfig", &kubeconfig(), "--namespace", &target])
             .args(["apply", "--dry-run=server", "-f"])
             .arg(file)
             .output()
@@ -238,13 +267,14 @@ async fn every_example_passes_server_side_dry_run() {
         );
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.contains("(server dry run)"), "{said}");
+        let stored = stream_jobs(&client, &target)
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        assert!(stored.items.is_empty(), "a dry run stores nothing");
     }
-    // Dry run stored nothing.
-    let stored = stream_jobs(&client, &ns).list(&ListParams::default()).await.unwrap();
-    assert!(stored.items.is_empty());
     delete_namespace(&client, &ns).await;
 }
-
 /// An endless, slow job: the pods stay up until they are deleted.
 const POD_JOB: &str = "apiVersion: eddy.dev/v1alpha1
 kind: StreamJob
@@ -324,9 +354,17 @@ fn pod_ip(pod: &Pod) -> Option<String> {
 /// The status code of `GET http://ip:port/path`, or `None` when nothing
 /// answers.
 fn http_status(ip: &str, port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, Duration::from_secs(2)).ok()?;
+    let mut stream = TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().ok()?,
+        Duration::from_secs(2),
+    )
+    .ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.split_whitespace().nth(1)?.parse().ok()
@@ -402,7 +440,12 @@ async fn a_statefulset_runs_on_the_test_node_is_repaired_and_collected() {
             Some(node_name().as_str())
         );
         let ip = pod_ip(pod).unwrap();
-        assert_eq!(http_status(&ip, 9090, "/healthz"), Some(200), "{}", pod.name_any());
+        assert_eq!(
+            http_status(&ip, 9090, "/healthz"),
+            Some(200),
+            "{}",
+            pod.name_any()
+        );
     }
 
     // A deleted pod is recreated by the StatefulSet controller (same name,
@@ -413,7 +456,10 @@ async fn a_statefulset_runs_on_the_test_node_is_repaired_and_collected() {
         .await
         .unwrap();
     let replaced = eventually("pod smoke-0 recreated and ready", || async {
-        let pod = pods.get_opt(&format!("{app}-0")).await.map_err(|e| e.to_string())?;
+        let pod = pods
+            .get_opt(&format!("{app}-0"))
+            .await
+            .map_err(|e| e.to_string())?;
         match pod {
             Some(p) if p.uid().as_deref() != Some(old_uid.as_str()) && ready(&p) => Ok(p),
             other => Err(format!("{:?}", other.map(|p| (p.uid(), ready(&p))))),
@@ -422,7 +468,13 @@ async fn a_statefulset_runs_on_the_test_node_is_repaired_and_collected() {
     .await;
     let ip = pod_ip(&replaced).unwrap();
     assert_eq!(http_status(&ip, 9090, "/healthz"), Some(200));
-    let restarted = replaced.status.as_ref().unwrap().container_statuses.as_ref().unwrap();
+    let restarted = replaced
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap();
     assert_eq!(restarted[0].restart_count, 0, "a new pod, not a restart");
 
     // Deleting the StatefulSet in the background: the garbage collector
@@ -438,10 +490,144 @@ async fn a_statefulset_runs_on_the_test_node_is_repaired_and_collected() {
         if left.items.is_empty() && cm.is_none() {
             Ok(())
         } else {
-            Err(format!("{} pods, config map {}", left.items.len(), cm.is_some()))
+            Err(format!(
+                "{} pods, config map {}",
+                left.items.len(),
+                cm.is_some()
+            ))
         }
     })
     .await;
-    assert_eq!(http_status(&ip, 9090, "/healthz"), None, "the process stopped");
+    assert_eq!(
+        http_status(&ip, 9090, "/healthz"),
+        None,
+        "the process stopped"
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+/// Whether RBAC lets `user` do `verb` on `resource` (of `group`) in `ns`,
+/// as the API server's authorizer decides it.
+async fn allowed(
+    client: &Client,
+    user: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    ns: &str,
+) -> bool {
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "spec": {
+            "user": user,
+            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}"), "system:authenticated"],
+            "resourceAttributes": {"namespace": ns, "verb": verb, "group": group, "resource": resource}
+        }
+    }))
+    .unwrap();
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let answer = api.create(&PostParams::default(), &review).await.unwrap();
+    answer.status.unwrap().allowed
+}
+
+/// The operator as a pod: an in-cluster client with the projected
+/// service-account token (TokenRequest), the cluster's CA and
+/// `KUBERNETES_SERVICE_HOST`, authorized by RBAC only once its account is
+/// bound to a role; it then reconciles a StreamJob into its children.
+#[tokio::test]
+async fn an_in_cluster_client_is_authorized_by_rbac_and_works() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "incluster").await;
+    let account = format!("system:serviceaccount:{ns}:eddy-operator");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    accounts
+        .patch(
+            "eddy-operator",
+            &apply(),
+            &Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "eddy-operator"}
+            })),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !allowed(&client, &account, "list", "eddy.dev", "streamjobs", &ns).await,
+        "RBAC denies an account no role is bound to"
+    );
+    bindings
+        .patch("eddy-operator", &apply(), &Patch::Apply(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "eddy-operator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "eddy-operator", "namespace": ns}]
+        })))
+        .await
+        .unwrap();
+    assert!(allowed(&client, &account, "list", "eddy.dev", "streamjobs", &ns).await);
+    assert!(
+        !allowed(
+            &client,
+            &account,
+            "list",
+            "eddy.dev",
+            "streamjobs",
+            "default"
+        )
+        .await,
+        "a RoleBinding grants nothing outside its namespace"
+    );
+
+    pods
+        .patch("eddy-operator", &apply(), &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "eddy-operator", "labels": {"app": "eddy-operator"}},
+            "spec": {
+                "serviceAccountName": "eddy-operator",
+                "containers": [{
+                    "name": "operator",
+                    "image": "ghcr.io/eddy-dev/eddy-operator:test",
+                    "args": ["run"],
+                    "env": [{
+                        "name": "EDDY_WATCH_NAMESPACE",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}
+                    }],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1}
+                }]
+            }
+        })))
+        .await
+        .unwrap();
+    ready_pods(&pods, "eddy-operator", 1).await;
+
+    // The operator reads the job and creates its StatefulSet: every call
+    // it made went through the API server's authentication (the pod's
+    // token) and authorization (the binding above).
+    let jobs = stream_jobs(&client, &ns);
+    let job = jobs
+        .patch(
+            "quickstart",
+            &apply(),
+            &Patch::Apply(example("quickstart.yaml")),
+        )
+        .await
+        .unwrap();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let set = eventually("the operator to create the job's StatefulSet", || async {
+        sets.get_opt("quickstart")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "none yet".to_string())
+    })
+    .await;
+    let owner = &set.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("StreamJob", job.uid().unwrap().as_str())
+    );
     delete_namespace(&client, &ns).await;
 }
