@@ -2,9 +2,11 @@
 
 pub mod select;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
@@ -12,6 +14,8 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 
 use crate::settings::Settings;
+
+const RETRY: Duration = Duration::from_secs(5);
 
 /// Watches unbound pods and binds each one that fits; runs until dropped.
 pub async fn run(client: Client, settings: Arc<Settings>) -> anyhow::Result<()> {
@@ -22,20 +26,42 @@ pub async fn run(client: Client, settings: Arc<Settings>) -> anyhow::Result<()> 
     let labels = crate::node::build::labels(&settings.node_name);
     let config = watcher::Config::default().fields("spec.nodeName=");
     let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
-    while let Some(event) = events.try_next().await? {
-        let pod = match event {
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => pod,
-            _ => continue,
+    // Pods whose binding failed, tried again every few seconds.
+    let mut failed: HashMap<String, Pod> = HashMap::new();
+    let mut retry = tokio::time::interval(RETRY);
+    loop {
+        let pods = tokio::select! {
+            event = events.next() => match event {
+                None => return Ok(()),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "watching unbound pods failed; retrying");
+                    continue;
+                }
+                Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => vec![pod],
+                Some(Ok(watcher::Event::Delete(pod))) => {
+                    // Bound (it left the selection) or deleted.
+                    if let Some(uid) = &pod.metadata.uid {
+                        failed.remove(uid);
+                    }
+                    continue;
+                }
+                Some(Ok(_)) => continue,
+            },
+            _ = retry.tick() => failed.drain().map(|(_, pod)| pod).collect(),
         };
-        if let Some(reason) = select::skip_reason(&pod, &labels) {
-            tracing::debug!(pod = %name(&pod), reason, "not binding");
-            continue;
-        }
-        if let Err(e) = bind(&client, &pod, &settings.node_name).await {
-            tracing::warn!(pod = %name(&pod), error = %e, "cannot bind pod");
+        for pod in pods {
+            if let Some(reason) = select::skip_reason(&pod, &labels) {
+                tracing::debug!(pod = %name(&pod), reason, "not binding");
+                continue;
+            }
+            if let Err(e) = bind(&client, &pod, &settings.node_name).await {
+                tracing::warn!(pod = %name(&pod), error = %e, "cannot bind pod; retrying");
+                if let Some(uid) = pod.metadata.uid.clone() {
+                    failed.insert(uid, pod);
+                }
+            }
         }
     }
-    Ok(())
 }
 
 async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {

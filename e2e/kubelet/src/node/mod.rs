@@ -1,6 +1,6 @@
-//! Registering the Node and keeping it Ready: its status and its Lease are
-//! renewed every 10 seconds with server-side apply, which also takes over a
-//! Node left by an earlier run.
+//! Registering the Node and keeping it Ready: the Node, its status and its
+//! Lease are applied every 10 seconds with server-side apply, which also
+//! takes over a Node left by an earlier run and recreates a deleted one.
 
 pub mod build;
 
@@ -21,20 +21,9 @@ const MANAGER: &str = "eddy-kubelet";
 
 /// Creates or takes over the Node and marks it Ready.
 pub async fn register(client: &Client, settings: &Settings) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let params = PatchParams::apply(MANAGER).force();
-    nodes
-        .patch(
-            &settings.node_name,
-            &params,
-            &Patch::Apply(build::node(&settings.node_name)),
-        )
+    beat(client, settings, &host_info(), Timestamp::now())
         .await
         .with_context(|| format!("cannot register node {}", settings.node_name))?;
-    let started = Timestamp::now();
-    beat(client, settings, &host_info(), started)
-        .await
-        .context("cannot post the node's first status")?;
     tracing::info!(node = %settings.node_name, "node registered and Ready");
     Ok(())
 }
@@ -60,6 +49,14 @@ async fn beat(
     let now = Timestamp::now();
     let nodes: Api<Node> = Api::all(client.clone());
     let params = PatchParams::apply(MANAGER).force();
+    // Applied every time, so a deleted Node comes back.
+    nodes
+        .patch(
+            &settings.node_name,
+            &params,
+            &Patch::Apply(build::node(&settings.node_name)),
+        )
+        .await?;
     let status = build::status(
         &settings.node_name,
         &settings.capacity,

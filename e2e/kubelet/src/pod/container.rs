@@ -156,6 +156,9 @@ impl Runner {
                     continue;
                 }
             };
+            if self.shared.stop().requested() {
+                return None;
+            }
             if has_exited {
                 self.view(|v| v.restart_count += 1);
             }

@@ -180,3 +180,50 @@ pub async fn run(shared: Arc<PodShared>, initialized: bool) {
         () = refresh => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"initContainers": [{"name": "setup", "image": "a"}],
+                     "containers": [{"name": "main", "image": "b"}]},
+            "status": status
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_new_pod_waits_for_its_init_containers() {
+        let new = pod(json!({}));
+        assert!(!previously_initialized(&new));
+        let (init, main) = initial_views(&new, false);
+        assert_eq!(init[0].state, State::waiting("PodInitializing", None));
+        assert_eq!(main[0].state, State::waiting("PodInitializing", None));
+    }
+
+    #[test]
+    fn a_pod_that_ran_before_keeps_its_completed_init_containers() {
+        let ran = pod(json!({
+            "conditions": [{"type": "Initialized", "status": "True"}],
+            "initContainerStatuses": [{"name": "setup", "image": "a", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 0,
+                "finishedAt": "2026-01-01T00:00:00Z"}}}],
+            "containerStatuses": [{"name": "main", "image": "b", "imageID": "", "ready": true,
+                "restartCount": 0, "state": {"running": {}}}]
+        }));
+        assert!(previously_initialized(&ran));
+        let (init, main) = initial_views(&ran, true);
+        match &init[0].state {
+            State::Terminated(exit) => {
+                assert!(exit.succeeded());
+                assert_eq!(exit.finished_at, "2026-01-01T00:00:00Z".parse().unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(main[0].state, State::waiting("ContainerCreating", None));
+    }
+}

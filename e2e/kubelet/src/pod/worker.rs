@@ -119,10 +119,6 @@ async fn run(
             &mut gone_rx,
         )
         .await;
-        node.ips
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .release(ip);
     } else {
         loop {
             if gone || pod_rx.borrow().metadata.deletion_timestamp.is_some() {
@@ -160,7 +156,9 @@ async fn run(
 }
 
 /// Runs the pod and writes its status until it is deleted (and its
-/// processes stopped) or gone; returns whether it is gone.
+/// processes stopped) or gone; returns whether it is gone. The pod IP is
+/// released once nothing runs any more (a finished pod keeps showing it,
+/// as in Kubernetes, but it may be handed out again).
 async fn supervise(
     node: &Arc<Node>,
     api: &Api<Pod>,
@@ -195,12 +193,22 @@ async fn supervise(
     let mut written: Option<PodStatus> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut finished = false;
+    let mut released = false;
+    let release = || {
+        node.ips
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(ip)
+    };
     let mut gone = *gone_rx.borrow();
     if gone {
         stop_tx.send_replace(Stop::Kill);
     }
     loop {
         if finished && stop_tx.borrow().requested() {
+            if !released {
+                release();
+            }
             return gone;
         }
         tokio::select! {
@@ -236,6 +244,10 @@ async fn supervise(
         if !gone {
             write_status(&shared, &mut writer, &mut written, ip).await;
         }
+        if finished && !released {
+            released = true;
+            release();
+        }
     }
 }
 
@@ -261,6 +273,40 @@ async fn write_status(
     };
     match writer.write(&status).await {
         Ok(_) => *written = Some(status),
+        // Deleted meanwhile: the manager hears of it next.
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
         Err(e) => tracing::warn!(pod = %name(&pod), error = %e, "cannot write pod status"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deleted(grace: i64) -> Pod {
+        serde_json::from_value(json!({"metadata": {
+            "name": "p", "deletionTimestamp": "2026-01-01T00:00:00Z",
+            "deletionGracePeriodSeconds": grace}}))
+        .expect("pod")
+    }
+
+    #[tokio::test]
+    async fn deletion_asks_for_a_graceful_stop_whose_deadline_only_shrinks() {
+        let running: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).expect("pod");
+        assert_eq!(stop_for(&running, Stop::Running), Stop::Running);
+        let first = stop_for(&deleted(30), Stop::Running);
+        let Stop::Graceful { deadline } = first else {
+            panic!("{first:?}")
+        };
+        assert!(deadline > Instant::now() + Duration::from_secs(29));
+        assert_eq!(
+            stop_for(&deleted(60), first),
+            first,
+            "a longer grace is ignored"
+        );
+        let shorter = stop_for(&deleted(0), first);
+        assert!(matches!(shorter, Stop::Graceful { deadline: d } if d < deadline));
+        assert_eq!(stop_for(&deleted(30), Stop::Kill), Stop::Kill);
     }
 }

@@ -6,15 +6,19 @@
 
 pub mod build;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 
 use crate::settings::Settings;
+
+const RETRY: Duration = Duration::from_secs(5);
 
 /// Watches claims and provisions the pending ones; runs until dropped.
 pub async fn run(client: Client, settings: Arc<Settings>) -> anyhow::Result<()> {
@@ -23,23 +27,44 @@ pub async fn run(client: Client, settings: Arc<Settings>) -> anyhow::Result<()> 
         None => Api::all(client.clone()),
     };
     let mut events = std::pin::pin!(watcher(claims, watcher::Config::default()).default_backoff());
-    while let Some(event) = events.try_next().await? {
-        let claim = match event {
-            watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) => claim,
-            _ => continue,
+    // Claims whose provisioning failed, tried again every few seconds.
+    let mut failed: HashMap<String, PersistentVolumeClaim> = HashMap::new();
+    let mut retry = tokio::time::interval(RETRY);
+    loop {
+        let claims = tokio::select! {
+            event = events.next() => match event {
+                None => return Ok(()),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "watching claims failed; retrying");
+                    continue;
+                }
+                Some(Ok(watcher::Event::Apply(claim) | watcher::Event::InitApply(claim))) => vec![claim],
+                Some(Ok(watcher::Event::Delete(claim))) => {
+                    if let Some(uid) = &claim.metadata.uid {
+                        failed.remove(uid);
+                    }
+                    continue;
+                }
+                Some(Ok(_)) => continue,
+            },
+            _ = retry.tick() => failed.drain().map(|(_, claim)| claim).collect(),
         };
-        if !build::needs_volume(&claim) {
-            continue;
-        }
-        if let Err(e) = provision(&client, &settings, &claim).await {
-            tracing::warn!(
-                claim = claim.metadata.name.as_deref().unwrap_or_default(),
-                error = %e,
-                "cannot provision a volume"
-            );
+        for claim in claims {
+            if !build::needs_volume(&claim) {
+                continue;
+            }
+            if let Err(e) = provision(&client, &settings, &claim).await {
+                tracing::warn!(
+                    claim = claim.metadata.name.as_deref().unwrap_or_default(),
+                    error = %e,
+                    "cannot provision a volume; retrying"
+                );
+                if let Some(uid) = claim.metadata.uid.clone() {
+                    failed.insert(uid, claim);
+                }
+            }
         }
     }
-    Ok(())
 }
 
 async fn provision(

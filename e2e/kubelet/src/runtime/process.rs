@@ -105,3 +105,62 @@ pub fn signal_group(pid: u32, signal: Signal) {
         Err(e) => tracing::warn!(pid, %signal, error = %e, "cannot signal process group"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs root (for the mount namespace), as the kubelet itself does.
+    #[tokio::test]
+    async fn runs_in_its_own_mount_namespace_with_read_only_and_file_mounts() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let volume = dir.path().join("volume");
+        std::fs::create_dir_all(&volume).expect("volume");
+        std::fs::write(volume.join("data.txt"), "from the volume").expect("file");
+        let target = dir.path().join("container/mnt");
+        let file_target = dir.path().join("container/etc/one.txt");
+        let log = dir.path().join("out.log");
+        let launch = Launch {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                "cat mnt/data.txt; echo; cat etc/one.txt; echo; \
+                 touch mnt/new 2>/dev/null || echo read-only; echo $GREETING; pwd"
+                    .into(),
+            ],
+            env: vec![("GREETING".into(), "hi".into())],
+            working_dir: dir.path().join("container"),
+            mounts: vec![
+                Mount {
+                    source: volume.clone(),
+                    target: target.clone(),
+                    read_only: true,
+                },
+                Mount {
+                    source: volume.join("data.txt"),
+                    target: file_target.clone(),
+                    read_only: false,
+                },
+            ],
+            log: log.clone(),
+        };
+        let status = spawn(&launch).expect("spawn").wait().await.expect("wait");
+        assert!(status.success(), "{status}");
+        let output = std::fs::read_to_string(&log).expect("log");
+        let container = dir.path().join("container");
+        assert_eq!(
+            output,
+            format!(
+                "from the volume\nfrom the volume\nread-only\nhi\n{}\n",
+                container.display()
+            )
+        );
+        // The host sees the mount points, not the mounts.
+        assert!(target.is_dir() && std::fs::read_dir(&target).expect("dir").next().is_none());
+        assert_eq!(std::fs::read_to_string(&file_target).expect("file"), "");
+    }
+}
