@@ -159,8 +159,7 @@ fn a_transactional_topic_commits_every_result_once_despite_crashes() {
     assert_ne!(last_committed, "none", "the first transaction committed");
     let (committed, everything) = output(&brokers, &output_topic);
     assert!(
-        committed.has_open_transaction()
-            && everything.messages.len() > committed.messages.len(),
+        committed.has_open_transaction() && everything.messages.len() > committed.messages.len(),
         "checkpoint {crashed}'s transaction holds results a read_committed consumer cannot see"
     );
     let (mut next, restored) = spawn_until(&mut run.command("100ms"), "restored checkpoint ");
