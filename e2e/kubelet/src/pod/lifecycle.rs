@@ -82,7 +82,9 @@ fn completed(previous: Option<&ContainerStatus>) -> Exit {
 }
 
 /// Runs the pod until every container is done for good or the pod stops.
-pub async fn run(shared: Arc<PodShared>, initialized: bool) {
+/// `first_seen` is the pod as the worker first saw it: its status is the
+/// previous run's, before this run writes its own.
+pub async fn run(shared: Arc<PodShared>, first_seen: Arc<Pod>, initialized: bool) {
     let node = shared.node.clone();
     let mut volumes = PodVolumes::default();
     loop {
@@ -139,7 +141,7 @@ pub async fn run(shared: Arc<PodShared>, initialized: bool) {
         });
     }
 
-    let previous = pod
+    let previous = first_seen
         .status
         .as_ref()
         .and_then(|s| s.container_statuses.clone())

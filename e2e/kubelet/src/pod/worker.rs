@@ -188,7 +188,7 @@ async fn supervise(
             .pod_dir(pod.metadata.uid.as_deref().unwrap_or_default()),
         volumes: Mutex::new(Default::default()),
     });
-    let mut run = tokio::spawn(lifecycle::run(shared.clone(), initialized));
+    let mut run = tokio::spawn(lifecycle::run(shared.clone(), pod.clone(), initialized));
     let mut writer = StatusWriter::new(api.clone(), pod_name);
     let mut written: Option<PodStatus> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
