@@ -51,9 +51,13 @@ pub fn invocation(
         }
     };
     let Some(program) = program else {
+        let what = match command.first() {
+            None => format!("image {image:?}"),
+            Some(first) => format!("image {image:?} with command {first:?}"),
+        };
         return Err(format!(
-            "image {image:?} (command {command:?}) is not a local Eddy binary in {}: \
-             this node runs only local Eddy binaries and never pulls images",
+            "{what} is not a local Eddy binary in {}: this node runs only \
+             local Eddy binaries and never pulls images",
             bin_dir.display()
         ));
     };
@@ -135,7 +139,14 @@ mod tests {
 
     #[test]
     fn unknown_images_and_commands_are_refused() {
-        assert!(invocation("busybox:1.36", &[], &[], Path::new("/b"), &only_eddy).is_err());
+        assert_eq!(
+            invocation("busybox:1.36", &[], &[], Path::new("/b"), &only_eddy),
+            Err(
+                "image \"busybox:1.36\" is not a local Eddy binary in /b: this node runs \
+                 only local Eddy binaries and never pulls images"
+                    .to_string()
+            )
+        );
         assert!(invocation(
             "eddy-processor",
             &strings(&["/bin/sh", "-c", "x"]),
