@@ -5,6 +5,7 @@ pub mod container;
 pub mod context;
 pub mod history;
 pub mod ips;
+pub mod launch;
 pub mod lifecycle;
 pub mod manager;
 pub mod probing;
