@@ -52,6 +52,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // With both ring and aws-lc-rs in the build rustls picks neither: name
+    // one for kube's TLS (an error only says one is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Run {
             namespace,

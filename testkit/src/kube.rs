@@ -24,6 +24,9 @@ pub fn kubectl() -> String {
 
 /// A client of the API server with cluster-admin rights.
 pub async fn client() -> Client {
+    // With both ring and aws-lc-rs in the build rustls picks neither: name
+    // one (an error only says one is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let path = kubeconfig();
     let kubeconfig = Kubeconfig::read_from(&path)
         .unwrap_or_else(|e| panic!("reading the test kubeconfig {path}: {e}"));
