@@ -83,13 +83,7 @@ async fn install_crd(client: &Client) {
 /// namespace controller when the test ends well.
 async fn namespace(client: &Client, prefix: &str) -> String {
     let name = eddy_testkit::unique_name(prefix);
-    let api: Api<Namespace> = Api::all(client.clone());
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-    )
-    .await
-    .unwrap();
+    create_namespace(client, &name).await;
     // Pods need the namespace's `default` service account (the
     // ServiceAccount admission plugin), made by its controller.
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
@@ -102,6 +96,16 @@ async fn namespace(client: &Client, prefix: &str) -> String {
     })
     .await;
     name
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn delete_namespace(client: &Client, name: &str) {
@@ -140,40 +144,38 @@ async fn the_crd_is_accepted_with_its_schema_rules_and_subresources() {
         stored.data
     );
 
-    // The CEL rules refuse what the types cannot express.
-    let mut too_parallel = job.clone();
-    too_parallel.metadata.name = Some("too-parallel".into());
-    too_parallel.data["spec"]["partitions"] = json!(2);
-    too_parallel.data["spec"]["parallelism"] = json!(3);
-    let refused = jobs
-        .patch("too-parallel", &apply(), &Patch::Apply(&too_parallel))
-        .await
-        .expect_err("parallelism above partitions is refused");
+    // The CEL rules refuse what the types cannot express, and the schema
+    // refuses wrong types.
+    let refused = |name: &'static str, edit: fn(&mut Value)| {
+        let mut bad = job.clone();
+        bad.metadata.name = Some(name.into());
+        edit(&mut bad.data["spec"]);
+        let jobs = jobs.clone();
+        async move {
+            jobs.patch(name, &apply(), &Patch::Apply(&bad))
+                .await
+                .expect_err(name)
+                .to_string()
+        }
+    };
+    let message = refused("too-parallel", |spec| {
+        spec["partitions"] = json!(2);
+        spec["parallelism"] = json!(3);
+    })
+    .await;
     assert!(
-        refused
-            .to_string()
-            .contains("parallelism must not exceed partitions"),
-        "{refused}"
+        message.contains("parallelism must not exceed partitions"),
+        "{message}"
     );
-    let mut two_windows = job.clone();
-    two_windows.metadata.name = Some("two-windows".into());
-    two_windows.data["spec"]["window"]["session"] = json!({"gap": "30s"});
-    let refused = jobs
-        .patch("two-windows", &apply(), &Patch::Apply(&two_windows))
-        .await
-        .expect_err("two window kinds are refused");
+    let message = refused("two-windows", |spec| {
+        spec["window"]["session"] = json!({"gap": "30s"});
+    })
+    .await;
     assert!(
-        refused
-            .to_string()
-            .contains("set exactly one of tumbling, sliding, session or calendar"),
-        "{refused}"
+        message.contains("set exactly one of tumbling, sliding, session or calendar"),
+        "{message}"
     );
-    let mut wrong_type = job.clone();
-    wrong_type.metadata.name = Some("wrong-type".into());
-    wrong_type.data["spec"]["partitions"] = json!("many");
-    jobs.patch("wrong-type", &apply(), &Patch::Apply(&wrong_type))
-        .await
-        .expect_err("a string where the schema wants an integer is refused");
+    refused("wrong-type", |spec| spec["partitions"] = json!("many")).await;
 
     // The status subresource: status is written apart from the spec, and a
     // status write does not bump the generation.
@@ -241,13 +243,7 @@ async fn every_example_passes_server_side_dry_run() {
         let target = match &named {
             Some(own) => {
                 if namespaces.get_opt(own).await.unwrap().is_none() {
-                    namespaces
-                        .create(
-                            &PostParams::default(),
-                            &serde_json::from_value(json!({"metadata": {"name": own}})).unwrap(),
-                        )
-                        .await
-                        .unwrap();
+                    create_namespace(&client, own).await;
                 }
                 own.clone()
             }
