@@ -1,8 +1,8 @@
 //! `eddy-operator`: the Eddy control plane.
 //!
-//! - `eddy-operator run`: the controller. Run ONE replica: there is no
-//!   leader election, and two operators would both schedule checkpoints
-//!   (deploy it with `replicas: 1` and the `Recreate` strategy).
+//! - `eddy-operator run`: the controller. With `--leader-election` several
+//!   replicas can run: one holds a Lease and reconciles, the others wait to
+//!   take over (two would both schedule checkpoints).
 //! - `eddy-operator crd`: prints the StreamJob CustomResourceDefinition,
 //!   which is how `crds/streamjob.yaml` is made.
 
@@ -37,9 +37,26 @@ enum Command {
         /// Address of `/metrics`, `/healthz` and `/readyz`.
         #[arg(long, env = "EDDY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
         http_addr: std::net::SocketAddr,
-        /// This operator's name in Events (the pod name in a cluster).
+        /// This operator's name in Events and the Lease (the pod name in
+        /// a cluster).
         #[arg(long, env = "POD_NAME", default_value = "eddy-operator")]
         instance: String,
+        /// The namespace the operator runs in (for its Lease and the jobs'
+        /// NetworkPolicies).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        own_namespace: String,
+        /// Reconcile only while holding the Lease (run more than one
+        /// replica with it).
+        #[arg(long, env = "EDDY_LEADER_ELECTION")]
+        leader_election: bool,
+        /// Name of the Lease.
+        #[arg(long, env = "EDDY_LEASE_NAME", default_value = "eddy-operator")]
+        lease_name: String,
+        /// Give each job a NetworkPolicy that lets only the operator's
+        /// pods (`app.kubernetes.io/name=eddy-operator` in this namespace)
+        /// reach the processors' admin port.
+        #[arg(long, env = "EDDY_NETWORK_POLICY")]
+        network_policy: bool,
     },
 }
 
@@ -61,12 +78,20 @@ fn main() -> ExitCode {
             processor_image,
             http_addr,
             instance,
+            own_namespace,
+            leader_election,
+            lease_name,
+            network_policy,
         } => {
             let settings = eddy_operator::controller::run::Settings {
                 namespace,
                 default_image: processor_image,
                 http_addr,
                 instance,
+                own_namespace,
+                leader_election,
+                lease_name,
+                network_policy,
             };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,

@@ -5,13 +5,20 @@ use std::time::Instant;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub error: &'static str,
+}
+
+/// A job, for per-job figures (names are bounded by the jobs that exist).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub namespace: String,
+    pub job: String,
 }
 
 /// Counters and histograms, registered in one registry.
@@ -21,6 +28,11 @@ pub struct Metrics {
     pub duration: Histogram,
     pub checkpoints_triggered: Counter,
     pub checkpoints_failed: Counter,
+    /// Seconds since each job's last completed checkpoint (kept out of the
+    /// job's status, where it would change on every reconcile).
+    pub checkpoint_lag: Family<JobLabels, Gauge>,
+    /// Status writes, to see that an idle job causes few.
+    pub status_writes: Counter,
     pub registry: Registry,
 }
 
@@ -53,7 +65,21 @@ impl Default for Metrics {
             "Checkpoint rounds that failed or timed out",
             checkpoints_failed.clone(),
         );
+        let checkpoint_lag = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "checkpoint_lag_seconds",
+            "Seconds since the job's last checkpoint completed on every pod",
+            checkpoint_lag.clone(),
+        );
+        let status_writes = Counter::default();
+        registry.register(
+            "status_writes",
+            "StreamJob status updates the operator wrote",
+            status_writes.clone(),
+        );
         Self {
+            checkpoint_lag,
+            status_writes,
             reconciles,
             failures,
             duration,

@@ -24,6 +24,7 @@ fn ctx() -> Context {
     // Not DEFAULT_IMAGE, so the golden files do not change with the version.
     Context {
         default_image: "registry.test/eddy-processor:golden".into(),
+        network_policy_from: None,
     }
 }
 
@@ -70,7 +71,16 @@ fn build_all() -> Vec<(String, StreamJob, Vec<PodAssignment>, Children)> {
     fixtures()
         .into_iter()
         .map(|(name, job)| {
-            assert!(build::cluster_problems(&job).is_empty(), "{name}");
+            // Jobs with local checkpoints (the quickstart) are refused in a
+            // cluster; everything else about them builds.
+            let problems = build::cluster_problems(&job);
+            let local = job.spec.checkpoints.store.starts_with("file://");
+            assert!(
+                problems
+                    .iter()
+                    .all(|p| local && p.path == "spec.checkpoints.store"),
+                "{name}: {problems:?}"
+            );
             let assignment = assignment_for(&job);
             let children =
                 build::build(&job, &assignment, &ctx()).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -8,6 +8,7 @@
 pub mod kafka;
 pub mod kube;
 pub mod otlp;
+pub mod s3;
 
 use std::env;
 

@@ -44,7 +44,7 @@ use crate::values::HumanDuration;
     printcolumn = r#"{"name":"Parallelism","type":"integer","description":"Desired processor pods","jsonPath":".spec.parallelism"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","description":"Ready processor pods","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Last Checkpoint","type":"date","description":"When the last checkpoint completed","jsonPath":".status.lastCheckpoint.time"}"#,
-    printcolumn = r#"{"name":"Lag","type":"integer","description":"Seconds since the last completed checkpoint","jsonPath":".status.checkpointLagSeconds","priority":1}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why the job is not Ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
     printcolumn = r#"{"name":"Hot Keys","type":"string","description":"Keys above the hot-key share","jsonPath":".status.hotKeySummary","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -115,6 +115,15 @@ pub struct StreamJobSpec {
     /// Setting it back to false restores from that checkpoint.
     #[serde(default)]
     pub suspend: bool,
+    /// What a change that replaces the pods (rescale, upgrade, suspend)
+    /// does about their state, as in the Flink operator: `checkpoint`
+    /// (default) takes a final checkpoint on every pod first and does not go
+    /// on without one; `lastState` asks nothing of the pods and restores
+    /// the newest checkpoint completed on every pod (for pods that crash or
+    /// hang; input since then is read again, and exactly-once sinks drop
+    /// what they already hold).
+    #[serde(default)]
+    pub upgrade_mode: UpgradeMode,
     /// Processor container image; the operator's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -158,6 +167,7 @@ impl StreamJobSpec {
             autoscaling: AutoscalingSpec::default(),
             hot_keys: HotKeySpec::default(),
             suspend: false,
+            upgrade_mode: UpgradeMode::default(),
             image: None,
             resources: None,
             pod_template: None,

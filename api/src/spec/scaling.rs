@@ -15,11 +15,11 @@ pub struct AutoscalingSpec {
     pub enabled: bool,
     /// Fewest processor pods.
     #[serde(default = "defaults::min_replicas")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 4096))]
     pub min_replicas: u32,
     /// Most processor pods; unset means one per partition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 4096))]
     pub max_replicas: Option<u32>,
     /// Scale out when checkpoint lag stays above this for the stabilization
     /// window.
@@ -74,11 +74,11 @@ pub struct HotKeySpec {
     pub two_phase: bool,
     /// Number of salt buckets a key is spread over in two-phase mode.
     #[serde(default = "defaults::salt_buckets")]
-    #[schemars(range(min = 2))]
+    #[schemars(range(min = 2, max = 4096))]
     pub salt_buckets: u32,
     /// How many of the heaviest keys per partition are tracked and reported.
     #[serde(default = "defaults::top_k")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10000))]
     pub top_k: u32,
 }
 

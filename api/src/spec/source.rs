@@ -54,6 +54,7 @@ impl SourceSpec {
 pub struct GeneratorSource {
     /// Seed of the pseudo-random sequence. Same seed, same events.
     #[serde(default = "defaults::seed")]
+    #[schemars(range(min = 0))]
     pub seed: u64,
     /// How many events to produce before the source ends. Leave unset for an
     /// endless stream (stop it with Ctrl-C or by deleting the job).
@@ -218,7 +219,7 @@ pub struct HttpSource {
     pub max_body: ByteSize,
     /// Events buffered before requests are refused with 429 and Retry-After.
     #[serde(default = "defaults::http_buffer")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 100000000))]
     pub buffer_events: u32,
 }
 

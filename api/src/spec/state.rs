@@ -63,6 +63,17 @@ impl Default for StateStorage {
     }
 }
 
+/// What a change that replaces the pods does about their state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum UpgradeMode {
+    /// A final checkpoint on every pod, then the change; none, no change.
+    #[default]
+    Checkpoint,
+    /// The change at once; pods restore the newest completed checkpoint.
+    LastState,
+}
+
 /// Kind of volume for local state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -103,7 +114,7 @@ pub struct CheckpointSpec {
     /// Number of completed checkpoints kept per partition; older ones and
     /// files no kept checkpoint references are deleted.
     #[serde(default = "defaults::retain")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10000))]
     pub retain: u32,
     /// A checkpoint that takes longer than this is abandoned and counted as
     /// failed.

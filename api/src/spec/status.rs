@@ -30,22 +30,63 @@ pub struct StreamJobStatus {
     /// The most recent checkpoint completed on every pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint: Option<CheckpointRecord>,
-    /// Seconds since the last completed checkpoint.
+    /// The last checkpoints completed on every pod, newest first (at most
+    /// [`CHECKPOINT_HISTORY`]). Checkpoint lag is not kept here: it changes
+    /// every second, so it is the operator's
+    /// `eddy_operator_checkpoint_lag_seconds` metric, and `kubectl get`
+    /// shows the age of `lastCheckpoint`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_history: Vec<CheckpointRecord>,
+    /// A change that moves state (rescale, upgrade, suspend) in progress,
+    /// kept here so an operator restarted in its middle finishes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint_lag_seconds: Option<i64>,
+    pub transition: Option<TransitionStatus>,
     /// Keys above the hot-key share, heaviest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hot_keys: Vec<HotKey>,
     /// The hot keys as one short line, for `kubectl get -o wide`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hot_key_summary: Option<String>,
-    /// Ready, CheckpointsHealthy and SpecValid, each with reason and message.
+    /// Ready, CheckpointsHealthy, SpecValid, Degraded and
+    /// ReconciliationPaused, each with reason, message and the generation
+    /// it was computed for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The spec (as JSON) the running pods were last built from; compared
     /// with the current spec to decide between no-op, rescale and upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconciled_spec: Option<String>,
+}
+
+/// How many completed checkpoints `status.checkpointHistory` keeps.
+pub const CHECKPOINT_HISTORY: usize = 5;
+
+/// A change that moves state, as the operator records it while it runs:
+/// a final checkpoint on every pod (unless the upgrade mode skips it),
+/// then the new children, then every pod replaced at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitionStatus {
+    /// The `metadata.generation` being rolled out.
+    #[schemars(range(min = 0))]
+    pub generation: i64,
+    /// Rescale, Upgrade or Suspend.
+    pub change: String,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// The final checkpoint's id, once asked of the pods (they pause
+    /// consuming once it is taken, until resumed or replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub final_checkpoint: Option<u64>,
+    /// The final checkpoint completed, or the upgrade mode went on without
+    /// one: the new children are applied next.
+    #[serde(default)]
+    pub checkpointed: bool,
+    /// The new children are applied; pods of an older revision are being
+    /// replaced, all at once.
+    #[serde(default)]
+    pub applied: bool,
 }
 
 /// Lifecycle phase of a job.
@@ -73,8 +114,10 @@ pub enum Phase {
 #[serde(rename_all = "camelCase")]
 pub struct PodAssignment {
     /// Pod ordinal in the StatefulSet.
+    #[schemars(range(min = 0, max = 4095))]
     pub ordinal: u32,
     /// Partition numbers the pod owns.
+    #[schemars(inner(range(min = 0, max = 4095)))]
     pub partitions: Vec<u32>,
 }
 
@@ -83,14 +126,18 @@ pub struct PodAssignment {
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointRecord {
     /// Checkpoint id, increasing.
+    #[schemars(range(min = 0))]
     pub id: u64,
     /// When it completed (RFC 3339).
     pub time: String,
     /// How long it took, in milliseconds.
+    #[schemars(range(min = 0))]
     pub duration_ms: u64,
     /// Bytes uploaded for it (new files only).
+    #[schemars(range(min = 0))]
     pub bytes_uploaded: u64,
     /// Bytes of state it covers.
+    #[schemars(range(min = 0))]
     pub bytes_total: u64,
 }
 
@@ -99,6 +146,7 @@ pub struct CheckpointRecord {
 #[serde(rename_all = "camelCase")]
 pub struct HotKey {
     /// Partition the key belongs to.
+    #[schemars(range(min = 0, max = 4095))]
     pub partition: u32,
     /// The key.
     pub key: String,

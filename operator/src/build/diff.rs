@@ -28,7 +28,14 @@ pub fn processor_view(spec: &StreamJobSpec) -> StreamJobSpec {
     view.checkpoints.lag_threshold = defaults.lag_threshold;
     view.checkpoints.delete_on_job_deletion = defaults.delete_on_job_deletion;
     view.suspend = false;
+    view.upgrade_mode = Default::default();
     view
+}
+
+/// No pods run: `suspend` is true or `parallelism` is 0 (what
+/// `kubectl scale --replicas 0` sets).
+pub fn suspended(spec: &StreamJobSpec) -> bool {
+    spec.suspend || spec.parallelism == 0
 }
 
 /// What a change from one spec to the next asks of the controller.
@@ -62,6 +69,26 @@ pub enum Change {
     Resume,
 }
 
+impl Change {
+    /// The name status and Events use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "None",
+            Self::Ignore => "Ignore",
+            Self::Scale => "Rescale",
+            Self::Upgrade => "Upgrade",
+            Self::Suspend => "Suspend",
+            Self::Resume => "Resume",
+        }
+    }
+
+    /// A change that replaces or stops running pods, so needs their state
+    /// first.
+    pub fn moves_state(self) -> bool {
+        matches!(self, Self::Scale | Self::Upgrade | Self::Suspend)
+    }
+}
+
 /// Classifies the change from `old` (what the pods were last built from)
 /// to `new`. While the job stays suspended there are no pods: a Scale or
 /// Upgrade then needs no final checkpoint, only an apply.
@@ -69,7 +96,7 @@ pub fn ladder(old: &StreamJobSpec, new: &StreamJobSpec) -> Change {
     if old == new {
         return Change::None;
     }
-    match (old.suspend, new.suspend) {
+    match (suspended(old), suspended(new)) {
         (false, true) => return Change::Suspend,
         (true, false) => return Change::Resume,
         _ => {}
@@ -123,6 +150,7 @@ mod tests {
         s.checkpoints.timeout = "1m".into();
         s.checkpoints.lag_threshold = "20m".into();
         s.checkpoints.delete_on_job_deletion = true;
+        s.upgrade_mode = eddy_api::spec::UpgradeMode::LastState;
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod config;
 pub mod diff;
 pub mod merge;
 pub mod names;
+pub mod netpol;
 pub mod pdb;
 pub mod pod;
 pub mod secrets;
@@ -26,6 +27,7 @@ use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
         core::v1::{ConfigMap, Service},
+        networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
     },
     apimachinery::pkg::apis::meta::v1::OwnerReference,
@@ -48,15 +50,25 @@ pub const MAX_NAME_LEN: usize = 52;
 pub struct Context {
     /// Processor image for jobs that set no `spec.image`.
     pub default_image: String,
+    /// The operator's namespace, when each job gets a NetworkPolicy letting
+    /// only the operator's pods there reach the admin port.
+    pub network_policy_from: Option<String>,
 }
 
 impl Default for Context {
     fn default() -> Self {
         Self {
             default_image: DEFAULT_IMAGE.to_string(),
+            network_policy_from: None,
         }
     }
 }
+
+/// Annotation on the StatefulSet: the hash of the pod template the
+/// operator built. A different hash on the live object with an unchanged
+/// spec means this operator renders the pods differently (a new default
+/// image after an operator upgrade): an upgrade, with a final checkpoint.
+pub const POD_TEMPLATE_HASH: &str = "eddy.dev/pod-template-hash";
 
 /// Everything the operator creates for one job, each owned by it (a
 /// controller owner reference) in the job's namespace and labelled with
@@ -73,6 +85,8 @@ pub struct Children {
     pub stateful_set: StatefulSet,
     /// `<job>`: one pod down at a time.
     pub pdb: PodDisruptionBudget,
+    /// `<job>`: only the operator reaches the admin port (when enabled).
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Why a job's children could not be built. Variant names are short and
@@ -119,13 +133,37 @@ pub fn build(
     let owner = Owner::of(job)?;
     let config_map = config::config_map(job, &owner, assignment)?;
     let hash = config::config_hash(&config_map);
+    let mut stateful_set = statefulset::stateful_set(job, &owner, ctx, &hash)?;
+    let template = serde_json::to_vec(&stateful_set.spec.template)
+        .map_err(|e| BuildError::Render(e.to_string()))?;
+    stateful_set
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(
+            POD_TEMPLATE_HASH.into(),
+            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&template)),
+        );
     Ok(Children {
-        stateful_set: statefulset::stateful_set(job, &owner, ctx, &hash)?,
+        stateful_set,
         headless: service::headless(&owner),
         metrics: service::metrics(&owner),
         pdb: pdb::pdb(&owner),
+        network_policy: ctx
+            .network_policy_from
+            .as_deref()
+            .map(|ns| netpol::network_policy(job, &owner, ns)),
         config_map,
     })
+}
+
+/// The pod template hash a StatefulSet carries ([`POD_TEMPLATE_HASH`]).
+pub fn pod_template_hash(sts: &StatefulSet) -> Option<&str> {
+    sts.metadata
+        .annotations
+        .as_ref()?
+        .get(POD_TEMPLATE_HASH)
+        .map(String::as_str)
 }
 
 /// Problems only a cluster has with a job (a local run does not care):
@@ -156,6 +194,17 @@ pub fn cluster_problems(job: &StreamJob) -> Vec<Problem> {
             format!(
                 "{name:?} cannot name a Service; use lowercase letters, digits and '-', \
                  starting with a letter and ending with a letter or digit"
+            ),
+        );
+    }
+    let store = job.spec.checkpoints.store.as_str();
+    if !store.starts_with("s3://") {
+        add(
+            "spec.checkpoints.store",
+            format!(
+                "{store:?} is on the pod's own volume, which does not survive a rescale or the \
+                 loss of the pod, so the job could not restore its state; in a cluster use an \
+                 object store: s3://bucket/prefix (with spec.checkpoints.endpoint for MinIO)"
             ),
         );
     }

@@ -67,6 +67,15 @@ pub fn cleanup_labels(job: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// Name of the NetworkPolicy guarding the pods' admin port.
+pub fn network_policy(job: &str) -> String {
+    job.to_string()
+}
+
+/// `app.kubernetes.io/name` of the operator's own pods (set by the chart):
+/// the only pods a job's NetworkPolicy lets reach the admin port.
+pub const OPERATOR_APP_NAME: &str = "eddy-operator";
+
 /// Name of the PodDisruptionBudget.
 pub fn pdb(job: &str) -> String {
     job.to_string()

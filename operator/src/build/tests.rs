@@ -33,6 +33,7 @@ pub(crate) fn job(spec: StreamJobSpec) -> StreamJob {
 pub(crate) fn ctx() -> Context {
     Context {
         default_image: "registry.test/eddy-processor:test".into(),
+        network_policy_from: None,
     }
 }
 
@@ -148,8 +149,14 @@ fn a_pod_template_that_is_not_one_is_an_error() {
 
 #[test]
 fn cluster_problems_check_name_and_namespace() {
-    assert!(cluster_problems(&job(spec())).is_empty());
-    let mut j = job(spec());
+    let mut s3 = spec();
+    s3.checkpoints.store = "s3://bucket/jobs".into();
+    assert!(cluster_problems(&job(s3.clone())).is_empty());
+    let local = cluster_problems(&job(spec()));
+    assert_eq!(local.len(), 1, "{local:?}");
+    assert_eq!(local[0].path, "spec.checkpoints.store");
+    assert!(local[0].message.contains("object store"), "{}", local[0]);
+    let mut j = job(s3);
     j.metadata.name = Some("a".repeat(52));
     assert!(cluster_problems(&j).is_empty());
     j.metadata.name = Some("a".repeat(53));

@@ -1,12 +1,13 @@
-//! Apply: server-side apply of each child that is missing or differs from
-//! what was last applied, then deletion of children that should no longer
-//! exist. Each applied object carries the hash of its desired form, so an
-//! unchanged job patches nothing.
+//! Apply: server-side apply of every child on every reconcile (an apply
+//! that changes nothing writes nothing, and a hand edit is reverted),
+//! never over an object this job does not control; deletion of children
+//! the job no longer has, and only of those it controls.
 
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{ConfigMap, Service},
+        core::v1::{ConfigMap, Pod, Service},
+        networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
     },
     NamespaceResourceScope,
@@ -20,116 +21,158 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::observe::Observed;
 use crate::build::{names, Children};
 
-/// Annotation holding the hash of the object as the operator built it.
-pub const APPLIED_HASH: &str = "eddy.dev/applied-hash";
-
-/// Stamps `object` with the hash of its desired form; returns the hash.
-pub fn stamp<K: Resource + Serialize>(object: &mut K) -> String {
-    object
-        .meta_mut()
-        .annotations
-        .get_or_insert_default()
-        .remove(APPLIED_HASH);
-    let json = serde_json::to_vec(object).unwrap_or_default();
-    let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&json));
-    object
-        .meta_mut()
-        .annotations
-        .get_or_insert_default()
-        .insert(APPLIED_HASH.into(), hash.clone());
-    hash
+/// Why the children could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// An object with a child's name exists and this job does not control
+    /// it: it is left alone.
+    #[error(
+        "{kind} {name} exists and is not controlled by this StreamJob ({owner}); it is left \
+         alone: delete or rename it, or rename the job"
+    )]
+    NotOwned {
+        kind: &'static str,
+        name: String,
+        owner: String,
+    },
+    #[error("{kind}: {source}")]
+    Refused {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
 }
 
-fn applied_hash<K: Resource>(object: Option<&K>) -> Option<&str> {
-    object?
-        .meta()
-        .annotations
-        .as_ref()?
-        .get(APPLIED_HASH)
-        .map(String::as_str)
+/// Whether `object` is controlled by the object with `uid`.
+pub fn controlled_by<K: Resource>(object: &K, uid: &str) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
-/// Applies the children that differ from what is observed; returns the
-/// kinds applied, in order.
-pub async fn apply_changed(
+/// Who controls `object`, for a message.
+fn controller_of<K: Resource>(object: &K) -> String {
+    object
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map_or("no controller".into(), |o| {
+            format!("controlled by {} {}", o.kind, o.name)
+        })
+}
+
+/// Applies every child (`dry_run`: only asks the API server whether it
+/// would accept them); returns the kinds the API server changed.
+pub async fn apply_all(
     client: &Client,
     namespace: &str,
-    mut desired: Children,
+    desired: &Children,
     observed: &Observed,
-) -> Result<Vec<&'static str>, kube::Error> {
-    let (c, n) = (client, namespace);
+    uid: &str,
+    dry_run: bool,
+) -> Result<Vec<&'static str>, ApplyError> {
+    let target = Target {
+        client,
+        namespace,
+        uid,
+        dry_run,
+    };
+    // Ownership first, so nothing is written when one child is taken.
+    target.check(observed.config_map.as_ref(), "ConfigMap")?;
+    target.check(observed.headless.as_ref(), "Service")?;
+    target.check(observed.metrics.as_ref(), "Service")?;
+    target.check(observed.pdb.as_ref(), "PodDisruptionBudget")?;
+    target.check(observed.stateful_set.as_ref(), "StatefulSet")?;
+    if desired.network_policy.is_some() {
+        target.check(observed.network_policy.as_ref(), "NetworkPolicy")?;
+    }
     // The config first: pods the StatefulSet starts read it.
-    let applied = [
-        one(
-            c,
-            n,
-            &mut desired.config_map,
-            observed.config_map.as_ref(),
-            "ConfigMap",
-        )
-        .await?,
-        one(
-            c,
-            n,
-            &mut desired.headless,
-            observed.headless.as_ref(),
-            "headless Service",
-        )
-        .await?,
-        one(
-            c,
-            n,
-            &mut desired.metrics,
-            observed.metrics.as_ref(),
-            "metrics Service",
-        )
-        .await?,
-        one(
-            c,
-            n,
-            &mut desired.pdb,
-            observed.pdb.as_ref(),
-            "PodDisruptionBudget",
-        )
-        .await?,
-        one(
-            c,
-            n,
-            &mut desired.stateful_set,
-            observed.stateful_set.as_ref(),
-            "StatefulSet",
-        )
-        .await?,
+    let mut changed = vec![
+        target
+            .one(
+                &desired.config_map,
+                observed.config_map.as_ref(),
+                "ConfigMap",
+            )
+            .await?,
+        target
+            .one(&desired.headless, observed.headless.as_ref(), "Service")
+            .await?,
+        target
+            .one(&desired.metrics, observed.metrics.as_ref(), "Service")
+            .await?,
+        target
+            .one(&desired.pdb, observed.pdb.as_ref(), "PodDisruptionBudget")
+            .await?,
     ];
-    Ok(applied.into_iter().flatten().collect())
+    if let Some(policy) = &desired.network_policy {
+        changed.push(
+            target
+                .one(policy, observed.network_policy.as_ref(), "NetworkPolicy")
+                .await?,
+        );
+    }
+    changed.push(
+        target
+            .one(
+                &desired.stateful_set,
+                observed.stateful_set.as_ref(),
+                "StatefulSet",
+            )
+            .await?,
+    );
+    Ok(changed.into_iter().flatten().collect())
 }
 
-/// Applies one child if it differs from what is observed; `Some(kind)` if
-/// it did.
-async fn one<K>(
-    client: &Client,
-    namespace: &str,
-    desired: &mut K,
-    observed: Option<&K>,
-    kind: &'static str,
-) -> Result<Option<&'static str>, kube::Error>
-where
-    K: Resource<Scope = NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let hash = stamp(desired);
-    if applied_hash(observed) == Some(hash.as_str()) {
-        return Ok(None);
+struct Target<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    uid: &'a str,
+    dry_run: bool,
+}
+
+impl Target<'_> {
+    fn check<K: Resource>(
+        &self,
+        observed: Option<&K>,
+        kind: &'static str,
+    ) -> Result<(), ApplyError> {
+        match observed {
+            Some(o) if !controlled_by(o, self.uid) => Err(ApplyError::NotOwned {
+                kind,
+                name: o.name_any(),
+                owner: controller_of(o),
+            }),
+            _ => Ok(()),
+        }
     }
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let params = PatchParams::apply(names::MANAGER).force();
-    api.patch(&desired.name_any(), &params, &Patch::Apply(&*desired))
-        .await?;
-    Ok(Some(kind))
+
+    /// Applies one child; `Some(kind)` if the API server changed it.
+    async fn one<K>(
+        &self,
+        desired: &K,
+        observed: Option<&K>,
+        kind: &'static str,
+    ) -> Result<Option<&'static str>, ApplyError>
+    where
+        K: Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), self.namespace);
+        let mut params = PatchParams::apply(names::MANAGER).force();
+        params.dry_run = self.dry_run;
+        let applied = api
+            .patch(&desired.name_any(), &params, &Patch::Apply(desired))
+            .await
+            .map_err(|source| ApplyError::Refused { kind, source })?;
+        let before = observed.and_then(|o| o.resource_version());
+        Ok((!self.dry_run && before != applied.resource_version()).then_some(kind))
+    }
 }
 
 /// Deletes the StatefulSet, for changes it cannot take in place (its
@@ -145,29 +188,57 @@ pub async fn delete_stateful_set(
         .map(drop)
 }
 
-/// Deletes every child labelled as job `job`'s whose name is not built any
-/// more (children of an older operator version, renamed objects).
+/// Deletes the named pods at once (their StatefulSet makes them again
+/// from its newest revision, in parallel). A pod already gone is fine.
+pub async fn delete_pods(
+    client: &Client,
+    namespace: &str,
+    pods: &[String],
+) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let params = DeleteParams::default();
+    let calls = pods.iter().map(|p| api.delete(p, &params));
+    for result in futures::future::join_all(calls).await {
+        match result {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every child labelled as job `job`'s, controlled by the job with
+/// `uid`, whose name is not built any more (children of an older operator
+/// version, renamed objects, a NetworkPolicy no longer wanted).
 pub async fn delete_orphans(
     client: &Client,
     namespace: &str,
     job: &str,
+    uid: &str,
+    desired: &Children,
 ) -> Result<Vec<String>, kube::Error> {
     let mut deleted = Vec::new();
     let keep_cm = [names::config_map(job)];
     let keep_svc = [names::headless_service(job), names::metrics_service(job)];
     let keep_sts = [names::stateful_set(job)];
     let keep_pdb = [names::pdb(job)];
-    deleted.extend(orphans::<ConfigMap>(client, namespace, job, &keep_cm).await?);
-    deleted.extend(orphans::<Service>(client, namespace, job, &keep_svc).await?);
-    deleted.extend(orphans::<StatefulSet>(client, namespace, job, &keep_sts).await?);
-    deleted.extend(orphans::<PodDisruptionBudget>(client, namespace, job, &keep_pdb).await?);
+    let keep_np: Vec<String> = desired
+        .network_policy
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    let at = (client, namespace, job, uid);
+    deleted.extend(orphans::<ConfigMap>(at, &keep_cm).await?);
+    deleted.extend(orphans::<Service>(at, &keep_svc).await?);
+    deleted.extend(orphans::<StatefulSet>(at, &keep_sts).await?);
+    deleted.extend(orphans::<PodDisruptionBudget>(at, &keep_pdb).await?);
+    deleted.extend(orphans::<NetworkPolicy>(at, &keep_np).await?);
     Ok(deleted)
 }
 
 async fn orphans<K>(
-    client: &Client,
-    namespace: &str,
-    job: &str,
+    (client, namespace, job, uid): (&Client, &str, &str, &str),
     keep: &[String],
 ) -> Result<Vec<String>, kube::Error>
 where
@@ -179,7 +250,7 @@ where
     let mut deleted = Vec::new();
     for object in api.list(&ListParams::default().labels(&selector)).await? {
         let name = object.name_any();
-        if !keep.contains(&name) {
+        if !keep.contains(&name) && controlled_by(&object, uid) {
             api.delete(&name, &DeleteParams::background()).await?;
             deleted.push(format!("{}/{name}", K::kind(&K::DynamicType::default())));
         }

@@ -71,6 +71,24 @@ pub(super) async fn progress(job: &StreamJob, ctx: &Context) -> Result<Option<Ac
             match jobs.create(&PostParams::default(), &built).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
+                // The namespace is being deleted: nothing new can start in
+                // it, and waiting would hold the namespace deletion forever.
+                Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("terminat") => {
+                    let note = format!(
+                        "the namespace is being deleted, so no clean-up Job can run: delete the \
+                         checkpoints under {place} yourself"
+                    );
+                    publish(
+                        ctx,
+                        job,
+                        EventType::Warning,
+                        "CheckpointsNotDeleted",
+                        "Delete",
+                        note,
+                    )
+                    .await;
+                    return Ok(None);
+                }
                 Err(e) => return Err(e.into()),
             }
             let note = format!(

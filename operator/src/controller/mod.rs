@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use eddy_api::{spec::Phase, StreamJob};
+use eddy_api::StreamJob;
 use jiff::Timestamp;
 use kube::{
     api::{Patch, PatchParams},
@@ -32,43 +32,52 @@ use kube::{
     Api, Client, Resource, ResourceExt,
 };
 
-pub use transition::Transition;
-
 use crate::{
-    build::{self, diff::Change},
+    build,
     metrics::Metrics,
     scheduler::{JobCheckpoints, Scheduler, Timing},
 };
 
-/// The finalizer the operator puts on every StreamJob.
+/// The finalizer the operator puts on a StreamJob whose checkpoints are
+/// deleted with it (`spec.checkpoints.deleteOnJobDeletion`); other jobs
+/// carry none, so deleting them (or their namespace) never waits on the
+/// operator.
 pub const FINALIZER: &str = "eddy.dev/checkpoints";
 
-/// Where a pod's admin API is, by job and ordinal.
-pub type PodUrl = Arc<dyn Fn(&StreamJob, u32) -> String + Send + Sync>;
+/// With the value `"true"`, the operator changes nothing of the job (it
+/// keeps checkpointing it), as the Flink operator's
+/// `suspend-reconciliation`; shown as the ReconciliationPaused condition.
+pub const PAUSE_ANNOTATION: &str = "eddy.dev/pause-reconciliation";
 
-/// The cluster DNS name of a pod's admin API, through the headless Service.
-pub fn cluster_pod_url() -> PodUrl {
-    Arc::new(|job: &StreamJob, ordinal: u32| {
-        let name = job.name_any();
-        let namespace = job.namespace().unwrap_or_default();
-        format!(
-            "http://{}-{ordinal}.{}.{namespace}.svc:{}",
-            build::names::stateful_set(&name),
-            build::names::headless_service(&name),
-            build::service::ADMIN_PORT
-        )
-    })
-}
+/// Longest Event note: the events API refuses notes above 1 kB.
+const NOTE_LIMIT: usize = 1024;
 
-/// What one job needs remembered between reconciles.
+/// What one job needs remembered between reconciles. Losing it (an
+/// operator restart) is harmless: what must survive is in the status.
 #[derive(Clone, Debug, Default)]
 pub struct JobMemory {
     pub checkpoints: JobCheckpoints,
-    pub transition: Option<Transition>,
     /// The generation for which the StatefulSet was deleted to change its
     /// volume claim templates (so it is deleted once, not again after the
     /// re-creation).
     pub recreated_for: Option<i64>,
+    /// What keeps failing, for the Degraded condition.
+    pub degraded: Option<(String, String)>,
+    /// Failures in a row, for the back-off.
+    pub failures: u32,
+    /// No change that moves state starts before this, while the spec
+    /// stays at this generation (a new spec is tried at once).
+    pub retry_at: Option<(i64, Timestamp)>,
+}
+
+impl JobMemory {
+    /// Counts a failure; the wait before the next try: `first`, doubling
+    /// with each failure in a row, at most `max`.
+    pub fn back_off(&mut self, first: Duration, max: Duration) -> Duration {
+        let wait = first.saturating_mul(1 << self.failures.min(16)).min(max);
+        self.failures = self.failures.saturating_add(1);
+        wait
+    }
 }
 
 /// Shared by every reconcile.
@@ -78,7 +87,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub scheduler: Scheduler,
-    pub pod_url: PodUrl,
+    /// Port of the processors' admin API.
+    pub admin_port: i32,
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Per job uid.
     pub jobs: Mutex<HashMap<String, JobMemory>>,
@@ -92,10 +102,17 @@ impl Context {
             recorder,
             metrics,
             scheduler: Scheduler::default(),
-            pod_url: cluster_pod_url(),
+            admin_port: build::service::ADMIN_PORT,
             clock: Arc::new(Timestamp::now),
             jobs: Mutex::default(),
         }
+    }
+
+    fn with_memory<T>(&self, uid: &str, f: impl FnOnce(&mut JobMemory) -> T) -> T {
+        let mut memory = self.take(uid);
+        let out = f(&mut memory);
+        self.keep(uid, memory);
+        out
     }
 
     fn take(&self, uid: &str) -> JobMemory {
@@ -124,6 +141,8 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the StreamJob has no namespace")]
     NoNamespace,
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -139,6 +158,7 @@ impl Error {
                 _ => "Finalizer",
             },
             Self::NoNamespace => "NoNamespace",
+            Self::Internal(_) => "Internal",
         }
     }
 }
@@ -148,12 +168,25 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Action,
     let _measure = ctx.metrics.measure();
     let namespace = job.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &namespace);
-    let releasing = job.metadata.deletion_timestamp.is_some()
-        && job.finalizers().iter().any(|f| f == FINALIZER);
-    if releasing {
+    let has_finalizer = job.finalizers().iter().any(|f| f == FINALIZER);
+    let deleting = job.metadata.deletion_timestamp.is_some();
+    if deleting && has_finalizer {
         if let Some(waiting) = cleanup::progress(&job, &ctx).await? {
             return Ok(waiting);
         }
+    }
+    // Only a job whose checkpoints go with it needs a finalizer; one left
+    // from before (or from a spec that changed) is removed.
+    let wants_finalizer = build::cleanup::wanted(&job) == build::cleanup::Wanted::Delete;
+    if !wants_finalizer || (deleting && !has_finalizer) {
+        if has_finalizer {
+            remove_finalizer(&api, &job).await?;
+            return Ok(Action::await_change());
+        }
+        if deleting {
+            return Ok(Action::await_change());
+        }
+        return apply_job(&job, &ctx).await;
     }
     finalizer(&api, FINALIZER, job, |event| async {
         match event {
@@ -165,12 +198,40 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Action,
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// What the controller does on a failed reconcile: count it, retry soon.
-pub fn error_policy(_job: Arc<StreamJob>, error: &Error, ctx: Arc<Context>) -> Action {
+/// Removes [`FINALIZER`] from `job` (a JSON patch guarded by a test of
+/// the list, so a concurrent change of the finalizers is not lost).
+async fn remove_finalizer(api: &Api<StreamJob>, job: &StreamJob) -> Result<(), Error> {
+    let finalizers = job.finalizers();
+    let Some(index) = finalizers.iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
+    ]))
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    api.patch(
+        &job.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// What the controller does on a failed reconcile: count it, show it in
+/// the Degraded condition (on the next write), and retry after a back-off
+/// that doubles with each failure in a row (5 s up to 5 min).
+pub fn error_policy(job: Arc<StreamJob>, error: &Error, ctx: Arc<Context>) -> Action {
     let kind = error.kind();
     ctx.metrics.failed(kind);
-    tracing::warn!(error = %error, kind, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    tracing::warn!(job = %job.name_any(), error = %error, kind, "reconcile failed");
+    let uid = job.uid().unwrap_or_default();
+    let wait = ctx.with_memory(&uid, |memory| {
+        memory.degraded = Some((kind.to_string(), error.to_string()));
+        memory.back_off(Duration::from_secs(5), Duration::from_secs(300))
+    });
+    Action::requeue(wait)
 }
 
 /// The job's timing settings (validated, so they parse).
@@ -246,13 +307,28 @@ async fn publish(
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(truncate(note, NOTE_LIMIT)),
         action: action.into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
         tracing::warn!("recording event {reason}: {e}");
     }
+}
+
+/// `note` cut to at most `limit` bytes (on a character boundary), marked
+/// with an ellipsis when cut.
+fn truncate(mut note: String, limit: usize) -> String {
+    if note.len() <= limit {
+        return note;
+    }
+    let mut end = limit - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push('…');
+    note
 }
 
 /// Writes `status` when it differs from the job's.
@@ -273,6 +349,7 @@ async fn patch_status(
         &Patch::Merge(&patch),
     )
     .await?;
+    ctx.metrics.status_writes.inc();
     Ok(())
 }
 
@@ -293,15 +370,6 @@ fn status_patch(
     patch
 }
 
-/// The phase a change in progress shows.
-fn phase_of(change: Change) -> Phase {
-    match change {
-        Change::Scale => Phase::Rescaling,
-        Change::Suspend => Phase::Checkpointing,
-        _ => Phase::Upgrading,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use eddy_api::spec::StreamJobStatus;
@@ -309,17 +377,37 @@ mod tests {
     #[test]
     fn a_field_the_new_status_drops_is_cleared() {
         let old = StreamJobStatus {
-            checkpoint_lag_seconds: Some(42),
+            selector: Some("a=b".into()),
             ..StreamJobStatus::default()
         };
         let new = StreamJobStatus::default();
         let patch = super::status_patch(Some(&old), &new);
-        assert_eq!(patch["checkpointLagSeconds"], serde_json::Value::Null);
-        assert!(patch
-            .as_object()
-            .unwrap()
-            .contains_key("checkpointLagSeconds"));
+        assert_eq!(patch["selector"], serde_json::Value::Null);
+        assert!(patch.as_object().unwrap().contains_key("selector"));
         let fresh = super::status_patch(None, &old);
-        assert_eq!(fresh["checkpointLagSeconds"], 42);
+        assert_eq!(fresh["selector"], "a=b");
+    }
+
+    #[test]
+    fn event_notes_are_cut_to_the_limit_on_a_character_boundary() {
+        let long = "é".repeat(800);
+        let cut = super::truncate(long, 1024);
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert_eq!(super::truncate("short".into(), 1024), "short");
+    }
+
+    #[test]
+    fn the_back_off_doubles_up_to_its_limit() {
+        use std::time::Duration;
+        let mut memory = super::JobMemory::default();
+        let waits: Vec<u64> = (0..8)
+            .map(|_| {
+                memory
+                    .back_off(Duration::from_secs(5), Duration::from_secs(300))
+                    .as_secs()
+            })
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
     }
 }

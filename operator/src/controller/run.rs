@@ -1,17 +1,27 @@
 //! The controller loop: watch StreamJobs (all namespaces or one) and the
 //! children they own, reconcile each change, serve metrics and probes.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 use eddy_api::StreamJob;
 use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{ConfigMap, Service},
+    networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
-    runtime::{controller::Controller, events::Recorder, watcher},
+    runtime::{
+        controller::Controller, events::Recorder, predicates, reflector, watcher, Predicate,
+        WatchStreamExt,
+    },
     Api, Client,
 };
 
@@ -26,13 +36,29 @@ pub struct Settings {
     pub default_image: String,
     /// Metrics and probes address.
     pub http_addr: SocketAddr,
-    /// This operator's name in Events (its pod name in a cluster).
+    /// This operator's name in Events and in the Lease (its pod name in a
+    /// cluster).
     pub instance: String,
+    /// The operator's own namespace (for the Lease, and the NetworkPolicy
+    /// peer of the jobs' pods).
+    pub own_namespace: String,
+    /// Run only while holding the Lease `lease_name` (more than one
+    /// replica).
+    pub leader_election: bool,
+    pub lease_name: String,
+    /// Give each job a NetworkPolicy letting only the operator reach its
+    /// pods' admin port.
+    pub network_policy: bool,
 }
 
 /// Runs until the process is stopped.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+    run_with(Client::try_default().await?, settings).await
+}
+
+/// [`run`] with a client of one's own (tests run the operator in-process
+/// against a real API server this way).
+pub async fn run_with(client: Client, settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let reporter = kube::runtime::events::Reporter {
         controller: build::names::MANAGER.into(),
@@ -41,19 +67,43 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let recorder = Recorder::new(client.clone(), reporter);
     let mut context = Context::new(client.clone(), recorder, metrics.clone());
     context.build.default_image = settings.default_image;
+    context.build.network_policy_from = settings
+        .network_policy
+        .then(|| settings.own_namespace.clone());
     let context = Arc::new(context);
 
-    serve_http(settings.http_addr, metrics).await?;
+    // Not ready while leading without a synced cache of the jobs; a
+    // standby replica (waiting for the Lease) is ready to take over.
+    let ready = Arc::new(AtomicBool::new(settings.leader_election));
+    // Served while this future lives (an operator stopped in-process
+    // frees its port).
+    let _http = AbortOnDrop(serve_http(settings.http_addr, metrics, ready.clone()).await?);
 
-    let (jobs, sts, cms, svcs, pdbs) = match &settings.namespace {
+    let elector = settings.leader_election.then(|| {
+        crate::leader::Elector::new(
+            client.clone(),
+            &settings.own_namespace,
+            &settings.lease_name,
+            &settings.instance,
+            std::time::Duration::from_secs(15),
+        )
+    });
+    if let Some(elector) = &elector {
+        elector.acquire().await;
+        ready.store(false, Ordering::Relaxed);
+    }
+
+    let (jobs, sts, cms, svcs, pdbs, nps) = match &settings.namespace {
         Some(ns) => (
             Api::<StreamJob>::namespaced(client.clone(), ns),
             Api::<StatefulSet>::namespaced(client.clone(), ns),
             Api::<ConfigMap>::namespaced(client.clone(), ns),
             Api::<Service>::namespaced(client.clone(), ns),
             Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+            Api::<NetworkPolicy>::namespaced(client.clone(), ns),
         ),
         None => (
+            Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
@@ -63,11 +113,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     // Children are watched only when they carry the job label.
     let owned = watcher::Config::default().labels(build::names::JOB_LABEL);
-    Controller::new(jobs, watcher::Config::default().any_semantic())
+    // A job is reconciled when its spec (generation), annotations (the
+    // pause) or finalizers change, not on its own status writes; periodic
+    // requeues and its children's changes cover the rest.
+    let (reader, writer) = reflector::store();
+    let synced = reader.clone();
+    tokio::spawn(async move {
+        if synced.wait_until_ready().await.is_ok() {
+            ready.store(true, Ordering::Relaxed);
+        }
+    });
+    let triggers = watcher(jobs, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    let controller = Controller::for_stream(triggers, reader)
         .owns(sts, owned.clone())
         .owns(cms, owned.clone())
         .owns(svcs, owned.clone())
-        .owns(pdbs, owned)
+        .owns(pdbs, owned.clone())
+        .owns(nps, owned)
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -77,14 +148,28 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 // counted; it never stops the loop for the other jobs.
                 Err(e) => tracing::debug!("reconcile: {e}"),
             }
-        })
-        .await;
+        });
+    match &elector {
+        None => controller.await,
+        Some(elector) => {
+            tokio::select! {
+                () = controller => {}
+                () = elector.keep() => {
+                    anyhow::bail!("lost the leader lease {}: stopping", settings.lease_name);
+                }
+            }
+        }
+    }
     Ok(())
 }
 
-/// `/metrics`, `/healthz`, `/readyz`. Ready as soon as it serves: the
-/// controller's watches start right after.
-async fn serve_http(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+/// `/metrics`, `/healthz` (the process answers) and `/readyz` (503 while
+/// leading without a synced cache of the StreamJobs).
+async fn serve_http(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use axum::{routing::get, Router};
     let app = Router::new()
         .route(
@@ -103,13 +188,33 @@ async fn serve_http(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<(
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }));
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (axum::http::StatusCode::OK, "ok")
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "syncing")
+                    }
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("metrics and probes on http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("metrics server stopped: {e}");
         }
-    });
-    Ok(())
+    }))
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

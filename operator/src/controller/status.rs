@@ -2,7 +2,10 @@
 //! controller did, as a pure function; written only when it changed.
 
 use eddy_api::{
-    spec::{CheckpointRecord, Phase, PodAssignment, StreamJobStatus},
+    spec::{
+        CheckpointRecord, Phase, PodAssignment, StreamJobStatus, TransitionStatus,
+        CHECKPOINT_HISTORY,
+    },
     StreamJob,
 };
 use jiff::Timestamp;
@@ -14,6 +17,8 @@ use crate::{build::names, scheduler};
 pub const READY: &str = "Ready";
 pub const CHECKPOINTS_HEALTHY: &str = "CheckpointsHealthy";
 pub const SPEC_VALID: &str = "SpecValid";
+pub const DEGRADED: &str = "Degraded";
+pub const PAUSED: &str = "ReconciliationPaused";
 
 /// What the status is computed from, besides the job.
 #[derive(Clone, Debug)]
@@ -24,49 +29,74 @@ pub struct Facts {
     pub ready_pods: i32,
     /// Pods the job should have now (0 when suspended).
     pub desired_pods: i32,
+    /// The StatefulSet has rolled out its newest revision to every pod.
+    pub rolled_out: bool,
     pub assignment: Vec<PodAssignment>,
     pub last_checkpoint: Option<CheckpointRecord>,
     /// The spec the pods run, as JSON.
     pub reconciled_spec: Option<String>,
+    /// The generation whose children were applied.
+    pub observed_generation: Option<i64>,
+    pub transition: Option<TransitionStatus>,
+    /// Something keeps failing: (reason, message).
+    pub degraded: Option<(String, String)>,
+    /// `eddy.dev/pause-reconciliation` is set.
+    pub paused: bool,
     pub now: Timestamp,
 }
 
-/// The status of a job whose spec is valid.
-pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
-    let previous = job.status.clone().unwrap_or_default();
-    let generation = job.metadata.generation;
-    let name = job.metadata.name.clone().unwrap_or_default();
-    let suspended = facts.phase == Phase::Suspended;
+/// Seconds since the last completed checkpoint (or since the job was
+/// created), `None` while no pods run.
+pub fn lag_seconds(job: &StreamJob, facts: &Facts) -> Option<i64> {
     let since = job
         .metadata
         .creation_timestamp
         .as_ref()
         .map_or(facts.now, |t| t.0);
-    let lag = (!suspended)
-        .then(|| scheduler::lag_seconds(facts.last_checkpoint.as_ref(), since, facts.now));
+    (facts.phase != Phase::Suspended)
+        .then(|| scheduler::lag_seconds(facts.last_checkpoint.as_ref(), since, facts.now))
+}
+
+/// The status of a job whose spec is valid. Every field is a fact that
+/// changes only when something happens (no ages or counters), so an idle
+/// job's status stays byte-identical and is not written.
+pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
+    let previous = job.status.clone().unwrap_or_default();
+    let generation = job.metadata.generation;
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let suspended = facts.phase == Phase::Suspended;
+    let lag = lag_seconds(job, &facts);
     let threshold = job
         .spec
         .checkpoints
         .lag_threshold
         .parse()
         .map_or(i64::MAX, |d: std::time::Duration| d.as_secs() as i64);
+    let pods_ready = format!("{} of {} pods ready", facts.ready_pods, facts.desired_pods);
     let ready = if suspended {
         (
             false,
             "Suspended",
-            "spec.suspend is true: no pods run".to_string(),
+            "spec.suspend is true or spec.parallelism is 0: no pods run".to_string(),
         )
-    } else if facts.desired_pods > 0 && facts.ready_pods >= facts.desired_pods {
+    } else if let Some(t) = &facts.transition {
         (
-            true,
-            "AllPodsReady",
-            format!("{} of {} pods ready", facts.ready_pods, facts.desired_pods),
+            false,
+            "TransitionInProgress",
+            format!(
+                "{} of generation {} in progress since {}",
+                t.change, t.generation, t.started
+            ),
         )
+    } else if facts.rolled_out && facts.ready_pods >= facts.desired_pods && facts.desired_pods > 0 {
+        (true, "AllPodsReady", pods_ready)
+    } else if facts.rolled_out {
+        (false, "PodsNotReady", pods_ready)
     } else {
         (
             false,
-            "PodsNotReady",
-            format!("{} of {} pods ready", facts.ready_pods, facts.desired_pods),
+            "RolloutInProgress",
+            format!("{pods_ready}; the StatefulSet is rolling out its newest revision"),
         )
     };
     let healthy = match lag {
@@ -74,52 +104,88 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         Some(lag) if lag > threshold => (
             false,
             "CheckpointLagHigh",
-            format!(
-                "the last completed checkpoint is {lag}s old, above spec.checkpoints.lagThreshold ({})",
-                job.spec.checkpoints.lag_threshold
-            ),
+            match &facts.last_checkpoint {
+                Some(c) => format!(
+                    "the last completed checkpoint, {} at {}, is older than \
+                     spec.checkpoints.lagThreshold ({})",
+                    c.id, c.time, job.spec.checkpoints.lag_threshold
+                ),
+                None => format!(
+                    "no checkpoint completed within spec.checkpoints.lagThreshold ({}) of the \
+                     job's start",
+                    job.spec.checkpoints.lag_threshold
+                ),
+            },
         ),
-        Some(lag) => (
+        Some(_) => (
             true,
             "CheckpointsCompleting",
             match &facts.last_checkpoint {
-                Some(c) => format!("checkpoint {} completed {lag}s ago", c.id),
-                None => format!("no checkpoint yet; the job started {lag}s ago"),
+                Some(c) => format!("checkpoint {} completed at {}", c.id, c.time),
+                None => "no checkpoint yet; the first is due one interval after the start".into(),
             },
         ),
     };
+    let degraded = match &facts.degraded {
+        Some((reason, message)) => (true, reason.as_str(), message.clone()),
+        None => (false, "AsExpected", "reconciles succeed".to_string()),
+    };
+    let paused = if facts.paused {
+        (
+            true,
+            "Annotated",
+            format!(
+                "{}: \"true\": the operator changes nothing (checkpoints go on)",
+                super::PAUSE_ANNOTATION
+            ),
+        )
+    } else {
+        (false, "NotAnnotated", "reconciling".to_string())
+    };
+    let c = |type_, value| condition(&previous.conditions, type_, value, generation, facts.now);
     let conditions = vec![
-        condition(&previous.conditions, READY, ready, generation, facts.now),
-        condition(
-            &previous.conditions,
-            CHECKPOINTS_HEALTHY,
-            healthy,
-            generation,
-            facts.now,
-        ),
-        condition(
-            &previous.conditions,
+        c(READY, ready),
+        c(CHECKPOINTS_HEALTHY, healthy),
+        c(
             SPEC_VALID,
             (true, "Valid", "the spec passed validation".into()),
-            generation,
-            facts.now,
         ),
+        c(DEGRADED, degraded),
+        c(PAUSED, paused),
     ];
     StreamJobStatus {
-        observed_generation: generation,
+        observed_generation: facts.observed_generation,
         phase: Some(facts.phase),
         replicas: facts.pods,
         ready_replicas: facts.ready_pods,
         selector: Some(names::selector_string(&name)),
         assignment: facts.assignment,
+        checkpoint_history: history(&previous.checkpoint_history, facts.last_checkpoint.as_ref()),
         last_checkpoint: facts.last_checkpoint,
-        checkpoint_lag_seconds: lag,
+        transition: facts.transition,
         conditions,
         last_reconciled_spec: facts.reconciled_spec,
         // Hot keys are reported by the autoscaling step; kept as they are.
         hot_keys: previous.hot_keys,
         hot_key_summary: previous.hot_key_summary,
     }
+}
+
+/// The checkpoint history with `last` in front, newest first, at most
+/// [`CHECKPOINT_HISTORY`] long.
+fn history(
+    previous: &[CheckpointRecord],
+    last: Option<&CheckpointRecord>,
+) -> Vec<CheckpointRecord> {
+    let mut all: Vec<CheckpointRecord> = last.into_iter().cloned().collect();
+    all.extend(
+        previous
+            .iter()
+            .filter(|c| last.is_none_or(|l| c.id < l.id))
+            .cloned(),
+    );
+    all.truncate(CHECKPOINT_HISTORY);
+    all
 }
 
 /// The status of a job whose spec is invalid: SpecValid=False listing
@@ -217,6 +283,11 @@ spec:
                 bytes_total: 2,
             }),
             reconciled_spec: None,
+            rolled_out: true,
+            observed_generation: Some(3),
+            transition: None,
+            degraded: None,
+            paused: false,
             now: now.parse().unwrap(),
         }
     }
@@ -231,7 +302,10 @@ spec:
             &job(None),
             facts("2026-11-21T10:10:00Z", Some("2026-11-21T10:09:00Z")),
         );
-        assert_eq!(fresh.checkpoint_lag_seconds, Some(60));
+        assert_eq!(
+            get(&fresh, CHECKPOINTS_HEALTHY).message,
+            "checkpoint 4 completed at 2026-11-21T10:09:00Z"
+        );
         assert_eq!(get(&fresh, CHECKPOINTS_HEALTHY).status, "True");
         assert_eq!(get(&fresh, READY).status, "True");
         assert_eq!(fresh.observed_generation, Some(3));
@@ -249,7 +323,7 @@ spec:
             (c.status.as_str(), c.reason.as_str()),
             ("False", "CheckpointLagHigh")
         );
-        assert!(c.message.contains("660s old"), "{}", c.message);
+        assert!(c.message.contains("older than"), "{}", c.message);
         assert_eq!(
             c.last_transition_time.0,
             "2026-11-21T10:20:00Z".parse().unwrap()
@@ -264,8 +338,63 @@ spec:
     #[test]
     fn without_any_checkpoint_lag_counts_from_creation() {
         let s = compute(&job(None), facts("2026-11-21T10:07:00Z", None));
-        assert_eq!(s.checkpoint_lag_seconds, Some(420));
         assert_eq!(get(&s, CHECKPOINTS_HEALTHY).status, "False");
+    }
+
+    #[test]
+    fn an_idle_job_computes_the_same_status_every_time() {
+        let first = compute(
+            &job(None),
+            facts("2026-11-21T10:10:00Z", Some("2026-11-21T10:09:30Z")),
+        );
+        let later = compute(
+            &job(Some(first.clone())),
+            facts("2026-11-21T10:10:40Z", Some("2026-11-21T10:09:30Z")),
+        );
+        assert_eq!(first, later, "nothing happened, nothing changes");
+    }
+
+    #[test]
+    fn ready_waits_for_the_rollout_and_any_transition() {
+        let mut f = facts("2026-11-21T10:10:00Z", Some("2026-11-21T10:09:30Z"));
+        f.rolled_out = false;
+        let s = compute(&job(None), f.clone());
+        assert_eq!(
+            (
+                get(&s, READY).status.as_str(),
+                get(&s, READY).reason.as_str()
+            ),
+            ("False", "RolloutInProgress")
+        );
+        f.rolled_out = true;
+        f.transition = Some(TransitionStatus {
+            generation: 3,
+            change: "Upgrade".into(),
+            started: "2026-11-21T10:09:50Z".into(),
+            final_checkpoint: Some(7),
+            checkpointed: false,
+            applied: false,
+        });
+        let s = compute(&job(None), f);
+        assert_eq!(get(&s, READY).reason, "TransitionInProgress");
+    }
+
+    #[test]
+    fn the_history_keeps_the_newest_five_newest_first() {
+        let record = |id| CheckpointRecord {
+            id,
+            time: format!("2026-11-21T10:0{id}:00Z"),
+            duration_ms: 1,
+            bytes_uploaded: 1,
+            bytes_total: 1,
+        };
+        let mut kept = Vec::new();
+        for id in 1..=7 {
+            kept = history(&kept, Some(&record(id)));
+            kept = history(&kept, Some(&record(id)));
+        }
+        let ids: Vec<u64> = kept.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [7, 6, 5, 4, 3]);
     }
 
     #[test]

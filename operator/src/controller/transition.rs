@@ -1,11 +1,18 @@
 //! One reconcile of a job: validate, fetch, decide by the diff ladder,
-//! take the final checkpoint a change needs, apply, checkpoint on schedule,
-//! write status.
+//! drive a change that moves state (checked, final checkpoint, applied,
+//! pods replaced at once), apply, checkpoint on schedule, write status.
+//!
+//! A change in progress lives in `status.transition`, so an operator
+//! restarted in its middle goes on where it stopped. Whatever can fail is
+//! checked (the children built and accepted by a server-side dry run)
+//! before any pod is paused, and a change that is abandoned (the spec goes
+//! back, the apply is refused, the final checkpoint fails) resumes the pods
+//! it paused.
 
 use std::time::Duration;
 
 use eddy_api::{
-    spec::{Phase, StreamJobSpec},
+    spec::{Phase, StreamJobSpec, TransitionStatus, UpgradeMode},
     StreamJob,
 };
 use jiff::Timestamp;
@@ -15,32 +22,23 @@ use kube::{
 };
 
 use super::{
-    apply, observe, patch_status, phase_of, publish, requeue_for, status, timing, Context, Error,
-    JobMemory,
+    apply, observe, patch_status, publish, requeue_for, status, timing, Context, Error, JobMemory,
+    PAUSE_ANNOTATION,
 };
 use crate::build::{
     self,
     assignment::keep_or_spread,
     diff::{self, Change},
+    Children,
 };
-use crate::scheduler::Timing;
-
-/// A change that moves state, in progress: a final checkpoint on every
-/// pod, then an apply.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transition {
-    /// The generation being rolled out.
-    pub generation: i64,
-    pub change: Change,
-    pub started: Timestamp,
-    /// The final checkpoint's id, once asked for.
-    pub final_id: Option<u64>,
-    /// The final checkpoint completed, failed or was not possible: apply.
-    pub checkpointed: bool,
-}
+use crate::scheduler::{Round, Timing};
 
 /// How soon to look again while a change is in progress.
 const STEP: Duration = Duration::from_secs(2);
+/// First wait before a change whose final checkpoint failed is tried again
+/// (doubling up to [`RETRY_MAX`]).
+const RETRY_FIRST: Duration = Duration::from_secs(30);
+const RETRY_MAX: Duration = Duration::from_secs(600);
 
 pub(super) async fn reconcile_valid_or_not(
     job: &StreamJob,
@@ -74,6 +72,120 @@ pub(super) async fn reconcile_valid_or_not(
     reconcile_valid(job, ctx, memory, now).await
 }
 
+/// What one pass knows about the job.
+struct Pass<'a> {
+    job: &'a StreamJob,
+    ctx: &'a Context,
+    name: String,
+    namespace: String,
+    uid: String,
+    generation: i64,
+    now: Timestamp,
+    timing: Timing,
+    observed: observe::Observed,
+    previous: eddy_api::spec::StreamJobStatus,
+}
+
+impl Pass<'_> {
+    /// The admin API of every pod the StatefulSet has now.
+    fn pods(&self) -> Vec<String> {
+        self.observed.pod_urls(
+            &self.name,
+            self.observed.desired_pods().max(0) as u32,
+            self.ctx.admin_port,
+        )
+    }
+
+    /// Resumes every pod (after a final checkpoint whose change did not
+    /// happen, or once a change is done); pods that do not answer are
+    /// logged: a replaced pod starts unpaused anyway.
+    async fn resume_pods(&self) {
+        for e in self.ctx.scheduler.resume_all(&self.pods()).await {
+            tracing::info!(job = %self.name, "resume: {e}");
+        }
+    }
+
+    fn facts(&self, phase: Phase, memory: &JobMemory) -> status::Facts {
+        status::Facts {
+            phase,
+            pods: self.observed.pods(),
+            ready_pods: self.observed.ready_pods(),
+            desired_pods: self.observed.desired_pods(),
+            rolled_out: self.observed.rolled_out(),
+            assignment: self.previous.assignment.clone(),
+            last_checkpoint: newest(
+                memory.checkpoints.last_completed.clone(),
+                self.previous.last_checkpoint.clone(),
+            ),
+            reconciled_spec: self.previous.last_reconciled_spec.clone(),
+            observed_generation: self.previous.observed_generation,
+            transition: self.previous.transition.clone(),
+            degraded: memory.degraded.clone(),
+            paused: false,
+            now: self.now,
+        }
+    }
+
+    async fn write(&self, facts: status::Facts) -> Result<(), Error> {
+        let lag = status::lag_seconds(self.job, &facts);
+        let labels = crate::metrics::JobLabels {
+            namespace: self.namespace.clone(),
+            job: self.name.clone(),
+        };
+        self.ctx
+            .metrics
+            .checkpoint_lag
+            .get_or_create(&labels)
+            .set(lag.unwrap_or(0));
+        patch_status(self.ctx, self.job, status::compute(self.job, facts)).await
+    }
+
+    /// Gives up on a change: pods it paused consume again, the reason shows
+    /// in Degraded and an Event, and it is tried again after a back-off.
+    async fn abandon(
+        &self,
+        memory: &mut JobMemory,
+        t: Option<&TransitionStatus>,
+        reason: &str,
+        why: String,
+    ) -> Result<Action, Error> {
+        if t.is_some_and(|t| t.final_checkpoint.is_some()) {
+            self.resume_pods().await;
+        }
+        memory.checkpoints.round = None;
+        let wait = memory.back_off(RETRY_FIRST, RETRY_MAX);
+        memory.retry_at = Some((self.generation, self.now + wait));
+        memory.degraded = Some((reason.to_string(), why.clone()));
+        publish(
+            self.ctx,
+            self.job,
+            EventType::Warning,
+            reason,
+            "Abandon",
+            format!(
+                "{why}; the pods run on as before, the change is tried again in {}",
+                humantime::format_duration(wait)
+            ),
+        )
+        .await;
+        let mut facts = self.facts(self.running_phase(), memory);
+        facts.transition = None;
+        self.write(facts).await?;
+        Ok(Action::requeue(wait))
+    }
+
+    fn running_phase(&self) -> Phase {
+        let want = self.observed.desired_pods();
+        if want == 0 {
+            Phase::Suspended
+        } else if self.observed.ready_pods() >= want {
+            Phase::Running
+        } else {
+            Phase::Pending
+        }
+    }
+}
+
 async fn reconcile_valid(
     job: &StreamJob,
     ctx: &Context,
@@ -82,140 +194,199 @@ async fn reconcile_valid(
 ) -> Result<Action, Error> {
     let name = job.name_any();
     let namespace = job.namespace().unwrap_or_default();
-    let generation = job.metadata.generation.unwrap_or(0);
-    let previous = job.status.clone().unwrap_or_default();
     let observed = observe::fetch(&ctx.client, &namespace, &name).await?;
+    let pass = Pass {
+        job,
+        ctx,
+        uid: job.uid().unwrap_or_default(),
+        generation: job.metadata.generation.unwrap_or(0),
+        now,
+        timing: timing(job),
+        observed,
+        previous: job.status.clone().unwrap_or_default(),
+        name,
+        namespace,
+    };
+    let previous = &pass.previous;
     let last: Option<StreamJobSpec> = previous
         .last_reconciled_spec
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok());
-    let change = match &last {
-        None => Change::Resume, // first apply: nothing runs yet
-        Some(old) => diff::ladder(old, &job.spec),
-    };
-    let pods: Vec<String> = (0..observed.desired_pods().max(0) as u32)
-        .map(|i| (ctx.pod_url)(job, i))
-        .collect();
-    let timing = timing(job);
-
-    // A change that moves state: final checkpoint first, while pods run.
-    let moves_state = matches!(change, Change::Scale | Change::Upgrade | Change::Suspend);
-    let mut transition = None;
-    if moves_state {
-        let t = match memory.transition.take() {
-            Some(t) if t.generation == generation && t.change == change => t,
-            _ => {
-                let (reason, what) = started_event(change);
-                publish(
-                    ctx,
-                    job,
-                    EventType::Normal,
-                    reason,
-                    "Checkpoint",
-                    what.into(),
-                )
-                .await;
-                Transition {
-                    generation,
-                    change,
-                    started: now,
-                    final_id: None,
-                    checkpointed: observed.ready_pods() == 0,
-                }
-            }
-        };
-        let t = final_checkpoint(job, ctx, memory, t, &pods, timing, now).await;
-        if !t.checkpointed {
-            memory.transition = Some(t);
-            let facts = facts(&observed, phase_of(change), memory, &previous, now);
-            patch_status(ctx, job, status::compute(job, facts)).await?;
-            return Ok(Action::requeue(STEP));
-        }
-        transition = Some(t);
-    }
-
-    // Volume claim templates cannot change in place, whatever rung of the
-    // ladder carries the change (an upgrade, or a suspend or resume made in
-    // the same edit): delete the StatefulSet once per generation, and apply
-    // on the next pass.
-    let applies = !matches!(change, Change::None | Change::Ignore);
-    if applies
-        && memory.recreated_for != Some(generation)
-        && observed.stateful_set.is_some()
-        && last
-            .as_ref()
-            .is_some_and(|old| diff::needs_recreate(old, &job.spec))
-    {
-        apply::delete_stateful_set(&ctx.client, &namespace, &name).await?;
-        memory.recreated_for = Some(generation);
-        memory.transition = transition;
-        return Ok(Action::requeue(STEP));
-    }
-
-    // Apply: the children of the current spec.
-    let replicas = build::statefulset::replicas(&job.spec);
     let assignment = keep_or_spread(
         &previous.assignment,
         job.spec.partitions,
         job.spec.parallelism,
     );
     let children = build::build(job, &assignment, &ctx.build)?;
-    let applied = apply::apply_changed(&ctx.client, &namespace, children, &observed).await?;
-    if !applied.is_empty() {
-        for orphan in apply::delete_orphans(&ctx.client, &namespace, &name).await? {
-            tracing::info!(job = %name, "deleted {orphan}, which the job no longer has");
-        }
-    }
-    if let Some((reason, note)) = finished_event(change, &last, job, &applied) {
-        publish(ctx, job, EventType::Normal, reason, "Apply", note).await;
-    }
-    memory.transition = None;
-
-    // Checkpoints on schedule while running.
-    let running = replicas > 0 && observed.ready_pods() > 0;
-    if running && change != Change::Scale && change != Change::Upgrade {
-        let outcome = ctx
-            .scheduler
-            .step(&pods, &mut memory.checkpoints, timing, false, now)
-            .await;
-        if outcome.started.is_some() {
-            ctx.metrics.checkpoints_triggered.inc();
-        }
-        if let (Some(why), true) = (&outcome.failed, outcome.reachable == outcome.pods) {
-            ctx.metrics.checkpoints_failed.inc();
-            publish(
-                ctx,
-                job,
-                EventType::Warning,
-                "CheckpointFailed",
-                "Checkpoint",
-                why.clone(),
-            )
-            .await;
-        }
-    }
-
-    let phase = if job.spec.suspend {
-        Phase::Suspended
-    } else if memory.checkpoints.round.is_some() {
-        Phase::Checkpointing
-    } else if replicas > 0 && observed.ready_pods() >= replicas as i32 {
-        Phase::Running
-    } else {
-        Phase::Pending
+    let mut change = match &last {
+        None => Change::Resume, // first apply: nothing runs yet
+        Some(old) => diff::ladder(old, &job.spec),
     };
-    let mut facts = facts(&observed, phase, memory, &previous, now);
+    // The same spec rendered into other pods (this operator's defaults
+    // changed, e.g. its processor image): an upgrade like any other.
+    if !change.moves_state() && pass.observed.desired_pods() > 0 {
+        if let Some(live) = &pass.observed.stateful_set {
+            if build::pod_template_hash(live) != build::pod_template_hash(&children.stateful_set)
+                && apply::controlled_by(live, &pass.uid)
+            {
+                change = Change::Upgrade;
+            }
+        }
+    }
+
+    if paused(job) {
+        return reconcile_paused(&pass, memory).await;
+    }
+
+    let mut transition = previous.transition.clone();
+    // A change the spec no longer asks for, not yet applied: abandon it.
+    if let Some(t) = transition.take_if(|t| !t.applied && !change.moves_state()) {
+        if t.final_checkpoint.is_some() {
+            pass.resume_pods().await;
+        }
+        memory.checkpoints.round = None;
+        publish(
+            ctx,
+            job,
+            EventType::Normal,
+            "TransitionAbandoned",
+            "Abandon",
+            format!(
+                "the spec no longer asks for the {} of generation {}; the pods consume again",
+                t.change, t.generation
+            ),
+        )
+        .await;
+    }
+
+    if change.moves_state() && !transition.as_ref().is_some_and(|t| t.applied) {
+        match prepare(&pass, memory, transition.take(), change, &children).await? {
+            Prepared::Ready(t) => transition = Some(t),
+            Prepared::Wait(action) => return Ok(action),
+        }
+    }
+
+    // Volume claim templates cannot change in place: delete the
+    // StatefulSet once per generation, and apply on the next pass.
+    let applies = change != Change::None || transition.is_some();
+    if applies
+        && memory.recreated_for != Some(pass.generation)
+        && pass.observed.stateful_set.is_some()
+        && last
+            .as_ref()
+            .is_some_and(|old| diff::needs_recreate(old, &job.spec))
+    {
+        apply::delete_stateful_set(&ctx.client, &pass.namespace, &pass.name).await?;
+        memory.recreated_for = Some(pass.generation);
+        return Ok(Action::requeue(STEP));
+    }
+
+    // Apply every child, every pass: unchanged ones are not written.
+    let applied = match apply::apply_all(
+        &ctx.client,
+        &pass.namespace,
+        &children,
+        &pass.observed,
+        &pass.uid,
+        false,
+    )
+    .await
+    {
+        Ok(applied) => applied,
+        Err(e) => {
+            let reason = apply_reason(&e);
+            return pass
+                .abandon(memory, transition.as_ref(), reason, e.to_string())
+                .await;
+        }
+    };
+    if !applied.is_empty() {
+        tracing::info!(job = %pass.name, "applied {}", applied.join(", "));
+        let orphans = apply::delete_orphans(
+            &ctx.client,
+            &pass.namespace,
+            &pass.name,
+            &pass.uid,
+            &children,
+        )
+        .await?;
+        for orphan in orphans {
+            tracing::info!(job = %pass.name, "deleted {orphan}, which the job no longer has");
+        }
+    }
+    memory.degraded = None;
+    memory.failures = 0;
+    let fresh = previous.observed_generation != Some(pass.generation);
+    if fresh && transition.is_none() && change != Change::None {
+        if let Some((reason, note)) = finished_event(change, &last, job, &applied) {
+            publish(ctx, job, EventType::Normal, reason, "Apply", note).await;
+        }
+    }
+
+    // A change applied: replace the pods of older revisions, all at once.
+    if let Some(t) = transition.as_mut() {
+        let first = !t.applied;
+        t.applied = true;
+        if !first {
+            match pass.observed.stale_pods() {
+                Some(stale) if !stale.is_empty() => {
+                    apply::delete_pods(&ctx.client, &pass.namespace, &stale).await?;
+                    publish(
+                        ctx,
+                        job,
+                        EventType::Normal,
+                        "PodsReplaced",
+                        "Rollout",
+                        format!(
+                            "deleted {} at once; they restore from checkpoint {}",
+                            stale.join(", "),
+                            t.final_checkpoint
+                                .map_or("(the newest)".into(), |id| id.to_string())
+                        ),
+                    )
+                    .await;
+                }
+                Some(_) => {
+                    // Pods the change did not replace were paused by the
+                    // final checkpoint: they go on.
+                    pass.resume_pods().await;
+                    let change = t.change.clone();
+                    transition = None;
+                    if let Some((reason, note)) = finished_event_named(&change, job, &applied) {
+                        publish(ctx, job, EventType::Normal, reason, "Apply", note).await;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    // Checkpoints on schedule while running and not changing.
+    let replicas = build::statefulset::replicas(&job.spec);
+    if transition.is_none() && replicas > 0 && pass.observed.ready_pods() > 0 {
+        periodic_checkpoint(&pass, memory).await;
+    }
+
+    let phase = match &transition {
+        Some(t) => phase_of(&t.change),
+        None if diff::suspended(&job.spec) => Phase::Suspended,
+        None if replicas > 0 && pass.observed.ready_pods() >= replicas as i32 => Phase::Running,
+        None => Phase::Pending,
+    };
+    let mut facts = pass.facts(phase, memory);
     facts.assignment = assignment;
-    // What was just applied, not what was there before.
     facts.desired_pods = replicas as i32;
     facts.reconciled_spec = serde_json::to_string(&job.spec).ok();
-    let next = status::compute(job, facts);
+    facts.observed_generation = Some(pass.generation);
+    facts.transition = transition.clone();
+    let next_status = status::compute(job, facts.clone());
     let was_healthy =
         status::condition_status(job.status.as_ref(), status::CHECKPOINTS_HEALTHY) != Some("False");
     if was_healthy
-        && status::condition_status(Some(&next), status::CHECKPOINTS_HEALTHY) == Some("False")
+        && status::condition_status(Some(&next_status), status::CHECKPOINTS_HEALTHY)
+            == Some("False")
     {
-        let message = next
+        let message = next_status
             .conditions
             .iter()
             .find(|c| c.type_ == status::CHECKPOINTS_HEALTHY)
@@ -231,88 +402,204 @@ async fn reconcile_valid(
         )
         .await;
     }
-    patch_status(ctx, job, next).await?;
-    Ok(if job.spec.suspend {
+    pass.write(facts).await?;
+    Ok(if transition.is_some() {
+        Action::requeue(STEP)
+    } else if diff::suspended(&job.spec) {
         Action::requeue(Duration::from_secs(300))
     } else {
         requeue_for(job)
     })
 }
 
-/// Drives the final checkpoint of a transition one step.
-async fn final_checkpoint(
-    job: &StreamJob,
-    ctx: &Context,
+/// What [`prepare`] decided.
+enum Prepared {
+    /// The final checkpoint is done (or not needed): apply.
+    Ready(TransitionStatus),
+    /// Look again later.
+    Wait(Action),
+}
+
+/// Takes a change that moves state up to the point where it can be
+/// applied: checks it first (nothing is paused for a change the API server
+/// would refuse), then the final checkpoint the upgrade mode asks for.
+async fn prepare(
+    pass: &Pass<'_>,
     memory: &mut JobMemory,
-    mut t: Transition,
-    pods: &[String],
-    timing: Timing,
-    now: Timestamp,
-) -> Transition {
+    ongoing: Option<TransitionStatus>,
+    change: Change,
+    children: &Children,
+) -> Result<Prepared, Error> {
+    let (ctx, job, now) = (pass.ctx, pass.job, pass.now);
+    let mut t = match ongoing {
+        Some(t) => t,
+        None => {
+            let retry = memory.retry_at.filter(|(g, _)| *g == pass.generation);
+            if let Some((_, at)) = retry.filter(|(_, at)| *at > now) {
+                let wait = at.duration_since(now).unsigned_abs();
+                return Ok(Prepared::Wait(Action::requeue(wait)));
+            }
+            if let Err(e) = apply::apply_all(
+                &ctx.client,
+                &pass.namespace,
+                children,
+                &pass.observed,
+                &pass.uid,
+                true,
+            )
+            .await
+            {
+                let reason = apply_reason(&e);
+                return pass
+                    .abandon(memory, None, reason, format!("{}: {e}", change.name()))
+                    .await
+                    .map(Prepared::Wait);
+            }
+            let (reason, what) = started_event(change, job.spec.upgrade_mode);
+            publish(
+                ctx,
+                job,
+                EventType::Normal,
+                reason,
+                "Checkpoint",
+                what.into(),
+            )
+            .await;
+            TransitionStatus {
+                generation: pass.generation,
+                change: change.name().into(),
+                started: now.to_string(),
+                final_checkpoint: None,
+                checkpointed: job.spec.upgrade_mode == UpgradeMode::LastState
+                    || pass.observed.pods() == 0,
+                applied: false,
+            }
+        }
+    };
+    // The newest spec is what gets applied; a final checkpoint already
+    // taken serves it as well (the pods have not consumed since).
+    t.generation = pass.generation;
+    t.change = change.name().into();
     if t.checkpointed {
-        return t;
+        return Ok(Prepared::Ready(t));
+    }
+    // An operator restarted since the round started: pick it up again.
+    if memory.checkpoints.round.is_none() {
+        if let Some(id) = t.final_checkpoint {
+            memory.checkpoints.round = Some(Round {
+                id,
+                started: t.started.parse().unwrap_or(now),
+                is_final: true,
+            });
+        }
     }
     let outcome = ctx
         .scheduler
-        .step(pods, &mut memory.checkpoints, timing, true, now)
-        .await;
-    if let (Some(done), Some(id)) = (&outcome.completed, t.final_id) {
-        if done.id >= id {
-            t.checkpointed = true;
-            return t;
-        }
-    }
-    // A round this step starts is a final one (forced above).
-    if let Some(id) = outcome.started {
-        t.final_id = Some(id);
-        ctx.metrics.checkpoints_triggered.inc();
-    }
-    let overdue = now.duration_since(t.started).unsigned_abs() > timing.timeout;
-    if let Some(why) = outcome.failed.filter(|_| t.final_id.is_some()).or_else(|| {
-        overdue.then(|| {
-            format!(
-                "no final checkpoint within {}",
-                humantime::format_duration(timing.timeout)
-            )
-        })
-    }) {
-        ctx.metrics.checkpoints_failed.inc();
-        // Given up: a round still open would hold back the periodic ones
-        // until it times out, and count as failed a second time.
-        memory.checkpoints.round = None;
-        publish(
-            ctx,
-            job,
-            EventType::Warning,
-            "FinalCheckpointFailed",
-            "Checkpoint",
-            format!("{why}; going on: pods restore from the last completed checkpoint"),
+        .step(
+            &pass.pods(),
+            &mut memory.checkpoints,
+            pass.timing,
+            true,
+            now,
         )
         .await;
-        t.checkpointed = true;
+    if let (Some(done), Some(id)) = (&outcome.completed, t.final_checkpoint) {
+        if done.id >= id {
+            t.checkpointed = true;
+            memory.failures = 0;
+            return Ok(Prepared::Ready(t));
+        }
     }
-    t
+    if let Some(id) = outcome.started {
+        t.final_checkpoint = Some(id);
+        ctx.metrics.checkpoints_triggered.inc();
+    }
+    let started: Timestamp = t.started.parse().unwrap_or(now);
+    let overdue = now.duration_since(started).unsigned_abs() > pass.timing.timeout;
+    let failed = outcome
+        .failed
+        .filter(|_| t.final_checkpoint.is_some())
+        .or_else(|| {
+            overdue.then(|| {
+                format!(
+                    "no final checkpoint within spec.checkpoints.timeout ({}); {} of {} pods answered",
+                    humantime::format_duration(pass.timing.timeout),
+                    outcome.reachable,
+                    outcome.pods
+                )
+            })
+        });
+    if let Some(why) = failed {
+        ctx.metrics.checkpoints_failed.inc();
+        let why = format!(
+            "{why} (spec.upgradeMode: lastState goes on from the last completed checkpoint \
+             without asking the pods)"
+        );
+        return pass
+            .abandon(memory, Some(&t), "FinalCheckpointFailed", why)
+            .await
+            .map(Prepared::Wait);
+    }
+    let mut facts = pass.facts(phase_of(&t.change), memory);
+    facts.transition = Some(t);
+    pass.write(facts).await?;
+    Ok(Prepared::Wait(Action::requeue(STEP)))
 }
 
-fn facts(
-    observed: &observe::Observed,
-    phase: Phase,
-    memory: &JobMemory,
-    previous: &eddy_api::spec::StreamJobStatus,
-    now: Timestamp,
-) -> status::Facts {
-    status::Facts {
-        phase,
-        pods: observed.pods(),
-        ready_pods: observed.ready_pods(),
-        desired_pods: observed.desired_pods(),
-        assignment: previous.assignment.clone(),
-        last_checkpoint: newest(
-            memory.checkpoints.last_completed.clone(),
-            previous.last_checkpoint.clone(),
-        ),
-        reconciled_spec: previous.last_reconciled_spec.clone(),
-        now,
+/// A job with the pause annotation: nothing is applied and no change
+/// starts or goes on; checkpoints go on, so its state stays recoverable.
+async fn reconcile_paused(pass: &Pass<'_>, memory: &mut JobMemory) -> Result<Action, Error> {
+    let running = pass.previous.transition.is_none() && pass.observed.ready_pods() > 0;
+    if running {
+        periodic_checkpoint(pass, memory).await;
+    }
+    let phase = pass.previous.phase.unwrap_or_else(|| pass.running_phase());
+    let mut facts = pass.facts(phase, memory);
+    facts.paused = true;
+    pass.write(facts).await?;
+    Ok(requeue_for(pass.job))
+}
+
+async fn periodic_checkpoint(pass: &Pass<'_>, memory: &mut JobMemory) {
+    let ctx = pass.ctx;
+    let outcome = ctx
+        .scheduler
+        .step(
+            &pass.pods(),
+            &mut memory.checkpoints,
+            pass.timing,
+            false,
+            pass.now,
+        )
+        .await;
+    if outcome.started.is_some() {
+        ctx.metrics.checkpoints_triggered.inc();
+    }
+    if let (Some(why), true) = (&outcome.failed, outcome.reachable == outcome.pods) {
+        ctx.metrics.checkpoints_failed.inc();
+        publish(
+            ctx,
+            pass.job,
+            EventType::Warning,
+            "CheckpointFailed",
+            "Checkpoint",
+            why.clone(),
+        )
+        .await;
+    }
+}
+
+/// Whether the job carries `eddy.dev/pause-reconciliation: "true"`.
+pub(super) fn paused(job: &StreamJob) -> bool {
+    job.annotations()
+        .get(PAUSE_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+fn apply_reason(e: &apply::ApplyError) -> &'static str {
+    match e {
+        apply::ApplyError::NotOwned { .. } => "ChildNotOwned",
+        apply::ApplyError::Refused { .. } => "ApplyRefused",
     }
 }
 
@@ -326,19 +613,41 @@ fn newest(
     }
 }
 
-fn started_event(change: Change) -> (&'static str, &'static str) {
+/// The phase a change in progress shows.
+fn phase_of(change: &str) -> Phase {
     match change {
-        Change::Scale => (
+        "Rescale" => Phase::Rescaling,
+        "Suspend" => Phase::Checkpointing,
+        _ => Phase::Upgrading,
+    }
+}
+
+fn started_event(change: Change, mode: UpgradeMode) -> (&'static str, &'static str) {
+    let last_state = mode == UpgradeMode::LastState;
+    match (change, last_state) {
+        (Change::Scale, false) => (
             "RescaleStarted",
-            "parallelism changed: final checkpoint on every pod, then the pods restart with the new assignment",
+            "parallelism changed: final checkpoint on every pod, then every pod restarts at once with the new assignment",
         ),
-        Change::Suspend => (
+        (Change::Scale, true) => (
+            "RescaleStarted",
+            "parallelism changed (upgradeMode lastState): every pod restarts at once with the new assignment from the last completed checkpoint",
+        ),
+        (Change::Suspend, false) => (
             "Suspending",
-            "spec.suspend is true: final checkpoint on every pod, then zero pods",
+            "suspend is true or parallelism is 0: final checkpoint on every pod, then zero pods",
         ),
-        _ => (
+        (Change::Suspend, true) => (
+            "Suspending",
+            "suspend is true or parallelism is 0 (upgradeMode lastState): zero pods; the job resumes from the last completed checkpoint",
+        ),
+        (_, false) => (
             "UpgradeStarted",
-            "the spec changed: final checkpoint on every pod, then the pods restart from it",
+            "the pods change: final checkpoint on every pod, then every pod restarts at once from it",
+        ),
+        (_, true) => (
+            "UpgradeStarted",
+            "the pods change (upgradeMode lastState): every pod restarts at once from the last completed checkpoint",
         ),
     }
 }
@@ -359,18 +668,30 @@ fn finished_event(
             "Resumed",
             format!("{n} pods restore from the last checkpoint"),
         )),
-        Change::Suspend => Some((
+        Change::Ignore => Some((
+            "SpecRecorded",
+            "only operator-side settings changed; no pod restarts".into(),
+        )),
+        _ => None,
+    }
+}
+
+fn finished_event_named(
+    change: &str,
+    job: &StreamJob,
+    _applied: &[&str],
+) -> Option<(&'static str, String)> {
+    let n = job.spec.parallelism;
+    match change {
+        "Suspend" => Some((
             "Suspended",
-            "scaled to zero pods after the final checkpoint".into(),
+            "zero pods; the job resumes from its last checkpoint".into(),
         )),
-        Change::Scale => Some((
+        "Rescale" => Some((
             "RescaleFinished",
-            format!("{n} pods; they restore their partitions from the final checkpoint"),
+            format!("{n} pods run with their new partitions"),
         )),
-        Change::Upgrade => Some((
-            "UpgradeFinished",
-            "applied the new spec; pods restore from the final checkpoint".into(),
-        )),
-        Change::None | Change::Ignore => None,
+        "Upgrade" => Some(("UpgradeFinished", "every pod runs the new spec".into())),
+        _ => None,
     }
 }

@@ -104,6 +104,12 @@ impl AdminClient {
         })
     }
 
+    /// `POST {base}/resume`: consume again after a final checkpoint.
+    pub async fn resume(&self, base: &str) -> Result<(), CallError> {
+        let url = format!("{base}/resume");
+        self.call("POST", &url, String::new()).await.map(drop)
+    }
+
     async fn call(&self, method: &str, url: &str, body: String) -> Result<String, CallError> {
         let transport = |e: &dyn std::fmt::Display| CallError::Transport {
             url: url.to_string(),

@@ -154,6 +154,17 @@ impl Scheduler {
             .collect()
     }
 
+    /// Resumes consumption on every pod (after a final checkpoint whose
+    /// change was abandoned); the errors of pods that did not answer.
+    pub async fn resume_all(&self, pods: &[String]) -> Vec<String> {
+        let calls = pods.iter().map(|p| self.client.resume(p));
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect()
+    }
+
     /// One scheduling step for a job whose pods serve their admin APIs at
     /// `pods`: collect the round in flight, time it out, or start a new
     /// one when due (`force_final` starts a final round at once).
