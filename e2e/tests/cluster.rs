@@ -196,7 +196,7 @@ spec:
   eventTime: {{field: ts, format: epochMillis, maxOutOfOrderness: 2s, idleTimeout: 1h}}
   window: {{tumbling: {{size: 5s}}}}
   allowedLateness: 10s
-  aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
+  aggregations: [{{op: count, name: orders}}, {{op: sum, field: amount, name: total}}]
   sinks: [{{postgres: {{urlSecret: {{name: db, key: url}}, table: {table_name}, createTable: true}}}}]
   checkpoints:
     interval: 3s

@@ -227,7 +227,7 @@ pub async fn table(
     tokio::spawn(connection);
     let sql = format!(
         "SELECT key, (extract(epoch from window_start) * 1000)::bigint, \
-         (aggregates->>'n')::bigint, (aggregates->>'total')::float8, final FROM {table} \
+         (aggregates->>'orders')::bigint, (aggregates->>'total')::float8, final FROM {table} \
          WHERE key <> 'flush'"
     );
     let rows = client.query(&sql, &[]).await.map_err(|e| e.to_string())?;

@@ -170,8 +170,14 @@ impl Target<'_> {
             .patch(&desired.name_any(), &params, &Patch::Apply(desired))
             .await
             .map_err(|source| ApplyError::Refused { kind, source })?;
-        let before = observed.and_then(|o| o.resource_version());
-        Ok((!self.dry_run && before != applied.resource_version()).then_some(kind))
+        // Objects with a generation changed only when it moved (their
+        // status changes their resourceVersion all the time).
+        let changed = match (observed, applied.meta().generation) {
+            (None, _) => true,
+            (Some(o), Some(after)) => o.meta().generation != Some(after),
+            (Some(o), None) => o.resource_version() != applied.resource_version(),
+        };
+        Ok((!self.dry_run && changed).then_some(kind))
     }
 }
 

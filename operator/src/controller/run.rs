@@ -119,8 +119,15 @@ pub async fn run_with(client: Client, settings: Settings) -> anyhow::Result<()> 
     let (reader, writer) = reflector::store();
     let synced = reader.clone();
     tokio::spawn(async move {
-        if synced.wait_until_ready().await.is_ok() {
-            ready.store(true, Ordering::Relaxed);
+        // Asked again every second: the store wakes only one of the
+        // futures waiting on it, and the controller waits too.
+        let wait = std::time::Duration::from_secs(1);
+        loop {
+            match tokio::time::timeout(wait, synced.wait_until_ready()).await {
+                Ok(Ok(())) => break ready.store(true, Ordering::Relaxed),
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
         }
     });
     let triggers = watcher(jobs, watcher::Config::default().any_semantic())

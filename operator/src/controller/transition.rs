@@ -510,6 +510,9 @@ async fn prepare(
             return Ok(Prepared::Ready(t));
         }
     }
+    // A round that failed and was replaced in the same step (a pod lost
+    // it) is no reason to give up: the new one is the final one.
+    let replaced = outcome.started.is_some();
     if let Some(id) = outcome.started {
         t.final_checkpoint = Some(id);
         ctx.metrics.checkpoints_triggered.inc();
@@ -518,7 +521,7 @@ async fn prepare(
     let overdue = now.duration_since(started).unsigned_abs() > pass.timing.timeout;
     let failed = outcome
         .failed
-        .filter(|_| t.final_checkpoint.is_some())
+        .filter(|_| t.final_checkpoint.is_some() && !replaced)
         .or_else(|| {
             overdue.then(|| {
                 format!(

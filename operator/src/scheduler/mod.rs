@@ -182,6 +182,7 @@ impl Scheduler {
             reachable: answers.iter().filter(|a| a.is_some()).count(),
             ..Outcome::default()
         };
+        let answers_kept = answers.clone();
         let all: Option<Vec<Listing>> = answers.into_iter().collect();
         // A final round collected now ends the asking: the pods are paused
         // and the caller applies what the final checkpoint was for.
@@ -196,6 +197,28 @@ impl Scheduler {
                     state.last_completed = Some(done);
                 }
             }
+        }
+        // A pod that has the round neither in flight nor completed lost it
+        // (it restarted, or its upload failed): it will never complete, so
+        // the round fails now rather than at its timeout.
+        let lost = state.round.as_ref().and_then(|round| {
+            pods.iter()
+                .zip(&answers_kept)
+                .find(|(_, l)| {
+                    l.as_ref().is_some_and(|l| {
+                        l.in_flight != Some(round.id)
+                            && !l.checkpoints.iter().any(|c| c.id == round.id)
+                    })
+                })
+                .map(|(pod, _)| (round.id, pod.clone()))
+        });
+        if let Some((id, pod)) = lost {
+            outcome.failed = Some(format!(
+                "checkpoint {id} is neither in flight nor completed on {pod} (it restarted or \
+                 its upload failed)"
+            ));
+            state.failures += 1;
+            state.round = None;
         }
         if let Some(round) = &state.round {
             let age = now.duration_since(round.started).unsigned_abs();

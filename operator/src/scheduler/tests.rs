@@ -157,3 +157,34 @@ async fn a_collected_final_round_is_not_followed_by_another() {
     );
     assert_eq!(*asked.lock().unwrap(), [1]);
 }
+
+#[tokio::test]
+async fn a_round_a_restarted_pod_lost_fails_at_once() {
+    let (pod, asked) = instant_processor().await;
+    let scheduler = Scheduler::default();
+    let timing = Timing {
+        interval: Duration::from_secs(3600),
+        timeout: Duration::from_secs(600),
+    };
+    let now = ts("2026-11-21T10:00:00Z");
+    // A round the operator asked for before the pod restarted: the pod
+    // now has it neither in flight nor completed.
+    let mut state = JobCheckpoints {
+        round: Some(Round {
+            id: 7,
+            started: now,
+            is_final: false,
+        }),
+        ..JobCheckpoints::default()
+    };
+    let pods = [pod];
+    let step = scheduler.step(&pods, &mut state, timing, true, now).await;
+    let why = step.failed.expect("the lost round fails");
+    assert!(
+        why.contains("checkpoint 7 is neither in flight nor completed"),
+        "{why}"
+    );
+    assert_eq!(state.failures, 1);
+    assert_eq!(step.started, Some(1), "a new round starts in the same step");
+    assert_eq!(*asked.lock().unwrap(), [1]);
+}
