@@ -105,18 +105,9 @@ impl E2e {
     }
 
     async fn reasons(&self) -> Vec<String> {
-        let api: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), &self.ns);
-        api.list(&ListParams::default())
+        eddy_testkit::kube::stream_job_events(&self.client, &self.ns, JOB)
             .await
-            .unwrap()
-            .items
             .into_iter()
-            .filter(|e| {
-                let about = e.regarding.as_ref();
-                about.and_then(|r| r.kind.as_deref()) == Some("StreamJob")
-                    && about.and_then(|r| r.name.as_deref()) == Some(JOB)
-            })
             .filter_map(|e| e.reason)
             .collect()
     }

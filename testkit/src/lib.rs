@@ -8,6 +8,7 @@
 pub mod kafka;
 pub mod kube;
 pub mod otlp;
+pub mod produce;
 pub mod s3;
 
 use std::env;
@@ -23,6 +24,25 @@ pub fn require(var: &str) -> String {
         Ok(value) if !value.is_empty() => value,
         _ => panic!("{var} is not set: this test needs a real server; {HOW_TO_START}"),
     }
+}
+
+/// Waits up to `timeout` for `check` to give `Ok`, asking every half
+/// second; panics with `what` and the last `Err` otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        match check().await {
+            Ok(value) => return value,
+            Err(why) => last = why,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("waited {timeout:?} for {what}: {last}");
 }
 
 /// The S3-compatible object store.

@@ -13,13 +13,8 @@
 use std::{
     collections::BTreeMap,
     process::{Command, Output},
-    time::{Duration, Instant},
 };
 
-use rdkafka::{
-    config::ClientConfig,
-    producer::{BaseProducer, BaseRecord, Producer},
-};
 use serde_json::json;
 
 pub fn repo() -> std::path::PathBuf {
@@ -87,23 +82,7 @@ pub fn helm(args: &[&str]) -> String {
     run(&eddy_testkit::helm(), args)
 }
 
-/// Waits up to `timeout` for `check`; panics with its last complaint.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < timeout {
-        match check().await {
-            Ok(v) => return v,
-            Err(why) => last = why,
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("waited {timeout:?} for {what}: {last}");
-}
+pub use eddy_testkit::eventually;
 
 /// Partitions of the source topic.
 pub const PARTITIONS: i32 = 4;
@@ -171,48 +150,11 @@ pub fn expected(batches: i64) -> BTreeMap<(String, i64), (u64, f64)> {
     groups
 }
 
-/// Produces `messages` to `topic` and waits until the broker has them.
-pub fn produce(brokers: &str, topic: &str, messages: &[(i32, String)]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .create()
-        .unwrap();
-    for (p, payload) in messages {
-        loop {
-            match producer.send(
-                BaseRecord::<(), str>::to(topic)
-                    .partition(*p)
-                    .payload(payload),
-            ) {
-                Ok(()) => break,
-                Err((e, _)) => {
-                    assert!(format!("{e}").contains("Queue full"), "{e}");
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
-}
+pub use eddy_testkit::produce::produce;
 
 /// Creates `topic` with [`PARTITIONS`] partitions.
 pub async fn create_topic(brokers: &str, topic: &str) {
-    use rdkafka::{
-        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-        client::DefaultClientContext,
-    };
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let topics = [NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))];
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for r in admin.create_topics(&topics, &options).await.unwrap() {
-        r.unwrap();
-    }
+    eddy_testkit::produce::create_topics(brokers, &[(topic, PARTITIONS)]).await;
 }
 
 /// The results table: (user, window start) → (count, sum), and whether

@@ -6,10 +6,7 @@
 
 #![allow(dead_code)] // each test uses part of this
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use eddy_api::StreamJob;
 use eddy_operator::scheduler::{AdminClient, Listing};
@@ -41,24 +38,7 @@ pub fn apply_params() -> PatchParams {
     PatchParams::apply("eddy-tests").force()
 }
 
-/// Waits up to `timeout` for `check` to give `Ok`; panics with the last
-/// `Err` otherwise.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < timeout {
-        match check().await {
-            Ok(value) => return value,
-            Err(why) => last = why,
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("waited {timeout:?} for {what}: {last}");
-}
+pub use eddy_testkit::eventually;
 
 /// One test's namespace, with an operator of its own.
 pub struct Cluster {
@@ -278,23 +258,11 @@ impl Cluster {
         .await
     }
 
-    /// Reasons of the Events recorded about job `name`, oldest first.
+    /// Reasons and notes of the Events recorded about job `name`, oldest
+    /// first.
     pub async fn events(&self, name: &str) -> Vec<(String, String)> {
-        let api: Api<k8s_openapi::api::events::v1::Event> = self.api();
-        let mut events: Vec<_> = api
-            .list(&ListParams::default())
+        eddy_testkit::kube::stream_job_events(&self.client, &self.ns, name)
             .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| {
-                let about = e.regarding.as_ref();
-                about.and_then(|r| r.kind.as_deref()) == Some("StreamJob")
-                    && about.and_then(|r| r.name.as_deref()) == Some(name)
-            })
-            .collect();
-        events.sort_by_key(|e| e.metadata.creation_timestamp.clone());
-        events
             .into_iter()
             .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
             .collect()

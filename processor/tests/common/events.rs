@@ -3,12 +3,8 @@
 //! malformed, and the results they must give, computed independently of
 //! the processor.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
-use rdkafka::{
-    config::ClientConfig,
-    producer::{BaseProducer, BaseRecord, Producer},
-};
 use serde_json::json;
 
 use super::create_topics;
@@ -70,27 +66,5 @@ pub fn expected() -> BTreeMap<(String, i64), (u64, f64)> {
 
 pub fn produce(brokers: &str, topic: &str) {
     create_topics(brokers, &[(topic, PARTITIONS)]);
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .create()
-        .unwrap();
-    for (p, payload) in messages() {
-        loop {
-            match producer.send(
-                BaseRecord::<(), str>::to(topic)
-                    .partition(p)
-                    .payload(&payload),
-            ) {
-                Ok(()) => break,
-                Err((e, _)) => {
-                    assert!(format!("{e}").contains("Queue full"), "{e}");
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    eddy_testkit::produce::produce(brokers, topic, &messages());
 }

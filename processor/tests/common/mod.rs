@@ -254,27 +254,9 @@ pub fn interrupt(child: &mut std::process::Child) {
 
 /// Creates Kafka topics on the broker started by `scripts/test-servers`.
 pub fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
-    use rdkafka::{
-        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-        client::DefaultClientContext,
-        config::ClientConfig,
-    };
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let topics: Vec<NewTopic> = topics
-        .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10)));
-    let created = tokio::runtime::Runtime::new()
+    tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(admin.create_topics(&topics, &options))
-        .unwrap();
-    for r in created {
-        r.unwrap();
-    }
+        .block_on(eddy_testkit::produce::create_topics(brokers, topics));
 }
 
 /// Gives a processor the S3 test server's credentials, as the operator
