@@ -1,6 +1,9 @@
-//! End-to-end tests of Eddy on a kind cluster: install the chart, deploy
-//! MinIO and a Kafka broker, apply a StreamJob, produce data, kill pods,
-//! rescale, and check the sink holds exactly the expected results.
+//! End-to-end tests of Eddy, in `tests/`: `chart.rs` checks the Helm chart
+//! (lint, strict server and offline schema validation, its RBAC), and
+//! `cluster.rs` installs it and runs a Kafka → PostgreSQL job through pod
+//! kills, rescales, an upgrade with the operator killed in its middle,
+//! suspend and resume, checking the table row by row. They run on the local
+//! control plane of `scripts/test-servers`, or on a kind cluster made by
+//! `kind/up.sh`.
 //!
-//! The suite arrives with the operator and the chart; this crate holds its
-//! place in the workspace so the layout is stable.
+//! The crate has no library code of its own; it holds the tests.

@@ -96,7 +96,7 @@ async fn running(c: &Cluster, name: &str) -> StreamJob {
 async fn file_checkpoints_are_refused_in_a_cluster() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-file").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     let mut job = c.job("local", json!({}));
     job["spec"]["checkpoints"] = json!({"store": "file://checkpoints"});
     c.apply(&job).await;
@@ -129,7 +129,7 @@ async fn file_checkpoints_are_refused_in_a_cluster() {
 async fn a_running_job_is_ready_checkpoints_and_stays_quiet() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-quiet").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("quiet", json!({}))).await;
     let job = running(&c, "quiet").await;
     assert!(reconciled(&job));
@@ -213,7 +213,7 @@ async fn a_running_job_is_ready_checkpoints_and_stays_quiet() {
 async fn a_rescale_takes_a_final_checkpoint_then_replaces_every_pod_at_once() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-scale").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("scale", json!({}))).await;
     running(&c, "scale").await;
     let before = uids(&c.pods("scale").await);
@@ -256,7 +256,7 @@ async fn a_rescale_takes_a_final_checkpoint_then_replaces_every_pod_at_once() {
 async fn scaling_to_zero_suspends_and_scaling_up_resumes() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-zero").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("zero", json!({}))).await;
     running(&c, "zero").await;
     c.scale("zero", 0).await;
@@ -288,7 +288,7 @@ async fn scaling_to_zero_suspends_and_scaling_up_resumes() {
 async fn a_change_the_api_server_refuses_pauses_nothing() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-refused").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("refused", json!({}))).await;
     let before = running(&c, "refused").await;
     let pods = c.pods("refused").await;
@@ -353,7 +353,7 @@ async fn a_change_the_api_server_refuses_pauses_nothing() {
 async fn a_final_checkpoint_that_cannot_complete_resumes_the_paused_pods() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-stuck").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("stuck", json!({"checkpoints": {"timeout": "6s"}})))
         .await;
     running(&c, "stuck").await;
@@ -421,7 +421,7 @@ async fn objects_it_does_not_control_are_left_alone_and_hand_edits_reverted() {
     )
     .await
     .unwrap();
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("owned", json!({}))).await;
     let job = c
         .wait_job(
@@ -476,7 +476,7 @@ async fn objects_it_does_not_control_are_left_alone_and_hand_edits_reverted() {
 async fn the_pause_annotation_holds_changes_until_removed() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-pause").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("held", json!({}))).await;
     let job = running(&c, "held").await;
     let first = last_checkpoint(&job).unwrap();
@@ -534,7 +534,7 @@ async fn the_pause_annotation_holds_changes_until_removed() {
 async fn an_operator_restarted_in_the_middle_of_an_upgrade_finishes_it() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-restart").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("restart", json!({}))).await;
     running(&c, "restart").await;
 
@@ -551,9 +551,9 @@ async fn an_operator_restarted_in_the_middle_of_an_upgrade_finishes_it() {
             .ok_or("none yet".into())
     })
     .await;
-    c.stop_operator();
+    c.stop_operator().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.wait_event("restart", "UpgradeFinished", 3 * MINUTE).await;
     let job = c.wait_ready("restart").await;
     assert!(reconciled(&job));
@@ -575,11 +575,11 @@ async fn an_operator_restarted_in_the_middle_of_an_upgrade_finishes_it() {
 async fn an_operator_that_renders_other_pods_upgrades_through_a_final_checkpoint() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-render").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("render", json!({}))).await;
     running(&c, "render").await;
     let next = "ghcr.io/eddy-dev/eddy-processor:next";
-    c.start_operator(next);
+    c.start_operator(next).await;
     let note = c.wait_event("render", "UpgradeStarted", MINUTE).await;
     assert!(note.contains("final checkpoint"), "{note}");
     c.wait_event("render", "UpgradeFinished", 3 * MINUTE).await;
@@ -594,7 +594,7 @@ async fn an_operator_that_renders_other_pods_upgrades_through_a_final_checkpoint
 async fn deleting_a_namespace_with_jobs_never_hangs() {
     let _slot = SLOTS.acquire().await.unwrap();
     let mut c = Cluster::new("op-nsdel").await;
-    c.start_operator(IMAGE);
+    c.start_operator(IMAGE).await;
     c.apply(&c.job("keep", json!({}))).await;
     c.apply(&c.job(
         "clear",

@@ -253,6 +253,18 @@ fn requeue_for(job: &StreamJob) -> Action {
 }
 
 async fn apply_job(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
+    // The watch cache can lag behind this operator's own status writes,
+    // and the status holds the change in progress: read the job afresh so
+    // a pass never acts on a transition as it was two writes ago.
+    let api: Api<StreamJob> =
+        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let Some(fresh) = api.get_opt(&job.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    if fresh.uid() != job.uid() {
+        return Ok(Action::await_change());
+    }
+    let job = &fresh;
     let uid = job.uid().unwrap_or_default();
     let mut memory = ctx.take(&uid);
     let result = transition::reconcile_valid_or_not(job, ctx, &mut memory).await;

@@ -113,8 +113,8 @@ impl Cluster {
 
     /// Starts an operator watching this namespace, rendering `image` for
     /// jobs without one.
-    pub fn start_operator(&mut self, image: &str) {
-        self.stop_operator();
+    pub async fn start_operator(&mut self, image: &str) {
+        self.stop_operator().await;
         let settings = eddy_operator::controller::run::Settings {
             namespace: Some(self.ns.clone()),
             default_image: image.into(),
@@ -133,10 +133,12 @@ impl Cluster {
         }));
     }
 
-    /// Stops the operator at once, wherever it is (as a killed pod would).
-    pub fn stop_operator(&mut self) {
+    /// Stops the operator at once, wherever it is (as a killed pod would),
+    /// and waits until it is gone (its port free again).
+    pub async fn stop_operator(&mut self) {
         if let Some(task) = self.operator.take() {
             task.abort();
+            let _ = task.await;
         }
     }
 
@@ -309,7 +311,7 @@ impl Cluster {
 
     /// Deletes the namespace and stops the operator.
     pub async fn finish(mut self) {
-        self.stop_operator();
+        self.stop_operator().await;
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let _ = namespaces.delete(&self.ns, &DeleteParams::default()).await;
     }
