@@ -86,6 +86,13 @@ impl E2e {
         start.elapsed()
     }
 
+    /// `kubectl scale streamjob/<job> --replicas <n>`.
+    fn scale(&self, replicas: u32) {
+        let replicas = replicas.to_string();
+        let job = format!("streamjob/{JOB}");
+        kubectl(&["scale", &job, "-n", &self.ns, "--replicas", &replicas]);
+    }
+
     fn delete_pod(&self, pod: &str, force: bool) {
         let mut args = vec!["delete", "pod", pod, "-n", &self.ns, "--wait=false"];
         if force {
@@ -221,14 +228,7 @@ spec:
     e2e.ready("the job after two pod deletions").await;
 
     // 2. `kubectl scale` up: final checkpoint, every pod restarted at once.
-    kubectl(&[
-        "scale",
-        &format!("streamjob/{JOB}"),
-        "-n",
-        &e2e.ns,
-        "--replicas",
-        "3",
-    ]);
+    e2e.scale(3);
     let rescale = e2e.ready("the rescale to 3").await;
     assert_eq!(e2e.pods().await.len(), 3);
     next_batch(&mut produced);
@@ -290,14 +290,7 @@ spec:
     e2e.ready("the job to resume").await;
 
     // 5. `kubectl scale` down, and two more deletions.
-    kubectl(&[
-        "scale",
-        &format!("streamjob/{JOB}"),
-        "-n",
-        &e2e.ns,
-        "--replicas",
-        "2",
-    ]);
+    e2e.scale(2);
     e2e.ready("the rescale to 2").await;
     e2e.delete_a_pod(0, true).await;
     next_batch(&mut produced);

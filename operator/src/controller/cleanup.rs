@@ -74,17 +74,10 @@ pub(super) async fn progress(job: &StreamJob, ctx: &Context) -> Result<Option<Ac
                 // The namespace is being deleted: nothing new can start in
                 // it, and waiting would hold the namespace deletion forever.
                 Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("terminat") => {
-                    let note = format!(
-                        "the namespace is being deleted, so no clean-up Job can run: delete the \
-                         checkpoints under {place} yourself"
-                    );
-                    publish(
+                    give_up(
                         ctx,
                         job,
-                        EventType::Warning,
-                        "CheckpointsNotDeleted",
-                        "Delete",
-                        note,
+                        "the namespace is being deleted, so no clean-up Job can run",
                     )
                     .await;
                     return Ok(None);
@@ -131,17 +124,10 @@ pub(super) async fn progress(job: &StreamJob, ctx: &Context) -> Result<Option<Ac
             Ok(Some(Action::requeue(RETRY)))
         }
         Step::NoConfig => {
-            let note = format!(
-                "the job has no rendered config to run the clean-up with: delete the \
-                 checkpoints under {place} yourself"
-            );
-            publish(
+            give_up(
                 ctx,
                 job,
-                EventType::Warning,
-                "CheckpointsNotDeleted",
-                "Delete",
-                note,
+                "the job has no rendered config to run the clean-up with",
             )
             .await;
             Ok(None)
@@ -160,6 +146,22 @@ pub(super) async fn progress(job: &StreamJob, ctx: &Context) -> Result<Option<Ac
             Ok(None)
         }
     }
+}
+
+/// Releases the job without deleting its checkpoints, saying why and
+/// where they are.
+async fn give_up(ctx: &Context, job: &StreamJob, why: &str) {
+    let place = super::checkpoint_place(job);
+    let note = format!("{why}: delete the checkpoints under {place} yourself");
+    publish(
+        ctx,
+        job,
+        EventType::Warning,
+        "CheckpointsNotDeleted",
+        "Delete",
+        note,
+    )
+    .await;
 }
 
 /// A delete of something already gone succeeded.

@@ -137,7 +137,26 @@ impl Pass<'_> {
             .checkpoint_lag
             .get_or_create(&labels)
             .set(lag.unwrap_or(0));
-        patch_status(self.ctx, self.job, status::compute(self.job, facts)).await
+        let next = status::compute(self.job, facts);
+        let healthy = |s| status::condition_status(s, status::CHECKPOINTS_HEALTHY) != Some("False");
+        if healthy(self.job.status.as_ref()) && !healthy(Some(&next)) {
+            let message = next
+                .conditions
+                .iter()
+                .find(|c| c.type_ == status::CHECKPOINTS_HEALTHY)
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            publish(
+                self.ctx,
+                self.job,
+                EventType::Warning,
+                "CheckpointLagHigh",
+                "Checkpoint",
+                message,
+            )
+            .await;
+        }
+        patch_status(self.ctx, self.job, next).await
     }
 
     /// Gives up on a change: pods it paused consume again, the reason shows
@@ -318,7 +337,7 @@ async fn reconcile_valid(
     memory.failures = 0;
     let fresh = previous.observed_generation != Some(pass.generation);
     if fresh && transition.is_none() && change != Change::None {
-        if let Some((reason, note)) = finished_event(change, &last, job, &applied) {
+        if let Some((reason, note)) = finished_event(change.name(), last.is_none(), job, &applied) {
             publish(ctx, job, EventType::Normal, reason, "Apply", note).await;
         }
     }
@@ -352,7 +371,7 @@ async fn reconcile_valid(
                     pass.resume_pods().await;
                     let change = t.change.clone();
                     transition = None;
-                    if let Some((reason, note)) = finished_event_named(&change, job, &applied) {
+                    if let Some((reason, note)) = finished_event(&change, false, job, &applied) {
                         publish(ctx, job, EventType::Normal, reason, "Apply", note).await;
                     }
                 }
@@ -379,29 +398,6 @@ async fn reconcile_valid(
     facts.reconciled_spec = serde_json::to_string(&job.spec).ok();
     facts.observed_generation = Some(pass.generation);
     facts.transition = transition.clone();
-    let next_status = status::compute(job, facts.clone());
-    let was_healthy =
-        status::condition_status(job.status.as_ref(), status::CHECKPOINTS_HEALTHY) != Some("False");
-    if was_healthy
-        && status::condition_status(Some(&next_status), status::CHECKPOINTS_HEALTHY)
-            == Some("False")
-    {
-        let message = next_status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == status::CHECKPOINTS_HEALTHY)
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
-        publish(
-            ctx,
-            job,
-            EventType::Warning,
-            "CheckpointLagHigh",
-            "Checkpoint",
-            message,
-        )
-        .await;
-    }
     pass.write(facts).await?;
     Ok(if transition.is_some() {
         Action::requeue(STEP)
@@ -655,37 +651,28 @@ fn started_event(change: Change, mode: UpgradeMode) -> (&'static str, &'static s
     }
 }
 
+/// The Event for a change that is done: `change` is a [`Change::name`],
+/// `created` tells a first apply from a resume.
 fn finished_event(
-    change: Change,
-    last: &Option<StreamJobSpec>,
+    change: &str,
+    created: bool,
     job: &StreamJob,
     applied: &[&str],
 ) -> Option<(&'static str, String)> {
     let n = job.spec.parallelism;
     match change {
-        Change::Resume if last.is_none() => Some((
+        "Resume" if created => Some((
             "Created",
             format!("created {} for {n} pods", applied.join(", ")),
         )),
-        Change::Resume => Some((
+        "Resume" => Some((
             "Resumed",
             format!("{n} pods restore from the last checkpoint"),
         )),
-        Change::Ignore => Some((
+        "Ignore" => Some((
             "SpecRecorded",
             "only operator-side settings changed; no pod restarts".into(),
         )),
-        _ => None,
-    }
-}
-
-fn finished_event_named(
-    change: &str,
-    job: &StreamJob,
-    _applied: &[&str],
-) -> Option<(&'static str, String)> {
-    let n = job.spec.parallelism;
-    match change {
         "Suspend" => Some((
             "Suspended",
             "zero pods; the job resumes from its last checkpoint".into(),
