@@ -653,3 +653,158 @@ async fn one_replica_leads_through_a_lease_and_another_takes_over() {
     assert_eq!(spec.lease_transitions, Some(1));
     c.finish().await;
 }
+
+fn phase_is(want: eddy_api::spec::Phase) -> impl Fn(&StreamJob) -> Result<(), String> {
+    move |job| {
+        let phase = job.status.as_ref().and_then(|s| s.phase);
+        (phase == Some(want))
+            .then_some(())
+            .ok_or(format!("phase {phase:?}"))
+    }
+}
+
+async fn no_pods(c: &Cluster, name: &str) {
+    eventually("no pods", MINUTE, || async {
+        let n = c.pods(name).await.len();
+        (n == 0).then_some(()).ok_or(format!("{n} pods"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finite_job_finishes_stops_its_pods_and_is_not_run_again() {
+    let _slot = SLOTS.acquire().await.unwrap();
+    let mut c = Cluster::new("op-finish").await;
+    c.start_operator(IMAGE).await;
+    let source = json!({"source": {"generator": {
+        "seed": 7, "rate": 20, "realtime": true, "keys": 20, "count": 120
+    }}});
+    c.apply(&c.job("finite", source)).await;
+    c.wait_ready("finite").await;
+    let note = c.wait_event("finite", "Finished", 2 * MINUTE).await;
+    assert!(note.contains("all 2 pods"), "{note}");
+    let job = c
+        .wait_job(
+            "finite",
+            "phase Finished",
+            MINUTE,
+            phase_is(eddy_api::spec::Phase::Finished),
+        )
+        .await;
+    let status = job.status.as_ref().unwrap();
+    assert_eq!(status.finished.as_ref().map(|f| f.generation), Some(1));
+    assert_eq!(
+        condition(&job, "Ready").map(|c| (c.0, c.1)),
+        Some(("True".into(), "Finished".into())),
+        "done, like a completed Job"
+    );
+    no_pods(&c, "finite").await;
+    let sts = c.api::<StatefulSet>().get("finite").await.unwrap();
+    assert_eq!(sts.spec.replicas, Some(0));
+    // Not run again: no pod comes back while reconciles go on.
+    c.patch_spec("finite", json!({"checkpoints": {"interval": "5s"}}))
+        .await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            c.pods("finite").await.is_empty(),
+            "a finished job stays stopped"
+        );
+    }
+    let job = c
+        .wait_job("finite", "the new generation reconciled", MINUTE, |job| {
+            reconciled(job).then_some(()).ok_or("not yet".into())
+        })
+        .await;
+    assert_eq!(
+        job.status.as_ref().and_then(|s| s.phase),
+        Some(eddy_api::spec::Phase::Finished),
+        "an operator-side change does not rerun it"
+    );
+    let kept = eddy_testkit::s3::keys(BUCKET, &format!("jobs/{}/finite/", c.ns)).await;
+    assert!(
+        kept.iter().any(|k| k.contains("/checkpoints/")),
+        "its checkpoints (the end of its input) are kept: {kept:?}"
+    );
+    c.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_upgrade_starts_over_and_later_restarts_restore_the_new_state() {
+    let _slot = SLOTS.acquire().await.unwrap();
+    let mut c = Cluster::new("op-stateless").await;
+    c.start_operator(IMAGE).await;
+    c.apply(&c.job("fresh", json!({"upgradeMode": "stateless"})))
+        .await;
+    let before = last_checkpoint(&running(&c, "fresh").await).unwrap();
+    let old_pods = uids(&c.pods("fresh").await);
+
+    c.patch_spec("fresh", json!({"state": {"memoryBudget": "200Mi"}}))
+        .await;
+    let note = c.wait_event("fresh", "UpgradeStarted", MINUTE).await;
+    assert!(note.contains("upgradeMode stateless"), "{note}");
+    c.wait_event("fresh", "UpgradeFinished", 3 * MINUTE).await;
+    let job = c.wait_ready("fresh").await;
+    assert_eq!(job.status.as_ref().unwrap().state_epoch, Some(1));
+    let pods = c.pods("fresh").await;
+    assert!(uids(&pods).is_disjoint(&old_pods), "every pod replaced");
+    for pod in &pods {
+        let env = pod.spec.as_ref().unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e.name == "EDDY_STATE_EPOCH" && e.value.as_deref() == Some("1")),
+            "{env:?}"
+        );
+        let log = pod_log(pod);
+        assert!(log.contains("running job"), "{log}");
+        assert!(
+            !log.contains("restored checkpoint"),
+            "a stateless upgrade restores nothing: {log}"
+        );
+    }
+    // The new state is checkpointed, and a lost pod restores it.
+    let job = c
+        .wait_job(
+            "fresh",
+            "a checkpoint of the new epoch",
+            MINUTE,
+            |job| match last_checkpoint(job) {
+                Some(id) if id > before + 1 => Ok(()),
+                other => Err(format!("last checkpoint {other:?}")),
+            },
+        )
+        .await;
+    let newest = last_checkpoint(&job).unwrap();
+    let lost = c.pods("fresh").await[0].clone();
+    let api: Api<Pod> = c.api();
+    api.delete(&lost.name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    let replaced = eventually("the lost pod to restore", 2 * MINUTE, || async {
+        let pod = c
+            .pods("fresh")
+            .await
+            .into_iter()
+            .find(|p| p.name_any() == lost.name_any() && p.uid() != lost.uid())
+            .ok_or("not recreated yet")?;
+        let log = pod_log(&pod);
+        log.lines()
+            .find(|l| l.starts_with("restored checkpoint"))
+            .map(str::to_string)
+            .ok_or(format!("no restore yet: {log}"))
+    })
+    .await;
+    let restored: u64 = replaced
+        .split_whitespace()
+        .nth(2)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("{replaced}"));
+    assert!(
+        restored >= newest && restored > before,
+        "restored {restored}, a checkpoint of the new epoch (newest {newest}, before the upgrade {before})"
+    );
+    c.finish().await;
+}

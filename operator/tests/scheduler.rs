@@ -253,6 +253,8 @@ fn facts(state: &JobCheckpoints, ready_pods: i32, now: Timestamp) -> Facts {
         transition: None,
         degraded: None,
         paused: false,
+        state_epoch: None,
+        finished: None,
         now,
     }
 }

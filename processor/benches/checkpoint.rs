@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
                 store,
                 p,
                 &target.join(format!("p{p}")),
-                None,
+                checkpoint::Select::default(),
             ))?;
             assert_eq!(restored.manifest.map(|m| m.id), Some(2));
         }
@@ -159,6 +159,7 @@ async fn take(
         max_event_times: Default::default(),
         watermark: None,
         sink_lengths: Default::default(),
+        epoch: 0,
     };
     let pending = checkpoint::snapshot(state, cut, local)?;
     checkpoint::upload(pending, store, 3, None).await

@@ -44,6 +44,21 @@ pub struct CheckpointPlan {
     /// (the operator) triggers them.
     pub interval: Option<std::time::Duration>,
     pub retain: usize,
+    /// The state epoch checkpoints are taken in and restored from (see
+    /// `checkpoint::Manifest::epoch`); 0 until a stateless upgrade.
+    pub epoch: u64,
+    /// Another job's checkpoint to start from while this one has none of
+    /// its own (`spec.checkpoints.restoreFrom`).
+    pub restore_from: Option<Seed>,
+}
+
+/// Another job's checkpoint, in the same store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    /// `<namespace>/<name>` of that job.
+    pub job_path: String,
+    /// Its checkpoint; the newest complete one when `None`.
+    pub id: Option<u64>,
 }
 
 impl CheckpointPlan {
@@ -59,6 +74,18 @@ impl CheckpointPlan {
             None
         };
         crate::checkpoint::Store::open(&self.url, &self.job_path, s3)
+    }
+
+    /// The store of the job `restoreFrom` names, if any.
+    pub fn seed_store(&self) -> anyhow::Result<Option<(crate::checkpoint::Store, &Seed)>> {
+        let Some(seed) = &self.restore_from else {
+            return Ok(None);
+        };
+        let other = Self {
+            job_path: seed.job_path.clone(),
+            ..self.clone()
+        };
+        Ok(Some((other.store()?, seed)))
     }
 }
 
@@ -80,6 +107,11 @@ pub struct JobPlan {
     pub checkpoints: CheckpointPlan,
     /// How transactional Kafka outputs commit, if there are any.
     pub transaction: Option<TxnPlan>,
+    /// At the end of a finite input, keep serving (checkpoints included)
+    /// and report `finished` on the admin API instead of exiting and
+    /// clearing the checkpoints: in a cluster a pod that exits is started
+    /// again, and the job must not run twice.
+    pub hold_when_finished: bool,
 }
 
 /// Why a job cannot run here.
@@ -125,6 +157,11 @@ pub fn checkpoint_plan(job: &StreamJob) -> anyhow::Result<CheckpointPlan> {
         path_style: c.path_style,
         interval: Some(c.interval.parse().map_err(anyhow::Error::from)?),
         retain: c.retain as usize,
+        epoch: 0,
+        restore_from: c.restore_from.as_ref().map(|r| Seed {
+            job_path: r.job.clone(),
+            id: r.checkpoint_id,
+        }),
     })
 }
 
@@ -222,6 +259,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         id: job_id(job),
         checkpoints,
         transaction,
+        hold_when_finished: false,
         engine: EngineConfig {
             partitions: owned,
             windows: windows(job)?,

@@ -60,6 +60,17 @@ enum Command {
         /// e.g. 0.0.0.0:9090; port 0 picks a free one.
         #[arg(long, env = "EDDY_ADMIN_ADDR")]
         admin_addr: Option<std::net::SocketAddr>,
+        /// When a finite input ends: take a checkpoint, report `finished`
+        /// on the admin API and wait to be stopped, instead of exiting and
+        /// deleting the checkpoints (in a cluster, a pod that exits is
+        /// started again, and the job must not run twice).
+        #[arg(long, env = "EDDY_HOLD_WHEN_FINISHED", requires = "admin_addr")]
+        hold_when_finished: bool,
+        /// The state epoch: checkpoints are taken in it, and only its own
+        /// are restored. The operator raises it to start a job over with
+        /// empty state (`upgradeMode: stateless`).
+        #[arg(long, env = "EDDY_STATE_EPOCH", default_value_t = 0)]
+        state_epoch: u64,
     },
     /// Delete every checkpoint of the job, in all partitions (the operator
     /// runs this when a StreamJob with `checkpoints.deleteOnJobDeletion` is
@@ -104,6 +115,8 @@ fn main() -> ExitCode {
             pod_name,
             external_checkpoints,
             admin_addr,
+            hold_when_finished,
+            state_epoch,
         } => {
             let partitions = match assignment {
                 None => partitions,
@@ -120,9 +133,23 @@ fn main() -> ExitCode {
             } else {
                 Scheduling::Periodic
             };
-            run_file(&file, state_dir, partitions, checkpoints, admin_addr)
+            let options = RunOptions {
+                scheduling: checkpoints,
+                admin_addr,
+                hold_when_finished,
+                state_epoch,
+            };
+            run_file(&file, state_dir, partitions, options)
         }
     }
+}
+
+/// How `run` runs, besides the job file.
+struct RunOptions {
+    scheduling: Scheduling,
+    admin_addr: Option<std::net::SocketAddr>,
+    hold_when_finished: bool,
+    state_epoch: u64,
 }
 
 /// Who triggers checkpoints.
@@ -208,9 +235,14 @@ fn run_file(
     file: &Path,
     state_dir: Option<PathBuf>,
     partitions: Option<Vec<u32>>,
-    scheduling: Scheduling,
-    admin_addr: Option<std::net::SocketAddr>,
+    options: RunOptions,
 ) -> ExitCode {
+    let RunOptions {
+        scheduling,
+        admin_addr,
+        hold_when_finished,
+        state_epoch,
+    } = options;
     let job = match read_job(file) {
         Ok(job) => job,
         Err(code) => return code,
@@ -232,6 +264,8 @@ fn run_file(
     if let Scheduling::External = scheduling {
         plan.checkpoints.interval = None;
     }
+    plan.checkpoints.epoch = state_epoch;
+    plan.hold_when_finished = hold_when_finished;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

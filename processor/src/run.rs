@@ -15,9 +15,9 @@ use tracing::Instrument;
 
 use crate::{
     admin::{Admin, CheckpointInfo, Command, Status},
-    checkpoint::{self, Cut, SourcePosition, Store},
+    checkpoint::{self, Cut, Select, SourcePosition, Store},
     engine::{partition_of, Engine, Outcome, WindowResult},
-    job::{JobPlan, SourcePlan},
+    job::{JobPlan, Seed, SourcePlan},
     output::{
         kafka::{self, KafkaSink, Shared},
         postgres::{self, PostgresSink},
@@ -295,12 +295,29 @@ pub async fn run(
         }
         None => (None, None),
     };
-    let restored = restore_all(&store, &plan.engine.partitions, state_dir, bound).await?;
+    let epoch = plan.checkpoints.epoch;
+    let own = Select {
+        max_id: bound,
+        epoch: Some(epoch),
+    };
+    let mut restored = restore_all(&store, &plan.engine.partitions, state_dir, own).await?;
+    // No checkpoint of its own (and never started over): the job may start
+    // from another job's checkpoint.
+    let mut seeded = false;
+    if restored.cut.is_none() && epoch == 0 {
+        if let Some((seed_store, seed)) = plan.checkpoints.seed_store()? {
+            for line in &restored.lines {
+                progress_out(line);
+            }
+            restored = restore_seed(&seed_store, seed, &plan, state_dir).await?;
+            seeded = true;
+        }
+    }
     for line in &restored.lines {
         progress_out(line);
     }
     let restored_id = restored.cut.as_ref().map_or(0, |c| c.id);
-    if let Some(b) = bound.filter(|b| *b > restored_id) {
+    if let Some(b) = bound.filter(|b| *b > restored_id && !seeded) {
         progress_out(&format!(
             "checkpoint {b}, whose results the Kafka transaction committed, is not usable: \
              results after checkpoint {restored_id} will be committed again"
@@ -313,13 +330,13 @@ pub async fn run(
         transaction,
     )?;
     let mut checkpoints = Checkpoints::new(&plan, store, state_dir).await?;
-    if bound == Some(0) && checkpoints.next_id > 1 {
+    if bound == Some(0) && checkpoints.next_id > 1 && !seeded {
         progress_out(
             "the Kafka transaction never committed a checkpoint of these partitions: \
              starting from the beginning",
         );
     }
-    if bound.is_some() {
+    if bound.is_some() && !seeded {
         checkpoints.committed = restored.cut.as_ref().map(|c| c.id);
     }
     let (mut job, mut source) = Pipeline::new(plan, state_dir, started).await?;
@@ -328,9 +345,12 @@ pub async fn run(
         source.resume(&cut.source)?;
     }
     let fallbacks = restored.fallbacks;
+    let hold = job.plan.hold_when_finished;
     let mut paused = false;
     let mut draining = false;
-    publish(&admin, &checkpoints, paused, fallbacks);
+    // The input ended and every window is out; only with `hold`.
+    let mut finished = false;
+    publish(&admin, &checkpoints, (paused, finished), fallbacks);
     let mut tick = Tick::new(started);
     let ending = loop {
         if let Source::Http(h) = &source {
@@ -342,6 +362,10 @@ pub async fn run(
                 draining = true;
                 progress_out("draining HTTP ingest: no new events, finishing the buffered ones");
             }
+        }
+        if *stop.borrow() && finished {
+            // Checkpointed when it finished; nothing changed since.
+            break Ending::Finished;
         }
         if *stop.borrow() && !draining {
             // A last checkpoint, so a restart resumes exactly here; after a
@@ -386,15 +410,16 @@ pub async fn run(
                 }
             }
         }
-        if checkpoints.due() && !paused {
+        if checkpoints.due() && !paused && !finished {
             checkpoints.take(&mut job, &source, &mut outputs).await?;
             changed = true;
         }
         if changed {
-            publish(&admin, &checkpoints, paused, fallbacks);
+            publish(&admin, &checkpoints, (paused, finished), fallbacks);
         }
-        if paused {
+        if paused || finished {
             // After a final checkpoint: consume nothing until resumed.
+            // Finished: nothing left to consume; answer the admin API.
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = stop.changed() => {}
@@ -426,6 +451,19 @@ pub async fn run(
                     h.mark_durable(h.position());
                 }
                 checkpoints.wait(&mut progress_out, &mut outputs).await?;
+                if hold {
+                    // The end, kept: a pod started again restores it, finds
+                    // its input at the end and nothing left to emit.
+                    checkpoints.take(&mut job, &source, &mut outputs).await?;
+                    checkpoints.wait(&mut progress_out, &mut outputs).await?;
+                    if *stop.borrow() {
+                        break Ending::Finished;
+                    }
+                    finished = true;
+                    progress_out("finished: every window is out; holding until stopped");
+                    publish(&admin, &checkpoints, (paused, finished), fallbacks);
+                    continue;
+                }
                 if outputs.transaction.is_some() {
                     // The last results commit with a checkpoint, like all
                     // others: a crash before the clear below restores it
@@ -515,6 +553,7 @@ impl Pipeline {
             max_event_times: self.engine.max_event_times(),
             watermark: Some(self.engine.watermark()).filter(|w| *w != i64::MIN),
             sink_lengths: outputs.file_lengths(),
+            epoch: self.plan.checkpoints.epoch,
         };
         checkpoint::snapshot(self.engine.store(), cut, local)
     }
@@ -726,11 +765,18 @@ impl Pipeline {
 }
 
 /// Publishes the run loop's status to the admin API.
-fn publish(admin: &Option<Admin>, checkpoints: &Checkpoints, paused: bool, fallbacks: u64) {
+/// Publishes the run loop's state; `(paused, finished)`.
+fn publish(
+    admin: &Option<Admin>,
+    checkpoints: &Checkpoints,
+    (paused, finished): (bool, bool),
+    fallbacks: u64,
+) {
     if let Some(a) = admin {
         a.status.send_replace(Status {
             ready: true,
             paused,
+            finished,
             in_flight: checkpoints.in_flight_id(),
             failed: checkpoints.failed,
             restore_fallbacks: fallbacks,
@@ -773,14 +819,14 @@ async fn restore_all(
     store: &Store,
     partitions: &[u32],
     state_dir: &Path,
-    bound: Option<u64>,
+    select: Select,
 ) -> anyhow::Result<RestoredAll> {
     let mut lines = Vec::new();
     let mut found = BTreeMap::new();
     let mut fallbacks = 0;
     for &p in partitions {
         let restored =
-            checkpoint::restore(store, p, &crate::state::partition_dir(state_dir, p), bound)
+            checkpoint::restore(store, p, &crate::state::partition_dir(state_dir, p), select)
                 .await?;
         for (id, why) in &restored.rejected {
             lines.push(format!("partition {p}: checkpoint {id} rejected: {why}"));
@@ -824,9 +870,11 @@ async fn restore_all(
         for (&p, manifest) in found.iter_mut() {
             if manifest.as_ref().is_some_and(|m| m.id != common) {
                 let dir = crate::state::partition_dir(state_dir, p);
-                *manifest = checkpoint::restore(store, p, &dir, Some(common))
-                    .await?
-                    .manifest;
+                let at_most = Select {
+                    max_id: Some(common),
+                    ..select
+                };
+                *manifest = checkpoint::restore(store, p, &dir, at_most).await?.manifest;
             }
             match manifest.as_ref().map(|m| m.id) {
                 None => {
@@ -884,9 +932,65 @@ async fn restore_all(
                 .map(|(p, m)| (*p, m.as_ref().and_then(|m| m.max_event_time)))
                 .collect(),
             sink_lengths: first.sink_lengths.clone(),
+            epoch: first.epoch,
         }),
         lines,
     })
+}
+
+/// Restores every owned partition from another job's checkpoint
+/// (`spec.checkpoints.restoreFrom`). Unlike a job's own checkpoints,
+/// nothing falls back: a seed that is missing, incomplete or partitioned
+/// differently is an error, since starting empty instead would silently
+/// drop the state the user asked for.
+async fn restore_seed(
+    store: &Store,
+    seed: &Seed,
+    plan: &JobPlan,
+    state_dir: &Path,
+) -> anyhow::Result<RestoredAll> {
+    let what = format!("spec.checkpoints.restoreFrom: job {}", seed.job_path);
+    let mut stored = checkpoint::stored_partitions(store).await?;
+    stored.sort_unstable();
+    let expected: Vec<u32> = (0..plan.partition_count).collect();
+    if stored.is_empty() {
+        anyhow::bail!("{what} has no checkpoints in {}", plan.checkpoints.url);
+    }
+    if stored != expected {
+        anyhow::bail!(
+            "{what} has checkpoints of partitions {stored:?}, this job has {} partitions: \
+             a checkpoint restores only into a job with the same partitions",
+            plan.partition_count
+        );
+    }
+    let mut restored = restore_all(
+        store,
+        &plan.engine.partitions,
+        state_dir,
+        Select::at_most(seed.id),
+    )
+    .await?;
+    let wanted = seed.id.map_or("a complete checkpoint".into(), |id| {
+        format!("checkpoint {id}")
+    });
+    match (&restored.cut, seed.id) {
+        (None, _) => anyhow::bail!(
+            "{what} has no {wanted} of partitions {:?}: {}",
+            plan.engine.partitions,
+            restored.lines.join("; ")
+        ),
+        (Some(cut), Some(id)) if cut.id != id => anyhow::bail!(
+            "{what}: {wanted} is not complete in every partition of {:?} (the newest that is \
+             is {}); name that one or leave checkpointId out",
+            plan.engine.partitions,
+            cut.id
+        ),
+        (Some(cut), _) => restored.lines.push(format!(
+            "started from checkpoint {} of job {} (spec.checkpoints.restoreFrom)",
+            cut.id, seed.job_path
+        )),
+    }
+    Ok(restored)
 }
 
 /// Completed checkpoints remembered for the admin API.

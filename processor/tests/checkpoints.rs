@@ -5,7 +5,7 @@
 use std::{collections::BTreeSet, path::Path};
 
 use eddy_processor::{
-    checkpoint::{self, store::S3Settings, Cut, SourcePosition, Store},
+    checkpoint::{self, store::S3Settings, Cut, Select, SourcePosition, Store},
     engine::{aggregate::Acc, window::Window},
     state::{KeyState, StateStore, WindowEntry},
 };
@@ -78,6 +78,17 @@ async fn checkpoint(
     id: u64,
     retain: usize,
 ) -> checkpoint::Completed {
+    checkpoint_in_epoch(state, store, local, id, retain, 0).await
+}
+
+async fn checkpoint_in_epoch(
+    state: &StateStore,
+    store: &Store,
+    local: &Path,
+    id: u64,
+    retain: usize,
+    epoch: u64,
+) -> checkpoint::Completed {
     let cut = Cut {
         id,
         job: "ns/job".into(),
@@ -89,6 +100,7 @@ async fn checkpoint(
             .collect(),
         watermark: None,
         sink_lengths: Default::default(),
+        epoch,
     };
     let pending = checkpoint::snapshot(state, cut, local).unwrap();
     checkpoint::upload(pending, store, retain, None)
@@ -123,7 +135,9 @@ async fn incremental(store: Store) {
         "local hard links are removed after upload"
     );
     let target = dir.path().join("restored");
-    let restored = checkpoint::restore(&store, 0, &target, None).await.unwrap();
+    let restored = checkpoint::restore(&store, 0, &target, Select::default())
+        .await
+        .unwrap();
     assert_eq!(restored.manifest.unwrap().id, 2);
     assert_eq!(count_keys(&target), 50_010);
 }
@@ -183,7 +197,9 @@ async fn falls_back(store: Store, damage: &str) {
         other => panic!("{other}"),
     };
     let target = dir.path().join("restored");
-    let restored = checkpoint::restore(&store, 0, &target, None).await.unwrap();
+    let restored = checkpoint::restore(&store, 0, &target, Select::default())
+        .await
+        .unwrap();
     assert_eq!(
         restored.manifest.as_ref().unwrap().id,
         2,
@@ -256,7 +272,7 @@ async fn another_processor_restores_a_partition(store: Store) {
     checkpoint(&a, &store, &dir.path().join("la"), 7, 3).await;
     // Processor B is given partition 1 only.
     let b_dir = dir.path().join("b");
-    let restored = checkpoint::restore(&store, 1, &b_dir.join("p1"), None)
+    let restored = checkpoint::restore(&store, 1, &b_dir.join("p1"), Select::default())
         .await
         .unwrap();
     let manifest = restored.manifest.unwrap();
@@ -321,9 +337,14 @@ async fn clear_deletes_one_jobs_checkpoints_only(root: Store) {
     assert_eq!(checkpoint::clear_job(&job).await.unwrap(), [0, 3]);
     assert_eq!(listing(&job).await, []);
     for p in [0, 3] {
-        let restored = checkpoint::restore(&job, p, &dir.path().join(format!("r{p}")), None)
-            .await
-            .unwrap();
+        let restored = checkpoint::restore(
+            &job,
+            p,
+            &dir.path().join(format!("r{p}")),
+            Select::default(),
+        )
+        .await
+        .unwrap();
         assert!(
             restored.manifest.is_none(),
             "partition {p} has nothing left"
@@ -362,8 +383,45 @@ macro_rules! on_both_stores {
     };
 }
 
+/// A job started over in a new state epoch restores only that epoch's
+/// checkpoints, and none at all before its first one; ids go on rising.
+async fn epochs(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateStore::open(&dir.path().join("state"), &[0], 64 << 20).unwrap();
+    let local = dir.path().join("local");
+    fill(&state, 0, 0, 100, 8);
+    checkpoint(&state, &store, &local, 1, 5).await;
+    checkpoint(&state, &store, &local, 2, 5).await;
+    let target = dir.path().join("restored");
+    let in_epoch = |epoch| Select {
+        max_id: None,
+        epoch: Some(epoch),
+    };
+    let none = checkpoint::restore(&store, 0, &target, in_epoch(1))
+        .await
+        .unwrap();
+    assert!(none.manifest.is_none(), "epoch 1 has no checkpoint yet");
+    assert!(none.rejected.is_empty(), "{:?}", none.rejected);
+    assert_eq!(
+        checkpoint::next_id(&store, &[0]).await.unwrap(),
+        3,
+        "ids do not start over with the epoch"
+    );
+    checkpoint_in_epoch(&state, &store, &local, 3, 5, 1).await;
+    let ids = |r: checkpoint::Restored| r.manifest.map(|m| (m.id, m.epoch));
+    let restore = |select| checkpoint::restore(&store, 0, &target, select);
+    assert_eq!(ids(restore(in_epoch(1)).await.unwrap()), Some((3, 1)));
+    assert_eq!(ids(restore(in_epoch(0)).await.unwrap()), Some((2, 0)));
+    assert_eq!(
+        ids(restore(Select::at_most(Some(2))).await.unwrap()),
+        Some((2, 0))
+    );
+    assert_eq!(ids(restore(Select::default()).await.unwrap()), Some((3, 1)));
+}
+
 on_both_stores! {
     checkpoints_are_incremental: incremental;
+    a_new_state_epoch_restores_only_its_own_checkpoints: epochs;
     missing_manifest_falls_back: |s| falls_back(s, "manifest missing");
     missing_file_falls_back: |s| falls_back(s, "file missing");
     truncated_file_falls_back: |s| falls_back(s, "file truncated");

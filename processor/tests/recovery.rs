@@ -6,9 +6,16 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    process::{Command, Stdio},
+};
 
-use common::{crash_then_finish, create_bucket, query, t, Job, BIN};
+use common::{
+    compact, crash_then_finish, create_bucket, free_port, http, interrupt, query, spawn_until,
+    stderr, t, wait_for, Job, BIN,
+};
 use serde_json::{json, Value};
 
 /// Three partitions (one file each) of scrambled events with late ones.
@@ -215,5 +222,228 @@ fn sigkill_and_restart_leave_exactly_the_uninterrupted_rows_in_postgres() {
         rows(crashed_table),
         expected,
         "no missing, extra or double-counted rows"
+    );
+}
+
+/// Ids of the checkpoints every partition of the job has in the local
+/// store under `root` (`<store>/default/semantics`).
+fn common_checkpoints(root: &Path) -> BTreeSet<u64> {
+    let ids = |p: u32| -> BTreeSet<u64> {
+        std::fs::read_dir(root.join(format!("p{p}/checkpoints")))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    (1..3).fold(ids(0), |all, p| {
+        all.intersection(&ids(p)).copied().collect()
+    })
+}
+
+/// The manifest of partition 0's checkpoint `id` in `job`'s local store.
+fn manifest(job: &Job, id: u64) -> Value {
+    let path = job.path(&format!(
+        "checkpoints/default/semantics/p0/checkpoints/{id:020}.json"
+    ));
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_default()).unwrap_or(Value::Null)
+}
+
+/// Bytes of `file` in `job`'s directory a checkpoint's manifest recorded.
+fn recorded_length(job: &Job, manifest: &Value, file: &str) -> u64 {
+    let path = job.path(file).display().to_string();
+    manifest["sinkLengths"][&path].as_u64().unwrap_or(0)
+}
+
+/// Runs `command` until every partition of `job` has a checkpoint taken
+/// after some results were out, then SIGKILLs it; answers the newest
+/// checkpoint all partitions have.
+fn run_until_checkpointed(job: &Job, mut command: Command) -> u64 {
+    let mut child = command.stderr(Stdio::null()).spawn().unwrap();
+    let root = job.path("checkpoints/default/semantics");
+    wait_for("a checkpoint of every partition, with results", || {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before it was killed"
+        );
+        common_checkpoints(&root)
+            .last()
+            .is_some_and(|id| recorded_length(job, &manifest(job, *id), "results.jsonl") > 0)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    *common_checkpoints(&root).last().unwrap()
+}
+
+/// A job `fork` reading `source`'s input files from the start of its
+/// checkpoint `id` (`spec.checkpoints.restoreFrom`), writing to its own
+/// directory; `change` edits its YAML further.
+fn fork_of(source: &Job, id: Option<u64>, change: impl Fn(String) -> String) -> Job {
+    let fork = Job {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let (from, to) = (
+        source.dir.path().display().to_string(),
+        fork.dir.path().display().to_string(),
+    );
+    let mut yaml = std::fs::read_to_string(source.path("job.yaml"))
+        .unwrap()
+        .replace("name: semantics", "name: fork");
+    for file in ["results.jsonl", "late.jsonl", "invalid.jsonl"] {
+        yaml = yaml.replace(&format!("{from}/{file}"), &format!("{to}/{file}"));
+    }
+    let seed = match id {
+        Some(id) => format!("{{job: default/semantics, checkpointId: {id}}}"),
+        None => "{job: default/semantics}".into(),
+    };
+    assert!(yaml.contains("retain: 2,"), "{yaml}");
+    let yaml = yaml.replace("retain: 2,", &format!("retain: 2, restoreFrom: {seed},"));
+    std::fs::write(fork.path("job.yaml"), change(yaml)).unwrap();
+    fork
+}
+
+/// The first `len` bytes of `file` in `job`'s directory, as JSON lines.
+fn lines_up_to(job: &Job, file: &str, len: u64) -> Vec<Value> {
+    let bytes = job.bytes(file);
+    String::from_utf8_lossy(&bytes[..len as usize])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_new_job_restored_from_another_jobs_checkpoint_goes_on_exactly_once() {
+    let reference = job("", true);
+    assert!(command(&reference).output().unwrap().status.success());
+    let source = job("", true);
+    let id = run_until_checkpointed(&source, command(&source));
+    let fork = fork_of(&source, Some(id), |y| y);
+    // Killed too: before its own first checkpoint a restart starts from
+    // the other job's again, after it from its own.
+    let (kills, _) = crash_then_finish(|| command(&fork), &[250, 600, 900]);
+    println!("forked from checkpoint {id}; {kills} kills of the fork");
+
+    // What the source had written at the checkpoint, then the fork's.
+    let manifest = manifest(&source, id);
+    let length = |file: &str| recorded_length(&source, &manifest, file);
+    let mut results: Vec<Value> = lines_up_to(&source, "results.jsonl", length("results.jsonl"))
+        .iter()
+        .map(compact)
+        .collect();
+    assert!(
+        !results.is_empty(),
+        "the source had emitted results by checkpoint {id}"
+    );
+    results.extend(fork.lines("results.jsonl").iter().map(compact));
+    assert_eq!(
+        results,
+        reference.results(),
+        "the source up to the checkpoint, then the fork: each result once"
+    );
+    let late = lines_up_to(&source, "late.jsonl", length("late.jsonl")).len()
+        + fork.lines("late.jsonl").len();
+    assert_eq!(late, reference.lines("late.jsonl").len());
+}
+
+#[test]
+fn a_checkpoint_to_restore_from_that_is_missing_or_partitioned_otherwise_is_an_error() {
+    let source = job("", true);
+    let id = run_until_checkpointed(&source, command(&source));
+    let fails = |fork: &Job| {
+        let out = command(fork).output().unwrap();
+        assert!(!out.status.success(), "{}", stderr(&out));
+        assert!(
+            fork.lines("results.jsonl").is_empty(),
+            "nothing runs without the state asked for"
+        );
+        stderr(&out)
+    };
+    let missing = fails(&fork_of(&source, Some(id + 1000), |y| y));
+    assert!(
+        missing.contains("spec.checkpoints.restoreFrom: job default/semantics")
+            && missing.contains(&format!("checkpoint {}", id + 1000)),
+        "{missing}"
+    );
+    let other = fails(&fork_of(&source, None, |y| {
+        y.replace("partitions: 3", "partitions: 6")
+    }));
+    assert!(other.contains("this job has 6 partitions"), "{other}");
+}
+
+#[test]
+fn a_new_state_epoch_starts_over_and_then_restores_its_own_checkpoints() {
+    let reference = job("", true);
+    assert!(command(&reference).output().unwrap().status.success());
+    let crashed = job("", true);
+    run_until_checkpointed(&crashed, command(&crashed));
+    let in_epoch = || {
+        let mut c = command(&crashed);
+        c.args(["--state-epoch", "1"]);
+        c
+    };
+    // The first run in epoch 1 restores nothing of epoch 0.
+    let mut first = in_epoch().spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    first.kill().unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        !stderr(&out).contains("restored checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    let (kills, restores) = crash_then_finish(in_epoch, &KILL_DELAYS_MS[..6]);
+    println!("{kills} kills, {restores} restores in epoch 1");
+    assert!(restores >= 1, "later runs restore epoch 1's checkpoints");
+    assert_eq!(
+        crashed.bytes("results.jsonl"),
+        reference.bytes("results.jsonl")
+    );
+    assert_eq!(crashed.bytes("late.jsonl"), reference.bytes("late.jsonl"));
+}
+
+#[test]
+fn a_held_job_reports_finished_and_a_restart_emits_nothing_again() {
+    let reference = job("", true);
+    assert!(command(&reference).output().unwrap().status.success());
+    let held = job("", true);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let hold = || {
+        let mut c = command(&held);
+        c.args(["--admin-addr", &addr, "--hold-when-finished"]);
+        c
+    };
+    let finished = || {
+        let (status, body) = http(&addr, "GET", "/checkpoints", "");
+        status == 200 && serde_json::from_str::<Value>(&body).unwrap()["finished"] == true
+    };
+    let (mut child, _) = spawn_until(&mut hold(), "finished: every window is out");
+    assert!(finished(), "the admin API says finished");
+    assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
+    assert!(child.try_wait().unwrap().is_none(), "it holds");
+    assert_eq!(
+        held.bytes("results.jsonl"),
+        reference.bytes("results.jsonl")
+    );
+    // Lost (a node failure) and started again, as a pod would be.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut again, _) = spawn_until(&mut hold(), "restored checkpoint");
+    wait_for("finished again", finished);
+    assert_eq!(
+        held.bytes("results.jsonl"),
+        reference.bytes("results.jsonl"),
+        "nothing emitted twice, nothing lost"
+    );
+    assert_eq!(held.bytes("late.jsonl"), reference.bytes("late.jsonl"));
+    interrupt(&mut again);
+    assert!(
+        !common_checkpoints(&held.path("checkpoints/default/semantics")).is_empty(),
+        "the checkpoints of a held job stay"
     );
 }

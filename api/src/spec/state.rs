@@ -72,6 +72,11 @@ pub enum UpgradeMode {
     Checkpoint,
     /// The change at once; pods restore the newest completed checkpoint.
     LastState,
+    /// The change at once, and the job starts over with empty state and its
+    /// sources at their configured start: no checkpoint taken before the
+    /// change is ever restored again (later restarts restore the
+    /// checkpoints taken after it).
+    Stateless,
 }
 
 /// Kind of volume for local state.
@@ -128,6 +133,25 @@ pub struct CheckpointSpec {
     /// they are kept, so a re-created job resumes from them.
     #[serde(default)]
     pub delete_on_job_deletion: bool,
+    /// Start from another job's checkpoint (like Flink's
+    /// `initialSavepointPath`): read only while this job has no checkpoint
+    /// of its own, so a restarted or upgraded job goes on from its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreFrom>,
+}
+
+/// A checkpoint of another job, in the same store, to start from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreFrom {
+    /// The job whose checkpoint to restore, as `<namespace>/<name>`; its
+    /// checkpoints must be in this job's `store`, with as many partitions.
+    pub job: String,
+    /// The checkpoint's id (see that job's `status.checkpointHistory`);
+    /// its newest complete checkpoint when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub checkpoint_id: Option<u64>,
 }
 
 impl Default for CheckpointSpec {
@@ -143,6 +167,7 @@ impl Default for CheckpointSpec {
             timeout: defaults::timeout(),
             lag_threshold: defaults::lag_threshold(),
             delete_on_job_deletion: false,
+            restore_from: None,
         }
     }
 }

@@ -12,7 +12,7 @@ pub struct StreamJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Lifecycle phase: Pending, Running, Checkpointing, Rescaling,
-    /// Upgrading, Suspended or Failed.
+    /// Upgrading, Suspended, Finished or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Processor pods that exist.
@@ -56,6 +56,27 @@ pub struct StreamJobStatus {
     /// with the current spec to decide between no-op, rescale and upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconciled_spec: Option<String>,
+    /// How many times a change with `upgradeMode: stateless` started the
+    /// job over: pods restore only checkpoints taken since the last time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub state_epoch: Option<u64>,
+    /// Every pod reached the end of its finite input and emitted every
+    /// window: the pods are stopped and the job is not run again until its
+    /// spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<FinishedStatus>,
+}
+
+/// When a finite job finished.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishedStatus {
+    /// The `metadata.generation` that finished.
+    #[schemars(range(min = 0))]
+    pub generation: i64,
+    /// When every pod had finished (RFC 3339).
+    pub time: String,
 }
 
 /// How many completed checkpoints `status.checkpointHistory` keeps.
@@ -87,6 +108,11 @@ pub struct TransitionStatus {
     /// replaced, all at once.
     #[serde(default)]
     pub applied: bool,
+    /// With `upgradeMode: stateless`: the state epoch the new pods start
+    /// (empty state); it becomes `status.stateEpoch` once they run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub state_epoch: Option<u64>,
 }
 
 /// Lifecycle phase of a job.
@@ -105,6 +131,9 @@ pub enum Phase {
     Upgrading,
     /// Stopped after a final checkpoint (`spec.suspend`).
     Suspended,
+    /// Every pod reached the end of its finite input and emitted every
+    /// window; the pods are stopped.
+    Finished,
     /// The job cannot run; see conditions.
     Failed,
 }

@@ -88,6 +88,29 @@ fn checkpoints(spec: &StreamJobSpec, p: &mut Problems) {
             "s3-credentials",
         );
     }
+    if let Some(from) = &c.restore_from {
+        let parts: Vec<&str> = from.job.split('/').collect();
+        let named = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        };
+        if parts.len() != 2 || !parts.iter().all(|s| named(s)) {
+            p.add(
+                "spec.checkpoints.restoreFrom.job",
+                format!(
+                    "{:?} does not name a job; write <namespace>/<name>, e.g. default/clicks",
+                    from.job
+                ),
+            );
+        }
+        if from.checkpoint_id == Some(0) {
+            p.add(
+                "spec.checkpoints.restoreFrom.checkpointId",
+                "checkpoint ids start at 1; leave it out for the newest",
+            );
+        }
+    }
 }
 
 fn parallelism(spec: &StreamJobSpec, p: &mut Problems) {

@@ -243,3 +243,28 @@ fn two_outputs_may_not_share_a_file() {
     let msg = message_at(&spec, "spec.invalidOutput.file.path");
     assert!(msg.contains("is also written by spec.lateOutput"), "{msg}");
 }
+
+#[test]
+fn restore_from_names_a_job_and_a_real_checkpoint() {
+    let mut spec = base();
+    spec.checkpoints.restore_from = Some(eddy_api_restore("prod/clicks", Some(42)));
+    assert!(paths(&spec).is_empty(), "{:?}", paths(&spec));
+    spec.checkpoints.restore_from = Some(eddy_api_restore("clicks", Some(0)));
+    assert_eq!(
+        paths(&spec),
+        vec![
+            "spec.checkpoints.restoreFrom.job",
+            "spec.checkpoints.restoreFrom.checkpointId"
+        ]
+    );
+    assert!(message_at(&spec, "spec.checkpoints.restoreFrom.job").contains("<namespace>/<name>"));
+    spec.checkpoints.restore_from = Some(eddy_api_restore("prod/Clicks/x", None));
+    assert_eq!(paths(&spec), vec!["spec.checkpoints.restoreFrom.job"]);
+}
+
+fn eddy_api_restore(job: &str, checkpoint_id: Option<u64>) -> crate::spec::RestoreFrom {
+    crate::spec::RestoreFrom {
+        job: job.into(),
+        checkpoint_id,
+    }
+}

@@ -121,19 +121,47 @@ impl BuildError {
     }
 }
 
-/// Builds every child of `job` for `assignment` (from
-/// [`assignment::keep_or_spread`]; it is rendered into the ConfigMap as
-/// given). Call it only with a spec that passed [`eddy_api::validate()`]
-/// and [`cluster_problems`].
+/// What the controller decided about a job's pods, besides its spec.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Runtime<'a> {
+    /// Partitions per pod (from [`assignment::keep_or_spread`]; rendered
+    /// into the ConfigMap as given).
+    pub assignment: &'a [PodAssignment],
+    /// The state epoch the pods run in (`status.stateEpoch`): raised by a
+    /// change with `upgradeMode: stateless`, so they restore nothing older.
+    pub state_epoch: u64,
+    /// Every pod finished its finite input: no pods run.
+    pub finished: bool,
+}
+
+/// Builds every child of `job` for `assignment`, in the first state epoch.
+/// Call it only with a spec that passed [`eddy_api::validate()`] and
+/// [`cluster_problems`].
 pub fn build(
     job: &StreamJob,
     assignment: &[PodAssignment],
     ctx: &Context,
 ) -> Result<Children, BuildError> {
+    build_for(
+        job,
+        Runtime {
+            assignment,
+            ..Runtime::default()
+        },
+        ctx,
+    )
+}
+
+/// Builds every child of `job` as `runtime` says.
+pub fn build_for(
+    job: &StreamJob,
+    runtime: Runtime<'_>,
+    ctx: &Context,
+) -> Result<Children, BuildError> {
     let owner = Owner::of(job)?;
-    let config_map = config::config_map(job, &owner, assignment)?;
+    let config_map = config::config_map(job, &owner, runtime.assignment)?;
     let hash = config::config_hash(&config_map);
-    let mut stateful_set = statefulset::stateful_set(job, &owner, ctx, &hash)?;
+    let mut stateful_set = statefulset::stateful_set(job, &owner, ctx, &hash, runtime)?;
     let template = serde_json::to_vec(&stateful_set.spec.template)
         .map_err(|e| BuildError::Render(e.to_string()))?;
     stateful_set

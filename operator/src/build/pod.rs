@@ -42,13 +42,15 @@ pub const RUN_AS: i64 = 65532;
 pub const TERMINATION_GRACE_SECONDS: i64 = 120;
 
 /// The pod template; `state` is the state volume when it is an emptyDir
-/// (`None` when a volume claim template provides it).
+/// (`None` when a volume claim template provides it), `state_epoch` the
+/// epoch its processors checkpoint in and restore from.
 pub(crate) fn template(
     job: &StreamJob,
     owner: &Owner,
     ctx: &Context,
     config_hash: &str,
     state: Option<Volume>,
+    state_epoch: u64,
 ) -> Result<PodTemplateSpec, BuildError> {
     let spec = &job.spec;
     let mut volumes = vec![
@@ -78,7 +80,7 @@ pub(crate) fn template(
         image: Some(image(job, ctx)),
         args: Some(args()),
         working_dir: Some(STATE_MOUNT.into()),
-        env: Some(env(job)),
+        env: Some(env(job, state_epoch)),
         ports: Some(vec![ContainerPort {
             name: Some(ADMIN_PORT_NAME.into()),
             container_port: ADMIN_PORT,
@@ -151,10 +153,13 @@ pub fn args() -> Vec<String> {
         "--admin-addr".into(),
         format!("0.0.0.0:{ADMIN_PORT}"),
         "--external-checkpoints".into(),
+        // A pod that exits is started again: at the end of a finite input
+        // it waits, reporting `finished`, until the operator stops it.
+        "--hold-when-finished".into(),
     ]
 }
 
-fn env(job: &StreamJob) -> Vec<EnvVar> {
+fn env(job: &StreamJob, state_epoch: u64) -> Vec<EnvVar> {
     let plain = |name: &str, value: &str| EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -175,6 +180,11 @@ fn env(job: &StreamJob) -> Vec<EnvVar> {
         plain("EDDY_SECRETS_DIR", SECRETS_DIR),
         plain("RUST_LOG", "info"),
     ];
+    if state_epoch > 0 {
+        // Only once a stateless change happened: the pods of every other
+        // job keep the template (and its hash) they had.
+        env.push(plain("EDDY_STATE_EPOCH", &state_epoch.to_string()));
+    }
     env.extend(secrets::env(&job.spec));
     env
 }

@@ -20,7 +20,7 @@ use k8s_openapi::{
 };
 use kube::api::ObjectMeta;
 
-use super::{merge, names, pod, BuildError, Context, Owner};
+use super::{merge, names, pod, BuildError, Context, Owner, Runtime};
 
 /// Pods the StatefulSet runs: none while suspended.
 pub fn replicas(spec: &eddy_api::spec::StreamJobSpec) -> u32 {
@@ -37,6 +37,7 @@ pub(crate) fn stateful_set(
     owner: &Owner,
     ctx: &Context,
     config_hash: &str,
+    runtime: Runtime<'_>,
 ) -> Result<StatefulSet, BuildError> {
     let spec = &job.spec;
     let storage = &spec.state.storage;
@@ -74,12 +75,19 @@ pub(crate) fn stateful_set(
             }]),
         ),
     };
-    let built = pod::template(job, owner, ctx, config_hash, state_volume)?;
+    let built = pod::template(
+        job,
+        owner,
+        ctx,
+        config_hash,
+        state_volume,
+        runtime.state_epoch,
+    )?;
     let template = match &spec.pod_template {
         Some(over) => overridden(built, over, &owner.name, config_hash)?,
         None => built,
     };
-    let replicas = replicas(spec);
+    let replicas = if runtime.finished { 0 } else { replicas(spec) };
     Ok(StatefulSet {
         metadata: owner.meta(names::stateful_set(&owner.name)),
         spec: StatefulSetSpec {

@@ -3,7 +3,7 @@
 
 use eddy_api::{
     spec::{
-        CheckpointRecord, Phase, PodAssignment, StreamJobStatus, TransitionStatus,
+        CheckpointRecord, FinishedStatus, Phase, PodAssignment, StreamJobStatus, TransitionStatus,
         CHECKPOINT_HISTORY,
     },
     StreamJob,
@@ -42,6 +42,10 @@ pub struct Facts {
     pub degraded: Option<(String, String)>,
     /// `eddy.dev/pause-reconciliation` is set.
     pub paused: bool,
+    /// The state epoch the pods run in (see `status.stateEpoch`).
+    pub state_epoch: Option<u64>,
+    /// When every pod finished its finite input.
+    pub finished: Option<FinishedStatus>,
     pub now: Timestamp,
 }
 
@@ -53,7 +57,7 @@ pub fn lag_seconds(job: &StreamJob, facts: &Facts) -> Option<i64> {
         .creation_timestamp
         .as_ref()
         .map_or(facts.now, |t| t.0);
-    (facts.phase != Phase::Suspended)
+    (!matches!(facts.phase, Phase::Suspended | Phase::Finished))
         .then(|| scheduler::lag_seconds(facts.last_checkpoint.as_ref(), since, facts.now))
 }
 
@@ -73,7 +77,18 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         .parse()
         .map_or(i64::MAX, |d: std::time::Duration| d.as_secs() as i64);
     let pods_ready = format!("{} of {} pods ready", facts.ready_pods, facts.desired_pods);
-    let ready = if suspended {
+    let ready = if let (Phase::Finished, Some(f)) = (facts.phase, &facts.finished) {
+        // Done, like a completed Job: kstatus tools read it as current.
+        (
+            true,
+            "Finished",
+            format!(
+                "every pod reached the end of its input and emitted every window at {}; no \
+                 pods run, and the job runs again only if its spec changes",
+                f.time
+            ),
+        )
+    } else if suspended {
         (
             false,
             "Suspended",
@@ -100,7 +115,7 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         )
     };
     let healthy = match lag {
-        None => (true, "Suspended", "no pods, no checkpoints due".to_string()),
+        None => (true, "NoPods", "no pods, no checkpoints due".to_string()),
         Some(lag) if lag > threshold => (
             false,
             "CheckpointLagHigh",
@@ -168,6 +183,8 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         // Hot keys are reported by the autoscaling step; kept as they are.
         hot_keys: previous.hot_keys,
         hot_key_summary: previous.hot_key_summary,
+        state_epoch: facts.state_epoch.filter(|e| *e > 0),
+        finished: facts.finished,
     }
 }
 
@@ -288,6 +305,8 @@ spec:
             transition: None,
             degraded: None,
             paused: false,
+            state_epoch: None,
+            finished: None,
             now: now.parse().unwrap(),
         }
     }
@@ -374,9 +393,39 @@ spec:
             final_checkpoint: Some(7),
             checkpointed: false,
             applied: false,
+            state_epoch: None,
         });
         let s = compute(&job(None), f);
         assert_eq!(get(&s, READY).reason, "TransitionInProgress");
+    }
+
+    #[test]
+    fn a_finished_job_is_ready_without_pods_and_owes_no_checkpoints() {
+        let mut f = facts("2026-11-21T12:00:00Z", Some("2026-11-21T10:09:00Z"));
+        f.phase = Phase::Finished;
+        (f.pods, f.ready_pods, f.desired_pods) = (0, 0, 0);
+        f.finished = Some(FinishedStatus {
+            generation: 3,
+            time: "2026-11-21T10:10:00Z".into(),
+        });
+        let s = compute(&job(None), f);
+        assert_eq!(s.phase, Some(Phase::Finished));
+        assert_eq!(s.finished.as_ref().map(|f| f.generation), Some(3));
+        let ready = get(&s, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Finished")
+        );
+        assert!(
+            ready.message.contains("2026-11-21T10:10:00Z"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(
+            get(&s, CHECKPOINTS_HEALTHY).status,
+            "True",
+            "two hours after the last checkpoint, but nothing runs"
+        );
     }
 
     #[test]

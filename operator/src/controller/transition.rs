@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use eddy_api::{
-    spec::{Phase, StreamJobSpec, TransitionStatus, UpgradeMode},
+    spec::{FinishedStatus, Phase, StreamJobSpec, TransitionStatus, UpgradeMode},
     StreamJob,
 };
 use jiff::Timestamp;
@@ -29,9 +29,9 @@ use crate::build::{
     self,
     assignment::keep_or_spread,
     diff::{self, Change},
-    Children,
+    Children, Runtime,
 };
-use crate::scheduler::{Round, Timing};
+use crate::scheduler::{Outcome, Round, Timing};
 
 /// How soon to look again while a change is in progress.
 const STEP: Duration = Duration::from_secs(2);
@@ -122,6 +122,8 @@ impl Pass<'_> {
             transition: self.previous.transition.clone(),
             degraded: memory.degraded.clone(),
             paused: false,
+            state_epoch: self.previous.state_epoch,
+            finished: self.previous.finished.clone(),
             now: self.now,
         }
     }
@@ -236,7 +238,24 @@ async fn reconcile_valid(
         job.spec.partitions,
         job.spec.parallelism,
     );
-    let children = build::build(job, &assignment, &ctx.build)?;
+    let built_for = (
+        previous
+            .transition
+            .as_ref()
+            .and_then(|t| t.state_epoch)
+            .or(previous.state_epoch)
+            .unwrap_or(0),
+        previous.finished.is_some(),
+    );
+    let build_for = |(state_epoch, finished): (u64, bool)| {
+        let runtime = Runtime {
+            assignment: &assignment,
+            state_epoch,
+            finished,
+        };
+        build::build_for(job, runtime, &ctx.build)
+    };
+    let mut children = build_for(built_for)?;
     let mut change = match &last {
         None => Change::Resume, // first apply: nothing runs yet
         Some(old) => diff::ladder(old, &job.spec),
@@ -283,6 +302,25 @@ async fn reconcile_valid(
             Prepared::Ready(t) => transition = Some(t),
             Prepared::Wait(action) => return Ok(action),
         }
+    }
+
+    // A finished job stays finished (no pods) until its pods would change.
+    let mut finished = previous
+        .finished
+        .clone()
+        .filter(|_| matches!(change, Change::None | Change::Ignore));
+    // The state epoch of a stateless change, once it is decided on.
+    let mut state_epoch = previous.state_epoch;
+    let runtime = (
+        transition
+            .as_ref()
+            .and_then(|t| t.state_epoch)
+            .or(state_epoch)
+            .unwrap_or(0),
+        finished.is_some(),
+    );
+    if runtime != built_for {
+        children = build_for(runtime)?;
     }
 
     // Volume claim templates cannot change in place: delete the
@@ -370,6 +408,7 @@ async fn reconcile_valid(
                     // final checkpoint: they go on.
                     pass.resume_pods().await;
                     let change = t.change.clone();
+                    state_epoch = t.state_epoch.or(state_epoch);
                     transition = None;
                     if let Some((reason, note)) = finished_event(&change, false, job, &applied) {
                         publish(ctx, job, EventType::Normal, reason, "Apply", note).await;
@@ -381,13 +420,38 @@ async fn reconcile_valid(
     }
 
     // Checkpoints on schedule while running and not changing.
-    let replicas = build::statefulset::replicas(&job.spec);
+    let replicas = if finished.is_some() {
+        0
+    } else {
+        build::statefulset::replicas(&job.spec)
+    };
+    let mut newly_finished = false;
     if transition.is_none() && replicas > 0 && pass.observed.ready_pods() > 0 {
-        periodic_checkpoint(&pass, memory).await;
+        let outcome = periodic_checkpoint(&pass, memory).await;
+        if outcome.all_finished() && outcome.pods == replicas as usize {
+            finished = Some(FinishedStatus {
+                generation: pass.generation,
+                time: pass.now.to_string(),
+            });
+            newly_finished = true;
+            publish(
+                ctx,
+                job,
+                EventType::Normal,
+                "Finished",
+                "Finish",
+                format!(
+                    "all {replicas} pods reached the end of their input and emitted every \
+                     window; they stop, and the job runs again only if its spec changes"
+                ),
+            )
+            .await;
+        }
     }
 
     let phase = match &transition {
         Some(t) => phase_of(&t.change),
+        None if finished.is_some() => Phase::Finished,
         None if diff::suspended(&job.spec) => Phase::Suspended,
         None if replicas > 0 && pass.observed.ready_pods() >= replicas as i32 => Phase::Running,
         None => Phase::Pending,
@@ -398,10 +462,13 @@ async fn reconcile_valid(
     facts.reconciled_spec = serde_json::to_string(&job.spec).ok();
     facts.observed_generation = Some(pass.generation);
     facts.transition = transition.clone();
+    facts.state_epoch = state_epoch;
+    facts.finished = finished.clone();
     pass.write(facts).await?;
-    Ok(if transition.is_some() {
+    Ok(if transition.is_some() || newly_finished {
+        // Newly finished: the next pass scales the StatefulSet to zero.
         Action::requeue(STEP)
-    } else if diff::suspended(&job.spec) {
+    } else if diff::suspended(&job.spec) || finished.is_some() {
         Action::requeue(Duration::from_secs(300))
     } else {
         requeue_for(job)
@@ -452,26 +519,27 @@ async fn prepare(
                     .map(Prepared::Wait);
             }
             let (reason, what) = started_event(change, job.spec.upgrade_mode);
-            publish(
-                ctx,
-                job,
-                EventType::Normal,
-                reason,
-                "Checkpoint",
-                what.into(),
-            )
-            .await;
+            publish(ctx, job, EventType::Normal, reason, "Checkpoint", what).await;
             TransitionStatus {
                 generation: pass.generation,
                 change: change.name().into(),
                 started: now.to_string(),
                 final_checkpoint: None,
-                checkpointed: job.spec.upgrade_mode == UpgradeMode::LastState
-                    || pass.observed.pods() == 0,
+                checkpointed: pass.observed.pods() == 0,
                 applied: false,
+                state_epoch: None,
             }
         }
     };
+    // `lastState` and `stateless` take no final checkpoint; set while one
+    // is awaited (pods that cannot answer), they end the wait.
+    if job.spec.upgrade_mode != UpgradeMode::Checkpoint && !t.checkpointed {
+        t.checkpointed = true;
+        memory.checkpoints.round = None;
+    }
+    if job.spec.upgrade_mode == UpgradeMode::Stateless && t.state_epoch.is_none() {
+        t.state_epoch = Some(pass.previous.state_epoch.unwrap_or(0) + 1);
+    }
     // The newest spec is what gets applied; a final checkpoint already
     // taken serves it as well (the pods have not consumed since).
     t.generation = pass.generation;
@@ -559,7 +627,7 @@ async fn reconcile_paused(pass: &Pass<'_>, memory: &mut JobMemory) -> Result<Act
     Ok(requeue_for(pass.job))
 }
 
-async fn periodic_checkpoint(pass: &Pass<'_>, memory: &mut JobMemory) {
+async fn periodic_checkpoint(pass: &Pass<'_>, memory: &mut JobMemory) -> Outcome {
     let ctx = pass.ctx;
     let outcome = ctx
         .scheduler
@@ -586,6 +654,7 @@ async fn periodic_checkpoint(pass: &Pass<'_>, memory: &mut JobMemory) {
         )
         .await;
     }
+    outcome
 }
 
 /// Whether the job carries `eddy.dev/pause-reconciliation: "true"`.
@@ -621,34 +690,38 @@ fn phase_of(change: &str) -> Phase {
     }
 }
 
-fn started_event(change: Change, mode: UpgradeMode) -> (&'static str, &'static str) {
-    let last_state = mode == UpgradeMode::LastState;
-    match (change, last_state) {
-        (Change::Scale, false) => (
+fn started_event(change: Change, mode: UpgradeMode) -> (&'static str, String) {
+    let (reason, what, then) = match change {
+        Change::Scale => (
             "RescaleStarted",
-            "parallelism changed: final checkpoint on every pod, then every pod restarts at once with the new assignment",
+            "parallelism changed",
+            "every pod restarts at once with the new assignment",
         ),
-        (Change::Scale, true) => (
-            "RescaleStarted",
-            "parallelism changed (upgradeMode lastState): every pod restarts at once with the new assignment from the last completed checkpoint",
-        ),
-        (Change::Suspend, false) => (
+        Change::Suspend => (
             "Suspending",
-            "suspend is true or parallelism is 0: final checkpoint on every pod, then zero pods",
+            "suspend is true or parallelism is 0",
+            "zero pods",
         ),
-        (Change::Suspend, true) => (
-            "Suspending",
-            "suspend is true or parallelism is 0 (upgradeMode lastState): zero pods; the job resumes from the last completed checkpoint",
-        ),
-        (_, false) => (
+        _ => (
             "UpgradeStarted",
-            "the pods change: final checkpoint on every pod, then every pod restarts at once from it",
+            "the pods change",
+            "every pod restarts at once",
         ),
-        (_, true) => (
-            "UpgradeStarted",
-            "the pods change (upgradeMode lastState): every pod restarts at once from the last completed checkpoint",
+    };
+    let how = match mode {
+        UpgradeMode::Checkpoint => {
+            format!("final checkpoint on every pod, then {then}; they restore from it")
+        }
+        UpgradeMode::LastState => format!(
+            "(upgradeMode lastState) {then} at once; they restore from the last completed \
+             checkpoint"
         ),
-    }
+        UpgradeMode::Stateless => format!(
+            "(upgradeMode stateless) {then} at once with empty state and the sources at their \
+             start; no earlier checkpoint is restored again"
+        ),
+    };
+    (reason, format!("{what}: {how}"))
 }
 
 /// The Event for a change that is done: `change` is a [`Change::name`],

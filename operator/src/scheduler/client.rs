@@ -41,6 +41,9 @@ pub struct Listing {
     pub in_flight: Option<u64>,
     #[serde(default)]
     pub paused: bool,
+    /// Its finite input ended and every window is out.
+    #[serde(default)]
+    pub finished: bool,
     #[serde(default)]
     pub next_id: u64,
 }

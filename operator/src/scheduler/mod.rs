@@ -62,6 +62,15 @@ pub struct Outcome {
     pub started: Option<u64>,
     /// Why a round failed in this step.
     pub failed: Option<String>,
+    /// Pods that answered they finished their finite input.
+    pub finished: usize,
+}
+
+impl Outcome {
+    /// Every pod answered, and every one has finished.
+    pub fn all_finished(&self) -> bool {
+        self.pods > 0 && self.finished == self.pods
+    }
 }
 
 /// The lowest id every pod accepts for a new checkpoint.
@@ -180,6 +189,7 @@ impl Scheduler {
         let mut outcome = Outcome {
             pods: pods.len(),
             reachable: answers.iter().filter(|a| a.is_some()).count(),
+            finished: answers.iter().flatten().filter(|l| l.finished).count(),
             ..Outcome::default()
         };
         let answers_kept = answers.clone();
@@ -232,9 +242,10 @@ impl Scheduler {
                 state.round = None;
             }
         }
+        // Finished pods' state no longer changes: no periodic rounds.
         let wanted = state.round.is_none()
             && !collected_final
-            && (force_final || due(state, timing.interval, now));
+            && (force_final || (due(state, timing.interval, now) && !outcome.all_finished()));
         if !wanted || pods.is_empty() {
             return outcome;
         }

@@ -317,6 +317,19 @@ impl Cluster {
     }
 }
 
+/// What a pod's processor wrote on stdout and stderr: the test node keeps
+/// it under its root directory, beside the admin kubeconfig.
+pub fn pod_log(pod: &Pod) -> String {
+    let kubeconfig = std::env::var("EDDY_TEST_KUBECONFIG").expect("the test servers' env");
+    let path = std::path::Path::new(&kubeconfig)
+        .parent()
+        .unwrap()
+        .join("node/pods")
+        .join(pod.uid().unwrap_or_default())
+        .join("logs/processor.log");
+    std::fs::read_to_string(&path).unwrap_or_default()
+}
+
 /// `(status, reason, message)` of condition `type_`.
 pub fn condition(job: &StreamJob, type_: &str) -> Option<(String, String, String)> {
     job.status

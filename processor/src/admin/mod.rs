@@ -12,6 +12,8 @@
 //! - `GET /checkpoints` lists completed checkpoints (id, time, durations,
 //!   bytes uploaded and total), the one in flight, failures, the age of
 //!   the newest, and `nextId`, the lowest id a new checkpoint may take.
+//!   `finished` is true once a finite input ended and every window is out
+//!   (`--hold-when-finished`): the processor then only answers this API.
 //! - `POST /resume` resumes consumption after a final checkpoint.
 //! - `GET /healthz` (alive) and `GET /readyz` (restored and consuming).
 //!
@@ -59,6 +61,9 @@ pub struct CheckpointInfo {
 pub struct Status {
     pub ready: bool,
     pub paused: bool,
+    /// The input ended and every window is out (with
+    /// `--hold-when-finished`); the processor waits to be stopped.
+    pub finished: bool,
     pub in_flight: Option<u64>,
     pub failed: u64,
     /// Checkpoints rejected at restore as incomplete or corrupt.
@@ -179,6 +184,7 @@ async fn list(State(s): State<Shared>) -> Json<serde_json::Value> {
         "restoreFallbacks": status.restore_fallbacks,
         "lastCompletedAgeSeconds": age,
         "paused": status.paused,
+        "finished": status.finished,
         "nextId": status.next_id,
     }))
 }

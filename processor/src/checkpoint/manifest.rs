@@ -75,6 +75,14 @@ pub struct Manifest {
     pub sink_lengths: BTreeMap<String, u64>,
     /// Bytes of new files uploaded for this checkpoint.
     pub bytes_uploaded: u64,
+    /// The state epoch it belongs to: a job started over (`upgradeMode:
+    /// stateless`) gets a new epoch and restores only checkpoints of it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Manifest {
@@ -174,6 +182,7 @@ mod tests {
             watermark: None,
             sink_lengths: BTreeMap::new(),
             bytes_uploaded: 0,
+            epoch: 0,
         }
     }
 

@@ -46,6 +46,8 @@ pub struct Cut {
     /// The processor's watermark.
     pub watermark: Option<i64>,
     pub sink_lengths: BTreeMap<String, u64>,
+    /// The state epoch (see [`Manifest::epoch`]).
+    pub epoch: u64,
 }
 
 /// A checkpoint whose local part is done.
@@ -156,6 +158,7 @@ async fn upload_inner(
             watermark: pending.cut.watermark,
             sink_lengths: pending.cut.sink_lengths.clone(),
             bytes_uploaded,
+            epoch: pending.cut.epoch,
         };
         part.put_new(
             &manifest_key(manifest.id),
@@ -295,19 +298,42 @@ pub struct Restored {
     pub rejected: Vec<(u64, String)>,
 }
 
+/// Which checkpoints a restore may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Select {
+    /// None newer than this id.
+    pub max_id: Option<u64>,
+    /// Only of this state epoch; of any when `None`.
+    pub epoch: Option<u64>,
+}
+
+impl Select {
+    /// The newest of any epoch, at most `max_id`.
+    pub fn at_most(max_id: Option<u64>) -> Self {
+        Self {
+            max_id,
+            epoch: None,
+        }
+    }
+
+    fn admits(&self, m: &Manifest) -> bool {
+        self.max_id.is_none_or(|max| m.id <= max) && self.epoch.is_none_or(|e| m.epoch == e)
+    }
+}
+
 /// Restores one partition into `target` (emptied first) from its newest
-/// complete, verified checkpoint with an id at most `max_id`.
+/// complete, verified checkpoint that `select` admits.
 pub async fn restore(
     store: &Store,
     partition: u32,
     target: &Path,
-    max_id: Option<u64>,
+    select: Select,
 ) -> anyhow::Result<Restored> {
     let part = partition_store(store, partition);
     let in_store: BTreeMap<String, u64> = part.list("files").await?.into_iter().collect();
     let mut rejected = Vec::new();
     for manifest in read_manifests(&part).await? {
-        if max_id.is_some_and(|max| manifest.id > max) {
+        if !select.admits(&manifest) {
             continue;
         }
         if manifest.engine_version != ENGINE_VERSION {

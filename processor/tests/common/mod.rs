@@ -119,21 +119,31 @@ impl Job {
     /// Results as compact tuples: key, window start and end (seconds after
     /// BASE), aggregates, revision, final.
     pub fn results(&self) -> Vec<Value> {
-        self.lines("results.jsonl")
-            .into_iter()
-            .map(|r| {
-                let s = |f: &str| (r["window"][f].as_i64().unwrap() - BASE) as f64 / 1000.0;
-                json!([
-                    r["key"],
-                    s("startMs"),
-                    s("endMs"),
-                    r["aggregates"],
-                    r["revision"],
-                    r["final"]
-                ])
-            })
-            .collect()
+        self.lines("results.jsonl").iter().map(compact).collect()
     }
+}
+
+/// A result as a compact tuple, without the job's name and the id made of
+/// it: key, window start and end (seconds after BASE), aggregates,
+/// revision, final.
+pub fn compact(r: &Value) -> Value {
+    let s = |f: &str| (r["window"][f].as_i64().unwrap() - BASE) as f64 / 1000.0;
+    json!([
+        r["key"],
+        s("startMs"),
+        s("endMs"),
+        r["aggregates"],
+        r["revision"],
+        r["final"]
+    ])
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
 
 pub fn read_lines(path: &Path) -> Vec<Value> {
