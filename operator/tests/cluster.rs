@@ -651,6 +651,24 @@ async fn one_replica_leads_through_a_lease_and_another_takes_over() {
     let spec = lease.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));
     assert_eq!(spec.lease_transitions, Some(1));
+
+    // The loops the operator runs: b keeps renewing, so a waits ...
+    let b = std::sync::Arc::new(b);
+    let keeping = tokio::spawn({
+        let b = b.clone();
+        async move { b.keep().await }
+    });
+    let waited = tokio::time::timeout(Duration::from_secs(5), a.acquire()).await;
+    assert!(waited.is_err(), "a leads while b renews");
+    // ... until b stops (its pod killed); then a leads, and b's loop, told
+    // another replica holds the lease, returns (the operator exits).
+    keeping.abort();
+    tokio::time::timeout(Duration::from_secs(10), a.acquire())
+        .await
+        .expect("a takes over once b's lease expires");
+    tokio::time::timeout(Duration::from_secs(10), b.keep())
+        .await
+        .expect("b learns it lost the lease");
     c.finish().await;
 }
 
@@ -704,6 +722,8 @@ async fn a_finite_job_finishes_stops_its_pods_and_is_not_run_again() {
     // Not run again: no pod comes back while reconciles go on.
     c.patch_spec("finite", json!({"checkpoints": {"interval": "5s"}}))
         .await;
+    let note = c.wait_event("finite", "SpecRecorded", MINUTE).await;
+    assert!(note.contains("no pod restarts"), "{note}");
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(
@@ -806,5 +826,40 @@ async fn a_stateless_upgrade_starts_over_and_later_restarts_restore_the_new_stat
         restored >= newest && restored > before,
         "restored {restored}, a checkpoint of the new epoch (newest {newest}, before the upgrade {before})"
     );
+    c.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_job_starts_from_a_checkpoint_chosen_in_another_jobs_history() {
+    let _slot = SLOTS.acquire().await.unwrap();
+    let mut c = Cluster::new("op-fork").await;
+    c.start_operator(IMAGE).await;
+    // Kept long enough for the fork to find the chosen one.
+    let retain = json!({"checkpoints": {"retain": 20}});
+    c.apply(&c.job("origin", retain)).await;
+    running(&c, "origin").await;
+    let job = c
+        .wait_job("origin", "two checkpoints in the history", MINUTE, |job| {
+            let n = job
+                .status
+                .as_ref()
+                .map_or(0, |s| s.checkpoint_history.len());
+            (n >= 2).then_some(()).ok_or(format!("{n} checkpoints"))
+        })
+        .await;
+    // Not the newest: the one before it.
+    let chosen = job.status.as_ref().unwrap().checkpoint_history[1].id;
+    let origin = format!("{}/origin", c.ns);
+    let seed = json!({"checkpoints": {"restoreFrom": {"job": origin, "checkpointId": chosen}}});
+    c.apply(&c.job("fork", seed)).await;
+    c.wait_ready("fork").await;
+    for pod in c.pods("fork").await {
+        let log = pod_log(&pod);
+        assert!(
+            log.contains(&format!("started from checkpoint {chosen} of job {origin}")),
+            "{}: {log}",
+            pod.name_any()
+        );
+    }
     c.finish().await;
 }

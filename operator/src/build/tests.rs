@@ -174,3 +174,93 @@ fn cluster_problems_check_name_and_namespace() {
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].path, "metadata.namespace");
 }
+
+#[test]
+fn the_network_policy_admits_the_operator_to_the_admin_port_and_anyone_to_http_ingest() {
+    let ctx = Context {
+        network_policy_from: Some("eddy-system".into()),
+        ..ctx()
+    };
+    let generator = build(&job(spec()), &[], &ctx).unwrap();
+    let rules = |c: &Children| {
+        c.network_policy
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .ingress
+            .clone()
+            .unwrap()
+    };
+    let only = rules(&generator);
+    assert_eq!(only.len(), 1, "{only:?}");
+    let peer = &only[0].from.as_ref().unwrap()[0];
+    assert_eq!(
+        peer.namespace_selector.as_ref().unwrap().match_labels,
+        Some(
+            [(
+                "kubernetes.io/metadata.name".to_string(),
+                "eddy-system".to_string()
+            )]
+            .into()
+        )
+    );
+    let mut http = spec();
+    http.source = SourceSpec {
+        http: Some(serde_json::from_value(json!({"port": 8088})).unwrap()),
+        ..SourceSpec::default()
+    };
+    let with_http = rules(&build(&job(http), &[], &ctx).unwrap());
+    assert_eq!(with_http.len(), 2);
+    assert_eq!(with_http[0], only[0], "the admin rule is unchanged");
+    assert_eq!(
+        with_http[1].from, None,
+        "HTTP ingest is open to every client"
+    );
+    let port = &with_http[1].ports.as_ref().unwrap()[0];
+    assert_eq!(
+        port.port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8088))
+    );
+}
+
+#[test]
+fn a_state_epoch_reaches_the_pods_and_a_finished_job_has_none() {
+    let spec = spec();
+    let assignment = assignment::spread(spec.partitions, spec.parallelism);
+    let runtime = |state_epoch, finished| Runtime {
+        assignment: &assignment,
+        state_epoch,
+        finished,
+    };
+    let epoch_of = |c: &Children| {
+        processor(c)
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "EDDY_STATE_EPOCH")
+            .and_then(|e| e.value.clone())
+    };
+    let first = build_for(&job(spec.clone()), runtime(0, false), &ctx()).unwrap();
+    assert_eq!(
+        epoch_of(&first),
+        None,
+        "the first epoch leaves the template as it was"
+    );
+    assert_eq!(first, built(spec.clone()));
+    let args = processor(&first).args.clone().unwrap();
+    assert!(
+        args.contains(&"--hold-when-finished".to_string()),
+        "{args:?}"
+    );
+    let second = build_for(&job(spec.clone()), runtime(2, false), &ctx()).unwrap();
+    assert_eq!(epoch_of(&second).as_deref(), Some("2"));
+    let done = build_for(&job(spec.clone()), runtime(0, true), &ctx()).unwrap();
+    assert_eq!(done.stateful_set.spec.replicas, Some(0));
+    assert_eq!(
+        template(&done),
+        template(&first),
+        "only the replicas change: a finished job's spec change is judged as usual"
+    );
+}
