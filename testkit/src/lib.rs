@@ -76,6 +76,18 @@ pub fn helm() -> String {
     require("EDDY_TEST_HELM")
 }
 
+/// Path of promtool (Debian's `prometheus` package): checks and unit-tests
+/// Prometheus rule files.
+pub fn promtool() -> String {
+    require("EDDY_TEST_PROMTOOL")
+}
+
+/// Path of the Prometheus server binary (Debian's `prometheus` package);
+/// tests start it themselves, on loopback, with a config of their own.
+pub fn prometheus() -> String {
+    require("EDDY_TEST_PROMETHEUS")
+}
+
 /// A name unique to this test process and call, for buckets, topics and
 /// schemas, so tests can share one server and run in parallel.
 pub fn unique_name(prefix: &str) -> String {
