@@ -98,3 +98,13 @@ code uses. e2e/tests/chart.rs holds the same list; change both together.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+Labels of the monitoring objects: the chart's, plus monitoring.labels (for
+a Prometheus that selects its PodMonitors and rules by label); the chart's
+own labels win a clash.
+*/}}
+{{- define "eddy.monitoringLabels" -}}
+{{- $labels := include "eddy.labels" . | fromYaml }}
+{{- toYaml (merge $labels .Values.monitoring.labels) }}
+{{- end }}
