@@ -291,6 +291,7 @@ fn helm_lint_strict_passes() {
         ),
         (&["--set", "image.registry=ghcr.io"], "registry"),
         (&["--set", "watchNamespace=Jobs_A"], "/watchNamespace"),
+        (&["--set", "logFormat=xml"], "/logFormat"),
         (
             &["--set", "networkPolicy.enabled=yes"],
             "/networkPolicy/enabled",
@@ -610,6 +611,7 @@ fn the_operator_settings_follow_the_values() {
         ("EDDY_LEASE_NAME", "eddy"),
         ("EDDY_NETWORK_POLICY", "true"),
         ("RUST_LOG", "info"),
+        ("EDDY_LOG_FORMAT", "text"),
     ];
     for (name, value) in expect {
         assert_eq!(env_value(&env, name).as_deref(), Some(value), "{name}");
@@ -644,6 +646,8 @@ fn the_operator_settings_follow_the_values() {
         "leaderElection.enabled=true,leaderElection.leaseName=lead",
         "--set",
         "processorImage.tag=e2e,networkPolicy.enabled=false,logLevel=debug",
+        "--set",
+        "logFormat=json",
     ]);
     for (name, value) in [
         ("EDDY_LEADER_ELECTION", "true"),
@@ -654,6 +658,7 @@ fn the_operator_settings_follow_the_values() {
         ),
         ("EDDY_NETWORK_POLICY", "false"),
         ("RUST_LOG", "debug"),
+        ("EDDY_LOG_FORMAT", "json"),
     ] {
         assert_eq!(env_value(&env, name).as_deref(), Some(value), "{name}");
     }

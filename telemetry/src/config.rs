@@ -1,4 +1,5 @@
-//! Which trace export the standard OpenTelemetry environment asks for.
+//! Which trace export the standard OpenTelemetry environment asks for, and
+//! which log format `EDDY_LOG_FORMAT` asks for.
 //!
 //! Pure: reads variables through a lookup function, so tests need not touch
 //! the process environment.
@@ -25,7 +26,8 @@ pub struct Export {
 }
 
 /// A setting that cannot be honoured; the binary refuses to start rather
-/// than run without the traces the operator of the cluster asked for.
+/// than run without the traces or the log format the operator of the
+/// cluster asked for.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{var}={value:?} is not supported: use one of {supported}")]
@@ -105,6 +107,32 @@ pub fn from_env(
         protocol,
         service_name: (!named).then(|| default_service_name.to_string()),
     }))
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// tracing-subscriber's human-readable lines, the default.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, the
+    /// event's `message` and fields, and the enclosing spans with theirs.
+    Json,
+}
+
+/// Reads `EDDY_LOG_FORMAT`: `text` (also when unset or empty) or `json`,
+/// in any case; anything else is refused rather than guessed at.
+pub fn log_format(var: impl Fn(&str) -> Option<String>) -> Result<LogFormat, ConfigError> {
+    let value = var("EDDY_LOG_FORMAT").unwrap_or_default();
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(ConfigError::Unsupported {
+            var: "EDDY_LOG_FORMAT",
+            value,
+            supported: "text, json",
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -211,5 +239,25 @@ mod tests {
         );
         // No endpoint and no exporter asked for: the protocol is not read.
         assert_eq!(read(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]), Ok(None));
+    }
+
+    #[test]
+    fn the_log_format_is_text_unless_json_is_asked_for() {
+        let format = |value: Option<&str>| {
+            log_format(|name| {
+                assert_eq!(name, "EDDY_LOG_FORMAT");
+                value.map(str::to_string)
+            })
+        };
+        assert_eq!(format(None), Ok(LogFormat::Text));
+        assert_eq!(format(Some("")), Ok(LogFormat::Text));
+        assert_eq!(format(Some("text")), Ok(LogFormat::Text));
+        assert_eq!(format(Some(" JSON ")), Ok(LogFormat::Json));
+        assert_eq!(format(Some("json")), Ok(LogFormat::Json));
+        let err = format(Some("logfmt")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "EDDY_LOG_FORMAT=\"logfmt\" is not supported: use one of text, json"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Logging and traces for Eddy's binaries.
 //!
-//! Logs go to stderr, filtered by `RUST_LOG`. When the standard
+//! Logs go to stderr, filtered by `RUST_LOG`, as text lines or, with
+//! `EDDY_LOG_FORMAT=json`, one JSON object per line (see
+//! [`config::log_format`]). When the standard
 //! OpenTelemetry variables ask for it (see [`config::from_env`]), spans are
 //! also exported over OTLP (gRPC, HTTP/protobuf or HTTP/JSON), filtered by
 //! `EDDY_TRACES_FILTER` (default `info`) independently of the log filter, so
@@ -11,9 +13,11 @@ pub mod config;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::{trace::SdkTracerProvider, Resource};
-use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+use tracing_subscriber::{
+    layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer, Registry,
+};
 
-pub use config::{ConfigError, Export, Protocol};
+pub use config::{ConfigError, Export, LogFormat, Protocol};
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,15 +65,15 @@ impl Drop for Telemetry {
 }
 
 /// Installs the global subscriber: stderr logs (`RUST_LOG`, else
-/// `default_log_filter`) and, when configured, OTLP trace export naming
-/// the service `service_name` unless the environment names it.
+/// `default_log_filter`; text, or JSON with `EDDY_LOG_FORMAT=json`) and,
+/// when configured, OTLP trace export naming the service `service_name`
+/// unless the environment names it.
 pub fn init(default_log_filter: &str, service_name: &str) -> Result<Telemetry, InitError> {
     let export = config::from_env(|name| std::env::var(name).ok(), service_name)?;
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log_filter.into()),
-        );
+    let format = config::log_format(|name| std::env::var(name).ok())?;
+    let logs = log_layer(format).with_filter(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log_filter.into()),
+    );
     let Some(export) = export else {
         tracing_subscriber::registry().with(logs).try_init()?;
         return Ok(Telemetry {
@@ -93,6 +97,27 @@ pub fn init(default_log_filter: &str, service_name: &str) -> Result<Telemetry, I
         provider: Some(provider),
         runtime,
     })
+}
+
+/// The stderr log layer in `format`, unfiltered.
+///
+/// JSON lines come from tracing-subscriber's own formatter: `timestamp`,
+/// `level`, `target`, the event's fields (`message` among them) at the top
+/// level, `span` for the innermost span and `spans` for all of them, root
+/// first, each with its name and fields (including those recorded after
+/// the span started).
+fn log_layer(format: LogFormat) -> Box<dyn Layer<Registry> + Send + Sync> {
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_ansi(false)
+            .boxed(),
+    }
 }
 
 /// A tracer provider that batches spans to the exporter `export` describes.
