@@ -21,13 +21,24 @@ pub struct JobLabels {
     pub job: String,
 }
 
+/// A change that moves state, of one job.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub namespace: String,
+    pub job: String,
+    /// `Rescale`, `Upgrade` or `Suspend`.
+    pub change: &'static str,
+}
+
 /// Counters and histograms, registered in one registry.
 pub struct Metrics {
     pub reconciles: Counter,
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
-    pub checkpoints_triggered: Counter,
-    pub checkpoints_failed: Counter,
+    pub checkpoints_triggered: Family<JobLabels, Counter>,
+    pub checkpoints_failed: Family<JobLabels, Counter>,
+    /// Changes that moved state, started.
+    pub transitions: Family<TransitionLabels, Counter>,
     /// Seconds since each job's last completed checkpoint (kept out of the
     /// job's status, where it would change on every reconcile).
     pub checkpoint_lag: Family<JobLabels, Gauge>,
@@ -42,8 +53,14 @@ impl Default for Metrics {
         let reconciles = Counter::default();
         let failures = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
-        let checkpoints_triggered = Counter::default();
-        let checkpoints_failed = Counter::default();
+        let checkpoints_triggered = Family::<JobLabels, Counter>::default();
+        let checkpoints_failed = Family::<JobLabels, Counter>::default();
+        let transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "transitions",
+            "Changes that moved state (rescale, upgrade, suspend) started, per job",
+            transitions.clone(),
+        );
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -57,12 +74,12 @@ impl Default for Metrics {
         );
         registry.register(
             "checkpoints_triggered",
-            "Checkpoint rounds the operator started",
+            "Checkpoint rounds the operator started, per job",
             checkpoints_triggered.clone(),
         );
         registry.register(
             "checkpoints_failed",
-            "Checkpoint rounds that failed or timed out",
+            "Checkpoint rounds that failed or timed out, per job",
             checkpoints_failed.clone(),
         );
         let checkpoint_lag = Family::<JobLabels, Gauge>::default();
@@ -78,6 +95,7 @@ impl Default for Metrics {
             status_writes.clone(),
         );
         Self {
+            transitions,
             checkpoint_lag,
             status_writes,
             reconciles,
@@ -146,5 +164,49 @@ mod tests {
             text.contains("eddy_operator_reconcile_duration_seconds_count 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn every_documented_family_is_exported_and_nothing_else() {
+        let m = super::Metrics::default();
+        // Families are exported once they have a series.
+        m.failed("KubeApi");
+        let job = super::JobLabels {
+            namespace: "shop".into(),
+            job: "orders".into(),
+        };
+        m.checkpoints_triggered.get_or_create(&job).inc();
+        m.checkpoints_failed.get_or_create(&job).inc();
+        m.checkpoint_lag.get_or_create(&job).set(3);
+        m.transitions
+            .get_or_create(&super::TransitionLabels {
+                namespace: "shop".into(),
+                job: "orders".into(),
+                change: "Upgrade",
+            })
+            .inc();
+        let text = m.render();
+        let exported: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| {
+                let (name, kind) = l.split_once(' ').unwrap();
+                let total = if kind == "counter" { "_total" } else { "" };
+                format!("{name}{total} {kind}")
+            })
+            .collect();
+        let doc = include_str!("../../docs/metrics.md");
+        let documented: std::collections::BTreeSet<String> = doc
+            .split("## Operator")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some(format!("{name} {}", cells.get(2)?))
+            })
+            .collect();
+        assert_eq!(exported, documented, "{text}");
     }
 }

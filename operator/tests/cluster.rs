@@ -863,3 +863,80 @@ async fn a_new_job_starts_from_a_checkpoint_chosen_in_another_jobs_history() {
     }
     c.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_events_give_watermark_advice_and_a_warning_and_hot_keys_show() {
+    let _slot = SLOTS.acquire().await.unwrap();
+    let mut c = Cluster::new("op-advice").await;
+    c.start_operator(IMAGE).await;
+    // 2% of events 7 minutes late against 3 minutes of lateness; one key
+    // carries most events.
+    let late = json!({
+        "source": {"generator": {
+            "seed": 7, "rate": 200, "realtime": true, "keys": 50, "keySkew": 2.0,
+            "lateFraction": 0.02, "lateBy": "7m"
+        }},
+        "window": {"tumbling": {"size": "1m"}},
+        "allowedLateness": "3m",
+        "autoscaling": {"hotKeyShare": 0.3},
+        "parallelism": 1
+    });
+    c.apply(&c.job("late", late)).await;
+    // A job whose events are all in order.
+    c.apply(&c.job("ontime", json!({"parallelism": 1}))).await;
+    let job = c
+        .wait_job("late", "watermark advice", 2 * MINUTE, |job| {
+            match job
+                .status
+                .as_ref()
+                .and_then(|s| s.watermark_advice.as_ref())
+            {
+                Some(a) if !a.settings.is_empty() => Ok(()),
+                other => Err(format!("advice {other:?}")),
+            }
+        })
+        .await;
+    let note = c.wait_event("late", "LateEventsDropped", MINUTE).await;
+    assert!(note.contains("allowedLateness"), "{note}");
+    let status = job.status.unwrap();
+    let advice = status.watermark_advice.unwrap();
+    assert!(
+        (0.01..0.03).contains(&advice.dropped_share),
+        "about 2% dropped: {advice:?}"
+    );
+    let setting = &advice.settings[0];
+    assert_eq!(setting.keep, "99%");
+    let ooo = humantime::parse_duration(&setting.max_out_of_orderness).unwrap();
+    assert!(
+        ooo >= Duration::from_secs(6 * 60 + 50),
+        "at least 7 minutes: {advice:?}"
+    );
+    let hot = &status.hot_keys;
+    assert!(!hot.is_empty() && hot[0].share >= 0.3, "{hot:?}");
+    assert!(status.hot_key_summary.unwrap().contains(&hot[0].key));
+
+    let ontime = c
+        .wait_job("ontime", "watermark advice", MINUTE, |job| {
+            match job
+                .status
+                .as_ref()
+                .and_then(|s| s.watermark_advice.as_ref())
+            {
+                Some(a) if !a.settings.is_empty() => Ok(()),
+                other => Err(format!("advice {other:?}")),
+            }
+        })
+        .await;
+    let advice = ontime.status.unwrap().watermark_advice.unwrap();
+    assert_eq!(advice.dropped_share, 0.0);
+    assert!(
+        advice.settings.iter().all(|s| s.allowed_lateness == "0s"),
+        "nothing to change: {advice:?}"
+    );
+    assert!(c
+        .events("ontime")
+        .await
+        .iter()
+        .all(|(r, _)| r != "LateEventsDropped"));
+    c.finish().await;
+}

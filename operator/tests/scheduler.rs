@@ -255,6 +255,7 @@ fn facts(state: &JobCheckpoints, ready_pods: i32, now: Timestamp) -> Facts {
         paused: false,
         state_epoch: None,
         finished: None,
+        insight: Default::default(),
         now,
     }
 }

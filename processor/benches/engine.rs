@@ -108,6 +108,7 @@ spec:
         late: RecordSink::Lines(LineSink::to_writer("discard", Box::new(io::sink()))),
         invalid: RecordSink::Lines(LineSink::to_writer("discard", Box::new(io::sink()))),
         transaction: None,
+        flushes: Vec::new(),
     };
     let mut max_state = 0;
     let mut next_sample = count / 10;

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod engine;
 pub mod event;
 pub mod job;
+pub mod metrics;
 pub mod output;
 pub mod placement;
 pub mod progress;

@@ -60,6 +60,10 @@ enum Command {
         /// e.g. 0.0.0.0:9090; port 0 picks a free one.
         #[arg(long, env = "EDDY_ADMIN_ADDR")]
         admin_addr: Option<std::net::SocketAddr>,
+        /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) on
+        /// this address, e.g. 0.0.0.0:9091; port 0 picks a free one.
+        #[arg(long, env = "EDDY_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
         /// When a finite input ends: take a checkpoint, report `finished`
         /// on the admin API and wait to be stopped, instead of exiting and
         /// deleting the checkpoints (in a cluster, a pod that exits is
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
             pod_name,
             external_checkpoints,
             admin_addr,
+            metrics_addr,
             hold_when_finished,
             state_epoch,
         } => {
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
             let options = RunOptions {
                 scheduling: checkpoints,
                 admin_addr,
+                metrics_addr,
                 hold_when_finished,
                 state_epoch,
             };
@@ -148,6 +154,7 @@ fn main() -> ExitCode {
 struct RunOptions {
     scheduling: Scheduling,
     admin_addr: Option<std::net::SocketAddr>,
+    metrics_addr: Option<std::net::SocketAddr>,
     hold_when_finished: bool,
     state_epoch: u64,
 }
@@ -240,6 +247,7 @@ fn run_file(
     let RunOptions {
         scheduling,
         admin_addr,
+        metrics_addr,
         hold_when_finished,
         state_epoch,
     } = options;
@@ -314,7 +322,21 @@ fn run_file(
                 }
             },
         };
-        match run::run(plan, &state_dir, stop_rx, admin, |line| eprintln!("{line}")).await {
+        let metrics = match metrics_addr {
+            None => None,
+            Some(addr) => match eddy_processor::metrics::serve(addr).await {
+                Ok((bound, publisher)) => {
+                    eprintln!("metrics on http://{bound}/metrics");
+                    Some(publisher)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot serve metrics on {addr}: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let endpoints = run::Endpoints { admin, metrics };
+        match run::run(plan, &state_dir, stop_rx, endpoints, |line| eprintln!("{line}")).await {
             Ok(report) => {
                 let outcome = match report.ending {
                     Ending::Finished => "finished",

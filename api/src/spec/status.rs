@@ -47,6 +47,10 @@ pub struct StreamJobStatus {
     /// The hot keys as one short line, for `kubectl get -o wide`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hot_key_summary: Option<String>,
+    /// What the lateness the pods observe says about the event-time
+    /// settings; updated when a checkpoint completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_advice: Option<WatermarkAdvice>,
     /// Ready, CheckpointsHealthy, SpecValid, Degraded and
     /// ReconciliationPaused, each with reason, message and the generation
     /// it was computed for.
@@ -66,6 +70,35 @@ pub struct StreamJobStatus {
     /// spec changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<FinishedStatus>,
+}
+
+/// What the lateness the pods observe says about `eventTime` and
+/// `allowedLateness`: a watermark too aggressive silently undercounts, one
+/// too conservative holds state longer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatermarkAdvice {
+    /// Share (0 to 1) of the events read since the pods started that came
+    /// too late to count, rounded to 0.01%.
+    pub dropped_share: f64,
+    /// The settings that would have kept 99% and 99.9% of events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<WatermarkSetting>,
+}
+
+/// Event-time settings that keep a share of events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatermarkSetting {
+    /// The share kept, e.g. `99%`.
+    pub keep: String,
+    /// `eventTime.maxOutOfOrderness` keeping it with no allowed lateness.
+    pub max_out_of_orderness: String,
+    /// `allowedLateness` keeping it with the job's out-of-orderness.
+    pub allowed_lateness: String,
+    /// Windows that would be open with that allowed lateness (state).
+    #[schemars(range(min = 0))]
+    pub open_windows: u64,
 }
 
 /// When a finite job finished.

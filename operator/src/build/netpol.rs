@@ -1,6 +1,7 @@
 //! The NetworkPolicy `<job>`: only the operator's pods reach the
-//! processors' admin port (checkpoints, pause and resume, health); a
-//! job with an HTTP source keeps that port open to every client.
+//! processors' admin port (checkpoints, pause and resume, health); the
+//! metrics port is open to any scraper, and a job with an HTTP source
+//! keeps that port open to every client.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,11 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 
-use super::{names, service::ADMIN_PORT, Owner};
+use super::{
+    names,
+    service::{ADMIN_PORT, METRICS_PORT},
+    Owner,
+};
 
 /// Label every namespace carries with its own name.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -47,6 +52,11 @@ pub(crate) fn network_policy(
         }]),
         ports: Some(vec![port(ADMIN_PORT)]),
     }];
+    // Metrics carry no keys or payloads: any scraper may read them.
+    ingress.push(NetworkPolicyIngressRule {
+        from: None,
+        ports: Some(vec![port(METRICS_PORT)]),
+    });
     if let Some(http) = &job.spec.source.http {
         ingress.push(NetworkPolicyIngressRule {
             from: None,

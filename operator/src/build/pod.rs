@@ -20,7 +20,7 @@ use kube::api::ObjectMeta;
 use super::{
     names,
     secrets::{self, SECRETS_DIR},
-    service::{ADMIN_PORT, ADMIN_PORT_NAME},
+    service::{ADMIN_PORT, ADMIN_PORT_NAME, METRICS_PORT, METRICS_PORT_NAME},
     BuildError, Context, Owner,
 };
 
@@ -81,12 +81,20 @@ pub(crate) fn template(
         args: Some(args()),
         working_dir: Some(STATE_MOUNT.into()),
         env: Some(env(job, state_epoch)),
-        ports: Some(vec![ContainerPort {
-            name: Some(ADMIN_PORT_NAME.into()),
-            container_port: ADMIN_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(ADMIN_PORT_NAME.into()),
+                container_port: ADMIN_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(METRICS_PORT_NAME.into()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
         startup_probe: Some(probe("/healthz", 5, 120)),
         liveness_probe: Some(probe("/healthz", 10, 3)),
         readiness_probe: Some(probe("/readyz", 5, 3)),
@@ -152,6 +160,8 @@ pub fn args() -> Vec<String> {
         STATE_DIR.into(),
         "--admin-addr".into(),
         format!("0.0.0.0:{ADMIN_PORT}"),
+        "--metrics-addr".into(),
+        format!("0.0.0.0:{METRICS_PORT}"),
         "--external-checkpoints".into(),
         // A pod that exits is started again: at the end of a finite input
         // it waits, reporting `finished`, until the operator stops it.

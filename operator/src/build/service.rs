@@ -11,10 +11,14 @@ use k8s_openapi::{
 
 use super::{names, Owner};
 
-/// Port of the processor's admin API (health, checkpoints, metrics).
+/// Port of the processor's admin API (health, checkpoints).
 pub const ADMIN_PORT: i32 = 9090;
 /// Name of the admin port on the container and the Services.
 pub const ADMIN_PORT_NAME: &str = "admin";
+/// Port of the processor's Prometheus metrics, apart from the admin API.
+pub const METRICS_PORT: i32 = 9091;
+/// Name of the metrics port on the container and the metrics Service.
+pub const METRICS_PORT_NAME: &str = "metrics";
 
 /// Headless Service `<job>`: one DNS record per pod,
 /// `<job>-<ordinal>.<job>.<namespace>.svc`, published before the pods are
@@ -45,7 +49,7 @@ pub(crate) fn metrics(owner: &Owner) -> Service {
     let mut metadata = owner.meta(names::metrics_service(&owner.name));
     metadata.annotations = Some(BTreeMap::from([
         ("prometheus.io/scrape".into(), "true".into()),
-        ("prometheus.io/port".into(), ADMIN_PORT.to_string()),
+        ("prometheus.io/port".into(), METRICS_PORT.to_string()),
         ("prometheus.io/path".into(), "/metrics".into()),
     ]));
     Service {
@@ -54,9 +58,9 @@ pub(crate) fn metrics(owner: &Owner) -> Service {
             type_: Some("ClusterIP".into()),
             selector: Some(names::selector(&owner.name)),
             ports: Some(vec![ServicePort {
-                name: Some("metrics".into()),
-                port: ADMIN_PORT,
-                target_port: Some(IntOrString::String(ADMIN_PORT_NAME.into())),
+                name: Some(METRICS_PORT_NAME.into()),
+                port: METRICS_PORT,
+                target_port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
                 protocol: Some("TCP".into()),
                 ..ServicePort::default()
             }]),

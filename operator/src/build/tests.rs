@@ -194,7 +194,12 @@ fn the_network_policy_admits_the_operator_to_the_admin_port_and_anyone_to_http_i
             .unwrap()
     };
     let only = rules(&generator);
-    assert_eq!(only.len(), 1, "{only:?}");
+    assert_eq!(only.len(), 2, "{only:?}");
+    assert_eq!(only[1].from, None, "metrics are open to any scraper");
+    assert_eq!(
+        only[1].ports.as_ref().unwrap()[0].port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9091))
+    );
     let peer = &only[0].from.as_ref().unwrap()[0];
     assert_eq!(
         peer.namespace_selector.as_ref().unwrap().match_labels,
@@ -212,13 +217,17 @@ fn the_network_policy_admits_the_operator_to_the_admin_port_and_anyone_to_http_i
         ..SourceSpec::default()
     };
     let with_http = rules(&build(&job(http), &[], &ctx).unwrap());
-    assert_eq!(with_http.len(), 2);
-    assert_eq!(with_http[0], only[0], "the admin rule is unchanged");
+    assert_eq!(with_http.len(), 3);
     assert_eq!(
-        with_http[1].from, None,
+        with_http[..2],
+        only[..],
+        "the admin and metrics rules are unchanged"
+    );
+    assert_eq!(
+        with_http[2].from, None,
         "HTTP ingest is open to every client"
     );
-    let port = &with_http[1].ports.as_ref().unwrap()[0];
+    let port = &with_http[2].ports.as_ref().unwrap()[0];
     assert_eq!(
         port.port,
         Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8088))

@@ -9,6 +9,7 @@
 
 pub mod apply;
 mod cleanup;
+pub mod insight;
 pub mod observe;
 pub mod run;
 pub mod status;
@@ -68,6 +69,9 @@ pub struct JobMemory {
     /// No change that moves state starts before this, while the spec
     /// stays at this generation (a new spec is tried at once).
     pub retry_at: Option<(i64, Timestamp)>,
+    /// A LateEventsDropped warning was sent and the share has not fallen
+    /// below the threshold since.
+    pub late_warned: bool,
 }
 
 impl JobMemory {

@@ -46,6 +46,8 @@ pub struct Facts {
     pub state_epoch: Option<u64>,
     /// When every pod finished its finite input.
     pub finished: Option<FinishedStatus>,
+    /// Hot keys and watermark advice from the pods.
+    pub insight: super::insight::Insight,
     pub now: Timestamp,
 }
 
@@ -180,9 +182,9 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         transition: facts.transition,
         conditions,
         last_reconciled_spec: facts.reconciled_spec,
-        // Hot keys are reported by the autoscaling step; kept as they are.
-        hot_keys: previous.hot_keys,
-        hot_key_summary: previous.hot_key_summary,
+        hot_keys: facts.insight.hot_keys,
+        hot_key_summary: facts.insight.hot_key_summary,
+        watermark_advice: facts.insight.advice,
         state_epoch: facts.state_epoch.filter(|e| *e > 0),
         finished: facts.finished,
     }
@@ -307,6 +309,7 @@ spec:
             paused: false,
             state_epoch: None,
             finished: None,
+            insight: Default::default(),
             now: now.parse().unwrap(),
         }
     }

@@ -124,20 +124,29 @@ impl Pass<'_> {
             paused: false,
             state_epoch: self.previous.state_epoch,
             finished: self.previous.finished.clone(),
+            insight: super::insight::Insight {
+                hot_keys: self.previous.hot_keys.clone(),
+                hot_key_summary: self.previous.hot_key_summary.clone(),
+                advice: self.previous.watermark_advice.clone(),
+            },
             now: self.now,
+        }
+    }
+
+    /// The job's labels in the operator's metrics.
+    fn labels(&self) -> crate::metrics::JobLabels {
+        crate::metrics::JobLabels {
+            namespace: self.namespace.clone(),
+            job: self.name.clone(),
         }
     }
 
     async fn write(&self, facts: status::Facts) -> Result<(), Error> {
         let lag = status::lag_seconds(self.job, &facts);
-        let labels = crate::metrics::JobLabels {
-            namespace: self.namespace.clone(),
-            job: self.name.clone(),
-        };
         self.ctx
             .metrics
             .checkpoint_lag
-            .get_or_create(&labels)
+            .get_or_create(&self.labels())
             .set(lag.unwrap_or(0));
         let next = status::compute(self.job, facts);
         let healthy = |s| status::condition_status(s, status::CHECKPOINTS_HEALTHY) != Some("False");
@@ -426,8 +435,13 @@ async fn reconcile_valid(
         build::statefulset::replicas(&job.spec)
     };
     let mut newly_finished = false;
+    let mut insight = None;
     if transition.is_none() && replicas > 0 && pass.observed.ready_pods() > 0 {
         let outcome = periodic_checkpoint(&pass, memory).await;
+        if outcome.completed.is_some() {
+            // At most once per checkpoint, like the status write it causes.
+            insight = Some(observe_pods(&pass, memory).await);
+        }
         if outcome.all_finished() && outcome.pods == replicas as usize {
             finished = Some(FinishedStatus {
                 generation: pass.generation,
@@ -464,6 +478,9 @@ async fn reconcile_valid(
     facts.transition = transition.clone();
     facts.state_epoch = state_epoch;
     facts.finished = finished.clone();
+    if let Some(insight) = insight {
+        facts.insight = insight;
+    }
     pass.write(facts).await?;
     Ok(if transition.is_some() || newly_finished {
         // Newly finished: the next pass scales the StatefulSet to zero.
@@ -519,6 +536,12 @@ async fn prepare(
                     .map(Prepared::Wait);
             }
             let (reason, what) = started_event(change, job.spec.upgrade_mode);
+            let labels = crate::metrics::TransitionLabels {
+                namespace: pass.namespace.clone(),
+                job: pass.name.clone(),
+                change: change.name(),
+            };
+            ctx.metrics.transitions.get_or_create(&labels).inc();
             publish(ctx, job, EventType::Normal, reason, "Checkpoint", what).await;
             TransitionStatus {
                 generation: pass.generation,
@@ -579,7 +602,10 @@ async fn prepare(
     let replaced = outcome.started.is_some();
     if let Some(id) = outcome.started {
         t.final_checkpoint = Some(id);
-        ctx.metrics.checkpoints_triggered.inc();
+        ctx.metrics
+            .checkpoints_triggered
+            .get_or_create(&pass.labels())
+            .inc();
     }
     let started: Timestamp = t.started.parse().unwrap_or(now);
     let overdue = now.duration_since(started).unsigned_abs() > pass.timing.timeout;
@@ -597,7 +623,10 @@ async fn prepare(
             })
         });
     if let Some(why) = failed {
-        ctx.metrics.checkpoints_failed.inc();
+        ctx.metrics
+            .checkpoints_failed
+            .get_or_create(&pass.labels())
+            .inc();
         let why = format!(
             "{why} (spec.upgradeMode: lastState goes on from the last completed checkpoint \
              without asking the pods)"
@@ -640,10 +669,16 @@ async fn periodic_checkpoint(pass: &Pass<'_>, memory: &mut JobMemory) -> Outcome
         )
         .await;
     if outcome.started.is_some() {
-        ctx.metrics.checkpoints_triggered.inc();
+        ctx.metrics
+            .checkpoints_triggered
+            .get_or_create(&pass.labels())
+            .inc();
     }
     if let (Some(why), true) = (&outcome.failed, outcome.reachable == outcome.pods) {
-        ctx.metrics.checkpoints_failed.inc();
+        ctx.metrics
+            .checkpoints_failed
+            .get_or_create(&pass.labels())
+            .inc();
         publish(
             ctx,
             pass.job,
@@ -655,6 +690,49 @@ async fn periodic_checkpoint(pass: &Pass<'_>, memory: &mut JobMemory) -> Outcome
         .await;
     }
     outcome
+}
+
+/// The pods' hot keys and watermark advice; warns (LateEventsDropped)
+/// when the share of events dropped as late stays above
+/// [`insight::DROPPED_WARNING`] over two checkpoints.
+async fn observe_pods(pass: &Pass<'_>, memory: &mut JobMemory) -> super::insight::Insight {
+    use super::insight::{self, DROPPED_WARNING};
+    let stats = pass.ctx.scheduler.stats_all(&pass.pods()).await;
+    let now = insight::insight(&stats, pass.job.spec.autoscaling.hot_key_share);
+    let share = |a: Option<&eddy_api::spec::WatermarkAdvice>| a.map_or(0.0, |a| a.dropped_share);
+    let dropped = share(now.advice.as_ref());
+    let before = share(pass.previous.watermark_advice.as_ref());
+    if dropped <= DROPPED_WARNING {
+        memory.late_warned = false;
+    } else if before > DROPPED_WARNING && !memory.late_warned {
+        memory.late_warned = true;
+        let keep = now
+            .advice
+            .as_ref()
+            .and_then(|a| a.settings.first())
+            .map(|s| {
+                format!(
+                    "; to keep {} of events set eventTime.maxOutOfOrderness to {} or \
+                     allowedLateness to {} (about {} windows open)",
+                    s.keep, s.max_out_of_orderness, s.allowed_lateness, s.open_windows
+                )
+            })
+            .unwrap_or_default();
+        publish(
+            pass.ctx,
+            pass.job,
+            EventType::Warning,
+            "LateEventsDropped",
+            "Observe",
+            format!(
+                "{:.2}% of events arrived too late to count (every aggregate undercounts by \
+                 about as much){keep}",
+                dropped * 100.0
+            ),
+        )
+        .await;
+    }
+    now
 }
 
 /// Whether the job carries `eddy.dev/pause-reconciliation: "true"`.

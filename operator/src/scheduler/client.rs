@@ -48,6 +48,40 @@ pub struct Listing {
     pub next_id: u64,
 }
 
+/// `GET /stats` of one processor: load, lateness and watermark advice.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStats {
+    #[serde(default)]
+    pub events_read: u64,
+    #[serde(default)]
+    pub late: u64,
+    #[serde(default)]
+    pub hot_keys: Vec<PodHotKey>,
+    #[serde(default)]
+    pub advice: Vec<PodAdvice>,
+}
+
+/// A heavy key a processor reports.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodHotKey {
+    pub partition: u32,
+    pub key: String,
+    pub share: f64,
+}
+
+/// A processor's watermark advice for one share of events.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodAdvice {
+    pub keep: f64,
+    pub out_of_orderness_ms: i64,
+    pub allowed_lateness_ms: i64,
+    #[serde(default)]
+    pub open_windows: f64,
+}
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -104,6 +138,16 @@ impl AdminClient {
         value["id"].as_u64().ok_or(CallError::Decode {
             url,
             message: format!("no id in {answer}"),
+        })
+    }
+
+    /// `GET {base}/stats`.
+    pub async fn stats(&self, base: &str) -> Result<PodStats, CallError> {
+        let url = format!("{base}/stats");
+        let body = self.call("GET", &url, String::new()).await?;
+        serde_json::from_str(&body).map_err(|e| CallError::Decode {
+            url,
+            message: e.to_string(),
         })
     }
 

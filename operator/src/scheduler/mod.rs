@@ -18,7 +18,7 @@ use std::time::Duration;
 use eddy_api::spec::CheckpointRecord;
 use jiff::Timestamp;
 
-pub use client::{AdminClient, Completed, Listing};
+pub use client::{AdminClient, Completed, Listing, PodStats};
 
 /// A checkpoint round: one id asked of every pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +160,16 @@ impl Scheduler {
                 r.map_err(|e| tracing::debug!("checkpoint listing: {e}"))
                     .ok()
             })
+            .collect()
+    }
+
+    /// `GET /stats` of every pod; those that did not answer are left out.
+    pub async fn stats_all(&self, pods: &[String]) -> Vec<PodStats> {
+        let calls = pods.iter().map(|p| self.client.stats(p));
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
             .collect()
     }
 

@@ -15,6 +15,10 @@
 //!   `finished` is true once a finite input ended and every window is out
 //!   (`--hold-when-finished`): the processor then only answers this API.
 //! - `POST /resume` resumes consumption after a final checkpoint.
+//! - `GET /stats`: the heaviest keys per partition with their shares (key
+//!   names stay out of metric labels, so they are here), events read and
+//!   dropped as late, and the watermark advice (see `engine::advice`),
+//!   refreshed once a second.
 //! - `GET /healthz` (alive) and `GET /readyz` (restored and consuming).
 //!
 //! Handlers never touch state: they send a [`Command`] to the run loop and
@@ -71,6 +75,42 @@ pub struct Status {
     /// The lowest id a new checkpoint may take.
     pub next_id: u64,
     pub completed: Vec<CheckpointInfo>,
+    /// What `GET /stats` answers.
+    pub stats: Stats,
+}
+
+/// Load, lateness and advice, for `GET /stats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub events_read: u64,
+    /// Events beyond the allowed lateness.
+    pub late: u64,
+    /// `late` over `eventsRead`.
+    pub late_dropped_ratio: f64,
+    /// Heaviest keys first, per partition.
+    pub hot_keys: Vec<HotKeyInfo>,
+    pub advice: Vec<AdviceInfo>,
+}
+
+/// A heavy key of a partition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HotKeyInfo {
+    pub partition: u32,
+    pub key: String,
+    /// Share of the partition's recent events.
+    pub share: f64,
+}
+
+/// What it would have taken to keep a share of events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdviceInfo {
+    pub keep: f64,
+    pub out_of_orderness_ms: i64,
+    pub allowed_lateness_ms: i64,
+    pub open_windows: f64,
 }
 
 /// The run loop's end of the API.
@@ -97,6 +137,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<(SocketAddr, Admin)> {
     let app = Router::new()
         .route("/checkpoints", post(trigger).get(list))
         .route("/resume", post(resume))
+        .route("/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(shared);
@@ -187,6 +228,10 @@ async fn list(State(s): State<Shared>) -> Json<serde_json::Value> {
         "finished": status.finished,
         "nextId": status.next_id,
     }))
+}
+
+async fn stats(State(s): State<Shared>) -> Json<Stats> {
+    Json(s.status.borrow().stats.clone())
 }
 
 async fn resume(State(s): State<Shared>) -> StatusCode {

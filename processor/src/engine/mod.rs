@@ -5,6 +5,7 @@
 //! deletes their state afterwards. Synchronous and deterministic: the same
 //! events in the same order give the same results in the same order.
 
+pub mod advice;
 pub mod aggregate;
 mod config;
 pub mod hotkeys;
@@ -18,10 +19,17 @@ pub mod window;
 
 use std::collections::{BTreeMap, HashMap};
 
+use eddy_api::spec::CalendarUnit;
+
 use serde_json::Value;
 
 pub use self::config::{EngineConfig, WindowKind};
-use self::{stats::PartitionStats, timers::Timers, watermark::Watermarks, window::Window};
+use self::{
+    stats::PartitionStats,
+    timers::Timers,
+    watermark::Watermarks,
+    window::{Assigner, Window},
+};
 use crate::{
     event::Invalid,
     state::{KeyState, StateStore},
@@ -155,6 +163,37 @@ impl Engine {
     /// Windows waiting for the watermark.
     pub fn open_windows(&self) -> usize {
         self.timers.pending_fires()
+    }
+
+    /// Windows of `partition` waiting for the watermark.
+    pub fn open_windows_in(&self, partition: u32) -> usize {
+        self.slots
+            .get(&partition)
+            .map_or(0, |s| self.timers.pending_fires_in(*s))
+    }
+
+    /// Which out-of-orderness and allowed lateness would have kept 99% and
+    /// 99.9% of this processor's events (see [`advice`]).
+    pub fn advice(&self) -> Vec<advice::Advice> {
+        const DAY: i64 = 86_400_000;
+        let window_ms = match &self.config.windows {
+            WindowKind::Fixed(Assigner::Tumbling { size } | Assigner::Sliding { size, .. }) => {
+                *size
+            }
+            WindowKind::Fixed(Assigner::Calendar { unit, .. }) => match unit {
+                CalendarUnit::Day => DAY,
+                CalendarUnit::Week => 7 * DAY,
+                CalendarUnit::Month => 30 * DAY,
+            },
+            WindowKind::Session { gap, .. } => *gap,
+        };
+        let setting = advice::Setting {
+            out_of_orderness_ms: self.config.max_out_of_orderness_ms,
+            allowed_lateness_ms: self.config.allowed_lateness_ms,
+            window_ms,
+            open_windows: self.open_windows() as u64,
+        };
+        advice::advise(self.stats.iter().map(|s| s.delays()), setting)
     }
 
     pub fn stats(&self) -> &[PartitionStats] {

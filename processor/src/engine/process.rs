@@ -34,6 +34,11 @@ impl Engine {
                 }
             }
         }
+        let behind = self
+            .watermarks
+            .max_seen(slot)
+            .map_or(0, |max| max.saturating_sub(event.time_ms));
+        self.stats[slot].record_delay(behind);
         let watermark = self.watermarks.current();
         let lateness = self.config.allowed_lateness_ms;
         let accepted = match self.config.windows.clone() {

@@ -5,6 +5,7 @@
 use sketches_ddsketch::{Config, DDSketch};
 
 use super::hotkeys::{HotKey, SpaceSaving};
+use crate::metrics::{buckets, Buckets};
 
 /// Statistics of one partition.
 #[derive(Clone)]
@@ -20,6 +21,13 @@ pub struct PartitionStats {
     pub invalid: u64,
     /// Lateness (ms behind the watermark) of every late event.
     lateness: DDSketch,
+    /// The same, in seconds, in fixed buckets (for `/metrics`).
+    pub lateness_seconds: Buckets,
+    /// How far behind the partition's largest event time so far each
+    /// event was (ms), for the events that were behind at all.
+    delays: DDSketch,
+    /// Events at or ahead of the largest event time so far.
+    pub in_order: u64,
     pub skew: SkewStats,
     hot: SpaceSaving,
     rate_window_start: Option<i64>,
@@ -50,6 +58,9 @@ impl PartitionStats {
             late_updates: 0,
             invalid: 0,
             lateness: DDSketch::new(Config::defaults()),
+            lateness_seconds: Buckets::new(buckets::LATENESS),
+            delays: DDSketch::new(Config::defaults()),
+            in_order: 0,
             skew: SkewStats::default(),
             // Track a few more keys than reported, for accuracy.
             hot: SpaceSaving::new(top_k * 4, hot_span_ms),
@@ -74,6 +85,24 @@ impl PartitionStats {
     pub fn record_late(&mut self, lateness_ms: i64) {
         self.late += 1;
         self.lateness.add(lateness_ms.max(0) as f64);
+        self.lateness_seconds
+            .observe(lateness_ms.max(0) as f64 / 1000.0);
+    }
+
+    /// Records how far an event's time is behind the largest seen before
+    /// it (ms; zero or less: in order).
+    pub fn record_delay(&mut self, delay_ms: i64) {
+        if delay_ms <= 0 {
+            self.in_order += 1;
+        } else {
+            self.delays.add(delay_ms as f64);
+        }
+    }
+
+    /// The delays of out-of-order events, and how many events were in
+    /// order (for `advice`).
+    pub fn delays(&self) -> (&DDSketch, u64) {
+        (&self.delays, self.in_order)
     }
 
     pub fn record_skew(&mut self, time_ms: i64, ingest_ms: i64) {

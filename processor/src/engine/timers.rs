@@ -14,6 +14,8 @@ pub struct Timers {
     /// Keys of the bucket being fired, in order.
     firing: VecDeque<(usize, String, Window)>,
     pending: usize,
+    /// `pending` per slot.
+    pending_by_slot: Vec<usize>,
     /// (end + lateness, slot, start, end, key) of fired windows.
     purge: BTreeSet<(i64, usize, i64, i64, String)>,
     /// (slot, key, start, end) of fired windows updated by late events.
@@ -30,6 +32,7 @@ impl Timers {
             fire: BTreeMap::new(),
             firing: VecDeque::new(),
             pending: 0,
+            pending_by_slot: vec![0; slots],
             purge: BTreeSet::new(),
             revised: BTreeSet::new(),
             ttl: BTreeSet::new(),
@@ -45,6 +48,7 @@ impl Timers {
             .insert(key.to_string())
         {
             self.pending += 1;
+            self.pending_by_slot[slot] += 1;
         }
     }
 
@@ -53,6 +57,7 @@ impl Timers {
         if let Some(bucket) = self.fire.get_mut(&bucket_id) {
             if bucket.remove(key) {
                 self.pending -= 1;
+                self.pending_by_slot[slot] -= 1;
             }
             if bucket.is_empty() {
                 self.fire.remove(&bucket_id);
@@ -64,6 +69,7 @@ impl Timers {
         {
             self.firing.remove(i);
             self.pending -= 1;
+            self.pending_by_slot[slot] -= 1;
         }
     }
 
@@ -84,11 +90,17 @@ impl Timers {
         }
         let next = self.firing.pop_front()?;
         self.pending -= 1;
+        self.pending_by_slot[next.0] -= 1;
         Some(next)
     }
 
     pub fn pending_fires(&self) -> usize {
         self.pending
+    }
+
+    /// Windows of one slot not fired yet.
+    pub fn pending_fires_in(&self, slot: usize) -> usize {
+        self.pending_by_slot[slot]
     }
 
     pub fn add_purge(&mut self, at: i64, slot: usize, key: &str, w: Window) {

@@ -63,6 +63,8 @@ struct Shared {
 
 pub struct HttpIngest {
     shared: Arc<Shared>,
+    /// Events the buffer holds at most.
+    capacity: usize,
     /// Sequence number of the last event handed to the pipeline.
     taken: u64,
     pub addr: SocketAddr,
@@ -91,9 +93,16 @@ impl HttpIngest {
         });
         Ok(Self {
             shared,
+            capacity: config.buffer_events,
             taken: 0,
             addr,
         })
+    }
+
+    /// Share of the event buffer in use (accepted, not yet durable).
+    pub fn fill_ratio(&self) -> f64 {
+        let free = self.shared.permits.available_permits();
+        self.capacity.saturating_sub(free) as f64 / self.capacity.max(1) as f64
     }
 
     /// The sequence number reached, for a checkpoint.

@@ -5,6 +5,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -59,6 +60,47 @@ pub struct KafkaReader {
     /// End offsets found at start (stop-at-end mode).
     end: Option<BTreeMap<i32, i64>>,
     finished: BTreeSet<i32>,
+    /// End offsets now, refreshed in the background (for the backlog).
+    ends: Arc<Mutex<BTreeMap<i32, i64>>>,
+}
+
+/// How often the end offsets are read again for the backlog.
+const ENDS_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads the end offsets of `partitions` every [`ENDS_EVERY`] on a thread
+/// of its own, with a client of its own, until the reader is dropped: the
+/// run loop never waits on the broker for a metric.
+fn watch_ends(
+    client: ClientConfig,
+    topic: String,
+    partitions: Vec<i32>,
+    initial: BTreeMap<i32, i64>,
+) -> Arc<Mutex<BTreeMap<i32, i64>>> {
+    let ends = Arc::new(Mutex::new(initial));
+    let weak = Arc::downgrade(&ends);
+    let spawned = std::thread::Builder::new()
+        .name("kafka-ends".into())
+        .spawn(move || {
+            let consumer: BaseConsumer = match client.create() {
+                Ok(c) => c,
+                Err(e) => return tracing::warn!("no Kafka backlog figures: {e}"),
+            };
+            loop {
+                std::thread::sleep(ENDS_EVERY);
+                let Some(ends) = weak.upgrade() else { return };
+                for &p in &partitions {
+                    if let Ok((_, high)) = consumer.fetch_watermarks(&topic, p, ENDS_EVERY) {
+                        ends.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(p, high);
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("no Kafka backlog figures: {e}");
+    }
+    ends
 }
 
 impl KafkaReader {
@@ -96,7 +138,14 @@ impl KafkaReader {
             );
             end.insert(p, high);
         }
+        let ends = watch_ends(
+            client,
+            config.topic.clone(),
+            config.partitions.clone(),
+            end.clone(),
+        );
         let mut reader = Self {
+            ends,
             end: config.stop_at_end.then_some(end),
             config,
             consumer,
@@ -114,6 +163,18 @@ impl KafkaReader {
         }
         self.consumer.assign(&list)?;
         Ok(())
+    }
+
+    /// Records between the position in `partition` and its end, as of the
+    /// last look at the end.
+    pub fn backlog(&self, partition: i32) -> Option<u64> {
+        let next = *self.next.get(&partition)?;
+        let end = *self
+            .ends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&partition)?;
+        Some(end.saturating_sub(next).max(0) as u64)
     }
 
     /// The next offset per partition, for a checkpoint.

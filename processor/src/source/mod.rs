@@ -159,6 +159,14 @@ impl Source {
         }
     }
 
+    /// Records behind the end of `partition` (Kafka only).
+    pub fn backlog(&self, partition: u32) -> Option<u64> {
+        match self {
+            Self::Kafka(k) => k.backlog(i32::try_from(partition).ok()?),
+            _ => None,
+        }
+    }
+
     /// The source clock (epoch ms): the wall clock for live sources, the
     /// recorded ingestion time for replays.
     pub fn clock(&self) -> i64 {

@@ -165,6 +165,14 @@ impl StateStore {
         Ok(total)
     }
 
+    /// Estimated keys of a partition (RocksDB's estimate).
+    pub fn estimated_keys(&self, partition: u32) -> anyhow::Result<u64> {
+        Ok(self
+            .db(partition)?
+            .property_int_value("rocksdb.estimate-num-keys")?
+            .unwrap_or(0))
+    }
+
     /// Flushes memtables to SST files (so sizes on disk are current).
     pub fn flush_memtables(&self) -> anyhow::Result<()> {
         for db in self.dbs.values() {

@@ -13,11 +13,14 @@ use eddy_api::spec::LateDataPolicy;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+mod figures;
+
 use crate::{
     admin::{Admin, CheckpointInfo, Command, Status},
     checkpoint::{self, Cut, Select, SourcePosition, Store},
     engine::{partition_of, Engine, Outcome, WindowResult},
     job::{JobPlan, Seed, SourcePlan},
+    metrics::{CheckpointFigures, Publisher, SinkFigures},
     output::{
         kafka::{self, KafkaSink, Shared},
         postgres::{self, PostgresSink},
@@ -50,6 +53,8 @@ pub struct Outputs {
     pub invalid: RecordSink,
     /// The transaction the transactional Kafka outputs write in.
     pub transaction: Option<Shared>,
+    /// Flushes of `tables` and `topics`, in that order, for `/metrics`.
+    pub flushes: Vec<SinkFigures>,
 }
 
 impl Outputs {
@@ -72,20 +77,26 @@ impl Outputs {
         let mut results = Vec::new();
         let mut tables = Vec::new();
         let mut topics = Vec::new();
-        for spec in &plan.sinks {
+        let (mut table_flushes, mut topic_flushes) = (Vec::new(), Vec::new());
+        for (i, spec) in plan.sinks.iter().enumerate() {
             if let Some(k) = &spec.kafka {
                 topics.push(KafkaSink::open_spec(k, transaction.as_ref())?);
+                topic_flushes.push(SinkFigures::new(sink_name(spec, i)));
                 continue;
             }
             match &spec.postgres {
-                Some(pg) => tables.push(PostgresSink::new(
-                    postgres::url_of(pg)?,
-                    pg.table.clone(),
-                    pg.create_table,
-                )),
+                Some(pg) => {
+                    tables.push(PostgresSink::new(
+                        postgres::url_of(pg)?,
+                        pg.table.clone(),
+                        pg.create_table,
+                    ));
+                    table_flushes.push(SinkFigures::new(sink_name(spec, i)));
+                }
                 None => results.push(open(spec)?),
             }
         }
+        table_flushes.extend(topic_flushes);
         Ok(Self {
             results,
             tables,
@@ -103,6 +114,7 @@ impl Outputs {
                 transaction.as_ref(),
             )?,
             transaction,
+            flushes: table_flushes,
         })
     }
 
@@ -146,11 +158,26 @@ impl Outputs {
 
     /// Writes what the table and topic sinks hold, and waits for it.
     pub async fn flush_tables(&mut self) -> anyhow::Result<()> {
+        let mut figures = self.flushes.iter_mut();
         for table in &mut self.tables {
-            table.flush().await?;
+            let figures = figures.next();
+            if table.pending() == 0 {
+                continue;
+            }
+            let started = Instant::now();
+            let flushed = table.flush().await;
+            if let Some(f) = figures {
+                f.record(started.elapsed(), flushed.is_err());
+            }
+            flushed?;
         }
         for topic in &mut self.topics {
-            topic.flush()?;
+            let started = Instant::now();
+            let flushed = topic.flush();
+            if let Some(f) = figures.next() {
+                f.record(started.elapsed(), flushed.is_err());
+            }
+            flushed?;
         }
         self.late.flush_remote().await?;
         self.invalid.flush_remote().await?;
@@ -183,6 +210,22 @@ impl Outputs {
         }
         Ok(())
     }
+}
+
+/// A result sink's name in metrics: `<kind>-<index in spec.sinks>`.
+pub fn sink_name(spec: &eddy_api::spec::SinkSpec, index: usize) -> String {
+    let kind = if spec.kafka.is_some() {
+        "kafka"
+    } else if spec.postgres.is_some() {
+        "postgres"
+    } else if spec.file.is_some() {
+        "file"
+    } else if spec.stderr.is_some() {
+        "stderr"
+    } else {
+        "stdout"
+    };
+    format!("{kind}-{index}")
 }
 
 /// How a run ended.
@@ -273,14 +316,22 @@ impl PartitionReport {
 /// or `stop` turns true: restores the newest complete checkpoint first,
 /// checkpoints periodically in the background, and takes a last checkpoint
 /// when stopped. Progress lines go to `progress_out` once a second.
+/// The run loop's ends of the HTTP endpoints it serves, if any.
+#[derive(Default)]
+pub struct Endpoints {
+    pub admin: Option<Admin>,
+    pub metrics: Option<Publisher>,
+}
+
 pub async fn run(
     plan: JobPlan,
     state_dir: &Path,
     mut stop: watch::Receiver<bool>,
-    mut admin: Option<Admin>,
+    endpoints: Endpoints,
     mut progress_out: impl FnMut(&str),
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let Endpoints { mut admin, metrics } = endpoints;
     let store = plan.checkpoints.store()?;
     // With a Kafka transaction, the checkpoint to restore is the one whose
     // results were committed last, even if a newer one is in the store.
@@ -300,6 +351,7 @@ pub async fn run(
         max_id: bound,
         epoch: Some(epoch),
     };
+    let restore_started = Instant::now();
     let mut restored = restore_all(&store, &plan.engine.partitions, state_dir, own).await?;
     // No checkpoint of its own (and never started over): the job may start
     // from another job's checkpoint.
@@ -345,6 +397,24 @@ pub async fn run(
         source.resume(&cut.source)?;
     }
     let fallbacks = restored.fallbacks;
+    checkpoints.figures.restore_seconds = restore_started.elapsed().as_secs_f64();
+    checkpoints.figures.restore_fallbacks = fallbacks;
+    let mut meter = figures::Meter::new();
+    let publish_figures = |job: &Pipeline,
+                           meter: &figures::Meter,
+                           checkpoints: &Checkpoints,
+                           outputs: &Outputs,
+                           source: &Source,
+                           admin: &Option<Admin>| {
+        if let Some(m) = &metrics {
+            m.publish(job.snapshot(meter, &checkpoints.figures, outputs, source));
+        }
+        if let Some(a) = admin {
+            let stats = job.stats();
+            a.status.send_modify(|s| s.stats = stats);
+        }
+    };
+    publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
     let hold = job.plan.hold_when_finished;
     let mut paused = false;
     let mut draining = false;
@@ -420,27 +490,37 @@ pub async fn run(
         if paused || finished {
             // After a final checkpoint: consume nothing until resumed.
             // Finished: nothing left to consume; answer the admin API.
+            let waited = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = stop.changed() => {}
+            }
+            meter.idle(waited.elapsed());
+            if tick.due(job.counters.events).is_some() {
+                meter.tick();
+                publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
             }
             continue;
         }
         match source.poll(Instant::now())? {
             Poll::Ready(batch) => {
                 job.take(batch, source.clock(), &mut outputs)?;
+                let waited = Instant::now();
                 outputs.relieve().await?;
                 if outputs.held_too_long() {
                     checkpoints.wait(&mut progress_out, &mut outputs).await?;
                 }
+                meter.backpressure(waited.elapsed());
                 tokio::task::yield_now().await;
             }
             Poll::Pending(at) => {
                 job.idle(source.clock(), &mut outputs)?;
+                let waited = Instant::now();
                 tokio::select! {
                     _ = tokio::time::sleep_until(at.min(tick.next).into()) => {}
                     _ = stop.changed() => {}
                 }
+                meter.idle(waited.elapsed());
             }
             Poll::End => {
                 job.finish(&mut outputs)?;
@@ -462,6 +542,7 @@ pub async fn run(
                     finished = true;
                     progress_out("finished: every window is out; holding until stopped");
                     publish(&admin, &checkpoints, (paused, finished), fallbacks);
+                    publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
                     continue;
                 }
                 if outputs.transaction.is_some() {
@@ -481,6 +562,8 @@ pub async fn run(
             progress_out(&progress::line(rate, job.engine.watermark(), &job.counters));
             outputs.flush()?;
             outputs.flush_tables().await?;
+            meter.tick();
+            publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
         }
     };
     outputs.flush()?;
@@ -496,6 +579,8 @@ pub struct Pipeline {
     counters: Counters,
     invalid_by_kind: BTreeMap<&'static str, u64>,
     fired: Vec<WindowResult>,
+    /// Results that revised an earlier one.
+    revisions: u64,
 }
 
 impl Pipeline {
@@ -524,6 +609,7 @@ impl Pipeline {
             counters: Counters::default(),
             invalid_by_kind: BTreeMap::new(),
             fired: Vec::new(),
+            revisions: 0,
             job_path: plan.id.path(),
             plan,
         };
@@ -722,6 +808,7 @@ impl Pipeline {
                 topic.push(&id, &line);
             }
             self.counters.windows_emitted += 1;
+            self.revisions += u64::from(result.revision > 1);
         }
         Ok(())
     }
@@ -773,7 +860,9 @@ fn publish(
     fallbacks: u64,
 ) {
     if let Some(a) = admin {
+        let stats = a.status.borrow().stats.clone();
         a.status.send_replace(Status {
+            stats,
             ready: true,
             paused,
             finished,
@@ -1038,6 +1127,8 @@ struct Checkpoints {
     committed: Option<u64>,
     /// Kafka transactions this run committed.
     commits: u64,
+    /// For `/metrics`.
+    figures: CheckpointFigures,
 }
 
 impl Checkpoints {
@@ -1058,6 +1149,7 @@ impl Checkpoints {
             in_flight: None,
             completed: Vec::new(),
             failed: 0,
+            figures: CheckpointFigures::default(),
             durable_http: 0,
             committed: None,
             commits: 0,
@@ -1211,6 +1303,7 @@ impl Checkpoints {
                     done.sync_duration.as_millis(),
                     done.total_duration.as_millis()
                 ));
+                self.figures.record(&done);
                 self.completed.push(done);
                 if self.completed.len() > KEEP_COMPLETED {
                     self.completed.remove(0);
@@ -1218,6 +1311,7 @@ impl Checkpoints {
             }
             Err(e) => {
                 self.failed += 1;
+                self.figures.failed += 1;
                 out(&format!("checkpoint failed: {e:#}"));
             }
         }

@@ -1,0 +1,192 @@
+//! What the run loop measures for `/metrics`: how busy it is, how long it
+//! waits on sinks, and the snapshot of everything else.
+
+use std::time::{Duration, Instant};
+
+use eddy_api::spec::LateDataPolicy;
+
+use super::{sink_name, Outputs, Pipeline};
+use crate::{
+    admin::{AdviceInfo, HotKeyInfo, Stats},
+    engine::advice,
+    metrics::{Advice, CheckpointFigures, PartitionFigures, Snapshot},
+    source::{wall_clock_ms, Source},
+};
+
+/// Busy time and back-pressure, over ticks of the run loop.
+pub(super) struct Meter {
+    since: Instant,
+    idle: Duration,
+    busy_ratio: f64,
+    backpressure: Duration,
+}
+
+impl Meter {
+    pub(super) fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            idle: Duration::ZERO,
+            busy_ratio: 0.0,
+            backpressure: Duration::ZERO,
+        }
+    }
+
+    /// The loop waited `d` for input (or while paused): not busy.
+    pub(super) fn idle(&mut self, d: Duration) {
+        self.idle += d;
+    }
+
+    /// The loop waited `d` on sinks: busy, and back-pressured.
+    pub(super) fn backpressure(&mut self, d: Duration) {
+        self.backpressure += d;
+    }
+
+    /// Closes the busy measurement over the time since the last tick.
+    pub(super) fn tick(&mut self) {
+        let elapsed = self.since.elapsed();
+        if !elapsed.is_zero() {
+            let idle = self.idle.min(elapsed);
+            self.busy_ratio = 1.0 - idle.as_secs_f64() / elapsed.as_secs_f64();
+        }
+        self.since = Instant::now();
+        self.idle = Duration::ZERO;
+    }
+}
+
+impl Pipeline {
+    /// The figures `/metrics` reports now.
+    pub(super) fn snapshot(
+        &self,
+        meter: &Meter,
+        checkpoints: &CheckpointFigures,
+        outputs: &Outputs,
+        source: &Source,
+    ) -> Snapshot {
+        let engine = &self.engine;
+        let store = engine.store();
+        let stats = engine.stats();
+        let recent: f64 = stats.iter().map(|s| s.events_per_second).sum();
+        let top_k = self.plan.engine.top_k;
+        let partitions = stats
+            .iter()
+            .map(|s| {
+                let p = s.partition;
+                let share = if recent > 0.0 {
+                    s.events_per_second / recent
+                } else {
+                    1.0 / stats.len().max(1) as f64
+                };
+                PartitionFigures {
+                    partition: p,
+                    accepted: s.accepted,
+                    late: s.late,
+                    late_updates: s.late_updates,
+                    skew_rejected: s.skew.rejected,
+                    skew_clamped: s.skew.clamped,
+                    watermark_ms: engine
+                        .partition_watermark(p)
+                        .filter(|w| *w != i64::MIN && *w != i64::MAX),
+                    lateness_seconds: s.lateness_seconds.clone(),
+                    events_per_second: s.events_per_second,
+                    busy_ratio: meter.busy_ratio * share,
+                    backlog: source.backlog(p),
+                    state_bytes: store.size_bytes(p).unwrap_or(0),
+                    state_keys: store.estimated_keys(p).unwrap_or(0),
+                    open_windows: engine.open_windows_in(p) as u64,
+                    hot_key_shares: s.hot_keys(top_k).iter().map(|k| k.share).collect(),
+                }
+            })
+            .collect();
+        let watermark = engine.watermark();
+        let read = self.counters.events;
+        let late: u64 = stats.iter().map(|s| s.late).sum();
+        let results = self.counters.windows_emitted;
+        Snapshot {
+            job: self.plan.id.name.clone(),
+            namespace: self.plan.id.namespace_or_default().to_string(),
+            now_ms: wall_clock_ms(),
+            events_read: read,
+            late_handling: match self.plan.late_policy {
+                LateDataPolicy::Output => "output",
+                _ => "dropped",
+            },
+            invalid_by_reason: self.invalid_by_kind.clone(),
+            windows_fired: results,
+            revisions: self.revisions,
+            results_by_sink: self
+                .plan
+                .sinks
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| (sink_name(spec, i), results))
+                .collect(),
+            watermark_ms: (watermark != i64::MIN && watermark != i64::MAX).then_some(watermark),
+            busy_ratio: meter.busy_ratio,
+            http_buffer_fill: match source {
+                Source::Http(h) => Some(h.fill_ratio()),
+                _ => None,
+            },
+            ttl_expired: engine.counters().expired_windows,
+            partitions,
+            checkpoints: checkpoints.clone(),
+            sinks: outputs.flushes.clone(),
+            backpressure_seconds: meter.backpressure.as_secs_f64(),
+            advice: engine.advice().iter().map(advice_figures).collect(),
+            late_dropped_ratio: if read == 0 {
+                0.0
+            } else {
+                late as f64 / read as f64
+            },
+        }
+    }
+}
+
+impl Pipeline {
+    /// What `GET /stats` answers now.
+    pub(super) fn stats(&self) -> Stats {
+        let stats = self.engine.stats();
+        let late: u64 = stats.iter().map(|s| s.late).sum();
+        let read = self.counters.events;
+        Stats {
+            events_read: read,
+            late,
+            late_dropped_ratio: if read == 0 {
+                0.0
+            } else {
+                late as f64 / read as f64
+            },
+            hot_keys: stats
+                .iter()
+                .flat_map(|s| {
+                    s.hot_keys(self.plan.engine.top_k)
+                        .into_iter()
+                        .map(|k| HotKeyInfo {
+                            partition: s.partition,
+                            key: k.key,
+                            share: k.share,
+                        })
+                })
+                .collect(),
+            advice: self
+                .engine
+                .advice()
+                .into_iter()
+                .map(|a| AdviceInfo {
+                    keep: a.keep,
+                    out_of_orderness_ms: a.out_of_orderness_ms,
+                    allowed_lateness_ms: a.allowed_lateness_ms,
+                    open_windows: a.open_windows,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn advice_figures(a: &advice::Advice) -> Advice {
+    Advice {
+        keep: a.keep,
+        out_of_orderness_seconds: a.out_of_orderness_ms as f64 / 1000.0,
+        allowed_lateness_seconds: a.allowed_lateness_ms as f64 / 1000.0,
+        open_windows: a.open_windows,
+    }
+}
