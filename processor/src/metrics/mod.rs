@@ -69,6 +69,8 @@ pub struct PartitionFigures {
 pub struct CheckpointFigures {
     pub completed: u64,
     pub failed: u64,
+    /// When the newest checkpoint completed, or the process started
+    /// before the first (ms).
     pub last_completed_ms: Option<i64>,
     pub sync_seconds: Buckets,
     pub total_seconds: Buckets,

@@ -399,6 +399,9 @@ pub async fn run(
     let fallbacks = restored.fallbacks;
     checkpoints.figures.restore_seconds = restore_started.elapsed().as_secs_f64();
     checkpoints.figures.restore_fallbacks = fallbacks;
+    // Lag counts from the start until a first checkpoint completes, so a
+    // job that never completes one is noticed too.
+    checkpoints.figures.last_completed_ms = Some(crate::source::wall_clock_ms());
     let mut meter = figures::Meter::new();
     let publish_figures = |job: &Pipeline,
                            meter: &figures::Meter,
@@ -498,6 +501,10 @@ pub async fn run(
             meter.idle(waited.elapsed());
             if tick.due(job.counters.events).is_some() {
                 meter.tick();
+                if finished {
+                    // Its state is final and checkpointed: nothing lags.
+                    checkpoints.figures.last_completed_ms = Some(crate::source::wall_clock_ms());
+                }
                 publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
             }
             continue;
