@@ -5,7 +5,7 @@ mod common;
 
 use std::{collections::BTreeMap, process::Command};
 
-use common::{ev, free_port, http, interrupt, spawn_until, t, wait_for, Job, BIN};
+use common::{ev, free_port, http, interrupt, spawn_until, t, wait_for, Job, Reaped, BIN};
 use serde_json::{json, Value};
 
 /// One sample of an exposition.
@@ -92,7 +92,7 @@ fn a_known_input_gives_known_counts() {
     );
     let addr = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
-    let (mut child, _) = spawn_until(
+    let (child, _) = spawn_until(
         Command::new(BIN)
             .arg("run")
             .arg(job.path("job.yaml"))
@@ -100,6 +100,7 @@ fn a_known_input_gives_known_counts() {
             .args(["--metrics-addr", &addr]),
         "finished: every window is out",
     );
+    let mut child = Reaped(child);
     let m = scrape(&addr);
     let job_labels = [("job", "semantics"), ("namespace", "default")];
     assert_eq!(sum(&m, "eddy_events_read_total", &job_labels), 1015.0);
@@ -158,7 +159,7 @@ fn a_known_input_gives_known_counts() {
         ms - 1_000,
         "beyond the job's 1 s out-of-orderness"
     );
-    interrupt(&mut child);
+    interrupt(&mut child.0);
 }
 
 #[test]
@@ -180,13 +181,14 @@ spec:
 "
     );
     std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
-    let (mut child, addr) = spawn_until(
+    let (child, addr) = spawn_until(
         Command::new(BIN)
             .arg("run")
             .arg(dir.path().join("job.yaml"))
             .args(["--metrics-addr", "127.0.0.1:0"]),
         "metrics on http://",
     );
+    let mut child = Reaped(child);
     let addr = addr.trim_end_matches("/metrics").to_string();
     wait_for("two checkpoints and a second of rates", || {
         let m = scrape(&addr);
@@ -221,5 +223,72 @@ spec:
     );
     let busy = sum(&m, "eddy_busy_ratio", &[]);
     assert!((0.0..=1.0).contains(&busy), "{busy}");
-    interrupt(&mut child);
+    interrupt(&mut child.0);
+}
+
+#[test]
+fn the_kafka_backlog_is_what_was_produced_and_not_read() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("backlog");
+    common::create_topics(&brokers, &[(&topic, 2)]);
+    let batch = |from: usize, n: usize| -> Vec<(i32, String)> {
+        (from..from + n)
+            .map(|i| {
+                let event = ev(&format!("u{}", i % 5), i as f64, 1.0);
+                ((i % 2) as i32, event.to_string())
+            })
+            .collect()
+    };
+    eddy_testkit::produce::produce(&brokers, &topic, &batch(0, 100));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let yaml = format!(
+        "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {{name: backlog}}
+spec:
+  source: {{kafka: {{brokers: '{brokers}', topic: {topic}, startFrom: earliest}}}}
+  keyField: user
+  eventTime: {{field: ts}}
+  window: {{tumbling: {{size: 1m}}}}
+  partitions: 2
+  sinks: [{{file: {{path: {d}/results.jsonl}}}}]
+  checkpoints: {{store: 'file://{d}/ckpt', interval: 1h}}
+"
+    );
+    std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (child, admin) = spawn_until(
+        Command::new(BIN)
+            .arg("run")
+            .arg(dir.path().join("job.yaml"))
+            .args(["--metrics-addr", &metrics, "--admin-addr", "127.0.0.1:0"]),
+        "admin API on http://",
+    );
+    let mut child = Reaped(child);
+    let backlog = || sum(&scrape(&metrics), "eddy_source_backlog_records", &[]);
+    let backlog_becomes = |want: f64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while backlog() != want {
+            let now = backlog();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "backlog {now}, not {want}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let read = || sum(&scrape(&metrics), "eddy_events_read_total", &[]);
+    wait_for("the first 100 read", || read() == 100.0);
+    // Paused by a final checkpoint, it reads nothing while more arrives.
+    let (status, body) = http(&admin, "POST", "/checkpoints", r#"{"final": true}"#);
+    assert_eq!(status, 202, "{body}");
+    eddy_testkit::produce::produce(&brokers, &topic, &batch(100, 60));
+    // The end offsets are read again every 5 s.
+    backlog_becomes(60.0);
+    assert_eq!(read(), 100.0, "paused");
+    assert_eq!(http(&admin, "POST", "/resume", "").0, 204);
+    wait_for("the rest read", || read() == 160.0);
+    backlog_becomes(0.0);
+    interrupt(&mut child.0);
 }

@@ -12,22 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{ev, free_port, http, spawn_until, t, Job, BIN};
+use common::{ev, free_port, http, spawn_until, t, Job, Reaped, BIN};
 use serde_json::{json, Value};
-
-/// A processor that is killed when the test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `job.yaml` in `dir` with metrics on `port` (and `extra` args),
 /// once it serves them.
-fn processor(dir: &Path, port: u16, extra: &[&str], ready: &str) -> Running {
+fn processor(dir: &Path, port: u16, extra: &[&str], ready: &str) -> Reaped {
     let (child, _) = spawn_until(
         Command::new(BIN)
             .arg("run")
@@ -37,7 +27,7 @@ fn processor(dir: &Path, port: u16, extra: &[&str], ready: &str) -> Running {
             .stdout(Stdio::null()),
         ready,
     );
-    Running(child)
+    Reaped(child)
 }
 
 /// A generator job `name` in its own directory, checkpointing to `store`

@@ -14,7 +14,7 @@ use std::{
 
 use common::{
     compact, crash_then_finish, create_bucket, free_port, http, interrupt, query, spawn_until,
-    stderr, t, wait_for, Job, BIN,
+    stderr, t, wait_for, Job, Reaped, BIN,
 };
 use serde_json::{json, Value};
 
@@ -422,18 +422,17 @@ fn a_held_job_reports_finished_and_a_restart_emits_nothing_again() {
         let (status, body) = http(&addr, "GET", "/checkpoints", "");
         status == 200 && serde_json::from_str::<Value>(&body).unwrap()["finished"] == true
     };
-    let (mut child, _) = spawn_until(&mut hold(), "finished: every window is out");
+    let mut child = Reaped(spawn_until(&mut hold(), "finished: every window is out").0);
     assert!(finished(), "the admin API says finished");
     assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
-    assert!(child.try_wait().unwrap().is_none(), "it holds");
+    assert!(child.0.try_wait().unwrap().is_none(), "it holds");
     assert_eq!(
         held.bytes("results.jsonl"),
         reference.bytes("results.jsonl")
     );
     // Lost (a node failure) and started again, as a pod would be.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let (mut again, _) = spawn_until(&mut hold(), "restored checkpoint");
+    drop(child);
+    let mut again = Reaped(spawn_until(&mut hold(), "restored checkpoint").0);
     wait_for("finished again", finished);
     assert_eq!(
         held.bytes("results.jsonl"),
@@ -441,7 +440,7 @@ fn a_held_job_reports_finished_and_a_restart_emits_nothing_again() {
         "nothing emitted twice, nothing lost"
     );
     assert_eq!(held.bytes("late.jsonl"), reference.bytes("late.jsonl"));
-    interrupt(&mut again);
+    interrupt(&mut again.0);
     assert!(
         !common_checkpoints(&held.path("checkpoints/default/semantics")).is_empty(),
         "the checkpoints of a held job stay"

@@ -547,9 +547,10 @@ pub async fn run(
                         break Ending::Finished;
                     }
                     finished = true;
-                    progress_out("finished: every window is out; holding until stopped");
                     publish(&admin, &checkpoints, (paused, finished), fallbacks);
                     publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
+                    // Said once the endpoints show it.
+                    progress_out("finished: every window is out; holding until stopped");
                     continue;
                 }
                 if outputs.transaction.is_some() {

@@ -138,6 +138,17 @@ pub fn compact(r: &Value) -> Value {
     ])
 }
 
+/// A child process killed when dropped: a test that fails leaves no
+/// processor behind (holding its output pipes open).
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
