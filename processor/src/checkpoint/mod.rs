@@ -18,6 +18,7 @@
 //! previous checkpoint is tried.
 
 pub mod manifest;
+pub(crate) mod restore;
 pub mod store;
 
 use std::{

@@ -2,6 +2,7 @@
 //! the sinks they are written to.
 
 pub mod kafka;
+pub mod outputs;
 pub mod postgres;
 pub mod record;
 pub mod records;

@@ -1,0 +1,202 @@
+//! The restore walk: every partition a processor owns back to one common
+//! checkpoint of its own, or of another job (`spec.checkpoints.restoreFrom`).
+
+use std::{collections::BTreeMap, path::Path};
+
+use super::{Cut, Select, SourcePosition, Store};
+use crate::job::{JobPlan, Seed};
+
+/// What restoring a processor's partitions found.
+pub(crate) struct RestoredAll {
+    /// The common checkpoint all partitions were restored to, if any.
+    pub(crate) cut: Option<Cut>,
+    /// Checkpoints rejected as incomplete or corrupt.
+    pub(crate) fallbacks: u64,
+    /// What to tell the user.
+    pub(crate) lines: Vec<String>,
+}
+
+/// Restores every owned partition to one common checkpoint: the newest id
+/// every partition has complete and verified (partitions share the source
+/// position, so they must resume from the same cut).
+#[tracing::instrument(
+    name = "restore",
+    skip_all,
+    fields(partitions = ?partitions, checkpoint = tracing::field::Empty)
+)]
+pub(crate) async fn restore_all(
+    store: &Store,
+    partitions: &[u32],
+    state_dir: &Path,
+    select: Select,
+) -> anyhow::Result<RestoredAll> {
+    let mut lines = Vec::new();
+    let mut found = BTreeMap::new();
+    let mut fallbacks = 0;
+    for &p in partitions {
+        let restored =
+            super::restore(store, p, &crate::state::partition_dir(state_dir, p), select).await?;
+        for (id, why) in &restored.rejected {
+            lines.push(format!("partition {p}: checkpoint {id} rejected: {why}"));
+            fallbacks += 1;
+        }
+        found.insert(p, restored.manifest);
+    }
+    let ids: Vec<Option<u64>> = found.values().map(|m| m.as_ref().map(|m| m.id)).collect();
+    if ids.iter().all(Option::is_none) {
+        return Ok(RestoredAll {
+            cut: None,
+            fallbacks,
+            lines,
+        });
+    }
+    let fresh = |lines: &mut Vec<String>, why: String| -> anyhow::Result<RestoredAll> {
+        for &p in partitions {
+            let dir = crate::state::partition_dir(state_dir, p);
+            if dir.exists() {
+                std::fs::remove_dir_all(dir)?;
+            }
+        }
+        lines.push(format!("starting from the beginning: {why}"));
+        Ok(RestoredAll {
+            cut: None,
+            fallbacks,
+            lines: std::mem::take(lines),
+        })
+    };
+    if ids.iter().any(Option::is_none) {
+        return fresh(
+            &mut lines,
+            "some partitions have no usable checkpoint".into(),
+        );
+    }
+    // Walk down to the newest id every partition has: restoring a partition
+    // "at most id N" may land below N, which lowers the target again.
+    let mut common = ids.iter().flatten().copied().min().unwrap_or(0);
+    loop {
+        let mut lowest = common;
+        for (&p, manifest) in found.iter_mut() {
+            if manifest.as_ref().is_some_and(|m| m.id != common) {
+                let dir = crate::state::partition_dir(state_dir, p);
+                let at_most = Select {
+                    max_id: Some(common),
+                    ..select
+                };
+                *manifest = super::restore(store, p, &dir, at_most).await?.manifest;
+            }
+            match manifest.as_ref().map(|m| m.id) {
+                None => {
+                    return fresh(
+                        &mut lines,
+                        format!("partition {p} has no usable checkpoint at or before {common}"),
+                    )
+                }
+                Some(id) => lowest = lowest.min(id),
+            }
+        }
+        if lowest == common {
+            break;
+        }
+        common = lowest;
+    }
+    let first = found
+        .values()
+        .flatten()
+        .next()
+        .expect("all partitions restored");
+    lines.push(format!(
+        "restored checkpoint {common} of {} partitions (taken {})",
+        found.len(),
+        first.created_at
+    ));
+
+    // Kafka partitions are read independently: each takes its offset from
+    // its own partition's manifest.
+    let source = match &first.source {
+        SourcePosition::Kafka { .. } => SourcePosition::Kafka {
+            offsets: found
+                .iter()
+                .filter_map(|(p, m)| {
+                    let SourcePosition::Kafka { offsets } = &m.as_ref()?.source else {
+                        return None;
+                    };
+                    offsets.iter().find(|(kp, _)| *kp == *p as i32).copied()
+                })
+                .collect(),
+        },
+        other => other.clone(),
+    };
+    tracing::Span::current().record("checkpoint", common);
+    tracing::info!(checkpoint = common, fallbacks, "restored");
+    Ok(RestoredAll {
+        fallbacks,
+        cut: Some(Cut {
+            id: common,
+            job: first.job.clone(),
+            source,
+            watermark: found.values().flatten().filter_map(|m| m.watermark).min(),
+            max_event_times: found
+                .iter()
+                .map(|(p, m)| (*p, m.as_ref().and_then(|m| m.max_event_time)))
+                .collect(),
+            sink_lengths: first.sink_lengths.clone(),
+            epoch: first.epoch,
+        }),
+        lines,
+    })
+}
+
+/// Restores every owned partition from another job's checkpoint
+/// (`spec.checkpoints.restoreFrom`). Unlike a job's own checkpoints,
+/// nothing falls back: a seed that is missing, incomplete or partitioned
+/// differently is an error, since starting empty instead would silently
+/// drop the state the user asked for.
+pub(crate) async fn restore_seed(
+    store: &Store,
+    seed: &Seed,
+    plan: &JobPlan,
+    state_dir: &Path,
+) -> anyhow::Result<RestoredAll> {
+    let what = format!("spec.checkpoints.restoreFrom: job {}", seed.job_path);
+    let mut stored = super::stored_partitions(store).await?;
+    stored.sort_unstable();
+    let expected: Vec<u32> = (0..plan.partition_count).collect();
+    if stored.is_empty() {
+        anyhow::bail!("{what} has no checkpoints in {}", plan.checkpoints.url);
+    }
+    if stored != expected {
+        anyhow::bail!(
+            "{what} has checkpoints of partitions {stored:?}, this job has {} partitions: \
+             a checkpoint restores only into a job with the same partitions",
+            plan.partition_count
+        );
+    }
+    let mut restored = restore_all(
+        store,
+        &plan.engine.partitions,
+        state_dir,
+        Select::at_most(seed.id),
+    )
+    .await?;
+    let wanted = seed.id.map_or("a complete checkpoint".into(), |id| {
+        format!("checkpoint {id}")
+    });
+    match (&restored.cut, seed.id) {
+        (None, _) => anyhow::bail!(
+            "{what} has no {wanted} of partitions {:?}: {}",
+            plan.engine.partitions,
+            restored.lines.join("; ")
+        ),
+        (Some(cut), Some(id)) if cut.id != id => anyhow::bail!(
+            "{what}: {wanted} is not complete in every partition of {:?} (the newest that is \
+             is {}); name that one or leave checkpointId out",
+            plan.engine.partitions,
+            cut.id
+        ),
+        (Some(cut), _) => restored.lines.push(format!(
+            "started from checkpoint {} of job {} (spec.checkpoints.restoreFrom)",
+            cut.id, seed.job_path
+        )),
+    }
+    Ok(restored)
+}
