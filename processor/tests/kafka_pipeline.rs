@@ -135,9 +135,12 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
         &format!(", {{kafka: {{brokers: '{brokers}', topic: {output}}}}}"),
         Some(&invalid_table),
     );
-    // Short enough that the job (several seconds of work, plus a restore
-    // at each start) is still running at every one of them.
-    let (kills, restores) = crash_then_finish(|| command(&crashed), &KILL_DELAYS_MS);
+    // The first run lives 3 s, long enough to complete a checkpoint even on
+    // a loaded machine, so later runs have one to restore; the others are
+    // short enough that the job (tens of seconds of work, plus a restore at
+    // each start) is still running at every one of them.
+    let delays: Vec<u64> = [3_000].into_iter().chain(KILL_DELAYS_MS).collect();
+    let (kills, restores) = crash_then_finish(|| command(&crashed), &delays);
     println!("{kills} kills, {restores} restores from checkpoints");
     assert!(kills >= 10, "only {kills} kills");
     assert!(restores >= 1, "no restore happened");
