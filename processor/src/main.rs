@@ -309,19 +309,7 @@ fn run_file(
             eprintln!("exiting at once: second signal");
             std::process::exit(130);
         });
-        let admin = match admin_addr {
-            None => None,
-            Some(addr) => match eddy_processor::admin::serve(addr).await {
-                Ok((bound, admin)) => {
-                    eprintln!("admin API on http://{bound}");
-                    Some(admin)
-                }
-                Err(e) => {
-                    eprintln!("error: cannot serve the admin API on {addr}: {e:#}");
-                    return ExitCode::FAILURE;
-                }
-            },
-        };
+        // Metrics first: once "admin API on" is printed, both are up.
         let metrics = match metrics_addr {
             None => None,
             Some(addr) => match eddy_processor::metrics::serve(addr).await {
@@ -331,6 +319,19 @@ fn run_file(
                 }
                 Err(e) => {
                     eprintln!("error: cannot serve metrics on {addr}: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let admin = match admin_addr {
+            None => None,
+            Some(addr) => match eddy_processor::admin::serve(addr).await {
+                Ok((bound, admin)) => {
+                    eprintln!("admin API on http://{bound}");
+                    Some(admin)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot serve the admin API on {addr}: {e:#}");
                     return ExitCode::FAILURE;
                 }
             },

@@ -90,7 +90,7 @@ pub struct Stats {
     pub late_dropped_ratio: f64,
     /// Heaviest keys first, per partition.
     pub hot_keys: Vec<HotKeyInfo>,
-    pub advice: Vec<AdviceInfo>,
+    pub advice: Vec<crate::engine::advice::Advice>,
 }
 
 /// A heavy key of a partition.
@@ -101,16 +101,6 @@ pub struct HotKeyInfo {
     pub key: String,
     /// Share of the partition's recent events.
     pub share: f64,
-}
-
-/// What it would have taken to keep a share of events.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AdviceInfo {
-    pub keep: f64,
-    pub out_of_orderness_ms: i64,
-    pub allowed_lateness_ms: i64,
-    pub open_windows: f64,
 }
 
 /// The run loop's end of the API.

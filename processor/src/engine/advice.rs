@@ -7,13 +7,16 @@
 //! revision) with out-of-orderness plus allowed lateness of at least `d`
 //! (a little more near window ends; the advice errs on the safe side).
 
+use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config, DDSketch};
 
 /// Shares of events the advice is worked out for.
 pub const KEEP: [f64; 2] = [0.99, 0.999];
 
-/// The advice for one share.
-#[derive(Clone, Debug, PartialEq)]
+/// The advice for one share, as `GET /stats` shows it and `/metrics`
+/// exports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Advice {
     pub keep: f64,
     /// Out-of-orderness that keeps `keep` of events on time (ms).

@@ -421,7 +421,7 @@ impl Collector for SnapshotCollector {
             G,
             pod(Gauge(s.late_dropped_ratio)),
         )?;
-        let keep = |a: &super::Advice| with(&[("keep", a.keep.to_string())]);
+        let keep = |a: &crate::engine::advice::Advice| with(&[("keep", a.keep.to_string())]);
         family(
             e,
             "eddy_advice_out_of_orderness_seconds",
@@ -429,7 +429,7 @@ impl Collector for SnapshotCollector {
             G,
             s.advice
                 .iter()
-                .map(|a| (keep(a), Gauge(a.out_of_orderness_seconds)))
+                .map(|a| (keep(a), Gauge(seconds(a.out_of_orderness_ms))))
                 .collect(),
         )?;
         family(
@@ -439,7 +439,7 @@ impl Collector for SnapshotCollector {
             G,
             s.advice
                 .iter()
-                .map(|a| (keep(a), Gauge(a.allowed_lateness_seconds)))
+                .map(|a| (keep(a), Gauge(seconds(a.allowed_lateness_ms))))
                 .collect(),
         )?;
         family(
@@ -461,7 +461,10 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::metrics::{Advice, CheckpointFigures, PartitionFigures, SinkFigures};
+    use crate::{
+        engine::advice::Advice,
+        metrics::{CheckpointFigures, PartitionFigures, SinkFigures},
+    };
 
     /// A snapshot with every family present.
     fn full() -> Snapshot {
@@ -506,8 +509,8 @@ mod tests {
             backpressure_seconds: 0.5,
             advice: vec![Advice {
                 keep: 0.99,
-                out_of_orderness_seconds: 1.0,
-                allowed_lateness_seconds: 0.0,
+                out_of_orderness_ms: 1_000,
+                allowed_lateness_ms: 0,
                 open_windows: 4.0,
             }],
             late_dropped_ratio: 0.08,

@@ -38,7 +38,7 @@ pub struct Snapshot {
     pub checkpoints: CheckpointFigures,
     pub sinks: Vec<SinkFigures>,
     pub backpressure_seconds: f64,
-    pub advice: Vec<Advice>,
+    pub advice: Vec<crate::engine::advice::Advice>,
     pub late_dropped_ratio: f64,
 }
 
@@ -136,15 +136,4 @@ impl SinkFigures {
         self.errors += u64::from(failed);
         self.flush_seconds.observe(took.as_secs_f64());
     }
-}
-
-/// What it would have taken to keep a share of events (see
-/// `engine::advice`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Advice {
-    /// The share, e.g. `0.99`.
-    pub keep: f64,
-    pub out_of_orderness_seconds: f64,
-    pub allowed_lateness_seconds: f64,
-    pub open_windows: f64,
 }

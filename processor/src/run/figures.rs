@@ -7,9 +7,8 @@ use eddy_api::spec::LateDataPolicy;
 
 use super::{sink_name, Outputs, Pipeline};
 use crate::{
-    admin::{AdviceInfo, HotKeyInfo, Stats},
-    engine::advice,
-    metrics::{Advice, CheckpointFigures, PartitionFigures, Snapshot},
+    admin::{HotKeyInfo, Stats},
+    metrics::{CheckpointFigures, PartitionFigures, Snapshot},
     source::{wall_clock_ms, Source},
 };
 
@@ -54,9 +53,11 @@ impl Meter {
 }
 
 impl Pipeline {
-    /// The figures `/metrics` reports now.
+    /// The figures `/metrics` reports now; `summary` is what
+    /// [`Pipeline::stats`] answered at the same moment.
     pub(super) fn snapshot(
         &self,
+        summary: &Stats,
         meter: &Meter,
         checkpoints: &CheckpointFigures,
         outputs: &Outputs,
@@ -98,14 +99,12 @@ impl Pipeline {
             })
             .collect();
         let watermark = engine.watermark();
-        let read = self.counters.events;
-        let late: u64 = stats.iter().map(|s| s.late).sum();
         let results = self.counters.windows_emitted;
         Snapshot {
             job: self.plan.id.name.clone(),
             namespace: self.plan.id.namespace_or_default().to_string(),
             now_ms: wall_clock_ms(),
-            events_read: read,
+            events_read: summary.events_read,
             late_handling: match self.plan.late_policy {
                 LateDataPolicy::Output => "output",
                 _ => "dropped",
@@ -131,12 +130,8 @@ impl Pipeline {
             checkpoints: checkpoints.clone(),
             sinks: outputs.flushes.clone(),
             backpressure_seconds: meter.backpressure.as_secs_f64(),
-            advice: engine.advice().iter().map(advice_figures).collect(),
-            late_dropped_ratio: if read == 0 {
-                0.0
-            } else {
-                late as f64 / read as f64
-            },
+            advice: summary.advice.clone(),
+            late_dropped_ratio: summary.late_dropped_ratio,
         }
     }
 }
@@ -167,26 +162,7 @@ impl Pipeline {
                         })
                 })
                 .collect(),
-            advice: self
-                .engine
-                .advice()
-                .into_iter()
-                .map(|a| AdviceInfo {
-                    keep: a.keep,
-                    out_of_orderness_ms: a.out_of_orderness_ms,
-                    allowed_lateness_ms: a.allowed_lateness_ms,
-                    open_windows: a.open_windows,
-                })
-                .collect(),
+            advice: self.engine.advice(),
         }
-    }
-}
-
-fn advice_figures(a: &advice::Advice) -> Advice {
-    Advice {
-        keep: a.keep,
-        out_of_orderness_seconds: a.out_of_orderness_ms as f64 / 1000.0,
-        allowed_lateness_seconds: a.allowed_lateness_ms as f64 / 1000.0,
-        open_windows: a.open_windows,
     }
 }

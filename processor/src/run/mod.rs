@@ -134,11 +134,15 @@ pub async fn run(
                            outputs: &Outputs,
                            source: &Source,
                            admin: &Option<Admin>| {
+        if metrics.is_none() && admin.is_none() {
+            return;
+        }
+        // Once for both: the advice merges every partition's sketch.
+        let stats = job.stats();
         if let Some(m) = &metrics {
-            m.publish(job.snapshot(meter, &checkpoints.figures, outputs, source));
+            m.publish(job.snapshot(&stats, meter, &checkpoints.figures, outputs, source));
         }
         if let Some(a) = admin {
-            let stats = job.stats();
             a.status.send_modify(|s| s.stats = stats);
         }
     };
