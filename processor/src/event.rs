@@ -2,8 +2,15 @@
 //! record itself for the aggregations to read. Anything that cannot be read
 //! becomes an [`Invalid`] reason, never a panic.
 
+use std::borrow::Cow;
+
 use eddy_api::spec::TimeFormat;
 use serde_json::Value;
+
+use crate::{
+    engine::aggregate::{Aggregate, Input},
+    source::generator::Generated,
+};
 
 /// A record that passed extraction.
 #[derive(Clone, Debug, PartialEq)]
@@ -11,7 +18,37 @@ pub struct Event {
     pub key: String,
     /// Event time, milliseconds since the Unix epoch (UTC).
     pub time_ms: i64,
-    pub record: Value,
+    pub record: Record,
+}
+
+/// The record an event came from: parsed JSON, or a typed record of the
+/// generator, which becomes JSON only when it is written out (late or
+/// invalid).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    Json(Value),
+    Generated(Generated),
+}
+
+impl Record {
+    /// The record as JSON.
+    pub fn to_value(&self) -> Cow<'_, Value> {
+        match self {
+            Self::Json(value) => Cow::Borrowed(value),
+            Self::Generated(g) => Cow::Owned(g.to_value()),
+        }
+    }
+
+    /// What `aggregate` takes from the record (see [`Aggregate::input`]).
+    pub fn input(&self, aggregate: &Aggregate, name: &str) -> Result<Input, Invalid> {
+        match self {
+            Self::Json(value) => aggregate.input(value, name),
+            Self::Generated(g) => match g.number(aggregate) {
+                Some(input) => Ok(input),
+                None => aggregate.input(&g.to_value(), name),
+            },
+        }
+    }
 }
 
 /// Why a record is not a usable event. The text is what the invalid output
@@ -94,10 +131,40 @@ impl Extractor {
             Ok((key, time_ms)) => Ok(Event {
                 key,
                 time_ms,
-                record,
+                record: Record::Json(record),
             }),
             Err(reason) => Err((reason, record)),
         }
+    }
+
+    /// The event of a generated record: typed all the way when it is laid
+    /// out as this extractor reads it (millisecond times, distinct field
+    /// names), else through its JSON, with exactly the same outcome.
+    pub fn extract_generated(&self, g: Generated) -> Result<Event, (Invalid, Value)> {
+        let f = g.fields();
+        let typed = self.format == TimeFormat::EpochMillis
+            && f.time_format == TimeFormat::EpochMillis
+            && f.key_field == self.key_field
+            && f.time_field == self.time_field
+            && f.key_field != f.time_field
+            && f.value_field != f.key_field
+            && f.value_field != f.time_field
+            && time_in_range(g.time_ms);
+        if !typed {
+            return match self.extract(g.to_value()) {
+                Ok(Event { key, time_ms, .. }) => Ok(Event {
+                    key,
+                    time_ms,
+                    record: Record::Generated(g),
+                }),
+                Err(e) => Err(e),
+            };
+        }
+        Ok(Event {
+            key: g.key(),
+            time_ms: g.time_ms,
+            record: Record::Generated(g),
+        })
     }
 
     fn key_and_time(&self, record: &Value) -> Result<(String, i64), Invalid> {
@@ -122,6 +189,11 @@ const MAX_MS: i64 = 253_402_300_799_999;
 /// Smallest: year 0000.
 const MIN_MS: i64 = -62_167_219_200_000;
 
+/// Whether an event time in milliseconds is within the range we accept.
+pub fn time_in_range(ms: i64) -> bool {
+    (MIN_MS..=MAX_MS).contains(&ms)
+}
+
 /// Reads a time field in `format` as epoch milliseconds.
 pub fn parse_time(value: &Value, field: &str, format: TimeFormat) -> Result<i64, Invalid> {
     let wrong = |expected| Invalid::TimeWrongType {
@@ -142,7 +214,7 @@ pub fn parse_time(value: &Value, field: &str, format: TimeFormat) -> Result<i64,
             number(value, 0.001).ok_or_else(|| wrong("epoch microseconds"))?
         }
     };
-    if !(MIN_MS..=MAX_MS).contains(&ms) {
+    if !time_in_range(ms) {
         return Err(Invalid::TimeOutOfRange {
             field: field.to_string(),
             value: value.to_string(),

@@ -18,3 +18,9 @@ pub mod run;
 pub mod secrets;
 pub mod source;
 pub mod state;
+
+/// A hash map for the per-event path: foldhash instead of SipHash (keys are
+/// short; a random seed per process keeps collisions unpredictable).
+pub type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
+/// A hash set with the same hasher.
+pub type FastSet<K> = hashbrown::HashSet<K, foldhash::fast::RandomState>;

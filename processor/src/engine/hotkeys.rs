@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use crate::FastMap;
+
 /// A key's estimated share of its partition's events over the span.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HotKey {
@@ -23,16 +25,20 @@ pub struct HotKey {
 
 /// A key's counter: events counted, the error inherited from the counter
 /// it replaced, and when it was (re)placed (for deterministic ties).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Counter {
+    key: Box<str>,
     count: u64,
     error: u64,
     placed: u64,
 }
 
+/// One half of the span: the counters side by side (the smallest is found
+/// by a scan over a few dozen of them) and an index from key to counter.
 #[derive(Clone, Debug, Default)]
 struct Half {
-    counters: HashMap<String, Counter>,
+    counters: Vec<Counter>,
+    index: FastMap<Box<str>, usize>,
     total: u64,
     placements: u64,
 }
@@ -40,42 +46,40 @@ struct Half {
 impl Half {
     fn add(&mut self, key: &str, capacity: usize) {
         self.total += 1;
-        if let Some(c) = self.counters.get_mut(key) {
-            c.count += 1;
+        if let Some(&i) = self.index.get(key) {
+            self.counters[i].count += 1;
             return;
         }
         self.placements += 1;
         let placed = self.placements;
         if self.counters.len() < capacity {
-            self.counters.insert(
-                key.to_string(),
-                Counter {
-                    count: 1,
-                    error: 0,
-                    placed,
-                },
-            );
+            self.index.insert(key.into(), self.counters.len());
+            self.counters.push(Counter {
+                key: key.into(),
+                count: 1,
+                error: 0,
+                placed,
+            });
             return;
         }
         // Replace the smallest counter; ties go to the one placed first, so
         // the result does not depend on hash-map order.
-        let Some((victim, min)) = self
-            .counters
-            .iter()
-            .min_by_key(|(_, c)| (c.count, c.placed))
-            .map(|(k, c)| (k.clone(), c.count))
-        else {
+        let Some(i) = (0..self.counters.len()).min_by_key(|i| {
+            let c = &self.counters[*i];
+            (c.count, c.placed)
+        }) else {
             return;
         };
-        self.counters.remove(&victim);
-        self.counters.insert(
-            key.to_string(),
-            Counter {
-                count: min + 1,
-                error: min,
-                placed,
-            },
-        );
+        let victim = &mut self.counters[i];
+        let min = victim.count;
+        self.index.remove(&victim.key);
+        *victim = Counter {
+            key: key.into(),
+            count: min + 1,
+            error: min,
+            placed,
+        };
+        self.index.insert(key.into(), i);
     }
 }
 
@@ -128,8 +132,8 @@ impl SpaceSaving {
     pub fn top(&self, n: usize) -> Vec<HotKey> {
         let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
         for half in [&self.current, &self.previous] {
-            for (key, c) in &half.counters {
-                let entry = counts.entry(key.as_str()).or_default();
+            for c in &half.counters {
+                let entry = counts.entry(&c.key).or_default();
                 entry.0 += c.count;
                 entry.1 += c.error;
             }

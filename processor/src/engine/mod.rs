@@ -17,7 +17,9 @@ mod timers;
 pub mod watermark;
 pub mod window;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::hash_map::EntryRef;
 
 use eddy_api::spec::CalendarUnit;
 
@@ -33,6 +35,7 @@ use self::{
 use crate::{
     event::Invalid,
     state::{KeyState, StateStore},
+    FastMap,
 };
 
 /// What happened to one event.
@@ -81,9 +84,9 @@ pub struct Engine {
     config: EngineConfig,
     store: StateStore,
     /// Partition number → slot in `stats` and the watermarks.
-    slots: HashMap<u32, usize>,
+    slots: FastMap<u32, usize>,
     /// Per slot: keys held in memory.
-    cache: Vec<HashMap<String, Cached>>,
+    cache: Vec<FastMap<String, Cached>>,
     cached_keys: usize,
     timers: Timers,
     watermarks: Watermarks,
@@ -127,7 +130,7 @@ impl Engine {
             ),
             slots,
             cache: (0..config.partitions.len())
-                .map(|_| HashMap::new())
+                .map(|_| FastMap::default())
                 .collect(),
             cached_keys: 0,
             timers: Timers::new(config.partitions.len()),
@@ -308,7 +311,7 @@ impl Engine {
                 !c.state.windows.is_empty()
             });
         }
-        self.cached_keys = self.cache.iter().map(HashMap::len).sum();
+        self.cached_keys = self.cache.iter().map(FastMap::len).sum();
         self.events_since_flush = 0;
         self.counters.flushes += 1;
         Ok(())
@@ -325,26 +328,26 @@ impl Engine {
             .collect()
     }
 
-    /// The key's state, loaded into the cache when needed.
+    /// The key's state, loaded into the cache when needed (one lookup when
+    /// it is cached); a full cache is written back and emptied first.
     fn state_mut(&mut self, slot: usize, key: &str) -> anyhow::Result<&mut Cached> {
-        if !self.cache[slot].contains_key(key) {
-            if self.cached_keys >= self.config.cache_keys {
-                self.flush()?;
-                self.cache.iter_mut().for_each(HashMap::clear);
-                self.cached_keys = 0;
-            }
-            let partition = self.config.partitions[slot];
-            let state = self.store.get(partition, key)?.unwrap_or_default();
-            self.cache[slot].insert(
-                key.to_string(),
-                Cached {
+        if self.cached_keys >= self.config.cache_keys && !self.cache[slot].contains_key(key) {
+            self.flush()?;
+            self.cache.iter_mut().for_each(FastMap::clear);
+            self.cached_keys = 0;
+        }
+        match self.cache[slot].entry_ref(key) {
+            EntryRef::Occupied(cached) => Ok(cached.into_mut()),
+            EntryRef::Vacant(vacant) => {
+                let partition = self.config.partitions[slot];
+                let state = self.store.get(partition, key)?.unwrap_or_default();
+                self.cached_keys += 1;
+                Ok(vacant.insert(Cached {
                     state,
                     dirty: false,
-                },
-            );
-            self.cached_keys += 1;
+                }))
+            }
         }
-        Ok(self.cache[slot].get_mut(key).expect("inserted above"))
     }
 }
 

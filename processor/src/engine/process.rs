@@ -26,7 +26,7 @@ impl Engine {
         self.clock = self.clock.max(ingest_ms);
         let mut inputs = Vec::with_capacity(self.config.aggregates.len());
         for (name, aggregate) in &self.config.aggregates {
-            match aggregate.input(&event.record, name) {
+            match event.record.input(aggregate, name) {
                 Ok(input) => inputs.push(input),
                 Err(reason) => {
                     self.stats[slot].invalid += 1;
@@ -41,22 +41,21 @@ impl Engine {
         self.stats[slot].record_delay(behind);
         let watermark = self.watermarks.current();
         let lateness = self.config.allowed_lateness_ms;
-        let accepted = match self.config.windows.clone() {
+        let accepted = match &self.config.windows {
             WindowKind::Fixed(assigner) => {
                 let mut windows = std::mem::take(&mut self.scratch);
                 windows.clear();
                 assigner.assign(event.time_ms, &mut windows);
-                let mut any = false;
-                for w in &windows {
-                    if w.end.saturating_add(lateness) > watermark {
-                        self.add(slot, &event.key, *w, &inputs, event.time_ms)?;
-                        any = true;
-                    }
+                windows.retain(|w| w.end.saturating_add(lateness) > watermark);
+                let any = !windows.is_empty();
+                if any {
+                    self.add_fixed(slot, &event.key, &windows, &inputs, event.time_ms)?;
                 }
                 self.scratch = windows;
                 any
             }
             WindowKind::Session { gap, max_length } => {
+                let (gap, max_length) = (*gap, *max_length);
                 self.add_to_session(slot, event, &inputs, gap, max_length, watermark)?
             }
         };
@@ -79,6 +78,54 @@ impl Engine {
             .watch_ttl(slot, &event.key, ingest_ms.saturating_add(ttl));
         self.events_since_flush += 1;
         Ok(Outcome::Accepted)
+    }
+
+    /// Adds inputs to the key's fixed windows (all within the allowed
+    /// lateness), creating those it does not have yet: the key's state is
+    /// looked up once for all of them.
+    fn add_fixed(
+        &mut self,
+        slot: usize,
+        key: &str,
+        windows: &[Window],
+        inputs: &[Input],
+        time_ms: i64,
+    ) -> anyhow::Result<()> {
+        self.state_mut(slot, key)?;
+        let Self {
+            cache,
+            config,
+            timers,
+            stats,
+            ..
+        } = self;
+        let cached = cache[slot].get_mut(key).expect("loaded above");
+        cached.dirty = true;
+        let state = &mut cached.state;
+        for &window in windows {
+            let index = match state.find(window) {
+                Some(i) => i,
+                None => {
+                    // A new window: its fire timer starts here.
+                    timers.add_fire(slot, key, window);
+                    state.insert(WindowEntry {
+                        window,
+                        accs: config.aggregates.iter().map(|(_, a)| a.empty()).collect(),
+                        revision: 0,
+                        fired: false,
+                    })
+                }
+            };
+            let entry = &mut state.windows[index];
+            for (acc, input) in entry.accs.iter_mut().zip(inputs) {
+                acc.add(input, time_ms);
+            }
+            if entry.fired {
+                timers.mark_revised(slot, key, window);
+                stats[slot].late_updates += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Adds inputs to one of the key's windows, creating it if needed.

@@ -4,7 +4,10 @@ use jiff::tz::TimeZone;
 use serde_json::{json, Value};
 
 use super::{aggregate::Aggregate, window::Assigner, *};
-use crate::{event::Event, state::StateStore};
+use crate::{
+    event::{Event, Record},
+    state::StateStore,
+};
 
 struct Harness {
     engine: Engine,
@@ -68,7 +71,7 @@ impl Harness {
         let event = Event {
             key: key.into(),
             time_ms,
-            record: json!({"amount": amount}),
+            record: Record::Json(json!({"amount": amount})),
         };
         let outcome = self.engine.process(partition, &event, clock).unwrap();
         self.engine.advance(clock, &mut self.out).unwrap();
@@ -342,7 +345,7 @@ fn bad_aggregate_input_is_invalid_and_changes_nothing() {
     let bad = Event {
         key: "a".into(),
         time_ms: 1_000,
-        record: json!({"amount": "lots"}),
+        record: Record::Json(json!({"amount": "lots"})),
     };
     assert!(matches!(
         h.engine.process(0, &bad, 1_000).unwrap(),
@@ -389,7 +392,7 @@ fn downtime_does_not_count_against_the_ttl_after_a_restore() {
         let event = Event {
             key: "k".into(),
             time_ms: 1_000,
-            record: json!({"amount": 1.0}),
+            record: Record::Json(json!({"amount": 1.0})),
         };
         engine.process(0, &event, 1_000).unwrap();
         engine.flush().unwrap();

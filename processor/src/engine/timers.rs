@@ -2,15 +2,16 @@
 //! fire, when their state is purged, which fired windows late events
 //! revised, and when keys are checked against the state TTL.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::window::Window;
+use crate::FastSet;
 
 pub struct Timers {
     /// Windows not fired yet, bucketed by (end, slot, start): thousands of
     /// keys share a window, so a bucket is a hash set of keys, sorted once
     /// when it fires (the order stays deterministic).
-    fire: BTreeMap<(i64, usize, i64), HashSet<String>>,
+    fire: BTreeMap<(i64, usize, i64), FastSet<String>>,
     /// Keys of the bucket being fired, in order.
     firing: VecDeque<(usize, String, Window)>,
     pending: usize,
@@ -23,7 +24,7 @@ pub struct Timers {
     /// (due, slot, key): check the key against the TTL at `due`.
     ttl: BTreeSet<(i64, usize, String)>,
     /// Per slot: keys with an entry in `ttl` (looked up without allocating).
-    ttl_known: Vec<HashSet<String>>,
+    ttl_known: Vec<FastSet<String>>,
 }
 
 impl Timers {
@@ -36,7 +37,7 @@ impl Timers {
             purge: BTreeSet::new(),
             revised: BTreeSet::new(),
             ttl: BTreeSet::new(),
-            ttl_known: vec![HashSet::new(); slots],
+            ttl_known: vec![FastSet::default(); slots],
         }
     }
 

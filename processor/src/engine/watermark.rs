@@ -10,6 +10,19 @@ struct Partition {
     last_active: Option<i64>,
     /// The partition's input has ended: it never holds the watermark back.
     finished: bool,
+    /// It held the watermark back (active, not finished) at the last
+    /// computation.
+    counted: bool,
+}
+
+/// The last computed candidate watermark and until when it holds.
+#[derive(Clone, Copy, Debug)]
+struct Memo {
+    candidate: i64,
+    /// The minimum over counted partitions (`None`: none was counted).
+    min: Option<i64>,
+    /// The source clock at which a counted partition turns idle.
+    valid_until: i64,
 }
 
 /// Watermarks of the partitions a processor owns.
@@ -21,6 +34,10 @@ struct Partition {
 /// next event. A partition that never had an event counts as active from
 /// `started`, so it holds the watermark back for one idle timeout: data may
 /// still come. The watermark never goes backwards.
+///
+/// Advancing is called after every record, so the minimum is remembered
+/// and computed again only when it can have changed: a partition at the
+/// minimum moved, an idle one rejoined, or one turned idle.
 #[derive(Clone, Debug)]
 pub struct Watermarks {
     delay_ms: i64,
@@ -28,6 +45,7 @@ pub struct Watermarks {
     started_ms: Option<i64>,
     partitions: Vec<Partition>,
     current: i64,
+    memo: Option<Memo>,
 }
 
 impl Watermarks {
@@ -38,19 +56,34 @@ impl Watermarks {
             started_ms: None,
             partitions: vec![Partition::default(); partitions],
             current: i64::MIN,
+            memo: None,
         }
     }
 
     /// Records an event time in partition `slot` at source clock `now_ms`.
     pub fn observe(&mut self, slot: usize, time_ms: i64, now_ms: i64) {
-        self.started_ms.get_or_insert(now_ms);
+        if self.started_ms.is_none() {
+            self.started_ms = Some(now_ms);
+            self.memo = None;
+        }
+        let before = self.partition(slot);
         let p = &mut self.partitions[slot];
         p.max_seen = Some(p.max_seen.map_or(time_ms, |m| m.max(time_ms)));
         p.last_active = Some(now_ms);
+        let counted = p.counted;
+        if let Some(memo) = self.memo {
+            let moved = self.partition(slot) > before;
+            // Only a partition at the minimum moves it; an uncounted one
+            // may rejoin; with none counted, the largest of all decides.
+            if !counted || (moved && (memo.min.is_none() || memo.min == Some(before))) {
+                self.memo = None;
+            }
+        }
     }
 
     /// Restores a partition's largest event time from a checkpoint.
     pub fn restore(&mut self, slot: usize, max_seen: i64) {
+        self.memo = None;
         let p = &mut self.partitions[slot];
         p.max_seen = Some(p.max_seen.map_or(max_seen, |m| m.max(max_seen)));
     }
@@ -68,6 +101,7 @@ impl Watermarks {
 
     /// Marks partition `slot`'s input as ended.
     pub fn finish(&mut self, slot: usize) {
+        self.memo = None;
         self.partitions[slot].finished = true;
     }
 
@@ -85,18 +119,36 @@ impl Watermarks {
         since.is_some_and(|t| now_ms.saturating_sub(t) >= self.idle_timeout_ms)
     }
 
-    /// The processor's watermark at source clock `now_ms`.
+    /// The processor's watermark at source clock `now_ms` (which never goes
+    /// backwards).
     pub fn advance(&mut self, now_ms: i64) -> i64 {
+        let candidate = match self.memo {
+            Some(memo) if now_ms < memo.valid_until => memo.candidate,
+            _ => self.compute(now_ms),
+        };
+        self.current = self.current.max(candidate);
+        self.current
+    }
+
+    /// The minimum over active partitions at `now_ms`, remembered.
+    fn compute(&mut self, now_ms: i64) -> i64 {
         let mut min: Option<i64> = None;
         let mut max_finished = i64::MIN;
-        for (slot, p) in self.partitions.iter().enumerate() {
+        let mut valid_until = i64::MAX;
+        for slot in 0..self.partitions.len() {
             let wm = self.partition(slot);
+            let idle = self.is_idle(slot, now_ms);
+            let p = &mut self.partitions[slot];
+            p.counted = !p.finished && !idle;
             if p.finished {
                 max_finished = max_finished.max(wm);
                 continue;
             }
-            if self.is_idle(slot, now_ms) {
+            if idle {
                 continue;
+            }
+            if let Some(since) = p.last_active.or(self.started_ms) {
+                valid_until = valid_until.min(since.saturating_add(self.idle_timeout_ms));
             }
             min = Some(min.map_or(wm, |m: i64| m.min(wm)));
         }
@@ -104,17 +156,18 @@ impl Watermarks {
             Some(m) => m,
             // Every partition idle or done: nothing holds the watermark back
             // but the data seen so far.
-            None => self
-                .partitions
-                .iter()
-                .enumerate()
-                .map(|(slot, _)| self.partition(slot))
+            None => (0..self.partitions.len())
+                .map(|slot| self.partition(slot))
                 .max()
                 .unwrap_or(i64::MIN)
                 .max(max_finished),
         };
-        self.current = self.current.max(candidate);
-        self.current
+        self.memo = Some(Memo {
+            candidate,
+            min,
+            valid_until,
+        });
+        candidate
     }
 
     /// The watermark as of the last `advance`.
@@ -178,6 +231,32 @@ mod tests {
         assert_eq!(w.advance(11_000), 45_000);
         w.observe(1, 60_000, 12_000);
         assert_eq!(w.advance(12_000), 60_000);
+    }
+
+    /// The remembered minimum always equals the one computed from scratch.
+    #[test]
+    fn remembered_minimum_matches_a_full_computation() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for round in 0..200 {
+            let n = rng.random_range(1..6);
+            let mut fast = Watermarks::new(n, 1_000, 5_000);
+            let mut now = 0;
+            for _ in 0..400 {
+                now += rng.random_range(0..800);
+                let slot = rng.random_range(0..n);
+                match rng.random_range(0..100) {
+                    0 => fast.finish(slot),
+                    1 => fast.restore(slot, now + rng.random_range(-9_000..9_000)),
+                    2..=30 => {}
+                    _ => fast.observe(slot, now + rng.random_range(-4_000..2_000), now),
+                }
+                let mut slow = fast.clone();
+                slow.memo = None;
+                let expected = fast.current.max(slow.compute(now));
+                assert_eq!(fast.advance(now), expected, "round {round}");
+            }
+        }
     }
 
     #[test]

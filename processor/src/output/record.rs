@@ -3,7 +3,10 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
-use crate::{engine::WindowResult, event::rfc3339};
+use crate::{
+    engine::{window::Window, WindowResult},
+    event::rfc3339,
+};
 
 /// Who a result belongs to: the job's namespace (empty for local runs) and
 /// name.
@@ -50,9 +53,44 @@ pub fn result_id(job: &JobId, key: &str, start_ms: i64, end_ms: i64) -> String {
 
 /// One result as a JSON line (without the newline). Field order is fixed.
 pub fn result_line(job: &JobId, id: &str, r: &WindowResult) -> Vec<u8> {
-    let record = ResultRecord { job, id, result: r };
-    // Serializing plain data into a Vec cannot fail.
-    serde_json::to_vec(&record).unwrap_or_default()
+    ResultEncoder::default().line(job, id, r)
+}
+
+/// Serialises results, keeping the text of the last window's bounds:
+/// results come out window by window, so most share them.
+#[derive(Default)]
+pub struct ResultEncoder {
+    bounds: Option<Bounds>,
+}
+
+/// A window's bounds, as the result records show them.
+struct Bounds {
+    window: Window,
+    start: String,
+    end: String,
+}
+
+impl ResultEncoder {
+    /// [`result_line`], reusing the bounds' text of the previous result.
+    pub fn line(&mut self, job: &JobId, id: &str, r: &WindowResult) -> Vec<u8> {
+        let w = r.window;
+        if self.bounds.as_ref().is_none_or(|b| b.window != w) {
+            self.bounds = Some(Bounds {
+                window: w,
+                start: rfc3339(w.start),
+                end: rfc3339(w.end),
+            });
+        }
+        let bounds = self.bounds.as_ref().expect("set above");
+        let record = ResultRecord {
+            job,
+            id,
+            result: r,
+            bounds,
+        };
+        // Serializing plain data into a Vec cannot fail.
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
 }
 
 struct ResultRecord<'a> {
@@ -60,29 +98,33 @@ struct ResultRecord<'a> {
     /// [`result_id`] of the result.
     id: &'a str,
     result: &'a WindowResult,
+    bounds: &'a Bounds,
 }
 
 impl Serialize for ResultRecord<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.result;
-        let w = r.window;
         let mut m = s.serialize_map(Some(9))?;
         m.serialize_entry("id", self.id)?;
         m.serialize_entry("job", &self.job.name)?;
         m.serialize_entry("partition", &r.partition)?;
         m.serialize_entry("key", &r.key)?;
-        m.serialize_entry(
-            "window",
-            &json!({
-                "start": rfc3339(w.start),
-                "end": rfc3339(w.end),
-                "startMs": w.start,
-                "endMs": w.end,
-            }),
-        )?;
+        m.serialize_entry("window", self.bounds)?;
         m.serialize_entry("aggregates", &Ordered(&r.aggregates))?;
         m.serialize_entry("revision", &r.revision)?;
         m.serialize_entry("final", &r.is_final)?;
+        m.end()
+    }
+}
+
+/// The window object, its fields in alphabetical order.
+impl Serialize for Bounds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("end", &self.end)?;
+        m.serialize_entry("endMs", &self.window.end)?;
+        m.serialize_entry("start", &self.start)?;
+        m.serialize_entry("startMs", &self.window.start)?;
         m.end()
     }
 }
@@ -169,6 +211,27 @@ mod tests {
                 r#"{{"id":"{id}","job":"shop","partition":3,"key":"key-7","window":{{"end":"2026-01-01T00:00:10Z","endMs":1767225610000,"start":"2026-01-01T00:00:00Z","startMs":1767225600000}},"aggregates":{{"n":2,"amount":3.5}},"revision":1,"final":true}}"#
             )
         );
+    }
+
+    /// An encoder reused across windows writes what a fresh one writes.
+    #[test]
+    fn reused_encoder_matches_a_fresh_one() {
+        let shop = job("", "shop");
+        let mut encoder = ResultEncoder::default();
+        for (start, key) in [(0, "a"), (0, "b"), (10_000, "a"), (0, "c")] {
+            let r = WindowResult {
+                partition: 0,
+                key: key.into(),
+                window: Window {
+                    start,
+                    end: start + 10_000,
+                },
+                aggregates: vec![("n".into(), json!(1))],
+                revision: 1,
+                is_final: false,
+            };
+            assert_eq!(encoder.line(&shop, "id", &r), result_line(&shop, "id", &r));
+        }
     }
 
     #[test]

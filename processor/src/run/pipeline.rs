@@ -34,6 +34,7 @@ pub struct Pipeline {
     pub(super) fired: Vec<WindowResult>,
     /// Results that revised an earlier one.
     pub(super) revisions: u64,
+    encoder: record::ResultEncoder,
 }
 
 impl Pipeline {
@@ -63,6 +64,7 @@ impl Pipeline {
             invalid_by_kind: BTreeMap::new(),
             fired: Vec::new(),
             revisions: 0,
+            encoder: record::ResultEncoder::default(),
             job_path: plan.id.path(),
             plan,
         };
@@ -141,8 +143,9 @@ impl Pipeline {
             partition,
             origin,
         } = record;
-        let value = match payload {
-            Payload::Json(value) => value,
+        let extracted = match payload {
+            Payload::Json(value) => self.plan.extractor.extract(value),
+            Payload::Generated(g) => self.plan.extractor.extract_generated(g),
             Payload::Unreadable { raw, reason } => {
                 self.invalid(reason.kind(), partition);
                 return self.write_invalid(outputs, &origin, |job, at| {
@@ -150,7 +153,7 @@ impl Pipeline {
                 });
             }
         };
-        let mut event = match self.plan.extractor.extract(value) {
+        let mut event = match extracted {
             Ok(event) => event,
             Err((reason, value)) => {
                 self.invalid(reason.kind(), partition);
@@ -174,7 +177,7 @@ impl Pipeline {
                 self.engine
                     .record_skew_rejected(partition, event.time_ms, ingest_ms);
                 self.count_invalid(reason.kind());
-                return self.reject(outputs, &origin, &event.record, &reason);
+                return self.reject(outputs, &origin, &event.record.to_value(), &reason);
             }
         }
         match self.engine.process(partition, &event, ingest_ms)? {
@@ -188,7 +191,7 @@ impl Pipeline {
                     let text = origin.to_string();
                     let line = record::late_line(
                         &self.plan.id.name,
-                        &event.record,
+                        &event.record.to_value(),
                         lateness_ms,
                         watermark,
                         &text,
@@ -199,7 +202,7 @@ impl Pipeline {
             }
             Outcome::Invalid(reason) => {
                 self.count_invalid(reason.kind());
-                self.reject(outputs, &origin, &event.record, &reason)?;
+                self.reject(outputs, &origin, &event.record.to_value(), &reason)?;
             }
         }
         Ok(())
@@ -249,7 +252,7 @@ impl Pipeline {
         for result in self.fired.drain(..) {
             let w = result.window;
             let id = record::result_id(&self.plan.id, &result.key, w.start, w.end);
-            let line = record::result_line(&self.plan.id, &id, &result);
+            let line = self.encoder.line(&self.plan.id, &id, &result);
             for sink in &mut outputs.results {
                 sink.write_line(&line)
                     .map_err(|e| anyhow::anyhow!("writing to {}: {e}", sink.name()))?;

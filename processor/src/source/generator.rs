@@ -7,7 +7,10 @@
 //! with `seed`, drawn in a fixed order, so a seed always yields the same
 //! events.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use eddy_api::spec::{GeneratorSource, TimeFormat};
 use rand::{Rng, SeedableRng};
@@ -15,8 +18,11 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Zipf};
 use serde_json::{Map, Value};
 
-use super::{Batch, Poll, SourceRecord};
-use crate::event::rfc3339;
+use super::{Batch, Payload, Poll, SourceRecord};
+use crate::{
+    engine::aggregate::{Aggregate, Input},
+    event::rfc3339,
+};
 
 /// Most events handed out per poll.
 const BATCH: u64 = 1024;
@@ -85,8 +91,78 @@ enum Keys {
     Zipf(Zipf<f64>),
 }
 
+/// How generated records are laid out as JSON.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fields {
+    pub key_field: String,
+    pub key_prefix: String,
+    pub time_field: String,
+    pub time_format: TimeFormat,
+    pub value_field: String,
+}
+
+/// One generated record, typed: its key number, event time and amount in
+/// cents. [`Generated::to_value`] gives the JSON record it stands for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    fields: Arc<Fields>,
+    pub key: u64,
+    pub time_ms: i64,
+    pub cents: u32,
+}
+
+impl Generated {
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    /// The key as the record carries it.
+    pub fn key(&self) -> String {
+        format!("{}{}", self.fields.key_prefix, self.key)
+    }
+
+    /// The amount, as the record's number reads.
+    pub fn amount(&self) -> f64 {
+        f64::from(self.cents) / 100.0
+    }
+
+    /// The record as JSON.
+    pub fn to_value(&self) -> Value {
+        let f = &*self.fields;
+        let mut record = Map::with_capacity(3);
+        record.insert(f.key_field.clone(), Value::from(self.key()));
+        record.insert(
+            f.time_field.clone(),
+            format_time(self.time_ms, f.time_format),
+        );
+        record.insert(f.value_field.clone(), Value::from(self.amount()));
+        Value::Object(record)
+    }
+
+    /// The input of a numeric aggregate of the value field (or a count),
+    /// read without JSON; `None` for anything else.
+    pub fn number(&self, aggregate: &Aggregate) -> Option<Input> {
+        let f = &*self.fields;
+        let distinct = f.value_field != f.key_field && f.value_field != f.time_field;
+        match aggregate {
+            Aggregate::Count => Some(Input::None),
+            Aggregate::Sum { field }
+            | Aggregate::Min { field }
+            | Aggregate::Max { field }
+            | Aggregate::Avg { field }
+            | Aggregate::Quantile { field, .. }
+                if distinct && *field == f.value_field =>
+            {
+                Some(Input::Number(self.amount()))
+            }
+            _ => None,
+        }
+    }
+}
+
 pub struct Generator {
     config: GeneratorConfig,
+    fields: Arc<Fields>,
     rng: ChaCha8Rng,
     keys: Keys,
     next: u64,
@@ -100,8 +176,16 @@ impl Generator {
         } else {
             Keys::Uniform(config.keys)
         };
+        let fields = Arc::new(Fields {
+            key_field: config.key_field.clone(),
+            key_prefix: config.key_prefix.clone(),
+            time_field: config.time_field.clone(),
+            time_format: config.time_format,
+            value_field: config.value_field.clone(),
+        });
         Ok(Self {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
+            fields,
             keys,
             next: 0,
             started,
@@ -191,14 +275,18 @@ impl Generator {
         } else {
             base - jitter - if late { c.late_by_ms } else { 0 }
         };
-        let mut record = Map::with_capacity(3);
-        record.insert(
-            c.key_field.clone(),
-            Value::from(format!("{}{key}", c.key_prefix)),
-        );
-        record.insert(c.time_field.clone(), format_time(time_ms, c.time_format));
-        record.insert(c.value_field.clone(), Value::from(f64::from(cents) / 100.0));
-        SourceRecord::json(Value::Object(record), base).with_origin(super::Origin::Generator(i))
+        let record = Generated {
+            fields: self.fields.clone(),
+            key,
+            time_ms,
+            cents,
+        };
+        SourceRecord {
+            payload: Payload::Generated(record),
+            ingest_ms: base,
+            partition: None,
+            origin: super::Origin::Generator(i),
+        }
     }
 }
 
@@ -247,7 +335,7 @@ mod tests {
             match g.poll(start) {
                 Poll::Ready(batch) => {
                     all.extend(batch.records.into_iter().map(|r| match r.payload {
-                        crate::source::Payload::Json(v) => v,
+                        Payload::Generated(g) => g.to_value(),
                         other => panic!("{other:?}"),
                     }))
                 }
@@ -342,7 +430,7 @@ mod tests {
             .records
             .iter()
             .map(|r| match &r.payload {
-                crate::source::Payload::Json(v) => (v["ts"].as_i64().unwrap(), r.ingest_ms),
+                Payload::Generated(g) => (g.to_value()["ts"].as_i64().unwrap(), r.ingest_ms),
                 other => panic!("{other:?}"),
             })
             .collect();

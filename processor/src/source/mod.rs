@@ -15,6 +15,8 @@ use crate::event::Invalid;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Payload {
     Json(Value),
+    /// A typed record of the built-in generator.
+    Generated(generator::Generated),
     /// Something that is not a JSON record: the raw text (cut to a
     /// readable length) and why.
     Unreadable {

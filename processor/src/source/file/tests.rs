@@ -67,6 +67,7 @@ fn bad_lines_become_unreadable_records() {
         .map(|r| match &r.payload {
             Payload::Json(v) => format!("json {v}"),
             Payload::Unreadable { reason, .. } => reason.to_string(),
+            Payload::Generated(g) => panic!("a file gave a generated record: {g:?}"),
         })
         .collect();
     assert_eq!(reasons.len(), 4, "{reasons:?}");
