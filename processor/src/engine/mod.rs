@@ -78,6 +78,9 @@ pub struct EngineCounters {
 struct Cached {
     state: KeyState,
     dirty: bool,
+    /// The key is known to have a TTL check pending, so its events need
+    /// not look it up among the checks (false only means "look").
+    ttl_watched: bool,
 }
 
 pub struct Engine {
@@ -345,6 +348,7 @@ impl Engine {
                 Ok(vacant.insert(Cached {
                     state,
                     dirty: false,
+                    ttl_watched: false,
                 }))
             }
         }

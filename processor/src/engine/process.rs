@@ -72,10 +72,13 @@ impl Engine {
         s.accepted += 1;
         s.record_event(&event.key, ingest_ms);
         let ttl = self.config.state_ttl_ms;
-        let state = &mut self.state_mut(slot, &event.key)?.state;
-        state.last_update_ms = state.last_update_ms.max(ingest_ms);
-        self.timers
-            .watch_ttl(slot, &event.key, ingest_ms.saturating_add(ttl));
+        let cached = self.state_mut(slot, &event.key)?;
+        cached.state.last_update_ms = cached.state.last_update_ms.max(ingest_ms);
+        if !cached.ttl_watched {
+            cached.ttl_watched = true;
+            self.timers
+                .watch_ttl(slot, &event.key, ingest_ms.saturating_add(ttl));
+        }
         self.events_since_flush += 1;
         Ok(Outcome::Accepted)
     }
@@ -363,6 +366,9 @@ impl Engine {
         let ttl = self.config.state_ttl_ms;
         let clock = self.clock;
         while let Some((slot, key)) = self.timers.pop_ttl(clock) {
+            if let Some(c) = self.cache[slot].get_mut(&key) {
+                c.ttl_watched = false;
+            }
             // Look without caching: most watched keys are long gone.
             let last = match self.cache[slot].get(&key) {
                 Some(c) => Some(c.state.last_update_ms),
