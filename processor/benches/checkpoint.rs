@@ -108,7 +108,7 @@ fn fill(state: &StateStore, from: u64, keys: u64) {
                         start: 0,
                         end: 60_000,
                     },
-                    accs: vec![Acc::Count(i)],
+                    accs: vec![Acc::Count(i)].into(),
                     revision: 0,
                     fired: false,
                 }],

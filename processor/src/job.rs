@@ -325,7 +325,7 @@ fn windows(job: &StreamJob) -> Result<WindowKind, PlanError> {
     ]))
 }
 
-fn aggregate(a: &AggregationSpec) -> (String, Aggregate) {
+fn aggregate(a: &AggregationSpec) -> (std::sync::Arc<str>, Aggregate) {
     let field = a.field.clone().unwrap_or_default();
     let agg = match a.op {
         AggregateOp::Count => Aggregate::Count,
@@ -341,5 +341,5 @@ fn aggregate(a: &AggregationSpec) -> (String, Aggregate) {
             q: a.quantile.unwrap_or(0.5),
         },
     };
-    (a.output_name(), agg)
+    (a.output_name().into(), agg)
 }

@@ -49,7 +49,7 @@ fn key_state(i: u64, payload: usize) -> KeyState {
                 start: 0,
                 end: 60_000,
             },
-            accs: vec![Acc::Count(i)],
+            accs: vec![Acc::Count(i)].into(),
             revision: 0,
             fired: false,
         }],

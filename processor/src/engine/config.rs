@@ -21,7 +21,8 @@ pub struct EngineConfig {
     pub idle_timeout_ms: i64,
     pub allowed_lateness_ms: i64,
     /// Output name and function of each aggregate, in result order.
-    pub aggregates: Vec<(String, Aggregate)>,
+    /// Output names (shared by every result) and their aggregates.
+    pub aggregates: Vec<(std::sync::Arc<str>, Aggregate)>,
     /// Keyed state not updated for this long (source clock) is deleted.
     pub state_ttl_ms: i64,
     /// Heaviest keys tracked per partition.

@@ -58,7 +58,7 @@ pub struct WindowResult {
     pub partition: u32,
     pub key: String,
     pub window: Window,
-    pub aggregates: Vec<(String, Value)>,
+    pub aggregates: Vec<(std::sync::Arc<str>, Value)>,
     /// 1 for the first result of the window, higher for each revision.
     pub revision: u32,
     /// No further revision of this result will follow.

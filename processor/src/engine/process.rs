@@ -1,5 +1,7 @@
 //! Taking events in, and firing, revising and purging windows.
 
+use smallvec::SmallVec;
+
 use super::{
     aggregate::Input,
     session::{self, Placement, Session},
@@ -24,7 +26,7 @@ impl Engine {
             anyhow::bail!("partition {partition} is not owned by this processor");
         };
         self.clock = self.clock.max(ingest_ms);
-        let mut inputs = Vec::with_capacity(self.config.aggregates.len());
+        let mut inputs: SmallVec<[Input; 4]> = SmallVec::new();
         for (name, aggregate) in &self.config.aggregates {
             match event.record.input(aggregate, name) {
                 Ok(input) => inputs.push(input),
@@ -140,8 +142,8 @@ impl Engine {
         inputs: &[Input],
         time_ms: i64,
     ) -> anyhow::Result<()> {
-        let empty: Vec<_> = if self.cache_has_window(slot, key, window) {
-            Vec::new()
+        let empty: SmallVec<_> = if self.cache_has_window(slot, key, window) {
+            SmallVec::new()
         } else {
             self.config
                 .aggregates

@@ -137,8 +137,11 @@ impl PostgresSink {
     /// Buffers result `r` under its [`record::result_id`] `id`.
     pub fn push(&mut self, job: &record::JobId, id: &str, r: &WindowResult) {
         let w = r.window;
-        let aggregates: serde_json::Map<String, serde_json::Value> =
-            r.aggregates.iter().cloned().collect();
+        let aggregates: serde_json::Map<String, serde_json::Value> = r
+            .aggregates
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect();
         self.rows.push(Row {
             id: id.to_string(),
             job: job.name.clone(),

@@ -130,13 +130,13 @@ impl Serialize for Bounds {
 }
 
 /// Aggregates in the order the spec lists them.
-struct Ordered<'a>(&'a [(String, Value)]);
+struct Ordered<'a>(&'a [(std::sync::Arc<str>, Value)]);
 
 impl Serialize for Ordered<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (name, value) in self.0 {
-            m.serialize_entry(name, value)?;
+            m.serialize_entry(&**name, value)?;
         }
         m.end()
     }

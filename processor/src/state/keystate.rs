@@ -1,6 +1,7 @@
 //! What is stored per key: its windows with their accumulators.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::engine::{aggregate::Acc, window::Window};
 
@@ -18,7 +19,9 @@ pub struct KeyState {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WindowEntry {
     pub window: Window,
-    pub accs: Vec<Acc>,
+    /// Inline for up to two aggregates (no allocation per window); stored
+    /// as a sequence, like a `Vec`.
+    pub accs: SmallVec<[Acc; 2]>,
     /// Revision of the last result emitted (0: none yet).
     pub revision: u32,
     /// The watermark has passed the window's end and a result was emitted.

@@ -65,6 +65,11 @@ impl StateStore {
         options.set_write_buffer_manager(&buffers);
         options.set_max_open_files(64);
         options.increase_parallelism(2);
+        // Checkpoints flush every partition's memtable at once: one flush
+        // thread per partition (up to 8) lets them run side by side.
+        let mut env = rocksdb::Env::new()?;
+        env.set_high_priority_background_threads(partitions.len().clamp(1, 8) as i32);
+        options.set_env(&env);
         let mut write = WriteOptions::default();
         write.disable_wal(true);
         let mut store = Self {

@@ -7,7 +7,7 @@ fn state(windows: &[(i64, i64)]) -> KeyState {
             .iter()
             .map(|&(start, end)| WindowEntry {
                 window: Window { start, end },
-                accs: vec![Acc::Count(3)],
+                accs: vec![Acc::Count(3)].into(),
                 revision: 0,
                 fired: false,
             })
@@ -62,7 +62,7 @@ fn windows_stay_sorted() {
     let mut s = state(&[(10, 20)]);
     s.insert(WindowEntry {
         window: Window { start: 0, end: 10 },
-        accs: vec![],
+        accs: Default::default(),
         revision: 0,
         fired: false,
     });
