@@ -308,13 +308,12 @@ impl Engine {
             })
         });
         self.store.write(updates)?;
+        // Keys without windows stay cached too (until the cache is full):
+        // they were just deleted from RocksDB, and most come back soon, which
+        // would otherwise cost a lookup that finds nothing.
         for keys in &mut self.cache {
-            keys.retain(|_, c| {
-                c.dirty = false;
-                !c.state.windows.is_empty()
-            });
+            keys.values_mut().for_each(|c| c.dirty = false);
         }
-        self.cached_keys = self.cache.iter().map(FastMap::len).sum();
         self.events_since_flush = 0;
         self.counters.flushes += 1;
         Ok(())

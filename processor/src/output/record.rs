@@ -37,18 +37,19 @@ impl JobId {
 /// give the same id, whatever the revision or the partition count, so a sink
 /// that keeps the highest revision per id is idempotent.
 pub fn result_id(job: &JobId, key: &str, start_ms: i64, end_ms: i64) -> String {
-    let mut text = Vec::with_capacity(job.namespace.len() + job.name.len() + key.len() + 28);
+    // Streamed: the same hash as of the concatenated bytes, without them.
+    let mut text = xxhash_rust::xxh3::Xxh3::new();
     for part in [
         job.namespace.as_bytes(),
         job.name.as_bytes(),
         key.as_bytes(),
     ] {
-        text.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        text.extend_from_slice(part);
+        text.update(&(part.len() as u32).to_be_bytes());
+        text.update(part);
     }
-    text.extend_from_slice(&start_ms.to_be_bytes());
-    text.extend_from_slice(&end_ms.to_be_bytes());
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&text))
+    text.update(&start_ms.to_be_bytes());
+    text.update(&end_ms.to_be_bytes());
+    format!("{:032x}", text.digest128())
 }
 
 /// One result as a JSON line (without the newline). Field order is fixed.
@@ -232,6 +233,23 @@ mod tests {
             };
             assert_eq!(encoder.line(&shop, "id", &r), result_line(&shop, "id", &r));
         }
+    }
+
+    /// Ids never change across versions: the streamed hash is the one of
+    /// the length-prefixed parts laid end to end.
+    #[test]
+    fn result_id_is_the_hash_of_the_length_prefixed_parts() {
+        let mut text = Vec::new();
+        for part in ["prod", "shop", "key-7"] {
+            text.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            text.extend_from_slice(part.as_bytes());
+        }
+        text.extend_from_slice(&1_000i64.to_be_bytes());
+        text.extend_from_slice(&2_000i64.to_be_bytes());
+        assert_eq!(
+            result_id(&job("prod", "shop"), "key-7", 1_000, 2_000),
+            format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&text))
+        );
     }
 
     #[test]
