@@ -1,5 +1,5 @@
-//! Checkpoint benchmark: prints a table. Run with `cargo bench -p
-//! eddy-processor --bench checkpoint`. `EDDY_BENCH_STATE_MIB` sets the state
+//! Checkpoint benchmark: prints a table. Run with `cargo bench
+//! --bench checkpoint`. `EDDY_BENCH_STATE_MIB` sets the state
 //! size (default 1024). With `EDDY_TEST_S3_ENDPOINT` (and `_ACCESS_KEY`,
 //! `_SECRET_KEY`) set, as `scripts/test-servers env` does, the S3 store is
 //! measured too.

@@ -1,4 +1,4 @@
-//! Engine benchmark: prints a table. Run with `cargo bench -p eddy-processor
+//! Engine benchmark: prints a table. Run with `cargo bench
 //! --bench engine`; `EDDY_BENCH_EVENTS` scales the main workload (default
 //! 20,000,000) and `EDDY_BENCH_SKEW_EVENTS` the hot-key comparison (default
 //! 1,000,000).
