@@ -146,19 +146,14 @@ impl Extractor {
             && f.time_format == TimeFormat::EpochMillis
             && f.key_field == self.key_field
             && f.time_field == self.time_field
-            && f.key_field != f.time_field
-            && f.value_field != f.key_field
-            && f.value_field != f.time_field
+            && f.distinct()
             && time_in_range(g.time_ms);
         if !typed {
-            return match self.extract(g.to_value()) {
-                Ok(Event { key, time_ms, .. }) => Ok(Event {
-                    key,
-                    time_ms,
-                    record: Record::Generated(g),
-                }),
-                Err(e) => Err(e),
-            };
+            let value = g.to_value();
+            return self.extract(value).map(|event| Event {
+                record: Record::Generated(g),
+                ..event
+            });
         }
         Ok(Event {
             key: g.key(),

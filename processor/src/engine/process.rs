@@ -51,7 +51,7 @@ impl Engine {
                 windows.retain(|w| w.end.saturating_add(lateness) > watermark);
                 let any = !windows.is_empty();
                 if any {
-                    self.add_fixed(slot, &event.key, &windows, &inputs, event.time_ms)?;
+                    self.add_to_windows(slot, &event.key, &windows, &inputs, event.time_ms)?;
                 }
                 self.scratch = windows;
                 any
@@ -85,10 +85,10 @@ impl Engine {
         Ok(Outcome::Accepted)
     }
 
-    /// Adds inputs to the key's fixed windows (all within the allowed
-    /// lateness), creating those it does not have yet: the key's state is
-    /// looked up once for all of them.
-    fn add_fixed(
+    /// Adds inputs to the key's windows (all within the allowed lateness),
+    /// creating those it does not have yet, with their fire timers: the
+    /// key's state is looked up once for all of them.
+    fn add_to_windows(
         &mut self,
         slot: usize,
         key: &str,
@@ -129,48 +129,6 @@ impl Engine {
                 timers.mark_revised(slot, key, window);
                 stats[slot].late_updates += 1;
             }
-        }
-        Ok(())
-    }
-
-    /// Adds inputs to one of the key's windows, creating it if needed.
-    fn add(
-        &mut self,
-        slot: usize,
-        key: &str,
-        window: Window,
-        inputs: &[Input],
-        time_ms: i64,
-    ) -> anyhow::Result<()> {
-        let empty: SmallVec<_> = if self.cache_has_window(slot, key, window) {
-            SmallVec::new()
-        } else {
-            self.config
-                .aggregates
-                .iter()
-                .map(|(_, a)| a.empty())
-                .collect()
-        };
-        let cached = self.cache_entry(slot, key)?;
-        let index = match cached.find(window) {
-            Some(i) => i,
-            None => cached.insert(WindowEntry {
-                window,
-                accs: empty,
-                revision: 0,
-                fired: false,
-            }),
-        };
-        let entry = &mut cached.windows[index];
-        for (acc, input) in entry.accs.iter_mut().zip(inputs) {
-            acc.add(input, time_ms);
-        }
-        let (fired, new) = (entry.fired, entry.revision == 0 && !entry.fired);
-        if fired {
-            self.timers.mark_revised(slot, key, window);
-            self.stats[slot].late_updates += 1;
-        } else if new {
-            self.timers.add_fire(slot, key, window);
         }
         Ok(())
     }
@@ -230,7 +188,7 @@ impl Engine {
                 self.rebound(slot, key, into_w, window)?;
             }
         }
-        self.add(slot, key, target, inputs, event.time_ms)?;
+        self.add_to_windows(slot, key, &[target], inputs, event.time_ms)?;
         Ok(true)
     }
 
@@ -245,14 +203,6 @@ impl Engine {
             self.timers.add_fire(slot, key, new);
         }
         Ok(())
-    }
-
-    /// Whether the cached state of the key has this window (a cheap check
-    /// that spares building empty accumulators on every event).
-    fn cache_has_window(&self, slot: usize, key: &str, window: Window) -> bool {
-        self.cache[slot]
-            .get(key)
-            .is_some_and(|c| c.state.find(window).is_some())
     }
 
     /// The key's state for writing: marked dirty.

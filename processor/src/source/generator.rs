@@ -101,6 +101,16 @@ pub struct Fields {
     pub value_field: String,
 }
 
+impl Fields {
+    /// Key, time and value have fields of their own (otherwise the JSON
+    /// record keeps only the last of those sharing a name).
+    pub fn distinct(&self) -> bool {
+        self.key_field != self.time_field
+            && self.value_field != self.key_field
+            && self.value_field != self.time_field
+    }
+}
+
 /// One generated record, typed: its key number, event time and amount in
 /// cents. [`Generated::to_value`] gives the JSON record it stands for.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,7 +153,7 @@ impl Generated {
     /// read without JSON; `None` for anything else.
     pub fn number(&self, aggregate: &Aggregate) -> Option<Input> {
         let f = &*self.fields;
-        let distinct = f.value_field != f.key_field && f.value_field != f.time_field;
+        let distinct = f.distinct();
         match aggregate {
             Aggregate::Count => Some(Input::None),
             Aggregate::Sum { field }
