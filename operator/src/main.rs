@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             let settings = eddy_operator::controller::run::Settings {
                 namespace,
                 default_image: processor_image,
-                http_addr,
+                http: http_addr.into(),
                 instance,
                 own_namespace,
                 leader_election,

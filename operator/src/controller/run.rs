@@ -34,8 +34,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Processor image for jobs without `spec.image`.
     pub default_image: String,
-    /// Metrics and probes address.
-    pub http_addr: SocketAddr,
+    /// Where metrics and probes are served.
+    pub http: Http,
     /// This operator's name in Events and in the Lease (its pod name in a
     /// cluster).
     pub instance: String,
@@ -49,6 +49,21 @@ pub struct Settings {
     /// Give each job a NetworkPolicy letting only the operator reach its
     /// pods' admin port.
     pub network_policy: bool,
+}
+
+/// Where the operator serves `/metrics`, `/healthz` and `/readyz`.
+pub enum Http {
+    /// Bind this address when starting.
+    Bind(SocketAddr),
+    /// Serve on a socket bound already (kept by whoever passes it, so the
+    /// port stays this operator's across restarts in one process).
+    Listener(std::net::TcpListener),
+}
+
+impl From<SocketAddr> for Http {
+    fn from(addr: SocketAddr) -> Self {
+        Http::Bind(addr)
+    }
 }
 
 /// Runs until the process is stopped.
@@ -77,7 +92,7 @@ pub async fn run_with(client: Client, settings: Settings) -> anyhow::Result<()> 
     let ready = Arc::new(AtomicBool::new(settings.leader_election));
     // Served while this future lives (an operator stopped in-process
     // frees its port).
-    let _http = AbortOnDrop(serve_http(settings.http_addr, metrics, ready.clone()).await?);
+    let _http = AbortOnDrop(serve_http(settings.http, metrics, ready.clone()).await?);
 
     let elector = settings.leader_election.then(|| {
         crate::leader::Elector::new(
@@ -173,7 +188,7 @@ pub async fn run_with(client: Client, settings: Settings) -> anyhow::Result<()> 
 /// `/metrics`, `/healthz` (the process answers) and `/readyz` (503 while
 /// leading without a synced cache of the StreamJobs).
 async fn serve_http(
-    addr: SocketAddr,
+    http: Http,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -208,7 +223,13 @@ async fn serve_http(
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = match http {
+        Http::Bind(addr) => tokio::net::TcpListener::bind(addr).await?,
+        Http::Listener(listener) => {
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)?
+        }
+    };
     tracing::info!("metrics and probes on http://{}", listener.local_addr()?);
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use eddy_api::StreamJob;
-use eddy_operator::scheduler::{AdminClient, Listing};
+use eddy_operator::{
+    controller::run::Http,
+    scheduler::{AdminClient, Listing},
+};
 use k8s_openapi::{
     api::core::v1::{Namespace, Pod, Secret},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -45,8 +48,10 @@ pub struct Cluster {
     pub client: Client,
     pub ns: String,
     operator: Option<JoinHandle<()>>,
-    /// Port of the operator's `/metrics`.
-    metrics_port: u16,
+    /// The operator's `/metrics` socket, bound for the whole test so that
+    /// nothing else takes its port while the operator is stopped (every
+    /// operator started here serves on a clone of it).
+    metrics: std::net::TcpListener,
 }
 
 impl Cluster {
@@ -81,22 +86,19 @@ impl Cluster {
             )
             .await
             .unwrap();
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         Self {
             client,
             ns,
             operator: None,
-            metrics_port,
+            metrics,
         }
     }
 
     /// The value of an unlabelled sample of the operator's `/metrics`.
     pub async fn operator_metric(&self, name: &str) -> f64 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+        let mut stream = tokio::net::TcpStream::connect(self.metrics.local_addr().unwrap())
             .await
             .expect("the operator's metrics port");
         stream
@@ -118,7 +120,7 @@ impl Cluster {
         let settings = eddy_operator::controller::run::Settings {
             namespace: Some(self.ns.clone()),
             default_image: image.into(),
-            http_addr: ([127, 0, 0, 1], self.metrics_port).into(),
+            http: Http::Listener(self.metrics.try_clone().unwrap()),
             instance: format!("operator-{}", self.ns),
             own_namespace: self.ns.clone(),
             leader_election: false,
@@ -134,7 +136,7 @@ impl Cluster {
     }
 
     /// Stops the operator at once, wherever it is (as a killed pod would),
-    /// and waits until it is gone (its port free again).
+    /// and waits until it is gone.
     pub async fn stop_operator(&mut self) {
         if let Some(task) = self.operator.take() {
             task.abort();
