@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{
     engine::aggregate::{Aggregate, Input},
-    source::generator::Generated,
+    source::{generator::Generated, json::Sparse},
 };
 
 /// A record that passed extraction.
@@ -28,6 +28,8 @@ pub struct Event {
 pub enum Record {
     Json(Value),
     Generated(Generated),
+    /// Read sparsely: the fields the job reads, and the bytes for the rest.
+    Sparse(Sparse),
 }
 
 impl Record {
@@ -36,6 +38,7 @@ impl Record {
         match self {
             Self::Json(value) => Cow::Borrowed(value),
             Self::Generated(g) => Cow::Owned(g.to_value()),
+            Self::Sparse(s) => Cow::Owned(s.to_value()),
         }
     }
 
@@ -43,6 +46,7 @@ impl Record {
     pub fn input(&self, aggregate: &Aggregate, name: &str) -> Result<Input, Invalid> {
         match self {
             Self::Json(value) => aggregate.input(value, name),
+            Self::Sparse(s) => aggregate.input(&s.fields, name),
             Self::Generated(g) => match g.number(aggregate) {
                 Some(input) => Ok(input),
                 None => aggregate.input(&g.to_value(), name),
@@ -134,6 +138,19 @@ impl Extractor {
                 record: Record::Json(record),
             }),
             Err(reason) => Err((reason, record)),
+        }
+    }
+
+    /// The event of a sparsely read record: its wanted fields decide, as
+    /// the whole record would.
+    pub fn extract_sparse(&self, record: Sparse) -> Result<Event, (Invalid, Value)> {
+        match self.key_and_time(&record.fields) {
+            Ok((key, time_ms)) => Ok(Event {
+                key,
+                time_ms,
+                record: Record::Sparse(record),
+            }),
+            Err(reason) => Err((reason, record.to_value())),
         }
     }
 

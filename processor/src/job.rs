@@ -16,7 +16,10 @@ use crate::{
         record::JobId,
         transaction::{txn_plan, TxnPlan},
     },
-    source::{file::FileConfig, generator::GeneratorConfig, http::HttpConfig, kafka::KafkaConfig},
+    source::{
+        file::FileConfig, generator::GeneratorConfig, http::HttpConfig, json::Wanted,
+        kafka::KafkaConfig,
+    },
 };
 
 /// Longest record a file source accepts.
@@ -209,6 +212,13 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         .parse()
         .map_err(anyhow::Error::from)?;
     let t = &spec.event_time;
+    // What the job reads of a JSON record; sources skip the rest.
+    let fields = Wanted::new([spec.key_field.clone(), t.field.clone()].into_iter().chain(
+        spec.aggregations.iter().filter_map(|a| {
+            let (_, aggregate) = aggregate(a);
+            aggregate.field().map(str::to_owned)
+        }),
+    ));
     let source = if let Some(g) = &spec.source.generator {
         SourcePlan::Generator(GeneratorConfig::from_spec(
             g,
@@ -223,6 +233,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             partition_field: f.partition_field.clone(),
             ingestion_time_field: f.ingestion_time_field.clone(),
             time_format: t.format,
+            fields: fields.clone(),
             partitions: spec.partitions,
             max_record_bytes: MAX_RECORD_BYTES,
         })
@@ -249,6 +260,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             properties: k.properties.clone(),
             stop_at_end: k.stop_at_end,
             prefetch_kbytes: crate::source::kafka::prefetch_kbytes(memory_budget, owned.len()),
+            fields,
         })
     } else {
         return Err(PlanError::Unsupported(vec![

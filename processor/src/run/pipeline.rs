@@ -146,6 +146,7 @@ impl Pipeline {
         let extracted = match payload {
             Payload::Json(value) => self.plan.extractor.extract(value),
             Payload::Generated(g) => self.plan.extractor.extract_generated(g),
+            Payload::Sparse(s) => self.plan.extractor.extract_sparse(s),
             Payload::Unreadable { raw, reason } => {
                 self.invalid(reason.kind(), partition);
                 return self.write_invalid(outputs, &origin, |job, at| {

@@ -16,7 +16,10 @@ use anyhow::Context;
 use eddy_api::spec::TimeFormat;
 use serde_json::Value;
 
-use super::{wall_clock_ms, Batch, Payload, Poll, SourceRecord};
+use super::{
+    json::{Parsed, Wanted},
+    wall_clock_ms, Batch, Payload, Poll, SourceRecord,
+};
 use crate::event::{parse_time, Invalid};
 
 /// Lines read from one file per turn.
@@ -31,6 +34,9 @@ pub struct FileConfig {
     /// Field with each record's ingestion time, in `time_format`.
     pub ingestion_time_field: Option<String>,
     pub time_format: TimeFormat,
+    /// The fields the job reads from a record; the reader adds the
+    /// partition and ingestion-time fields. The rest is only checked.
+    pub fields: Wanted,
     pub partitions: u32,
     /// Longest line accepted, in bytes.
     pub max_record_bytes: usize,
@@ -54,7 +60,13 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    pub fn open(config: FileConfig) -> anyhow::Result<Self> {
+    pub fn open(mut config: FileConfig) -> anyhow::Result<Self> {
+        config.fields = config.fields.and(
+            [&config.partition_field, &config.ingestion_time_field]
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
         let files = config
             .paths
             .iter()
@@ -169,11 +181,13 @@ impl FileReader {
                 limit: self.config.max_record_bytes,
             })
         } else {
-            match serde_json::from_slice::<Value>(line) {
+            match self.config.fields.parse(line) {
                 Err(e) => unreadable(Invalid::NotJson(e.to_string())),
-                Ok(value) => match self.ingestion_time(&value) {
+                // Not a record at all: extraction reports that, at the clock.
+                Ok(Parsed::Other(value)) => Payload::Json(value),
+                Ok(Parsed::Object(record)) => match self.ingestion_time(&record.fields) {
                     Err(reason) => {
-                        let raw = value.to_string();
+                        let raw = record.to_value().to_string();
                         Payload::Unreadable { raw, reason }
                     }
                     Ok(t) => {
@@ -181,19 +195,28 @@ impl FileReader {
                             self.clock = self.clock.max(t);
                             ingest_ms = t;
                         }
-                        Payload::Json(value)
+                        Payload::Sparse(record)
                     }
                 },
             }
         };
         let mut partition = file_partition;
-        if let (Some(field), Payload::Json(value)) = (&self.config.partition_field, &payload) {
-            match value.get(field).and_then(Value::as_u64) {
+        let fields = match &payload {
+            Payload::Json(value) => Some(value),
+            Payload::Sparse(record) => Some(&record.fields),
+            _ => None,
+        };
+        if let (Some(field), Some(fields)) = (&self.config.partition_field, fields) {
+            match fields.get(field).and_then(Value::as_u64) {
                 Some(p) if p < u64::from(self.config.partitions) => partition = Some(p as u32),
                 _ => {
+                    let raw = match &payload {
+                        Payload::Sparse(record) => record.to_value().to_string(),
+                        _ => fields.to_string(),
+                    };
                     return SourceRecord {
                         payload: Payload::Unreadable {
-                            raw: value.to_string(),
+                            raw,
                             reason: Invalid::BadPartition {
                                 field: field.clone(),
                                 partitions: self.config.partitions,
@@ -202,7 +225,7 @@ impl FileReader {
                         ingest_ms,
                         partition: None,
                         origin: super::Origin::Unknown,
-                    }
+                    };
                 }
             }
         }
@@ -214,15 +237,12 @@ impl FileReader {
         }
     }
 
-    fn ingestion_time(&self, value: &Value) -> Result<Option<i64>, Invalid> {
+    /// The ingestion time in a record's wanted `fields`.
+    fn ingestion_time(&self, fields: &Value) -> Result<Option<i64>, Invalid> {
         let Some(field) = &self.config.ingestion_time_field else {
             return Ok(None);
         };
-        if !value.is_object() {
-            // Not a record at all: extraction reports that, at the clock.
-            return Ok(None);
-        }
-        match value.get(field) {
+        match fields.get(field) {
             None | Some(Value::Null) => Err(Invalid::MissingTime(field.clone())),
             Some(v) => parse_time(v, field, self.config.time_format).map(Some),
         }

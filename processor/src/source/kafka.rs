@@ -18,7 +18,10 @@ use rdkafka::{
 };
 use serde_json::Value;
 
-use super::{wall_clock_ms, Batch, Payload, Poll, SourceRecord};
+use super::{
+    json::{Parsed, Wanted},
+    wall_clock_ms, Batch, Payload, Poll, SourceRecord,
+};
 use crate::event::Invalid;
 
 /// Messages handed out per poll.
@@ -42,6 +45,8 @@ pub struct KafkaConfig {
     /// librdkafka's prefetch queue limit per partition
     /// (`queued.max.messages.kbytes`), unless the properties set it.
     pub prefetch_kbytes: u64,
+    /// The fields the job reads from a record; the rest is only checked.
+    pub fields: Wanted,
 }
 
 /// Prefetched messages may take an eighth of the memory budget, spread over
@@ -244,26 +249,25 @@ impl KafkaReader {
         let partition = Some(message.partition() as u32);
         let ingest_ms = wall_clock_ms();
         let bytes = message.payload().unwrap_or_default();
-        let payload = match serde_json::from_slice::<Value>(bytes) {
+        let payload = match self.config.fields.parse(bytes) {
             Err(e) => Payload::Unreadable {
                 raw: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
                 reason: Invalid::NotJson(e.to_string()),
             },
-            Ok(mut value) => {
-                if let Some(obj) = value.as_object_mut() {
-                    if let (Some(field), Some(key)) = (&self.config.key_into, message.key()) {
-                        obj.insert(
-                            field.clone(),
-                            Value::from(String::from_utf8_lossy(key).into_owned()),
-                        );
-                    }
-                    if let (Some(field), Some(ms)) =
-                        (&self.config.timestamp_into, message.timestamp().to_millis())
-                    {
-                        obj.insert(field.clone(), Value::from(ms));
-                    }
+            Ok(Parsed::Other(value)) => Payload::Json(value),
+            Ok(Parsed::Object(mut record)) => {
+                if let (Some(field), Some(key)) = (&self.config.key_into, message.key()) {
+                    record.insert(
+                        field.clone(),
+                        Value::from(String::from_utf8_lossy(key).into_owned()),
+                    );
                 }
-                Payload::Json(value)
+                if let (Some(field), Some(ms)) =
+                    (&self.config.timestamp_into, message.timestamp().to_millis())
+                {
+                    record.insert(field.clone(), Value::from(ms));
+                }
+                Payload::Sparse(record)
             }
         };
         SourceRecord {

@@ -3,6 +3,7 @@
 pub mod file;
 pub mod generator;
 pub mod http;
+pub mod json;
 pub mod kafka;
 
 use std::time::{Instant, SystemTime};
@@ -15,6 +16,8 @@ use crate::event::Invalid;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Payload {
     Json(Value),
+    /// A JSON object read only as far as the job needs.
+    Sparse(json::Sparse),
     /// A typed record of the built-in generator.
     Generated(generator::Generated),
     /// Something that is not a JSON record: the raw text (cut to a
