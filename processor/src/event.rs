@@ -9,7 +9,10 @@ use serde_json::Value;
 
 use crate::{
     engine::aggregate::{Aggregate, Input},
-    source::{generator::Generated, json::Sparse},
+    source::{
+        generator::Generated,
+        json::{Fields, Sparse},
+    },
 };
 
 /// A record that passed extraction.
@@ -46,7 +49,7 @@ impl Record {
     pub fn input(&self, aggregate: &Aggregate, name: &str) -> Result<Input, Invalid> {
         match self {
             Self::Json(value) => aggregate.input(value, name),
-            Self::Sparse(s) => aggregate.input(&s.fields, name),
+            Self::Sparse(s) => aggregate.input(s, name),
             Self::Generated(g) => match g.number(aggregate) {
                 Some(input) => Ok(input),
                 None => aggregate.input(&g.to_value(), name),
@@ -144,7 +147,7 @@ impl Extractor {
     /// The event of a sparsely read record: its wanted fields decide, as
     /// the whole record would.
     pub fn extract_sparse(&self, record: Sparse) -> Result<Event, (Invalid, Value)> {
-        match self.key_and_time(&record.fields) {
+        match self.key_and_time_in(&record) {
             Ok((key, time_ms)) => Ok(Event {
                 key,
                 time_ms,
@@ -180,14 +183,19 @@ impl Extractor {
     }
 
     fn key_and_time(&self, record: &Value) -> Result<(String, i64), Invalid> {
-        let obj = record.as_object().ok_or(Invalid::NotAnObject)?;
-        let key = match obj.get(&self.key_field) {
+        record.as_object().ok_or(Invalid::NotAnObject)?;
+        self.key_and_time_in(record)
+    }
+
+    /// The key and the time among a record's fields.
+    fn key_and_time_in(&self, obj: &impl Fields) -> Result<(String, i64), Invalid> {
+        let key = match obj.field(&self.key_field) {
             None | Some(Value::Null) => return Err(Invalid::MissingKey(self.key_field.clone())),
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
             Some(_) => return Err(Invalid::KeyWrongType(self.key_field.clone())),
         };
-        let time = match obj.get(&self.time_field) {
+        let time = match obj.field(&self.time_field) {
             None | Some(Value::Null) => return Err(Invalid::MissingTime(self.time_field.clone())),
             Some(v) => v,
         };

@@ -17,7 +17,7 @@ use eddy_api::spec::TimeFormat;
 use serde_json::Value;
 
 use super::{
-    json::{Parsed, Wanted},
+    json::{Fields, Parsed, Wanted},
     wall_clock_ms, Batch, Payload, Poll, SourceRecord,
 };
 use crate::event::{parse_time, Invalid};
@@ -128,7 +128,10 @@ impl FileReader {
             return Ok(Poll::End);
         };
         self.turn = index + 1;
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            records: Vec::with_capacity(BATCH),
+            ..Batch::default()
+        };
         let mut buf = Vec::new();
         for _ in 0..BATCH {
             let file = &mut self.files[index];
@@ -185,7 +188,7 @@ impl FileReader {
                 Err(e) => unreadable(Invalid::NotJson(e.to_string())),
                 // Not a record at all: extraction reports that, at the clock.
                 Ok(Parsed::Other(value)) => Payload::Json(value),
-                Ok(Parsed::Object(record)) => match self.ingestion_time(&record.fields) {
+                Ok(Parsed::Object(record)) => match self.ingestion_time(&record) {
                     Err(reason) => {
                         let raw = record.to_value().to_string();
                         Payload::Unreadable { raw, reason }
@@ -201,18 +204,19 @@ impl FileReader {
             }
         };
         let mut partition = file_partition;
-        let fields = match &payload {
+        let fields: Option<&dyn Fields> = match &payload {
             Payload::Json(value) => Some(value),
-            Payload::Sparse(record) => Some(&record.fields),
+            Payload::Sparse(record) => Some(record),
             _ => None,
         };
         if let (Some(field), Some(fields)) = (&self.config.partition_field, fields) {
-            match fields.get(field).and_then(Value::as_u64) {
+            match fields.field(field).and_then(Value::as_u64) {
                 Some(p) if p < u64::from(self.config.partitions) => partition = Some(p as u32),
                 _ => {
                     let raw = match &payload {
                         Payload::Sparse(record) => record.to_value().to_string(),
-                        _ => fields.to_string(),
+                        Payload::Json(value) => value.to_string(),
+                        _ => String::new(),
                     };
                     return SourceRecord {
                         payload: Payload::Unreadable {
@@ -238,11 +242,11 @@ impl FileReader {
     }
 
     /// The ingestion time in a record's wanted `fields`.
-    fn ingestion_time(&self, fields: &Value) -> Result<Option<i64>, Invalid> {
+    fn ingestion_time(&self, fields: &impl Fields) -> Result<Option<i64>, Invalid> {
         let Some(field) = &self.config.ingestion_time_field else {
             return Ok(None);
         };
-        match fields.get(field) {
+        match fields.field(field) {
             None | Some(Value::Null) => Err(Invalid::MissingTime(field.clone())),
             Some(v) => parse_time(v, field, self.config.time_format).map(Some),
         }

@@ -15,7 +15,21 @@
 use std::{fmt, sync::Arc};
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use smallvec::SmallVec;
+
+/// A record's top-level fields, by name.
+pub trait Fields {
+    /// The field `name`, if the record has it.
+    fn field(&self, name: &str) -> Option<&Value>;
+}
+
+/// A record that is not an object has no fields.
+impl Fields for Value {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.as_object()?.get(name)
+    }
+}
 
 /// The top-level fields a job reads from its records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,8 +40,9 @@ pub struct Wanted {
 /// A record read sparsely: the wanted fields, and the bytes it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sparse {
-    /// The wanted fields present in the record (an object).
-    pub fields: Value,
+    names: Arc<[String]>,
+    /// The value of each wanted field, in the order of `names`.
+    values: SmallVec<[Option<Value>; 4]>,
     raw: Box<[u8]>,
     /// Fields set by the source on top of the record (a Kafka message's
     /// key or timestamp), in the order they were set.
@@ -62,11 +77,12 @@ impl Wanted {
     /// only the wanted fields of an object.
     pub fn parse(&self, line: &[u8]) -> serde_json::Result<Parsed> {
         let mut de = serde_json::Deserializer::from_slice(line);
-        let fields = de.deserialize_any(TopLevel(&self.names))?;
+        let values = de.deserialize_any(TopLevel(&self.names))?;
         de.end()?;
-        Ok(match fields {
-            Some(fields) => Parsed::Object(Sparse {
-                fields: Value::Object(fields),
+        Ok(match values {
+            Some(values) => Parsed::Object(Sparse {
+                names: self.names.clone(),
+                values,
                 raw: line.into(),
                 added: Vec::new(),
             }),
@@ -78,10 +94,19 @@ impl Wanted {
 impl Sparse {
     /// Sets `field` as if the record had it (replacing what it had).
     pub fn insert(&mut self, field: String, value: Value) {
-        if let Value::Object(map) = &mut self.fields {
-            map.insert(field.clone(), value.clone());
+        if let Some(i) = self.names.iter().position(|n| *n == field) {
+            self.values[i] = Some(value.clone());
         }
         self.added.push((field, value));
+    }
+
+    /// The wanted fields the record has, as an object.
+    pub fn wanted(&self) -> serde_json::Map<String, Value> {
+        self.names
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(n, v)| Some((n.clone(), v.clone()?)))
+            .collect()
     }
 
     /// The whole record, as a full parse gives it.
@@ -101,25 +126,32 @@ impl Sparse {
 /// only checked (`None`).
 struct TopLevel<'a>(&'a [String]);
 
+impl Fields for Sparse {
+    /// A field the job does not read is never there.
+    fn field(&self, name: &str) -> Option<&Value> {
+        let i = self.names.iter().position(|n| n == name)?;
+        self.values[i].as_ref()
+    }
+}
+
 impl<'de> Visitor<'de> for TopLevel<'_> {
-    type Value = Option<Map<String, Value>>;
+    type Value = Option<SmallVec<[Option<Value>; 4]>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any valid JSON value")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Map::new();
+        let mut values: SmallVec<[Option<Value>; 4]> = SmallVec::new();
+        values.resize(self.0.len(), None);
         while let Some(wanted) = map.next_key_seed(Key(self.0))? {
             match wanted {
-                Some(i) => {
-                    // A repeated field keeps its last value, as in a Value.
-                    fields.insert(self.0[i].clone(), map.next_value()?);
-                }
+                // A repeated field keeps its last value, as in a Value.
+                Some(i) => values[i] = Some(map.next_value()?),
                 None => map.next_value_seed(Skip)?,
             }
         }
-        Ok(Some(fields))
+        Ok(Some(values))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sketches_ddsketch::{Config, DDSketch};
 
-use crate::event::Invalid;
+use crate::{event::Invalid, source::json::Fields};
 
 /// An aggregate function bound to its input field.
 #[derive(Clone, Debug, PartialEq)]
@@ -132,11 +132,11 @@ impl Aggregate {
 
     /// The input this aggregate takes from a record; checked for every
     /// aggregate before any state changes, so a bad record changes nothing.
-    pub fn input(&self, record: &Value, name: &str) -> Result<Input, Invalid> {
+    pub fn input(&self, record: &impl Fields, name: &str) -> Result<Input, Invalid> {
         let Some(field) = self.field() else {
             return Ok(Input::None);
         };
-        let value = record.get(field);
+        let value = record.field(field);
         match self {
             Self::First { .. } | Self::Last { .. } | Self::DistinctCount { .. } => match value {
                 None | Some(Value::Null) => Err(Invalid::MissingField {
