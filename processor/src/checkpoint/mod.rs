@@ -35,7 +35,7 @@ pub use self::{
     manifest::{Manifest, SourcePosition},
     store::Store,
 };
-use crate::state::StateStore;
+use crate::state::{Landing, PartWrite, StateStore};
 
 /// What the rest of the processor captures with a checkpoint.
 #[derive(Clone, Debug)]
@@ -58,6 +58,7 @@ pub struct Pending {
     dirs: BTreeMap<u32, PathBuf>,
     root: PathBuf,
     started: Instant,
+    /// How long processing stopped for it.
     sync_duration: Duration,
 }
 
@@ -66,52 +67,134 @@ pub struct Pending {
 pub struct Completed {
     pub id: u64,
     pub created_at: String,
+    /// How long processing stopped for it (the rest ran alongside).
     pub sync_duration: Duration,
     pub total_duration: Duration,
     pub bytes_uploaded: u64,
     pub bytes_total: u64,
 }
 
-/// The local, synchronous part: hard-link checkpoints of every partition
-/// under `local_root/<id>/p<n>`. The caller has written the engine's cache
-/// back and flushed its sinks.
+/// The local part of a checkpoint, all at once: hard-link checkpoints of
+/// every partition under `local_root/<id>/p<n>`. The caller has written
+/// the engine's cache back and flushed its sinks.
 pub fn snapshot(state: &StateStore, cut: Cut, local_root: &Path) -> anyhow::Result<Pending> {
     let started = Instant::now();
-    let root = local_root.join(cut.id.to_string());
-    if root.exists() {
-        std::fs::remove_dir_all(&root)?;
+    let mut pending = Snapshot::new(cut, state.encode([])?, None, local_root, started).take()?;
+    // Nothing ran meanwhile: all of it was a pause.
+    pending.sync_duration = started.elapsed();
+    Ok(pending)
+}
+
+/// The local part of a checkpoint, ready to run off the run loop: write
+/// the state changed since the last write-back into each partition, then
+/// hard-link checkpoints of every partition under `local_root/<id>/p<n>`.
+/// Until it is done the engine writes nothing to RocksDB, so the
+/// checkpoint holds exactly the state at the cut.
+pub struct Snapshot {
+    cut: Cut,
+    parts: Vec<PartWrite>,
+    /// Where the engine learns that RocksDB is its own again.
+    landing: Option<Landing>,
+    root: PathBuf,
+    started: Instant,
+    /// How long processing stopped for this checkpoint.
+    paused: Duration,
+}
+
+impl Snapshot {
+    /// A snapshot of the cut whose processing pause began at `started`
+    /// and ends now.
+    pub fn new(
+        cut: Cut,
+        parts: Vec<PartWrite>,
+        landing: Option<Landing>,
+        local_root: &Path,
+        started: Instant,
+    ) -> Self {
+        Self {
+            root: local_root.join(cut.id.to_string()),
+            cut,
+            parts,
+            landing,
+            started,
+            paused: started.elapsed(),
+        }
     }
-    std::fs::create_dir_all(&root)?;
-    // With the write-ahead log off, a checkpoint flushes the memtables and
-    // syncs the new files: the partitions do that side by side, so the
-    // pause is the slowest partition's, not the sum.
-    let dirs = std::thread::scope(|scope| {
-        let running: Vec<_> = state
-            .partitions()
-            .into_iter()
-            .map(|partition| {
-                let dir = root.join(format!("p{partition}"));
-                let db = state.db(partition);
-                scope.spawn(move || -> anyhow::Result<(u32, PathBuf)> {
-                    rocksdb::checkpoint::Checkpoint::new(db?)?
-                        .create_checkpoint(&dir)
-                        .with_context(|| format!("checkpointing partition {partition}"))?;
-                    Ok((partition, dir))
+
+    pub fn id(&self) -> u64 {
+        self.cut.id
+    }
+
+    /// Writes and links every partition (blocking), then lands.
+    pub fn take(mut self) -> anyhow::Result<Pending> {
+        // Lands even if a thread below panics.
+        let landing = LandOnDrop(self.landing.take(), None);
+        let taken = self.link();
+        let mut landing = landing;
+        landing.1 = Some(taken.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+        drop(landing);
+        taken
+    }
+
+    fn link(self) -> anyhow::Result<Pending> {
+        let Self {
+            cut,
+            parts,
+            root,
+            started,
+            paused,
+            ..
+        } = self;
+        if root.exists() {
+            std::fs::remove_dir_all(&root)?;
+        }
+        std::fs::create_dir_all(&root)?;
+        // With the write-ahead log off, a checkpoint flushes the memtables
+        // and syncs the new files: the partitions do that side by side, so
+        // it takes the slowest partition's time, not the sum.
+        let dirs = std::thread::scope(|scope| {
+            let running: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    let partition = part.partition;
+                    let dir = root.join(format!("p{partition}"));
+                    scope.spawn(move || -> anyhow::Result<(u32, PathBuf)> {
+                        let db = part.write()?;
+                        rocksdb::checkpoint::Checkpoint::new(&db)?
+                            .create_checkpoint(&dir)
+                            .with_context(|| format!("checkpointing partition {partition}"))?;
+                        Ok((partition, dir))
+                    })
                 })
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|t| t.join().expect("a checkpoint thread panicked"))
-            .collect::<anyhow::Result<BTreeMap<u32, PathBuf>>>()
-    })?;
-    Ok(Pending {
-        cut,
-        dirs,
-        root,
-        started,
-        sync_duration: started.elapsed(),
-    })
+                .collect();
+            running
+                .into_iter()
+                .map(|t| t.join().expect("a checkpoint thread panicked"))
+                .collect::<anyhow::Result<BTreeMap<u32, PathBuf>>>()
+        })?;
+        Ok(Pending {
+            cut,
+            dirs,
+            root,
+            started,
+            sync_duration: paused,
+        })
+    }
+}
+
+/// Lands its landing when dropped: with the outcome set, else as failed.
+struct LandOnDrop(Option<Landing>, Option<Result<(), String>>);
+
+impl Drop for LandOnDrop {
+    fn drop(&mut self) {
+        if let Some(landing) = self.0.take() {
+            let outcome = self
+                .1
+                .take()
+                .unwrap_or_else(|| Err("the checkpoint thread panicked".into()));
+            landing.land(outcome);
+        }
+    }
 }
 
 /// The background part: upload new files and the manifests, then apply

@@ -34,7 +34,7 @@ use self::{
 };
 use crate::{
     event::Invalid,
-    state::{KeyState, StateStore},
+    state::{KeyState, Landing, PartWrite, StateStore},
     FastMap,
 };
 
@@ -103,6 +103,9 @@ pub struct Engine {
     ttl_floor_pending: bool,
     events_since_flush: u64,
     scratch: Vec<Window>,
+    /// A checkpoint is writing the changes handed to it: nothing is
+    /// written to RocksDB until it lands.
+    held: Option<Landing>,
 }
 
 /// The stable partition of a key: xxh3 of its bytes modulo the partition
@@ -144,6 +147,7 @@ impl Engine {
             ttl_floor_pending: false,
             events_since_flush: 0,
             scratch: Vec::new(),
+            held: None,
             store,
             config,
         }
@@ -300,6 +304,26 @@ impl Engine {
 
     /// Writes every changed key back to RocksDB.
     pub fn flush(&mut self) -> anyhow::Result<()> {
+        for part in self.take_changes()? {
+            part.write()?;
+        }
+        Ok(())
+    }
+
+    /// Hands every changed key over to a checkpoint, encoded, to be
+    /// written with it off the run loop. Until the returned [`Landing`]
+    /// lands, the engine writes nothing to RocksDB: the keys handed over
+    /// stay cached, and the cache may grow past its limit meanwhile.
+    pub fn hand_over(&mut self) -> anyhow::Result<(Vec<PartWrite>, Landing)> {
+        let parts = self.take_changes()?;
+        let landing = Landing::default();
+        self.held = Some(landing.clone());
+        Ok((parts, landing))
+    }
+
+    /// The changed keys, encoded per partition; they count as written.
+    fn take_changes(&mut self) -> anyhow::Result<Vec<PartWrite>> {
+        self.writable(true)?;
         let partitions = &self.config.partitions;
         let updates = self.cache.iter().enumerate().flat_map(|(slot, keys)| {
             keys.iter().filter(|(_, c)| c.dirty).map(move |(key, c)| {
@@ -307,7 +331,7 @@ impl Engine {
                 (partitions[slot], key.as_str(), state)
             })
         });
-        self.store.write(updates)?;
+        let parts = self.store.encode(updates)?;
         // Keys without windows stay cached too (until the cache is full):
         // they were just deleted from RocksDB, and most come back soon, which
         // would otherwise cost a lookup that finds nothing.
@@ -316,7 +340,29 @@ impl Engine {
         }
         self.events_since_flush = 0;
         self.counters.flushes += 1;
-        Ok(())
+        Ok(parts)
+    }
+
+    /// Whether RocksDB may be written now (no checkpoint is writing);
+    /// with `wait`, waits until it may. A checkpoint that could not write
+    /// what was handed to it is an error: that state is nowhere else.
+    fn writable(&mut self, wait: bool) -> anyhow::Result<bool> {
+        let Some(landing) = &self.held else {
+            return Ok(true);
+        };
+        let outcome = if wait {
+            Some(landing.wait())
+        } else {
+            landing.landed()
+        };
+        match outcome {
+            None => Ok(false),
+            Some(Ok(())) => {
+                self.held = None;
+                Ok(true)
+            }
+            Some(Err(e)) => anyhow::bail!("a checkpoint could not write the state: {e}"),
+        }
     }
 
     /// State size per partition in bytes, after writing the cache back.
@@ -333,7 +379,10 @@ impl Engine {
     /// The key's state, loaded into the cache when needed (one lookup when
     /// it is cached); a full cache is written back and emptied first.
     fn state_mut(&mut self, slot: usize, key: &str) -> anyhow::Result<&mut Cached> {
-        if self.cached_keys >= self.config.cache_keys && !self.cache[slot].contains_key(key) {
+        if self.cached_keys >= self.config.cache_keys
+            && !self.cache[slot].contains_key(key)
+            && self.writable(false)?
+        {
             self.flush()?;
             self.cache.iter_mut().for_each(FastMap::clear);
             self.cached_keys = 0;

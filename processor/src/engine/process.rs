@@ -226,7 +226,7 @@ impl Engine {
         let watermark = self.watermarks.advance(self.clock);
         self.emit_due(watermark, out)?;
         self.expire_keys()?;
-        if self.events_since_flush >= self.config.flush_every_events {
+        if self.events_since_flush >= self.config.flush_every_events && self.writable(false)? {
             self.flush()?;
         }
         Ok(())

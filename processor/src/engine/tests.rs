@@ -415,3 +415,41 @@ fn downtime_does_not_count_against_the_ttl_after_a_restore() {
         "5 s after the restore it expires"
     );
 }
+
+#[test]
+fn state_handed_to_a_checkpoint_is_written_by_it_alone() {
+    let mut c = config(tumbling(3_600_000));
+    c.cache_keys = 10;
+    let mut h = Harness::new(c);
+    for i in 0..10 {
+        h.send(&format!("k{i}"), 1_000, 1.0);
+    }
+    let (parts, landing) = h.engine.hand_over().unwrap();
+    // The cache is full, but RocksDB is the checkpoint's until it lands:
+    // new keys are cached past the limit, nothing is evicted or written.
+    for i in 10..30 {
+        h.send(&format!("k{i}"), 2_000, 1.0);
+    }
+    assert!(h.stored_keys(0).is_empty(), "nothing written yet");
+    assert_eq!(h.engine.cached_keys, 30);
+    for part in parts {
+        part.write().unwrap();
+    }
+    assert_eq!(h.stored_keys(0).len(), 10, "what was handed over, only");
+    landing.land(Ok(()));
+    // Writable again: the next key finds the cache full and writes back.
+    h.send("k30", 3_000, 1.0);
+    assert_eq!(h.stored_keys(0).len(), 30);
+    h.finish();
+    assert_eq!(h.results().len(), 31, "every key's window fires once");
+}
+
+#[test]
+fn a_checkpoint_that_could_not_write_stops_the_engine() {
+    let mut h = Harness::new(config(tumbling(10_000)));
+    h.send("a", 1_000, 1.0);
+    let (_parts, landing) = h.engine.hand_over().unwrap();
+    landing.land(Err("disk full".into()));
+    let e = h.engine.flush().unwrap_err();
+    assert!(e.to_string().contains("disk full"), "{e}");
+}

@@ -135,7 +135,7 @@ impl Checkpoints {
         let id = self.next_id;
         let position = source.position();
         let span = tracing::info_span!("checkpoint", id, partitions = ?self.partitions);
-        let pending = job
+        let snapshot = job
             .checkpoint(id, position.clone(), outputs, &self.local)
             .instrument(span.clone())
             .await?;
@@ -153,7 +153,13 @@ impl Checkpoints {
         );
         let handle = tokio::spawn(
             async move {
-                let done = checkpoint::upload(pending, &store, retain, also_keep).await;
+                // Writing and linking the state runs beside the processing
+                // (which writes nothing to RocksDB until it is done).
+                let done = match tokio::task::spawn_blocking(move || snapshot.take()).await {
+                    Ok(Ok(pending)) => checkpoint::upload(pending, &store, retain, also_keep).await,
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(anyhow::anyhow!("the checkpoint thread failed: {e}")),
+                };
                 // The run loop reports the outcome; the span only carries it.
                 let span = tracing::Span::current();
                 match &done {

@@ -71,22 +71,24 @@ impl Pipeline {
         Ok((pipeline, source))
     }
 
-    /// The synchronous part of a checkpoint: results out, sinks flushed,
-    /// state written back and hard-linked, with the source position.
+    /// The part of a checkpoint that pauses processing: results out,
+    /// sinks flushed, changed state encoded, with the source position.
+    /// The snapshot returned writes and links the state off the run loop.
     pub async fn checkpoint(
         &mut self,
         id: u64,
         source: SourcePosition,
         outputs: &mut Outputs,
         local: &Path,
-    ) -> anyhow::Result<checkpoint::Pending> {
+    ) -> anyhow::Result<checkpoint::Snapshot> {
+        let started = Instant::now();
         self.emit(outputs)?;
         outputs.sync_files()?;
         // Results emitted before the cut must be in the tables before the
         // cut counts: a restore will not emit them again.
         outputs.flush_tables().await?;
         outputs.precommit(id)?;
-        self.engine.flush()?;
+        let (parts, landing) = self.engine.hand_over()?;
         let cut = Cut {
             id,
             job: self.job_path.clone(),
@@ -96,7 +98,13 @@ impl Pipeline {
             sink_lengths: outputs.file_lengths(),
             epoch: self.plan.checkpoints.epoch,
         };
-        checkpoint::snapshot(self.engine.store(), cut, local)
+        Ok(checkpoint::Snapshot::new(
+            cut,
+            parts,
+            Some(landing),
+            local,
+            started,
+        ))
     }
 
     pub fn engine_mut(&mut self) -> &mut Engine {

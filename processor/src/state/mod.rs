@@ -12,6 +12,7 @@ mod keystate;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::{Arc, Condvar, Mutex},
 };
 
 use anyhow::Context;
@@ -27,10 +28,10 @@ pub use keystate::{KeyState, WindowEntry};
 pub const ROCKSDB_SHARE: f64 = 0.5;
 
 pub struct StateStore {
-    dbs: BTreeMap<u32, DB>,
+    /// Shared with a checkpoint that writes and links them off the run loop.
+    dbs: BTreeMap<u32, Arc<DB>>,
     dir: PathBuf,
     options: Options,
-    write: WriteOptions,
     _cache: Cache,
     _buffers: WriteBufferManager,
 }
@@ -70,13 +71,10 @@ impl StateStore {
         let mut env = rocksdb::Env::new()?;
         env.set_high_priority_background_threads(partitions.len().clamp(1, 8) as i32);
         options.set_env(&env);
-        let mut write = WriteOptions::default();
-        write.disable_wal(true);
         let mut store = Self {
             dbs: BTreeMap::new(),
             dir: dir.to_path_buf(),
             options,
-            write,
             _cache: cache,
             _buffers: buffers,
         };
@@ -92,7 +90,7 @@ impl StateStore {
         let path = partition_dir(&self.dir, partition);
         let db = DB::open(&self.options, &path)
             .with_context(|| format!("opening RocksDB in {}", path.display()))?;
-        self.dbs.insert(partition, db);
+        self.dbs.insert(partition, Arc::new(db));
         Ok(())
     }
 
@@ -105,6 +103,7 @@ impl StateStore {
     pub fn db(&self, partition: u32) -> anyhow::Result<&DB> {
         self.dbs
             .get(&partition)
+            .map(|db| &**db)
             .with_context(|| format!("partition {partition} is not in this store"))
     }
 
@@ -129,6 +128,19 @@ impl StateStore {
         &self,
         updates: impl IntoIterator<Item = (u32, &'a str, Option<&'a KeyState>)>,
     ) -> anyhow::Result<()> {
+        for part in self.encode(updates)? {
+            part.write()?;
+        }
+        Ok(())
+    }
+
+    /// Key states encoded into a write batch per partition (every
+    /// partition of the store, changed or not), to be written later,
+    /// possibly on another thread.
+    pub fn encode<'a>(
+        &self,
+        updates: impl IntoIterator<Item = (u32, &'a str, Option<&'a KeyState>)>,
+    ) -> anyhow::Result<Vec<PartWrite>> {
         let mut batches: BTreeMap<u32, WriteBatch> = BTreeMap::new();
         for (partition, key, state) in updates {
             let batch = batches.entry(partition).or_default();
@@ -137,10 +149,15 @@ impl StateStore {
                 None => batch.delete(key.as_bytes()),
             }
         }
-        for (partition, batch) in batches {
-            self.db(partition)?.write_opt(batch, &self.write)?;
-        }
-        Ok(())
+        Ok(self
+            .dbs
+            .iter()
+            .map(|(partition, db)| PartWrite {
+                partition: *partition,
+                db: db.clone(),
+                batch: batches.remove(partition).unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// Every key and state of a partition, in key order.
@@ -184,6 +201,62 @@ impl StateStore {
             db.flush()?;
         }
         Ok(())
+    }
+}
+
+/// Tells the engine that a checkpoint's writes have landed in RocksDB (or
+/// failed): until then the engine writes nothing there, so the checkpoint
+/// links exactly the state of its cut.
+#[derive(Clone, Debug, Default)]
+pub struct Landing(Arc<(Mutex<Outcome>, Condvar)>);
+
+/// A checkpoint's writes: not landed yet, written, or failed (why).
+type Outcome = Option<Result<(), String>>;
+
+impl Landing {
+    pub fn land(&self, outcome: Result<(), String>) {
+        let (done, ready) = &*self.0;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        ready.notify_all();
+    }
+
+    /// The outcome, if it has landed.
+    pub fn landed(&self) -> Option<Result<(), String>> {
+        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits for the outcome.
+    pub fn wait(&self) -> Result<(), String> {
+        let (done, ready) = &*self.0;
+        let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(outcome) = &*done {
+                return outcome.clone();
+            }
+            done = ready.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Changed key states of one partition, with its database, ready to be
+/// written there from any thread.
+pub struct PartWrite {
+    pub partition: u32,
+    pub db: Arc<DB>,
+    batch: WriteBatch,
+}
+
+impl PartWrite {
+    /// Writes the batch (without the write-ahead log, like every write).
+    pub fn write(self) -> anyhow::Result<Arc<DB>> {
+        if !self.batch.is_empty() {
+            let mut options = WriteOptions::default();
+            options.disable_wal(true);
+            self.db
+                .write_opt(self.batch, &options)
+                .with_context(|| format!("writing partition {}", self.partition))?;
+        }
+        Ok(self.db)
     }
 }
 
