@@ -243,6 +243,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             addr: std::net::SocketAddr::new(ip, h.port),
             max_body: h.max_body.parse().map_err(anyhow::Error::from)? as usize,
             buffer_events: h.buffer_events as usize,
+            fields: fields.clone(),
         })
     } else if let Some(k) = &spec.source.kafka {
         if k.properties_secret.is_some() {

@@ -36,7 +36,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
 
-use super::{wall_clock_ms, Batch, Payload, Poll, SourceRecord};
+use super::{
+    json::{Parsed, Wanted},
+    wall_clock_ms, Batch, Payload, Poll, SourceRecord,
+};
 use crate::event::Invalid;
 
 /// Records handed out per poll.
@@ -49,9 +52,12 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     pub max_body: usize,
     pub buffer_events: usize,
+    /// The fields the job reads from a record; the rest is only checked.
+    pub fields: Wanted,
 }
 
 struct Shared {
+    fields: Wanted,
     queue: Mutex<VecDeque<(u64, Payload)>>,
     permits: Semaphore,
     /// Sequence number of the last event accepted.
@@ -74,6 +80,7 @@ impl HttpIngest {
     /// Binds the endpoint and serves it in the background.
     pub async fn open(config: HttpConfig) -> anyhow::Result<Self> {
         let shared = Arc::new(Shared {
+            fields: config.fields.clone(),
             queue: Mutex::new(VecDeque::new()),
             permits: Semaphore::new(config.buffer_events),
             accepted: AtomicU64::new(0),
@@ -174,7 +181,7 @@ async fn ingest(
     if s.closing.load(Ordering::SeqCst) {
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let payloads = parse(&body);
+    let payloads = parse(&body, &s.fields);
     let n = payloads.len();
     if n == 0 {
         return (StatusCode::OK, "{\"accepted\":0}").into_response();
@@ -202,16 +209,21 @@ async fn ingest(
 }
 
 /// One object, an array of them, or newline-delimited JSON; a line that is
-/// not JSON becomes an unreadable record (to the invalid output).
-fn parse(body: &[u8]) -> Vec<Payload> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Array(items)) => items.into_iter().map(Payload::Json).collect(),
-        Ok(value) => vec![Payload::Json(value)],
+/// not JSON becomes an unreadable record (to the invalid output). Objects
+/// are read only as far as the job needs; the elements of an array whole.
+fn parse(body: &[u8], fields: &Wanted) -> Vec<Payload> {
+    let one = |parsed| match parsed {
+        Parsed::Object(record) => Payload::Sparse(record),
+        Parsed::Other(value) => Payload::Json(value),
+    };
+    match fields.parse(body) {
+        Ok(Parsed::Other(Value::Array(items))) => items.into_iter().map(Payload::Json).collect(),
+        Ok(parsed) => vec![one(parsed)],
         Err(_) => body
             .split(|b| *b == b'\n')
             .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|line| match serde_json::from_slice::<Value>(line) {
-                Ok(v) => Payload::Json(v),
+            .map(|line| match fields.parse(line) {
+                Ok(parsed) => one(parsed),
                 Err(e) => Payload::Unreadable {
                     raw: String::from_utf8_lossy(&line[..line.len().min(512)]).into_owned(),
                     reason: Invalid::NotJson(e.to_string()),
@@ -227,10 +239,21 @@ mod tests {
 
     #[test]
     fn bodies_in_every_shape() {
-        assert_eq!(parse(br#"{"a":1}"#).len(), 1);
-        assert_eq!(parse(br#"[{"a":1},{"a":2}]"#).len(), 2);
-        let ndjson = parse(b"{\"a\":1}\nnope\n\n{\"a\":2}\n");
+        let fields = Wanted::new(["a".to_string()]);
+        let whole = |p: &Payload| match p {
+            Payload::Json(v) => v.clone(),
+            Payload::Sparse(s) => s.to_value(),
+            other => panic!("{other:?}"),
+        };
+        let one = parse(b"{\n  \"a\": 1,\n  \"b\": [2]\n}", &fields);
+        assert_eq!(
+            one.iter().map(whole).collect::<Vec<_>>(),
+            [serde_json::json!({"a": 1, "b": [2]})]
+        );
+        assert_eq!(parse(br#"[{"a":1},{"a":2}]"#, &fields).len(), 2);
+        let ndjson = parse(b"{\"a\":1}\nnope\n\n{\"a\":2}\n", &fields);
         assert_eq!(ndjson.len(), 3);
         assert!(matches!(ndjson[1], Payload::Unreadable { .. }));
+        assert_eq!(whole(&ndjson[2]), serde_json::json!({"a": 2}));
     }
 }
