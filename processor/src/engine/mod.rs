@@ -379,6 +379,20 @@ impl Engine {
     /// The key's state, loaded into the cache when needed (one lookup when
     /// it is cached); a full cache is written back and emptied first.
     fn state_mut(&mut self, slot: usize, key: &str) -> anyhow::Result<&mut Cached> {
+        self.make_room(slot, key)?;
+        let partition = self.config.partitions[slot];
+        load(
+            &mut self.cache[slot],
+            &self.store,
+            partition,
+            key,
+            &mut self.cached_keys,
+        )
+    }
+
+    /// Before caching `key`: a full cache is written back and emptied
+    /// (unless a checkpoint is writing: then it grows for a while).
+    fn make_room(&mut self, slot: usize, key: &str) -> anyhow::Result<()> {
         if self.cached_keys >= self.config.cache_keys
             && !self.cache[slot].contains_key(key)
             && self.writable(false)?
@@ -387,18 +401,41 @@ impl Engine {
             self.cache.iter_mut().for_each(FastMap::clear);
             self.cached_keys = 0;
         }
-        match self.cache[slot].entry_ref(key) {
-            EntryRef::Occupied(cached) => Ok(cached.into_mut()),
-            EntryRef::Vacant(vacant) => {
-                let partition = self.config.partitions[slot];
-                let state = self.store.get(partition, key)?.unwrap_or_default();
-                self.cached_keys += 1;
-                Ok(vacant.insert(Cached {
-                    state,
-                    dirty: false,
-                    ttl_watched: false,
-                }))
-            }
+        Ok(())
+    }
+}
+
+/// The key's cached state, read from the partition's store when it is not
+/// cached (one hash lookup when it is).
+fn load<'a>(
+    cache: &'a mut FastMap<String, Cached>,
+    store: &StateStore,
+    partition: u32,
+    key: &str,
+    cached_keys: &mut usize,
+) -> anyhow::Result<&'a mut Cached> {
+    match cache.entry_ref(key) {
+        EntryRef::Occupied(cached) => Ok(cached.into_mut()),
+        EntryRef::Vacant(vacant) => {
+            let state = store.get(partition, key)?.unwrap_or_default();
+            *cached_keys += 1;
+            Ok(vacant.insert(Cached {
+                state,
+                dirty: false,
+                ttl_watched: false,
+            }))
+        }
+    }
+}
+
+impl Cached {
+    /// An accepted event at `ingest_ms` touched the key: its TTL counts
+    /// from here, and a first touch arms its TTL check.
+    fn touch(&mut self, timers: &mut Timers, slot: usize, key: &str, ingest_ms: i64, ttl: i64) {
+        self.state.last_update_ms = self.state.last_update_ms.max(ingest_ms);
+        if !self.ttl_watched {
+            self.ttl_watched = true;
+            timers.watch_ttl(slot, key, ingest_ms.saturating_add(ttl));
         }
     }
 }

@@ -51,14 +51,21 @@ impl Engine {
                 windows.retain(|w| w.end.saturating_add(lateness) > watermark);
                 let any = !windows.is_empty();
                 if any {
-                    self.add_to_windows(slot, &event.key, &windows, &inputs, event.time_ms)?;
+                    self.add_to_windows(slot, event, &windows, &inputs, ingest_ms)?;
                 }
                 self.scratch = windows;
                 any
             }
             WindowKind::Session { gap, max_length } => {
                 let (gap, max_length) = (*gap, *max_length);
-                self.add_to_session(slot, event, &inputs, gap, max_length, watermark)?
+                self.add_to_session(
+                    slot,
+                    event,
+                    &inputs,
+                    gap,
+                    max_length,
+                    (watermark, ingest_ms),
+                )?
             }
         };
         if !accepted {
@@ -73,39 +80,41 @@ impl Engine {
         let s = &mut self.stats[slot];
         s.accepted += 1;
         s.record_event(&event.key, ingest_ms);
-        let ttl = self.config.state_ttl_ms;
-        let cached = self.state_mut(slot, &event.key)?;
-        cached.state.last_update_ms = cached.state.last_update_ms.max(ingest_ms);
-        if !cached.ttl_watched {
-            cached.ttl_watched = true;
-            self.timers
-                .watch_ttl(slot, &event.key, ingest_ms.saturating_add(ttl));
-        }
         self.events_since_flush += 1;
         Ok(Outcome::Accepted)
     }
 
     /// Adds inputs to the key's windows (all within the allowed lateness),
-    /// creating those it does not have yet, with their fire timers: the
-    /// key's state is looked up once for all of them.
+    /// creating those it does not have yet, with their fire timers, and
+    /// touches the key: its state is looked up once for all of it.
     fn add_to_windows(
         &mut self,
         slot: usize,
-        key: &str,
+        event: &Event,
         windows: &[Window],
         inputs: &[Input],
-        time_ms: i64,
+        ingest_ms: i64,
     ) -> anyhow::Result<()> {
-        self.state_mut(slot, key)?;
+        let (key, time_ms) = (event.key.as_str(), event.time_ms);
+        self.make_room(slot, key)?;
         let Self {
             cache,
             config,
             timers,
             stats,
+            store,
+            cached_keys,
             ..
         } = self;
-        let cached = cache[slot].get_mut(key).expect("loaded above");
+        let cached = super::load(
+            &mut cache[slot],
+            store,
+            config.partitions[slot],
+            key,
+            cached_keys,
+        )?;
         cached.dirty = true;
+        cached.touch(timers, slot, key, ingest_ms, config.state_ttl_ms);
         let state = &mut cached.state;
         for &window in windows {
             let index = match state.find(window) {
@@ -142,7 +151,7 @@ impl Engine {
         inputs: &[Input],
         gap: i64,
         max_length: i64,
-        watermark: i64,
+        (watermark, ingest_ms): (i64, i64),
     ) -> anyhow::Result<bool> {
         let lateness = self.config.allowed_lateness_ms;
         let state = self.cache_entry(slot, &event.key)?;
@@ -188,7 +197,7 @@ impl Engine {
                 self.rebound(slot, key, into_w, window)?;
             }
         }
-        self.add_to_windows(slot, key, &[target], inputs, event.time_ms)?;
+        self.add_to_windows(slot, event, &[target], inputs, ingest_ms)?;
         Ok(true)
     }
 
