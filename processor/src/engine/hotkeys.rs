@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use compact_str::CompactString;
+
 use crate::FastMap;
 
 /// A key's estimated share of its partition's events over the span.
@@ -27,7 +29,7 @@ pub struct HotKey {
 /// it replaced, and when it was (re)placed (for deterministic ties).
 #[derive(Clone, Debug)]
 struct Counter {
-    key: Box<str>,
+    key: CompactString,
     count: u64,
     error: u64,
     placed: u64,
@@ -38,7 +40,7 @@ struct Counter {
 #[derive(Clone, Debug, Default)]
 struct Half {
     counters: Vec<Counter>,
-    index: FastMap<Box<str>, usize>,
+    index: FastMap<CompactString, usize>,
     total: u64,
     placements: u64,
 }
@@ -72,7 +74,7 @@ impl Half {
         };
         let victim = &mut self.counters[i];
         let min = victim.count;
-        self.index.remove(&victim.key);
+        self.index.remove(victim.key.as_str());
         *victim = Counter {
             key: key.into(),
             count: min + 1,
@@ -133,7 +135,7 @@ impl SpaceSaving {
         let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
         for half in [&self.current, &self.previous] {
             for c in &half.counters {
-                let entry = counts.entry(&c.key).or_default();
+                let entry = counts.entry(c.key.as_str()).or_default();
                 entry.0 += c.count;
                 entry.1 += c.error;
             }

@@ -19,6 +19,7 @@ pub mod window;
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use hashbrown::hash_map::EntryRef;
 
 use eddy_api::spec::CalendarUnit;
@@ -89,7 +90,7 @@ pub struct Engine {
     /// Partition number → slot in `stats` and the watermarks.
     slots: FastMap<u32, usize>,
     /// Per slot: keys held in memory.
-    cache: Vec<FastMap<String, Cached>>,
+    cache: Vec<FastMap<CompactString, Cached>>,
     cached_keys: usize,
     timers: Timers,
     watermarks: Watermarks,
@@ -408,7 +409,7 @@ impl Engine {
 /// The key's cached state, read from the partition's store when it is not
 /// cached (one hash lookup when it is).
 fn load<'a>(
-    cache: &'a mut FastMap<String, Cached>,
+    cache: &'a mut FastMap<CompactString, Cached>,
     store: &StateStore,
     partition: u32,
     key: &str,

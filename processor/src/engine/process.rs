@@ -327,11 +327,11 @@ impl Engine {
         let ttl = self.config.state_ttl_ms;
         let clock = self.clock;
         while let Some((slot, key)) = self.timers.pop_ttl(clock) {
-            if let Some(c) = self.cache[slot].get_mut(&key) {
+            if let Some(c) = self.cache[slot].get_mut(key.as_str()) {
                 c.ttl_watched = false;
             }
             // Look without caching: most watched keys are long gone.
-            let last = match self.cache[slot].get(&key) {
+            let last = match self.cache[slot].get(key.as_str()) {
                 Some(c) => Some(c.state.last_update_ms),
                 None => self
                     .store
