@@ -227,32 +227,73 @@ impl Engine {
     /// past their allowed lateness, whose state is then deleted. Also applies
     /// the state TTL and writes state back when due.
     pub fn advance(&mut self, clock: i64, out: &mut Vec<WindowResult>) -> anyhow::Result<()> {
+        while self.advance_some(clock, out, usize::MAX)? {}
+        Ok(())
+    }
+
+    /// [`Engine::advance`] a part at a time: stops once `out` holds
+    /// `limit` results, and answers whether more are due (call again with
+    /// the same clock, after taking them out, before any other event).
+    pub fn advance_some(
+        &mut self,
+        clock: i64,
+        out: &mut Vec<WindowResult>,
+        limit: usize,
+    ) -> anyhow::Result<bool> {
         self.clock = self.clock.max(clock);
         if self.ttl_floor_pending && self.clock != i64::MIN {
             self.ttl_floor = self.clock;
             self.ttl_floor_pending = false;
         }
         let watermark = self.watermarks.advance(self.clock);
-        self.emit_due(watermark, out)?;
+        if self.emit_due(watermark, out, limit)? {
+            return Ok(true);
+        }
         self.expire_keys()?;
         if self.events_since_flush >= self.config.flush_every_events && self.writable(false)? {
             self.flush()?;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The input has ended: every window fires and closes.
     pub fn finish(&mut self, out: &mut Vec<WindowResult>) -> anyhow::Result<()> {
-        self.emit_due(i64::MAX, out)?;
-        self.flush()
+        while self.finish_some(out, usize::MAX)? {}
+        Ok(())
     }
 
-    fn emit_due(&mut self, watermark: i64, out: &mut Vec<WindowResult>) -> anyhow::Result<()> {
+    /// [`Engine::finish`] a part at a time, as [`Engine::advance_some`].
+    pub fn finish_some(
+        &mut self,
+        out: &mut Vec<WindowResult>,
+        limit: usize,
+    ) -> anyhow::Result<bool> {
+        if self.emit_due(i64::MAX, out, limit)? {
+            return Ok(true);
+        }
+        self.flush()?;
+        Ok(false)
+    }
+
+    /// Emits what is due at `watermark` until `out` holds `limit` results;
+    /// true if it stopped there (more may be due).
+    fn emit_due(
+        &mut self,
+        watermark: i64,
+        out: &mut Vec<WindowResult>,
+        limit: usize,
+    ) -> anyhow::Result<bool> {
         let lateness = self.config.allowed_lateness_ms;
         for (slot, key, window) in self.timers.take_revised() {
             self.emit(slot, &key, window, false, out)?;
         }
-        while let Some((slot, key, window)) = self.timers.pop_fire(watermark) {
+        loop {
+            if out.len() >= limit {
+                return Ok(true);
+            }
+            let Some((slot, key, window)) = self.timers.pop_fire(watermark) else {
+                break;
+            };
             // Final unless late events may still revise it (at the end of
             // input, or after a long idle stretch, lateness is already over).
             let is_final = window.end.saturating_add(lateness) <= watermark;
@@ -265,13 +306,19 @@ impl Engine {
                 }
             }
         }
-        while let Some((slot, key, window)) = self.timers.pop_purge(watermark) {
+        loop {
+            if out.len() >= limit {
+                return Ok(true);
+            }
+            let Some((slot, key, window)) = self.timers.pop_purge(watermark) else {
+                break;
+            };
             // A closing revision marks the result final.
             self.timers.unmark_revised(slot, &key, window);
             self.emit(slot, &key, window, true, out)?;
             self.remove_window(slot, &key, window)?;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Emits the next revision of a window; false if it no longer exists.

@@ -453,3 +453,61 @@ fn a_checkpoint_that_could_not_write_stops_the_engine() {
     let e = h.engine.flush().unwrap_err();
     assert!(e.to_string().contains("disk full"), "{e}");
 }
+
+#[test]
+fn firing_a_part_at_a_time_gives_the_same_results_in_the_same_order() {
+    let mut c = config(tumbling(10_000));
+    c.allowed_lateness_ms = 5_000;
+    let (mut whole, mut parts) = (Harness::new(c.clone()), Harness::new(c));
+    let event = |key: String, time_ms: i64| Event {
+        key,
+        time_ms,
+        record: Record::Json(json!({"amount": 1.0})),
+    };
+    for i in 0..50 {
+        for h in [&mut whole, &mut parts] {
+            h.engine
+                .process(0, &event(format!("k{i}"), 1_000 + i), 1_000)
+                .unwrap();
+        }
+    }
+    // Fires all 50 windows at once, then a late event (within the
+    // lateness) revises one, then the closing revisions come.
+    for (clock, time) in [(13_000, 9_000), (20_000, 8_000)] {
+        // An event at the clock moves the watermark to 2 s behind it.
+        for h in [&mut whole, &mut parts] {
+            h.engine
+                .process(0, &event("tick".into(), clock), clock)
+                .unwrap();
+        }
+        whole.engine.advance(clock, &mut whole.out).unwrap();
+        let mut chunks = 0;
+        loop {
+            let limit = parts.out.len() + 7;
+            if !parts
+                .engine
+                .advance_some(clock, &mut parts.out, limit)
+                .unwrap()
+            {
+                break;
+            }
+            chunks += 1;
+        }
+        assert!(chunks >= 7, "{chunks} chunks");
+        for h in [&mut whole, &mut parts] {
+            h.engine
+                .process(0, &event("k3".into(), time), clock)
+                .unwrap();
+        }
+    }
+    whole.finish();
+    loop {
+        let limit = parts.out.len() + 7;
+        if !parts.engine.finish_some(&mut parts.out, limit).unwrap() {
+            break;
+        }
+    }
+    let all = whole.results();
+    assert!(all.len() > 100, "{}", all.len());
+    assert_eq!(all, parts.results());
+}

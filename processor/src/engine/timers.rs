@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use compact_str::CompactString;
+
 use super::window::Window;
 use crate::FastSet;
 
@@ -11,20 +13,20 @@ pub struct Timers {
     /// Windows not fired yet, bucketed by (end, slot, start): thousands of
     /// keys share a window, so a bucket is a hash set of keys, sorted once
     /// when it fires (the order stays deterministic).
-    fire: BTreeMap<(i64, usize, i64), FastSet<String>>,
+    fire: BTreeMap<(i64, usize, i64), FastSet<CompactString>>,
     /// Keys of the bucket being fired, in order.
     firing: VecDeque<(usize, String, Window)>,
     pending: usize,
     /// `pending` per slot.
     pending_by_slot: Vec<usize>,
     /// (end + lateness, slot, start, end, key) of fired windows.
-    purge: BTreeSet<(i64, usize, i64, i64, String)>,
+    purge: BTreeSet<(i64, usize, i64, i64, CompactString)>,
     /// (slot, key, start, end) of fired windows updated by late events.
-    revised: BTreeSet<(usize, String, i64, i64)>,
+    revised: BTreeSet<(usize, CompactString, i64, i64)>,
     /// (due, slot, key): check the key against the TTL at `due`.
-    ttl: BTreeSet<(i64, usize, String)>,
+    ttl: BTreeSet<(i64, usize, CompactString)>,
     /// Per slot: keys with an entry in `ttl` (looked up without allocating).
-    ttl_known: Vec<FastSet<String>>,
+    ttl_known: Vec<FastSet<CompactString>>,
 }
 
 impl Timers {
@@ -46,7 +48,7 @@ impl Timers {
             .fire
             .entry((w.end, slot, w.start))
             .or_default()
-            .insert(key.to_string())
+            .insert(key.into())
         {
             self.pending += 1;
             self.pending_by_slot[slot] += 1;
@@ -83,7 +85,7 @@ impl Timers {
                 return None;
             }
             let (_, keys) = self.fire.pop_first()?;
-            let mut keys: Vec<String> = keys.into_iter().collect();
+            let mut keys: Vec<String> = keys.into_iter().map(CompactString::into_string).collect();
             keys.sort_unstable();
             let window = Window { start, end };
             self.firing
@@ -105,8 +107,7 @@ impl Timers {
     }
 
     pub fn add_purge(&mut self, at: i64, slot: usize, key: &str, w: Window) {
-        self.purge
-            .insert((at, slot, w.start, w.end, key.to_string()));
+        self.purge.insert((at, slot, w.start, w.end, key.into()));
     }
 
     pub fn pop_purge(&mut self, watermark: i64) -> Option<(usize, String, Window)> {
@@ -114,22 +115,21 @@ impl Timers {
             return None;
         }
         let (_, slot, start, end, key) = self.purge.pop_first()?;
-        Some((slot, key, Window { start, end }))
+        Some((slot, key.into_string(), Window { start, end }))
     }
 
     pub fn mark_revised(&mut self, slot: usize, key: &str, w: Window) {
-        self.revised.insert((slot, key.to_string(), w.start, w.end));
+        self.revised.insert((slot, key.into(), w.start, w.end));
     }
 
     pub fn unmark_revised(&mut self, slot: usize, key: &str, w: Window) {
-        self.revised
-            .remove(&(slot, key.to_string(), w.start, w.end));
+        self.revised.remove(&(slot, key.into(), w.start, w.end));
     }
 
     pub fn take_revised(&mut self) -> Vec<(usize, String, Window)> {
         std::mem::take(&mut self.revised)
             .into_iter()
-            .map(|(slot, key, start, end)| (slot, key, Window { start, end }))
+            .map(|(slot, key, start, end)| (slot, key.into_string(), Window { start, end }))
             .collect()
     }
 
@@ -137,8 +137,8 @@ impl Timers {
     /// already watched keeps its earlier check, which re-arms itself).
     pub fn watch_ttl(&mut self, slot: usize, key: &str, due: i64) {
         if !self.ttl_known[slot].contains(key) {
-            self.ttl.insert((due, slot, key.to_string()));
-            self.ttl_known[slot].insert(key.to_string());
+            self.ttl.insert((due, slot, key.into()));
+            self.ttl_known[slot].insert(key.into());
         }
     }
 
@@ -148,7 +148,7 @@ impl Timers {
             return None;
         }
         let (_, slot, key) = self.ttl.pop_first()?;
-        self.ttl_known[slot].remove(&key);
-        Some((slot, key))
+        self.ttl_known[slot].remove(key.as_str());
+        Some((slot, key.into_string()))
     }
 }

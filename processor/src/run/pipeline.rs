@@ -23,6 +23,9 @@ use crate::{
     state::StateStore,
 };
 
+/// Results held before they are written, at most (see `Pipeline::advance`).
+const FIRE_CHUNK: usize = 4096;
+
 /// The processing a run does, source-agnostic: records in, results out.
 pub struct Pipeline {
     pub(super) plan: JobPlan,
@@ -123,7 +126,7 @@ impl Pipeline {
             self.counters.events += 1;
             let ingest_ms = record.ingest_ms;
             self.take_one(record, outputs)?;
-            self.engine.advance(ingest_ms, &mut self.fired)?;
+            self.advance(ingest_ms, outputs)?;
         }
         for partition in batch.finished {
             self.engine.finish_partition(partition);
@@ -134,14 +137,29 @@ impl Pipeline {
     /// No records: the source clock alone may move the watermark (idle
     /// partitions).
     pub fn idle(&mut self, clock: i64, outputs: &mut Outputs) -> anyhow::Result<()> {
-        self.engine.advance(clock, &mut self.fired)?;
+        self.advance(clock, outputs)?;
         self.emit(outputs)
     }
 
     /// The input has ended: every window fires.
     pub fn finish(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
-        self.engine.finish(&mut self.fired)?;
+        while self.engine.finish_some(&mut self.fired, FIRE_CHUNK)? {
+            self.emit(outputs)?;
+        }
         self.emit(outputs)
+    }
+
+    /// Moves the engine to `clock`. What fires is written once a chunk of
+    /// it is ready (else at the end of the batch): a window that ends for
+    /// millions of keys at once never holds all their results in memory.
+    fn advance(&mut self, clock: i64, outputs: &mut Outputs) -> anyhow::Result<()> {
+        while self
+            .engine
+            .advance_some(clock, &mut self.fired, FIRE_CHUNK)?
+        {
+            self.emit(outputs)?;
+        }
+        Ok(())
     }
 
     fn take_one(&mut self, record: SourceRecord, outputs: &mut Outputs) -> anyhow::Result<()> {
