@@ -1,13 +1,18 @@
 //! Incremental checkpoints of partition state to a [`Store`], and restore
 //! that never trusts a partial one.
 //!
-//! Taking a checkpoint has a short synchronous part and a background part:
+//! Taking a checkpoint has a short synchronous part and background parts:
 //!
-//! 1. [`snapshot`] (processing paused): the engine's cache is written back,
-//!    then each partition's RocksDB instance makes a checkpoint of hard links
-//!    in a local directory. Source positions, watermarks and sink lengths are
-//!    captured with it: together a consistent cut.
-//! 2. [`upload`] (processing goes on): each file is hashed; files the store
+//! 1. (processing paused) results are written, sinks flushed, and the
+//!    engine hands its changed keys over, encoded. Source positions,
+//!    watermarks and sink lengths are captured with them: together a
+//!    consistent cut.
+//! 2. [`Snapshot::take`] (processing goes on, but writes nothing to
+//!    RocksDB until it is done): the changes are written to each
+//!    partition's RocksDB instance, which then makes a checkpoint of hard
+//!    links in a local directory. ([`snapshot`] does this part at once,
+//!    for a store nothing else writes.)
+//! 3. [`upload`] (processing goes on): each file is hashed; files the store
 //!    lacks are uploaded (content-addressed, so only new files go up); then
 //!    the manifest is written, last. Then retention deletes old manifests and
 //!    files no kept manifest references.

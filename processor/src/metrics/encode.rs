@@ -333,7 +333,7 @@ impl Collector for SnapshotCollector {
         family(
             e,
             "eddy_checkpoint_sync_duration_seconds",
-            "Synchronous part of checkpoints (processing paused)",
+            "Synchronous part of checkpoints (processing paused; the state is written and linked beside the processing)",
             H,
             vec![(base.clone(), Histogram(&c.sync_seconds))],
         )?;

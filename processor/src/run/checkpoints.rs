@@ -151,11 +151,14 @@ impl Checkpoints {
             bytes_total = tracing::field::Empty,
             error = tracing::field::Empty,
         );
+        // Writing and linking the state runs beside the processing (which
+        // writes nothing to RocksDB until it is done). Started here, not in
+        // the task below: the run loop may wait for it before that task is
+        // ever polled.
+        let linked = tokio::task::spawn_blocking(move || snapshot.take());
         let handle = tokio::spawn(
             async move {
-                // Writing and linking the state runs beside the processing
-                // (which writes nothing to RocksDB until it is done).
-                let done = match tokio::task::spawn_blocking(move || snapshot.take()).await {
+                let done = match linked.await {
                     Ok(Ok(pending)) => checkpoint::upload(pending, &store, retain, also_keep).await,
                     Ok(Err(e)) => Err(e),
                     Err(e) => Err(anyhow::anyhow!("the checkpoint thread failed: {e}")),
