@@ -126,18 +126,12 @@ impl Snapshot {
         }
     }
 
-    pub fn id(&self) -> u64 {
-        self.cut.id
-    }
-
     /// Writes and links every partition (blocking), then lands.
     pub fn take(mut self) -> anyhow::Result<Pending> {
-        // Lands even if a thread below panics.
-        let landing = LandOnDrop(self.landing.take(), None);
+        // Lands when this returns, even if a thread below panics.
+        let mut landing = LandOnDrop(self.landing.take(), None);
         let taken = self.link();
-        let mut landing = landing;
         landing.1 = Some(taken.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
-        drop(landing);
         taken
     }
 

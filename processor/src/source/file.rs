@@ -204,20 +204,11 @@ impl FileReader {
             }
         };
         let mut partition = file_partition;
-        let fields: Option<&dyn Fields> = match &payload {
-            Payload::Json(value) => Some(value),
-            Payload::Sparse(record) => Some(record),
-            _ => None,
-        };
-        if let (Some(field), Some(fields)) = (&self.config.partition_field, fields) {
+        if let (Some(field), Some(fields)) = (&self.config.partition_field, payload.fields()) {
             match fields.field(field).and_then(Value::as_u64) {
                 Some(p) if p < u64::from(self.config.partitions) => partition = Some(p as u32),
                 _ => {
-                    let raw = match &payload {
-                        Payload::Sparse(record) => record.to_value().to_string(),
-                        Payload::Json(value) => value.to_string(),
-                        _ => String::new(),
-                    };
+                    let raw = payload.record().map_or_else(String::new, |r| r.to_string());
                     return SourceRecord {
                         payload: Payload::Unreadable {
                             raw,

@@ -75,6 +75,28 @@ impl std::fmt::Display for Origin {
     }
 }
 
+impl Payload {
+    /// The record's top-level fields, if it is a readable record.
+    pub fn fields(&self) -> Option<&dyn json::Fields> {
+        match self {
+            Self::Json(value) => Some(value),
+            Self::Sparse(record) => Some(record),
+            Self::Generated(_) | Self::Unreadable { .. } => None,
+        }
+    }
+
+    /// The whole record as JSON, if it is a readable record.
+    pub fn record(&self) -> Option<std::borrow::Cow<'_, Value>> {
+        use std::borrow::Cow;
+        match self {
+            Self::Json(value) => Some(Cow::Borrowed(value)),
+            Self::Sparse(record) => Some(Cow::Owned(record.to_value())),
+            Self::Generated(g) => Some(Cow::Owned(g.to_value())),
+            Self::Unreadable { .. } => None,
+        }
+    }
+}
+
 impl SourceRecord {
     pub fn json(value: Value, ingest_ms: i64) -> Self {
         Self {

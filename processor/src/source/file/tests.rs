@@ -27,11 +27,7 @@ fn config(paths: Vec<PathBuf>) -> FileConfig {
 
 /// A readable record as a whole.
 fn whole(payload: &Payload) -> Value {
-    match payload {
-        Payload::Json(v) => v.clone(),
-        Payload::Sparse(s) => s.to_value(),
-        other => panic!("not a readable record: {other:?}"),
-    }
+    payload.record().expect("a readable record").into_owned()
 }
 
 fn drain(reader: &mut FileReader) -> (Vec<SourceRecord>, Vec<u32>) {
