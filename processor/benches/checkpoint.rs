@@ -113,6 +113,7 @@ fn fill(state: &StateStore, from: u64, keys: u64) {
                     fired: false,
                 }],
                 last_update_ms: i as i64,
+                ttl_check: None,
             },
         ));
         if batch.len() == 10_000 {

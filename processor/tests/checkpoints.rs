@@ -54,6 +54,7 @@ fn key_state(i: u64, payload: usize) -> KeyState {
             fired: false,
         }],
         last_update_ms: i as i64 + payload as i64,
+        ttl_check: None,
     }
 }
 

@@ -18,8 +18,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the state format in checkpoints this processor writes.
-pub const ENGINE_VERSION: u32 = 1;
+/// Version of the state format in checkpoints this processor writes: 2 has
+/// the engine's timers in the state (a `timers` column family) and a TTL
+/// check in each key's row.
+pub const ENGINE_VERSION: u32 = 2;
+
+/// Versions this processor restores: version 1 has no timers (they are
+/// rebuilt from the windows on restore) and shorter key rows.
+pub fn restorable(engine_version: u32) -> bool {
+    (1..=ENGINE_VERSION).contains(&engine_version)
+}
 
 /// One file of a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

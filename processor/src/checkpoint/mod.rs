@@ -35,7 +35,9 @@ use std::{
 
 use anyhow::Context;
 
-use self::manifest::{file_key, manifest_id, manifest_key, retention, FileEntry, ENGINE_VERSION};
+use self::manifest::{
+    file_key, manifest_id, manifest_key, restorable, retention, FileEntry, ENGINE_VERSION,
+};
 pub use self::{
     manifest::{Manifest, SourcePosition},
     store::Store,
@@ -432,11 +434,11 @@ pub async fn restore(
         if !select.admits(&manifest) {
             continue;
         }
-        if manifest.engine_version != ENGINE_VERSION {
+        if !restorable(manifest.engine_version) {
             rejected.push((
                 manifest.id,
                 format!(
-                    "engine version {} is not {ENGINE_VERSION}",
+                    "engine version {} is not one this processor reads (1 to {ENGINE_VERSION})",
                     manifest.engine_version
                 ),
             ));

@@ -79,9 +79,6 @@ pub struct EngineCounters {
 struct Cached {
     state: KeyState,
     dirty: bool,
-    /// The key is known to have a TTL check pending, so its events need
-    /// not look it up among the checks (false only means "look").
-    ttl_watched: bool,
 }
 
 pub struct Engine {
@@ -140,7 +137,7 @@ impl Engine {
                 .map(|_| FastMap::default())
                 .collect(),
             cached_keys: 0,
-            timers: Timers::new(config.partitions.len()),
+            timers: Timers::new(&config.partitions),
             stats,
             counters: EngineCounters::default(),
             clock: i64::MIN,
@@ -254,29 +251,18 @@ impl Engine {
         }
     }
 
-    /// After the store was restored from a checkpoint: rebuilds the timers
-    /// from the windows in it and the watermarks from each partition's
-    /// largest event time at the checkpoint.
+    /// After the store was restored from a checkpoint: takes the timers
+    /// from it (or rebuilds them from its windows, for a checkpoint of
+    /// engine version 1) and the watermarks from each partition's largest
+    /// event time at the checkpoint.
     pub fn restore(
         &mut self,
         max_event_times: &BTreeMap<u32, Option<i64>>,
         watermark: Option<i64>,
     ) -> anyhow::Result<()> {
-        let lateness = self.config.allowed_lateness_ms;
-        let ttl = self.config.state_ttl_ms;
         for (slot, partition) in self.config.partitions.clone().into_iter().enumerate() {
-            for (key, state) in self.store.scan(partition)? {
-                for entry in &state.windows {
-                    let w = entry.window;
-                    if entry.fired {
-                        self.timers
-                            .add_purge(w.end.saturating_add(lateness), slot, &key, w);
-                    } else {
-                        self.timers.add_fire(slot, &key, w);
-                    }
-                }
-                self.timers
-                    .watch_ttl(slot, &key, state.last_update_ms.saturating_add(ttl));
+            if !self.timers.restore(&self.store, slot)? {
+                self.rebuild_timers(slot)?;
             }
             if let Some(Some(max)) = max_event_times.get(&partition) {
                 self.watermarks.restore(slot, *max);
@@ -293,6 +279,40 @@ impl Engine {
         Ok(())
     }
 
+    /// Timers for every window and key of a slot's store, which has none
+    /// (it is new, or from engine version 1): written with the keys' TTL
+    /// checks, a partition at a time.
+    fn rebuild_timers(&mut self, slot: usize) -> anyhow::Result<()> {
+        let partition = self.config.partitions[slot];
+        let lateness = self.config.allowed_lateness_ms;
+        let ttl = self.config.state_ttl_ms;
+        let mut states = self.store.scan(partition)?;
+        for (key, state) in &mut states {
+            for entry in &state.windows {
+                let w = entry.window;
+                if entry.fired {
+                    self.timers
+                        .add_purge(w.end.saturating_add(lateness), slot, key, w);
+                } else {
+                    self.timers.add_fire(slot, key, w);
+                }
+            }
+            let due = state.last_update_ms.saturating_add(ttl);
+            state.ttl_check = Some(due);
+            self.timers.add_ttl(slot, key, due);
+        }
+        let updates = states
+            .iter()
+            .map(|(key, state)| (partition, key.as_str(), Some(state)));
+        let mut parts = self.store.encode(updates)?;
+        self.timers.hand_over(&mut parts)?;
+        for part in parts {
+            part.write()?;
+        }
+        self.timers.landed();
+        Ok(())
+    }
+
     /// Each partition's largest event time, for a checkpoint.
     pub fn max_event_times(&self) -> BTreeMap<u32, Option<i64>> {
         self.config
@@ -303,11 +323,12 @@ impl Engine {
             .collect()
     }
 
-    /// Writes every changed key back to RocksDB.
+    /// Writes every changed key and timer back to RocksDB.
     pub fn flush(&mut self) -> anyhow::Result<()> {
         for part in self.take_changes()? {
             part.write()?;
         }
+        self.timers.landed();
         Ok(())
     }
 
@@ -322,7 +343,8 @@ impl Engine {
         Ok((parts, landing))
     }
 
-    /// The changed keys, encoded per partition; they count as written.
+    /// The changed keys and timers, encoded per partition; they count as
+    /// written.
     fn take_changes(&mut self) -> anyhow::Result<Vec<PartWrite>> {
         self.writable(true)?;
         let partitions = &self.config.partitions;
@@ -332,7 +354,8 @@ impl Engine {
                 (partitions[slot], key.as_str(), state)
             })
         });
-        let parts = self.store.encode(updates)?;
+        let mut parts = self.store.encode(updates)?;
+        self.timers.hand_over(&mut parts)?;
         // Keys without windows stay cached too (until the cache is full):
         // they were just deleted from RocksDB, and most come back soon, which
         // would otherwise cost a lookup that finds nothing.
@@ -360,6 +383,7 @@ impl Engine {
             None => Ok(false),
             Some(Ok(())) => {
                 self.held = None;
+                self.timers.landed();
                 Ok(true)
             }
             Some(Err(e)) => anyhow::bail!("a checkpoint could not write the state: {e}"),
@@ -404,6 +428,17 @@ impl Engine {
         }
         Ok(())
     }
+
+    /// Writes back once the timers' changes held in memory reach four per
+    /// key the cache may hold (unless a checkpoint is writing): a change
+    /// takes well under a tenth of what a cached key is budgeted (1 KiB),
+    /// and a new key makes two (its window's and its TTL check's).
+    fn bound_timers(&mut self) -> anyhow::Result<()> {
+        if self.timers.changes() >= 4 * self.config.cache_keys && self.writable(false)? {
+            self.flush()?;
+        }
+        Ok(())
+    }
 }
 
 /// The key's cached state, read from the partition's store when it is not
@@ -423,7 +458,6 @@ fn load<'a>(
             Ok(vacant.insert(Cached {
                 state,
                 dirty: false,
-                ttl_watched: false,
             }))
         }
     }
@@ -431,12 +465,13 @@ fn load<'a>(
 
 impl Cached {
     /// An accepted event at `ingest_ms` touched the key: its TTL counts
-    /// from here, and a first touch arms its TTL check.
+    /// from here, and a key without a pending TTL check gets one.
     fn touch(&mut self, timers: &mut Timers, slot: usize, key: &str, ingest_ms: i64, ttl: i64) {
         self.state.last_update_ms = self.state.last_update_ms.max(ingest_ms);
-        if !self.ttl_watched {
-            self.ttl_watched = true;
-            timers.watch_ttl(slot, key, ingest_ms.saturating_add(ttl));
+        if self.state.ttl_check.is_none() {
+            let due = ingest_ms.saturating_add(ttl);
+            self.state.ttl_check = Some(due);
+            timers.add_ttl(slot, key, due);
         }
     }
 }

@@ -193,7 +193,7 @@ impl Engine {
                 {
                     acc.merge(other);
                 }
-                self.timers.remove_fire(slot, key, from_w);
+                self.timers.remove_fire(&self.store, slot, key, from_w)?;
                 self.rebound(slot, key, into_w, window)?;
             }
         }
@@ -208,7 +208,7 @@ impl Engine {
             let mut entry = state.windows.remove(i);
             entry.window = new;
             state.insert(entry);
-            self.timers.remove_fire(slot, key, old);
+            self.timers.remove_fire(&self.store, slot, key, old)?;
             self.timers.add_fire(slot, key, new);
         }
         Ok(())
@@ -246,6 +246,7 @@ impl Engine {
             self.ttl_floor_pending = false;
         }
         let watermark = self.watermarks.advance(self.clock);
+        self.bound_timers()?;
         if self.emit_due(watermark, out, limit)? {
             return Ok(true);
         }
@@ -268,6 +269,7 @@ impl Engine {
         out: &mut Vec<WindowResult>,
         limit: usize,
     ) -> anyhow::Result<bool> {
+        self.bound_timers()?;
         if self.emit_due(i64::MAX, out, limit)? {
             return Ok(true);
         }
@@ -291,7 +293,7 @@ impl Engine {
             if out.len() >= limit {
                 return Ok(true);
             }
-            let Some((slot, key, window)) = self.timers.pop_fire(watermark) else {
+            let Some((slot, key, window)) = self.timers.pop_fire(&self.store, watermark)? else {
                 break;
             };
             // Final unless late events may still revise it (at the end of
@@ -310,7 +312,7 @@ impl Engine {
             if out.len() >= limit {
                 return Ok(true);
             }
-            let Some((slot, key, window)) = self.timers.pop_purge(watermark) else {
+            let Some((slot, key, window)) = self.timers.pop_purge(&self.store, watermark)? else {
                 break;
             };
             // A closing revision marks the result final.
@@ -373,24 +375,27 @@ impl Engine {
         }
         let ttl = self.config.state_ttl_ms;
         let clock = self.clock;
-        while let Some((slot, key)) = self.timers.pop_ttl(clock) {
-            if let Some(c) = self.cache[slot].get_mut(key.as_str()) {
-                c.ttl_watched = false;
-            }
-            // Look without caching: most watched keys are long gone.
-            let last = match self.cache[slot].get(key.as_str()) {
-                Some(c) => Some(c.state.last_update_ms),
+        while let Some((slot, key, due)) = self.timers.pop_ttl(&self.store, clock)? {
+            // Look without caching: most checked keys are long gone.
+            let found = match self.cache[slot].get(key.as_str()) {
+                Some(c) => Some((c.state.ttl_check, c.state.last_update_ms)),
                 None => self
                     .store
                     .get(self.config.partitions[slot], &key)?
-                    .map(|s| s.last_update_ms),
+                    .map(|s| (s.ttl_check, s.last_update_ms)),
             };
-            let Some(last) = last else {
+            // A check the key's state does not name is stale: its state was
+            // deleted and came back with a check of its own.
+            let Some((Some(check), last)) = found else {
                 continue;
             };
-            let due = last.max(self.ttl_floor).saturating_add(ttl);
-            if due > clock {
-                self.timers.watch_ttl(slot, &key, due);
+            if check != due {
+                continue;
+            }
+            let next = last.max(self.ttl_floor).saturating_add(ttl);
+            if next > clock {
+                self.cache_entry(slot, &key)?.ttl_check = Some(next);
+                self.timers.add_ttl(slot, &key, next);
                 continue;
             }
             let state = self.cache_entry(slot, &key)?;
@@ -399,12 +404,15 @@ impl Engine {
                 .partition(|e| !e.fired);
             state.windows = kept;
             let still_held = !state.windows.is_empty();
+            let next = clock.saturating_add(ttl);
+            state.ttl_check = still_held.then_some(next);
             for entry in expired {
-                self.timers.remove_fire(slot, &key, entry.window);
+                self.timers
+                    .remove_fire(&self.store, slot, &key, entry.window)?;
                 self.counters.expired_windows += 1;
             }
             if still_held {
-                self.timers.watch_ttl(slot, &key, clock.saturating_add(ttl));
+                self.timers.add_ttl(slot, &key, next);
             }
         }
         Ok(())

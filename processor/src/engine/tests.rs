@@ -511,3 +511,114 @@ fn firing_a_part_at_a_time_gives_the_same_results_in_the_same_order() {
     assert!(all.len() > 100, "{}", all.len());
     assert_eq!(all, parts.results());
 }
+
+/// Events over 200 keys, in order but for a few seconds of jitter, some
+/// late within the lateness: the same list every time.
+fn jittered_events() -> Vec<(String, i64)> {
+    (0..1_200)
+        .map(|i: i64| {
+            let key = format!("k{}", (i * 7919) % 200);
+            let jitter = (i * 104_729) % 9_000;
+            (key, 20 * i + 10_000 - jitter)
+        })
+        .collect()
+}
+
+fn restart_config() -> EngineConfig {
+    let mut c = config(tumbling(5_000));
+    c.allowed_lateness_ms = 4_000;
+    c.cache_keys = 8; // constant write-back: timers go to RocksDB too
+    c
+}
+
+#[test]
+fn timers_come_back_from_the_store_after_a_restart() {
+    let events = jittered_events();
+    let mut whole = Harness::new(restart_config());
+    for (key, t) in &events {
+        whole.send(key, *t, 1.0);
+    }
+    whole.finish();
+    let expected = whole.results();
+    assert!(expected.iter().any(|r| r.5 > 1), "some windows are revised");
+
+    let dir = tempfile::tempdir().unwrap();
+    let c = restart_config();
+    let mut before = Vec::new();
+    let (maxima, watermark) = {
+        let store = StateStore::open(dir.path(), &c.partitions, 64 << 20).unwrap();
+        let mut engine = Engine::new(c.clone(), store);
+        for (key, t) in &events[..700] {
+            let event = Event {
+                key: key.clone(),
+                time_ms: *t,
+                record: Record::Json(json!({"amount": 1.0})),
+            };
+            engine.process(0, &event, *t).unwrap();
+            engine.advance(*t, &mut before).unwrap();
+        }
+        assert!(engine.open_windows() > 0);
+        engine.flush().unwrap();
+        assert_eq!(engine.timers.changes(), 0, "no timer is held in memory");
+        (engine.max_event_times(), engine.watermark())
+    };
+    let store = StateStore::open(dir.path(), &c.partitions, 64 << 20).unwrap();
+    let mut h = Harness {
+        engine: Engine::new(c, store),
+        out: before,
+        _dir: dir,
+    };
+    h.engine.restore(&maxima, Some(watermark)).unwrap();
+    for (key, t) in &events[700..] {
+        h.send(key, *t, 1.0);
+    }
+    h.finish();
+    assert_eq!(h.results(), expected);
+}
+
+#[test]
+fn a_store_of_engine_version_1_gets_its_timers_rebuilt() {
+    let c = restart_config();
+    let events = jittered_events();
+    let mut whole = Harness::new(c.clone());
+    for (key, t) in &events[..700] {
+        whole.send(key, *t, 1.0);
+    }
+    let fired_before = whole.results().len();
+    let maxima = whole.engine.max_event_times();
+    let watermark = whole.engine.watermark();
+    let open = whole.engine.open_windows();
+    whole.finish();
+    let expected = whole.results();
+
+    // The same state as version 1 stored it: key rows only, no timers.
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::new(c.clone());
+    for (key, t) in &events[..700] {
+        h.send(key, *t, 1.0);
+    }
+    h.engine.flush().unwrap();
+    let rows = h.engine.store().scan(0).unwrap();
+    let v1 = StateStore::open(dir.path(), &c.partitions, 64 << 20).unwrap();
+    let rows: Vec<_> = rows
+        .into_iter()
+        .map(|(k, mut s)| {
+            s.ttl_check = None;
+            (k, s)
+        })
+        .collect();
+    v1.write(rows.iter().map(|(k, s)| (0, k.as_str(), Some(s))))
+        .unwrap();
+    assert!(v1.timer_value(0, b"m/counts").unwrap().is_none());
+
+    let mut restored = Harness {
+        engine: Engine::new(c, v1),
+        out: Vec::new(),
+        _dir: dir,
+    };
+    restored.engine.restore(&maxima, Some(watermark)).unwrap();
+    assert_eq!(restored.engine.open_windows(), open);
+    restored.finish();
+    assert_eq!(h.results().len(), fired_before);
+    assert_eq!(restored.results(), expected);
+}

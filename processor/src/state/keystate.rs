@@ -13,6 +13,16 @@ pub struct KeyState {
     pub windows: Vec<WindowEntry>,
     /// Source clock (ms) of the key's last event, for the state TTL.
     pub last_update_ms: i64,
+    /// When the key's pending TTL check is due: its timer row. Other rows
+    /// for the key (left from before its state was deleted) are stale.
+    pub ttl_check: Option<i64>,
+}
+
+/// The layout of engine version 1, without `ttl_check`.
+#[derive(Deserialize)]
+struct KeyStateV1 {
+    windows: Vec<WindowEntry>,
+    last_update_ms: i64,
 }
 
 /// One window of a key.
@@ -33,8 +43,21 @@ impl KeyState {
         Ok(postcard::to_allocvec(self)?)
     }
 
+    /// Decodes this layout, or the one of engine version 1 (a shorter
+    /// row: this layout's last field is missing).
     pub fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
-        Ok(postcard::from_bytes(bytes)?)
+        match postcard::from_bytes(bytes) {
+            Ok(state) => Ok(state),
+            Err(postcard::Error::DeserializeUnexpectedEnd) => {
+                let v1: KeyStateV1 = postcard::from_bytes(bytes)?;
+                Ok(Self {
+                    windows: v1.windows,
+                    last_update_ms: v1.last_update_ms,
+                    ttl_check: None,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Index of the window with these bounds.

@@ -3,7 +3,11 @@
 //! one block cache that also bounds their memtables, sized from the job's
 //! memory budget.
 //!
-//! Each row is one key's [`KeyState`]: its open and recently fired windows.
+//! Each row of the default column family is one key's [`KeyState`]: its
+//! open and recently fired windows. The `timers` column family holds the
+//! engine's timers (when windows fire and are purged, when keys are checked
+//! against the TTL), so that they, like the state, are bounded by the
+//! memory budget rather than the key count, and are in every checkpoint.
 //! The write-ahead log is off: durability comes from checkpoints, and a
 //! processor starts from an empty directory or a restored checkpoint.
 
@@ -11,14 +15,15 @@ mod keystate;
 
 use std::{
     collections::BTreeMap,
+    ops::Bound,
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex},
 };
 
 use anyhow::Context;
 use rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, IteratorMode, Options, WriteBatch,
-    WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    Options, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 pub use keystate::{KeyState, WindowEntry};
@@ -26,6 +31,9 @@ pub use keystate::{KeyState, WindowEntry};
 /// Share of the memory budget RocksDB gets (block cache with memtables
 /// charged to it); the rest is the in-memory pre-aggregation cache.
 pub const ROCKSDB_SHARE: f64 = 0.5;
+
+/// The column family of the engine's timers.
+const TIMERS: &str = "timers";
 
 pub struct StateStore {
     /// Shared with a checkpoint that writes and links them off the run loop.
@@ -63,6 +71,8 @@ impl StateStore {
         options.set_compression_type(DBCompressionType::Lz4);
         options.set_write_buffer_size((rocks_bytes / 4 / partitions.len().max(1)).max(1 << 20));
         options.create_if_missing(true);
+        // Checkpoints of earlier versions have no timers column family.
+        options.create_missing_column_families(true);
         options.set_write_buffer_manager(&buffers);
         options.set_max_open_files(64);
         options.increase_parallelism(2);
@@ -88,7 +98,8 @@ impl StateStore {
     /// hold a restored checkpoint.
     pub fn open_partition(&mut self, partition: u32) -> anyhow::Result<()> {
         let path = partition_dir(&self.dir, partition);
-        let db = DB::open(&self.options, &path)
+        let timers = ColumnFamilyDescriptor::new(TIMERS, self.options.clone());
+        let db = DB::open_cf_descriptors(&self.options, &path, [timers])
             .with_context(|| format!("opening RocksDB in {}", path.display()))?;
         self.dbs.insert(partition, Arc::new(db));
         Ok(())
@@ -160,6 +171,47 @@ impl StateStore {
             .collect())
     }
 
+    /// Up to `limit` timer rows of a partition in order, from `from`
+    /// (inclusive or not) while they start with `kind`.
+    pub fn timer_rows(
+        &self,
+        partition: u32,
+        kind: u8,
+        from: Bound<&[u8]>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Box<[u8]>>> {
+        let db = self.db(partition)?;
+        let start: &[u8] = match from {
+            Bound::Included(row) | Bound::Excluded(row) => row,
+            Bound::Unbounded => std::slice::from_ref(&kind),
+        };
+        let mut rows = Vec::new();
+        let iter = db.iterator_cf(timers(db)?, IteratorMode::From(start, Direction::Forward));
+        for item in iter {
+            let (row, _) = item?;
+            if row.first() != Some(&kind) || rows.len() >= limit {
+                break;
+            }
+            if matches!(from, Bound::Excluded(after) if *row == *after) {
+                continue;
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// Whether a partition holds a timer row.
+    pub fn has_timer(&self, partition: u32, row: &[u8]) -> anyhow::Result<bool> {
+        let db = self.db(partition)?;
+        Ok(db.get_pinned_cf(timers(db)?, row)?.is_some())
+    }
+
+    /// A timer row's value.
+    pub fn timer_value(&self, partition: u32, row: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        let db = self.db(partition)?;
+        Ok(db.get_cf(timers(db)?, row)?)
+    }
+
     /// Every key and state of a partition, in key order.
     pub fn scan(&self, partition: u32) -> anyhow::Result<Vec<(String, KeyState)>> {
         let mut rows = Vec::new();
@@ -183,6 +235,9 @@ impl StateStore {
             "rocksdb.cur-size-all-mem-tables",
         ] {
             total += db.property_int_value(property)?.unwrap_or(0);
+            total += db
+                .property_int_value_cf(timers(db)?, property)?
+                .unwrap_or(0);
         }
         Ok(total)
     }
@@ -199,6 +254,7 @@ impl StateStore {
     pub fn flush_memtables(&self) -> anyhow::Result<()> {
         for db in self.dbs.values() {
             db.flush()?;
+            db.flush_cf(timers(db)?)?;
         }
         Ok(())
     }
@@ -247,6 +303,18 @@ pub struct PartWrite {
 }
 
 impl PartWrite {
+    /// Adds a timer row (with its value) to the batch.
+    pub fn put_timer(&mut self, row: &[u8], value: &[u8]) -> anyhow::Result<()> {
+        self.batch.put_cf(timers(&self.db)?, row, value);
+        Ok(())
+    }
+
+    /// Adds the deletion of a timer row to the batch.
+    pub fn delete_timer(&mut self, row: &[u8]) -> anyhow::Result<()> {
+        self.batch.delete_cf(timers(&self.db)?, row);
+        Ok(())
+    }
+
     /// Writes the batch (without the write-ahead log, like every write).
     pub fn write(self) -> anyhow::Result<Arc<DB>> {
         if !self.batch.is_empty() {
@@ -258,6 +326,12 @@ impl PartWrite {
         }
         Ok(self.db)
     }
+}
+
+/// A partition's timers column family.
+fn timers(db: &DB) -> anyhow::Result<&rocksdb::ColumnFamily> {
+    db.cf_handle(TIMERS)
+        .context("the state has no timers column family")
 }
 
 #[cfg(test)]

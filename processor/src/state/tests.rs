@@ -13,6 +13,7 @@ fn state(windows: &[(i64, i64)]) -> KeyState {
             })
             .collect(),
         last_update_ms: 42,
+        ttl_check: Some(7),
     }
 }
 
@@ -71,4 +72,27 @@ fn windows_stay_sorted() {
     let back = KeyState::decode(&s.encode().unwrap()).unwrap();
     assert_eq!(back.windows.len(), 2);
     assert_eq!(back.last_update_ms, 42);
+}
+
+#[test]
+fn rows_of_engine_version_1_read_without_a_ttl_check() {
+    /// The layout engine version 1 wrote.
+    #[derive(serde::Serialize)]
+    struct V1<'a> {
+        windows: &'a [WindowEntry],
+        last_update_ms: i64,
+    }
+    let s = state(&[(0, 10), (10, 20)]);
+    let v1 = postcard::to_allocvec(&V1 {
+        windows: &s.windows,
+        last_update_ms: 42,
+    })
+    .unwrap();
+    let back = KeyState::decode(&v1).unwrap();
+    assert_eq!(back.windows.len(), 2);
+    assert_eq!(back.windows[1].window, Window { start: 10, end: 20 });
+    assert_eq!((back.last_update_ms, back.ttl_check), (42, None));
+    let now = KeyState::decode(&s.encode().unwrap()).unwrap();
+    assert_eq!(now.ttl_check, Some(7));
+    assert!(KeyState::decode(&v1[..v1.len() - 1]).is_err());
 }
