@@ -79,6 +79,8 @@ pub struct EngineCounters {
 struct Cached {
     state: KeyState,
     dirty: bool,
+    /// Looked up again since it was cached or last survived an eviction.
+    used: bool,
 }
 
 pub struct Engine {
@@ -415,18 +417,34 @@ impl Engine {
         )
     }
 
-    /// Before caching `key`: a full cache is written back and emptied
-    /// (unless a checkpoint is writing: then it grows for a while).
+    /// Before caching `key`: a full cache is written back and half of it
+    /// evicted (unless a checkpoint is writing: then it grows for a while).
     fn make_room(&mut self, slot: usize, key: &str) -> anyhow::Result<()> {
         if self.cached_keys >= self.config.cache_keys
             && !self.cache[slot].contains_key(key)
             && self.writable(false)?
         {
             self.flush()?;
-            self.cache.iter_mut().for_each(FastMap::clear);
-            self.cached_keys = 0;
+            self.evict();
         }
         Ok(())
+    }
+
+    /// Second chance, a cache at a time: keys looked up again since they
+    /// were cached (or last kept) stay, up to half the cache, with their
+    /// mark cleared; the others go. Every key is clean (just written).
+    fn evict(&mut self) {
+        let keep = self.config.cache_keys / 2;
+        let mut kept = 0;
+        for keys in &mut self.cache {
+            keys.retain(|_, c| {
+                let stays = c.used && kept < keep;
+                kept += usize::from(stays);
+                c.used = false;
+                stays
+            });
+        }
+        self.cached_keys = kept;
     }
 
     /// Writes back once the timers' changes held in memory reach four per
@@ -451,13 +469,18 @@ fn load<'a>(
     cached_keys: &mut usize,
 ) -> anyhow::Result<&'a mut Cached> {
     match cache.entry_ref(key) {
-        EntryRef::Occupied(cached) => Ok(cached.into_mut()),
+        EntryRef::Occupied(cached) => {
+            let cached = cached.into_mut();
+            cached.used = true;
+            Ok(cached)
+        }
         EntryRef::Vacant(vacant) => {
             let state = store.get(partition, key)?.unwrap_or_default();
             *cached_keys += 1;
             Ok(vacant.insert(Cached {
                 state,
                 dirty: false,
+                used: false,
             }))
         }
     }

@@ -340,6 +340,29 @@ fn cache_eviction_round_trips_state_through_rocksdb() {
 }
 
 #[test]
+fn a_key_in_use_stays_cached_when_the_cache_is_full() {
+    let mut c = config(tumbling(1_000_000));
+    c.cache_keys = 8;
+    let mut h = Harness::new(c);
+    for i in 0..200i64 {
+        h.send("hot", 2 * i, 1.0);
+        h.send(&format!("cold{i}"), 2 * i + 1, 1.0);
+        if i > 0 {
+            assert!(h.engine.cache[0].contains_key("hot"), "after {i} cold keys");
+        }
+        assert!(h.engine.cached_keys <= 8);
+    }
+    assert!(
+        h.engine.counters().flushes >= 25,
+        "the cache was full often"
+    );
+    h.finish();
+    let results = h.results();
+    assert_eq!(results.len(), 201);
+    assert!(results.contains(&r("hot", 0, 1_000_000, 200, 200.0, 1, true)));
+}
+
+#[test]
 fn bad_aggregate_input_is_invalid_and_changes_nothing() {
     let mut h = Harness::new(config(tumbling(10_000)));
     let bad = Event {

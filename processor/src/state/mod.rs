@@ -66,6 +66,11 @@ impl StateStore {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
+        // Index and filter blocks grow with the state (a bloom filter is
+        // 10 bits a key): charged to the block cache, they stay within the
+        // budget; level 0's are pinned there, as they are read most.
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut options = Options::default();
         options.set_block_based_table_factory(&table);
         options.set_compression_type(DBCompressionType::Lz4);
