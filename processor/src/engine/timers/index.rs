@@ -59,6 +59,9 @@ pub struct Index<R: Row> {
     read_all: bool,
     /// Rows in the set.
     len: usize,
+    /// The first row of the set, while known: most lookups only ask
+    /// whether anything is due yet, and a pop follows each that finds it.
+    head: Option<Option<R>>,
 }
 
 impl<R: Row> Default for Index<R> {
@@ -72,6 +75,7 @@ impl<R: Row> Default for Index<R> {
             resume: Bound::Unbounded,
             read_all: false,
             len: 0,
+            head: None,
         }
     }
 }
@@ -93,6 +97,11 @@ impl<R: Row> Index<R> {
 
     /// Adds a row the set does not have (the engine knows it cannot).
     pub fn insert(&mut self, row: R) {
+        if let Some(head) = &mut self.head {
+            if head.as_ref().is_none_or(|h| row < *h) {
+                *head = Some(row.clone());
+            }
+        }
         let fresh = !self.deleted.remove(&row);
         if self.added.insert(row, fresh).is_none() {
             self.len += 1;
@@ -115,11 +124,28 @@ impl<R: Row> Index<R> {
             false
         };
         self.len -= usize::from(had);
+        if had {
+            self.head = None;
+        }
         Ok(had)
     }
 
+    /// When the first row is due, if there is one.
+    pub fn next_due(&mut self, db: &impl Rows) -> anyhow::Result<Option<i64>> {
+        Ok(self.first(db)?.map(Row::due))
+    }
+
     /// The first row, if any.
-    pub fn first(&mut self, db: &impl Rows) -> anyhow::Result<Option<R>> {
+    pub fn first(&mut self, db: &impl Rows) -> anyhow::Result<Option<&R>> {
+        if self.head.is_none() {
+            let head = self.find_first(db)?;
+            self.head = Some(head);
+        }
+        Ok(self.head.as_ref().and_then(Option::as_ref))
+    }
+
+    /// The first row, looked up.
+    fn find_first(&mut self, db: &impl Rows) -> anyhow::Result<Option<R>> {
         self.read_ahead(db)?;
         let candidates = [
             self.added.first_key_value().map(|(row, _)| row),
@@ -144,6 +170,7 @@ impl<R: Row> Index<R> {
             self.deleted.insert(row.clone());
         }
         self.len -= 1;
+        self.head = None;
     }
 
     /// Puts the changes since the last hand-over into `part`'s batch; they
@@ -185,6 +212,9 @@ impl<R: Row> Index<R> {
         self.inflight_deleted.clear();
         self.ahead.clear();
         self.read_all = false;
+        // The head may have come from what was just cleared: a pop finds
+        // its row where a fresh look put it.
+        self.head = None;
     }
 
     /// Makes `ahead`'s front the first row RocksDB has that is not gone,

@@ -218,7 +218,11 @@ fn pop_due<R: Row>(
 ) -> anyhow::Result<Option<(usize, R)>> {
     let mut best: Option<(usize, R)> = None;
     for (slot, index) in indexes.iter_mut().enumerate() {
-        let Some(row) = index.first(&Stored(store, partitions[slot]))? else {
+        let stored = Stored(store, partitions[slot]);
+        if index.next_due(&stored)?.is_none_or(|due| due > until) {
+            continue;
+        }
+        let Some(row) = index.first(&stored)?.cloned() else {
             continue;
         };
         let earlier = match &best {

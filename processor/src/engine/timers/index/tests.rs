@@ -100,7 +100,7 @@ fn an_index_reads_as_the_set_of_its_rows() {
                     );
                 }
                 55..=84 => {
-                    let first = index.first(&db).unwrap();
+                    let first = index.first(&db).unwrap().cloned();
                     assert_eq!(first.as_ref(), model.first(), "seed {seed} step {step}");
                     if let Some(first) = first {
                         index.pop(&first);
@@ -124,6 +124,8 @@ fn an_index_reads_as_the_set_of_its_rows() {
                 },
                 _ => {
                     assert_eq!(index.len(), model.len(), "seed {seed} step {step}");
+                    let due = model.first().map(|r| r.end);
+                    assert_eq!(index.next_due(&db).unwrap(), due, "seed {seed} step {step}");
                 }
             }
         }
