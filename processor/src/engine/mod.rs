@@ -430,6 +430,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Caches a key's state just read from the store, so that it is not
+    /// read again.
+    fn cache_read(&mut self, slot: usize, key: &str, state: KeyState) -> anyhow::Result<()> {
+        self.make_room(slot, key)?;
+        let cached = Cached {
+            state,
+            dirty: false,
+            used: false,
+        };
+        self.cache[slot].insert(key.into(), cached);
+        self.cached_keys += 1;
+        Ok(())
+    }
+
     /// Second chance, a cache at a time: keys looked up again since they
     /// were cached (or last kept) stay, up to half the cache, with their
     /// mark cleared; the others go. Every key is clean (just written).

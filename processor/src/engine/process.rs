@@ -377,20 +377,24 @@ impl Engine {
         let clock = self.clock;
         while let Some((slot, key, due)) = self.timers.pop_ttl(&self.store, clock)? {
             // Look without caching: most checked keys are long gone.
-            let found = match self.cache[slot].get(key.as_str()) {
-                Some(c) => Some((c.state.ttl_check, c.state.last_update_ms)),
-                None => self
-                    .store
-                    .get(self.config.partitions[slot], &key)?
-                    .map(|s| (s.ttl_check, s.last_update_ms)),
+            let (found, read) = match self.cache[slot].get(key.as_str()) {
+                Some(c) => ((c.state.ttl_check, c.state.last_update_ms), None),
+                None => match self.store.get(self.config.partitions[slot], &key)? {
+                    Some(s) => ((s.ttl_check, s.last_update_ms), Some(s)),
+                    None => continue,
+                },
             };
             // A check the key's state does not name is stale: its state was
             // deleted and came back with a check of its own.
-            let Some((Some(check), last)) = found else {
+            let (Some(check), last) = found else {
                 continue;
             };
             if check != due {
                 continue;
+            }
+            // The key's state changes below: cache what was just read.
+            if let Some(state) = read {
+                self.cache_read(slot, &key, state)?;
             }
             let next = last.max(self.ttl_floor).saturating_add(ttl);
             if next > clock {
