@@ -152,7 +152,7 @@ fn kafka_to_postgres_is_exactly_the_expected_results_with_and_without_crashes() 
     assert_eq!(
         topic_results(&brokers, &output),
         expected,
-        "the output topic, keeping the highest revision per result id"
+        "the output topic, keeping the highest-ranked revision per result id"
     );
     assert_eq!(
         invalid_rows(&invalid_table),
@@ -180,7 +180,8 @@ fn invalid_rows(table: &str) -> BTreeMap<String, usize> {
     reasons
 }
 
-/// Reads a whole output topic and keeps the highest revision per result id.
+/// Reads a whole output topic and keeps the highest-ranked revision per
+/// result id (a final one, else the highest), which must be final.
 fn topic_results(brokers: &str, topic: &str) -> BTreeMap<(String, i64), (u64, f64)> {
     use rdkafka::{
         consumer::{BaseConsumer, Consumer},
@@ -218,15 +219,19 @@ fn topic_results(brokers: &str, topic: &str) -> BTreeMap<(String, i64), (u64, f6
             Some(id.as_str()),
             "messages are keyed by result id"
         );
-        if best
-            .get(&id)
-            .is_none_or(|b| b["revision"].as_u64() < r["revision"].as_u64())
-        {
+        let rank = |r: &serde_json::Value| {
+            (
+                r["final"].as_bool().unwrap(),
+                r["revision"].as_u64().unwrap() as u32,
+            )
+        };
+        if best.get(&id).is_none_or(|b| rank(&r) > rank(b)) {
             best.insert(id, r);
         }
     }
     best.values()
         .map(|r| {
+            assert_eq!(r["final"], true, "every result ends final: {r}");
             (
                 (
                     r["key"].as_str().unwrap().to_string(),

@@ -1,6 +1,6 @@
 //! The PostgreSQL sink against the real server started by
-//! `scripts/test-servers`: the table holds the highest revision of every
-//! result, and replays change nothing.
+//! `scripts/test-servers`: the table holds the highest-ranked revision of
+//! every result, and replays change nothing.
 
 mod common;
 
@@ -95,4 +95,75 @@ async fn table_holds_the_highest_revision_of_every_result_and_replays_change_not
     // A replay of everything writes the same rows again: nothing changes.
     job.run();
     assert_eq!(table(&url, &name).await, expected);
+}
+
+/// A replay after a crash need not revise a window as often as the run it
+/// repeats (how late records interleave with the other partitions' differs):
+/// the run may have written revision 3, not final, and the replay close the
+/// window at revision 2. The final revision wins, within a batch and across
+/// them, and nothing but another final revision replaces it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_final_revision_outranks_higher_revisions_that_are_not() {
+    use eddy_processor::{
+        engine::{window::Window, WindowResult},
+        output::{
+            postgres::PostgresSink,
+            record::{result_id, JobId},
+        },
+    };
+    let url = eddy_testkit::postgres_url();
+    let name = eddy_testkit::unique_name("ranks").replace('-', "_");
+    let job = JobId {
+        namespace: "default".into(),
+        name: name.clone(),
+    };
+    let result = |key: &str, n: u64, revision: u32, is_final: bool| WindowResult {
+        partition: 0,
+        key: key.into(),
+        window: Window {
+            start: 0,
+            end: 5_000,
+        },
+        aggregates: vec![("n".into(), serde_json::json!(n))],
+        revision,
+        is_final,
+    };
+    let mut sink = PostgresSink::new(url.clone(), name.clone(), true);
+    let mut write = async |rows: &[WindowResult]| {
+        for r in rows {
+            let id = result_id(&job, &r.key, r.window.start, r.window.end);
+            sink.push(&job, &id, r);
+        }
+        sink.flush().await.unwrap();
+    };
+    // The crashed run: revisions 1 to 3 of "a", none final; "b" closed.
+    write(&[result("a", 1, 1, false), result("a", 2, 2, false)]).await;
+    write(&[result("a", 4, 3, false), result("b", 7, 2, true)]).await;
+    // The replay closes "a" at revision 2, replays "b", and a later replay
+    // writes a stale, not final, revision of "b" above its final one.
+    write(&[result("a", 5, 1, false), result("a", 5, 2, true)]).await;
+    write(&[result("b", 6, 3, false), result("b", 7, 2, true)]).await;
+    // Within one batch, too: the final revision 1 beats revision 4.
+    write(&[result("c", 9, 4, false), result("c", 9, 1, true)]).await;
+
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let by_key: BTreeMap<String, (i32, bool, i64)> = client
+        .query(
+            &format!("SELECT key, revision, final, (aggregates->>'n')::bigint FROM {name}"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+        .collect();
+    assert_eq!(
+        by_key,
+        BTreeMap::from([
+            ("a".into(), (2, true, 5)),
+            ("b".into(), (2, true, 7)),
+            ("c".into(), (1, true, 9)),
+        ])
+    );
 }

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::spec::SecretKeyRef;
 
 /// One destination. Set exactly one of `stdout`, `stderr`, `file`, `kafka` or
-/// `postgres`. Every result carries a deterministic id and a revision, so
-/// sinks that keep the highest revision per id are exactly-once across
+/// `postgres`. Every result carries a deterministic id, a revision and
+/// whether it is final, so sinks that keep the highest-ranked revision per id
+/// (a final one over any other, else the highest) are exactly-once across
 /// restarts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -32,7 +33,7 @@ pub struct SinkSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaSink>,
     /// Rows in a PostgreSQL table: results upserted by result id keeping the
-    /// highest revision; late and invalid records one row each, keyed by
+    /// highest-ranked revision (a final one, else the highest); late and invalid records one row each, keyed by
     /// their source origin, so replays never duplicate them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresSink>,
@@ -94,7 +95,9 @@ pub struct KafkaSink {
     /// checkpoint. Needs a broker with transactions; the transactional
     /// outputs of a job share one producer per processor, so they must name
     /// the same brokers and properties. Otherwise the idempotent producer is
-    /// used and consumers keep the highest revision per result id.
+    /// used and consumers keep the highest-ranked revision per result id (a
+    /// final one, else the highest: a replay may close a window after fewer
+    /// revisions than the run it repeats).
     #[serde(default)]
     pub transactional: bool,
     /// Extra librdkafka producer properties.

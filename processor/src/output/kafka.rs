@@ -2,8 +2,9 @@
 //!
 //! Without `transactional`, through the idempotent producer: a replay after
 //! a crash may write a result again with the same id and revision, and
-//! consumers that keep the highest revision per id see every result exactly
-//! once. With it, through the job's one transaction (`output::transaction`),
+//! consumers that keep the highest-ranked revision per id (a final one over
+//! any other, else the highest: [`crate::output::record::outranks`]) see every result
+//! exactly once. With it, through the job's one transaction (`output::transaction`),
 //! which commits with each checkpoint: consumers reading committed messages
 //! see every result once. Delivery failures are recorded and fail the next
 //! flush, never dropped silently.

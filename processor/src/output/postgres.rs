@@ -1,6 +1,6 @@
 //! The PostgreSQL sink: results upserted by result id, keeping only the
-//! highest revision, so replays after a crash and revised late results are
-//! idempotent. Rows are buffered and written in batches; a lost connection
+//! highest-ranked revision (see [`record::outranks`]), so replays after a
+//! crash and revised late results are idempotent. Rows are buffered and written in batches; a lost connection
 //! is re-established with backoff.
 //!
 //! The table (created with `createTable: true`):
@@ -225,15 +225,20 @@ pub fn create_table_sql(table: &str) -> String {
     )
 }
 
-/// One multi-row upsert: a row replaces the stored one only with a higher
-/// revision, so older revisions and replays never win.
+/// One multi-row upsert: a row replaces the stored one only when it
+/// outranks it ([`record::outranks`]: final, then higher revision), so older
+/// revisions and replays never win, and a final result never loses to a
+/// replay that revised the window more often before closing it.
 async fn write_batch(client: &Client, table: &str, rows: &[Row]) -> anyhow::Result<()> {
-    // Within one statement a row may only be touched once: keep the highest
-    // revision of each id.
+    // Within one statement a row may only be touched once: keep the
+    // highest-ranked revision of each id.
     let mut best: std::collections::BTreeMap<&str, &Row> = std::collections::BTreeMap::new();
     for row in rows {
         let slot = best.entry(row.id.as_str()).or_insert(row);
-        if row.revision > slot.revision {
+        if record::outranks(
+            (row.is_final, row.revision as u32),
+            (slot.is_final, slot.revision as u32),
+        ) {
             *slot = row;
         }
     }
@@ -263,7 +268,7 @@ async fn write_batch(client: &Client, table: &str, rows: &[Row]) -> anyhow::Resu
          ON CONFLICT (id) DO UPDATE SET
            aggregates = EXCLUDED.aggregates, revision = EXCLUDED.revision,
            final = EXCLUDED.final, updated_at = now()
-         WHERE t.revision < EXCLUDED.revision",
+         WHERE (t.final, t.revision) < (EXCLUDED.final, EXCLUDED.revision)",
         values.join(", ")
     );
     client.execute(sql.as_str(), &params).await?;

@@ -35,7 +35,8 @@ impl JobId {
 
 /// The deterministic id of a result: the same job, key and window always
 /// give the same id, whatever the revision or the partition count, so a sink
-/// that keeps the highest revision per id is idempotent.
+/// that keeps the highest-ranked revision per id ([`outranks`]) is
+/// idempotent.
 pub fn result_id(job: &JobId, key: &str, start_ms: i64, end_ms: i64) -> String {
     // Streamed: the same hash as of the concatenated bytes, without them.
     let mut text = xxhash_rust::xxh3::Xxh3::new();
@@ -50,6 +51,21 @@ pub fn result_id(job: &JobId, key: &str, start_ms: i64, end_ms: i64) -> String {
     text.update(&start_ms.to_be_bytes());
     text.update(&end_ms.to_be_bytes());
     format!("{:032x}", text.digest128())
+}
+
+/// Whether a revision `(final, revision)` of a result replaces `stored`,
+/// which a sink holds for the same id: a final revision outranks every
+/// revision that is not, and otherwise the higher revision wins.
+///
+/// Revision numbers alone do not order a replay: how often a fired window
+/// is revised depends on how the partitions' records interleave, which a
+/// replay after a crash does not repeat. A run that crashed may have written
+/// revision 3, not final; its replay may close the same window at revision
+/// 2. The final revision holds every event the window accepted, so it wins;
+/// and nothing replaces it but another final one (of a later replay, with
+/// the same events).
+pub fn outranks(revision: (bool, u32), stored: (bool, u32)) -> bool {
+    revision > stored
 }
 
 /// One result as a JSON line (without the newline). Field order is fixed.
