@@ -49,7 +49,8 @@ fn main() -> anyhow::Result<()> {
         };
         let bucket = format!("bench-{}", std::process::id());
         let store = Store::open(&format!("s3://{bucket}"), "bench", Some(settings))?;
-        if let Store::S3 { client, .. } = &store {
+        if let Store::S3(s3) = &store {
+            let (client, _) = s3.client();
             runtime.block_on(client.create_bucket().bucket(&bucket).send())?;
         }
         stores.push(("s3:// (s3s-fs)", store));

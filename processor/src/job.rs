@@ -181,6 +181,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             }
         }
     }
+    unsupported.extend(crate::without::unbuilt(spec));
     if spec.hot_keys.two_phase {
         refuse(
             &mut unsupported,

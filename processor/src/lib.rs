@@ -18,6 +18,7 @@ pub mod run;
 pub mod secrets;
 pub mod source;
 pub mod state;
+mod without;
 
 /// A hash map for the per-event path: foldhash instead of SipHash (keys are
 /// short; a random seed per process keeps collisions unpredictable).

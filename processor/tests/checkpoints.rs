@@ -30,8 +30,8 @@ fn s3_store() -> Store {
         Some(settings),
     )
     .unwrap();
-    if let Store::S3 { client, .. } = &store {
-        let client = client.clone();
+    if let Store::S3(s3) = &store {
+        let client = s3.client().0.clone();
         let bucket = bucket.clone();
         futures_block(async move { client.create_bucket().bucket(bucket).send().await.unwrap() });
     }

@@ -25,7 +25,7 @@ use rdkafka::{
     ClientContext,
 };
 
-use super::transaction::Transaction;
+use super::transaction::{lock, Shared};
 
 /// How long a flush waits for every message to be acknowledged.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -119,9 +119,6 @@ impl Producer {
     }
 }
 
-/// The job's transaction, as its outputs hold it.
-pub type Shared = Arc<Mutex<Transaction>>;
-
 /// Where a Kafka sink's messages go.
 enum Writer {
     /// Its own idempotent producer.
@@ -188,10 +185,4 @@ impl KafkaSink {
             Writer::Transaction(t) => lock(t).flush(),
         }
     }
-}
-
-/// The transaction, even if a panic poisoned its lock (its state is
-/// checked by the broker, not by the lock).
-pub fn lock(t: &Mutex<Transaction>) -> std::sync::MutexGuard<'_, Transaction> {
-    t.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -6,11 +6,11 @@
 use std::{collections::BTreeMap, sync::MutexGuard, time::Instant};
 
 use super::{
-    kafka::{self, KafkaSink, Shared},
-    postgres::{self, PostgresSink},
+    kafka::KafkaSink,
+    postgres::PostgresSink,
     records::RecordSink,
     sink::LineSink,
-    transaction::{Transaction, HELD_LIMIT},
+    transaction::{self, Shared, Transaction, HELD_LIMIT},
 };
 use crate::{job::JobPlan, metrics::SinkFigures};
 
@@ -63,11 +63,7 @@ impl Outputs {
             }
             match &spec.postgres {
                 Some(pg) => {
-                    tables.push(PostgresSink::new(
-                        postgres::url_of(pg)?,
-                        pg.table.clone(),
-                        pg.create_table,
-                    ));
+                    tables.push(PostgresSink::open(pg)?);
                     table_flushes.push(SinkFigures::new(sink_name(spec, i)));
                 }
                 None => results.push(open(spec)?),
@@ -97,7 +93,7 @@ impl Outputs {
 
     /// The Kafka transaction, if there is one.
     pub(crate) fn transaction(&self) -> Option<MutexGuard<'_, Transaction>> {
-        self.transaction.as_deref().map(kafka::lock)
+        self.transaction.as_deref().map(transaction::lock)
     }
 
     /// Puts checkpoint `id` into the Kafka transaction, if there is one.

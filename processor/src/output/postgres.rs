@@ -116,6 +116,15 @@ pub struct PostgresSink {
 }
 
 impl PostgresSink {
+    /// The sink a spec names; connects on the first flush.
+    pub fn open(spec: &eddy_api::spec::PostgresSink) -> anyhow::Result<Self> {
+        Ok(Self::new(
+            url_of(spec)?,
+            spec.table.clone(),
+            spec.create_table,
+        ))
+    }
+
     /// A sink for `table`; connects on the first flush.
     pub fn new(url: String, table: String, create_table: bool) -> Self {
         let ddl = create_table.then(|| create_table_sql(&table));
@@ -160,6 +169,69 @@ impl PostgresSink {
         let table = &self.table;
         self.rows
             .flush(async |client, rows| write_batch(client, table, rows).await)
+            .await
+    }
+}
+
+/// A table of late or invalid records (see `output::records`).
+pub struct RecordTable {
+    table: String,
+    kind: &'static str,
+    /// (record id, JSON line).
+    rows: Batches<(String, String)>,
+}
+
+impl RecordTable {
+    /// The table a spec names, for records of `kind` (`late` or `invalid`).
+    pub fn open(spec: &eddy_api::spec::PostgresSink, kind: &'static str) -> anyhow::Result<Self> {
+        let ddl = spec.create_table.then(|| {
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, kind text NOT NULL, \
+                 record jsonb NOT NULL, written_at timestamptz NOT NULL DEFAULT now())",
+                spec.table
+            )
+        });
+        Ok(Self {
+            table: spec.table.clone(),
+            kind,
+            rows: Batches::new(url_of(spec)?, &spec.table, ddl),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.rows.name()
+    }
+
+    /// Buffers a record (its id and JSON line).
+    pub fn push(&mut self, id: &str, line: &[u8]) {
+        self.rows
+            .push((id.to_string(), String::from_utf8_lossy(line).into_owned()));
+    }
+
+    /// Writes the buffered records; a record already there (a replay) is
+    /// left as it is.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        let (table, kind) = (&self.table, self.kind);
+        self.rows
+            .flush(async |client, rows| {
+                let mut values = Vec::with_capacity(rows.len());
+                let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * 3);
+                for (i, (id, record)) in rows.iter().enumerate() {
+                    values.push(format!(
+                        "(${}, ${}, ${}::text::jsonb)",
+                        i * 3 + 1,
+                        i * 3 + 2,
+                        i * 3 + 3
+                    ));
+                    params.extend([id as &(dyn ToSql + Sync), &kind, record]);
+                }
+                let sql = format!(
+                    "INSERT INTO {table} (id, kind, record) VALUES {} ON CONFLICT (id) DO NOTHING",
+                    values.join(", ")
+                );
+                client.execute(sql.as_str(), &params).await?;
+                Ok(())
+            })
             .await
     }
 }

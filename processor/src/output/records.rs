@@ -18,25 +18,13 @@
 use std::io;
 
 use eddy_api::spec::SinkSpec;
-use tokio_postgres::types::ToSql;
 
-use super::{
-    kafka::{KafkaSink, Shared},
-    postgres,
-    sink::LineSink,
-};
+use super::{kafka::KafkaSink, postgres::RecordTable, sink::LineSink, transaction::Shared};
 
 pub enum RecordSink {
     Lines(LineSink),
     Topic(KafkaSink),
     Table(Box<RecordTable>),
-}
-
-pub struct RecordTable {
-    table: String,
-    kind: &'static str,
-    /// (record id, JSON line).
-    rows: postgres::Batches<(String, String)>,
 }
 
 /// The id of a late or invalid record.
@@ -59,18 +47,7 @@ impl RecordSink {
             return Ok(Self::Topic(KafkaSink::open_spec(k, transaction)?));
         }
         if let Some(pg) = &spec.postgres {
-            let ddl = pg.create_table.then(|| {
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, kind text NOT NULL, \
-                     record jsonb NOT NULL, written_at timestamptz NOT NULL DEFAULT now())",
-                    pg.table
-                )
-            });
-            return Ok(Self::Table(Box::new(RecordTable {
-                table: pg.table.clone(),
-                kind,
-                rows: postgres::Batches::new(postgres::url_of(pg)?, &pg.table, ddl),
-            })));
+            return Ok(Self::Table(Box::new(RecordTable::open(pg, kind)?)));
         }
         Ok(Self::Lines(LineSink::open_at(spec, file_length)?))
     }
@@ -79,7 +56,7 @@ impl RecordSink {
         match self {
             Self::Lines(l) => l.name().to_string(),
             Self::Topic(t) => t.name(),
-            Self::Table(t) => t.rows.name().to_string(),
+            Self::Table(t) => t.name().to_string(),
         }
     }
 
@@ -91,8 +68,7 @@ impl RecordSink {
                 Ok(())
             }
             Self::Table(t) => {
-                t.rows
-                    .push((id.to_string(), String::from_utf8_lossy(line).into_owned()));
+                t.push(id, line);
                 Ok(())
             }
         }
@@ -119,34 +95,5 @@ impl RecordSink {
             Self::Topic(t) => t.flush(),
             Self::Table(t) => t.flush().await,
         }
-    }
-}
-
-impl RecordTable {
-    /// Writes the buffered records; a record already there (a replay) is
-    /// left as it is.
-    async fn flush(&mut self) -> anyhow::Result<()> {
-        let (table, kind) = (&self.table, self.kind);
-        self.rows
-            .flush(async |client, rows| {
-                let mut values = Vec::with_capacity(rows.len());
-                let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * 3);
-                for (i, (id, record)) in rows.iter().enumerate() {
-                    values.push(format!(
-                        "(${}, ${}, ${}::text::jsonb)",
-                        i * 3 + 1,
-                        i * 3 + 2,
-                        i * 3 + 3
-                    ));
-                    params.extend([id as &(dyn ToSql + Sync), &kind, record]);
-                }
-                let sql = format!(
-                    "INSERT INTO {table} (id, kind, record) VALUES {} ON CONFLICT (id) DO NOTHING",
-                    values.join(", ")
-                );
-                client.execute(sql.as_str(), &params).await?;
-                Ok(())
-            })
-            .await
     }
 }

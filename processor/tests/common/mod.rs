@@ -229,11 +229,11 @@ pub fn create_bucket(bucket: &str) {
         access_key: s3.access_key,
         secret_key: s3.secret_key,
     };
-    let Store::S3 { client, .. } =
-        Store::open(&format!("s3://{bucket}"), "", Some(settings)).unwrap()
+    let Store::S3(store) = Store::open(&format!("s3://{bucket}"), "", Some(settings)).unwrap()
     else {
         unreachable!("an s3:// URL opens an S3 store")
     };
+    let (client, _) = store.client();
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(client.create_bucket().bucket(bucket).send())

@@ -1,0 +1,182 @@
+//! The transaction itself, through librdkafka (the `kafka` feature).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::{
+    config::ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+    producer::Producer as _,
+    Offset, TopicPartitionList,
+};
+
+use super::{plan::TxnPlan, Committed};
+use crate::output::kafka::Producer;
+
+/// How long a transaction call to the broker may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Transaction {
+    producer: Producer,
+    /// One idle consumer per owned partition: the group its checkpoint
+    /// offset is committed for.
+    groups: Vec<(u32, BaseConsumer)>,
+    marker_topic: String,
+    /// The checkpoint whose offsets are in the open transaction.
+    precommitted: Option<u64>,
+    /// (topic, key, payload) fired while a checkpoint uploads.
+    held: Vec<(String, String, Vec<u8>)>,
+    /// Messages written in the open transaction.
+    written: u64,
+}
+
+impl Transaction {
+    /// Takes over the transactional ids (fencing earlier holders, whose
+    /// open transactions are aborted); with the last checkpoint each owned
+    /// partition committed. Blocks on the broker.
+    pub fn open(plan: &TxnPlan) -> anyhow::Result<(Self, Committed)> {
+        tokio::task::block_in_place(|| Self::open_blocking(plan))
+    }
+
+    fn open_blocking(plan: &TxnPlan) -> anyhow::Result<(Self, Committed)> {
+        for id in &plan.fenced_ids {
+            Self::producer(plan, id)?;
+        }
+        let producer = Self::producer(plan, &plan.transactional_id)?;
+        let mut groups = Vec::new();
+        let mut committed_at_start = Vec::new();
+        for (partition, group) in &plan.groups {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &plan.brokers)
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed")
+                .create()
+                .with_context(|| format!("creating a Kafka client for group {group}"))?;
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&plan.marker_topic, 0);
+            let committed = consumer
+                .committed_offsets(list, CALL_TIMEOUT)
+                .with_context(|| format!("reading the offsets committed for group {group}"))?;
+            let id = committed
+                .find_partition(&plan.marker_topic, 0)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(n) if n > 0 => Some(n as u64),
+                    _ => None,
+                });
+            committed_at_start.push((*partition, id));
+            groups.push((*partition, consumer));
+        }
+        producer
+            .inner
+            .begin_transaction()
+            .context("beginning a Kafka transaction")?;
+        let transaction = Self {
+            producer,
+            groups,
+            marker_topic: plan.marker_topic.clone(),
+            precommitted: None,
+            held: Vec::new(),
+            written: 0,
+        };
+        Ok((transaction, committed_at_start))
+    }
+
+    /// A producer that holds `id`, once the broker has fenced its former
+    /// holders.
+    fn producer(plan: &TxnPlan, id: &str) -> anyhow::Result<Producer> {
+        let ours = [("transactional.id", id)];
+        let producer = Producer::create(&plan.brokers, &ours, &plan.properties, id)?;
+        producer
+            .inner
+            .init_transactions(CALL_TIMEOUT)
+            .with_context(|| format!("taking over Kafka transactional id {id}"))?;
+        Ok(producer)
+    }
+
+    /// Writes a message in the open transaction, or holds it while a
+    /// checkpoint uploads.
+    pub fn push(&mut self, topic: &str, key: &str, payload: &[u8]) {
+        if self.precommitted.is_some() {
+            self.held
+                .push((topic.to_string(), key.to_string(), payload.to_vec()));
+        } else {
+            self.producer.send(topic, key, payload);
+            self.written += 1;
+        }
+    }
+
+    /// Whether committing checkpoint `id` commits results.
+    pub fn commits_results(&self, id: u64) -> bool {
+        self.precommitted == Some(id)
+    }
+
+    /// Messages held until the checkpoint in flight commits.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn flush(&self) -> anyhow::Result<()> {
+        self.producer.flush("the Kafka transaction")
+    }
+
+    /// The synchronous part of checkpoint `id`: everything written so far
+    /// acknowledged, and `id` committed for every owned partition's group,
+    /// both inside the open transaction. A transaction with no results is
+    /// left open for the next checkpoint: some brokers do not commit
+    /// offsets alone, and restoring the last checkpoint that committed
+    /// results gives the same output.
+    pub fn precommit(&mut self, id: u64) -> anyhow::Result<()> {
+        self.flush()?;
+        if self.written == 0 {
+            return Ok(());
+        }
+        tokio::task::block_in_place(|| {
+            for (partition, consumer) in &self.groups {
+                let metadata = consumer
+                    .group_metadata()
+                    .context("no consumer group metadata")?;
+                let mut offsets = TopicPartitionList::new();
+                offsets.add_partition_offset(&self.marker_topic, 0, Offset::Offset(id as i64))?;
+                self.producer
+                    .inner
+                    .send_offsets_to_transaction(&offsets, &metadata, CALL_TIMEOUT)
+                    .with_context(|| {
+                        format!("recording checkpoint {id} of partition {partition} in the Kafka transaction")
+                    })?;
+            }
+            anyhow::Ok(())
+        })?;
+        self.precommitted = Some(id);
+        Ok(())
+    }
+
+    /// Commits the transaction of checkpoint `id`, now that it is in the
+    /// store, begins the next one and writes what was held. False when the
+    /// checkpoint had no results to commit.
+    pub fn commit(&mut self, id: u64) -> anyhow::Result<bool> {
+        match self.precommitted {
+            None => return Ok(false),
+            Some(p) if p != id => {
+                anyhow::bail!("checkpoint {id} is not the one in the Kafka transaction ({p})")
+            }
+            Some(_) => {}
+        }
+        tokio::task::block_in_place(|| {
+            self.producer
+                .inner
+                .commit_transaction(CALL_TIMEOUT)
+                .with_context(|| format!("committing the Kafka transaction of checkpoint {id}"))?;
+            self.producer
+                .inner
+                .begin_transaction()
+                .context("beginning a Kafka transaction")
+        })?;
+        self.precommitted = None;
+        self.written = 0;
+        for (topic, key, payload) in std::mem::take(&mut self.held) {
+            self.push(&topic, &key, &payload);
+        }
+        Ok(true)
+    }
+}
