@@ -563,7 +563,15 @@ async fn an_in_cluster_client_is_authorized_by_rbac_and_works() {
         })))
         .await
         .unwrap();
-    assert!(allowed(&client, &account, "list", "eddy.dev", "streamjobs", &ns).await);
+    // The authorizer reads bindings from its watch cache, so a new binding
+    // takes effect shortly after it is written, not at once.
+    eventually("RBAC to allow the account once it is bound", || async {
+        allowed(&client, &account, "list", "eddy.dev", "streamjobs", &ns)
+            .await
+            .then_some(())
+            .ok_or_else(|| "still denied".to_string())
+    })
+    .await;
     assert!(
         !allowed(
             &client,
