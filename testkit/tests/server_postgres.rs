@@ -1,6 +1,7 @@
 //! Smoke test: the PostgreSQL server started by `scripts/test-servers`,
-//! through tokio-postgres, with the upsert the sink will use: keyed by
-//! result id, keeping only the highest revision.
+//! through tokio-postgres, with an upsert keyed by result id that keeps the
+//! highest revision (the sink's own rule, which also ranks final rows
+//! first, is tested in `processor/tests/postgres_sink.rs`).
 
 use tokio_postgres::NoTls;
 

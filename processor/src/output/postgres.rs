@@ -14,7 +14,7 @@
 //!   window_start timestamptz NOT NULL,
 //!   window_end   timestamptz NOT NULL,
 //!   aggregates   jsonb NOT NULL,      -- {"name": value, ...} in spec order
-//!   revision     integer NOT NULL,    -- highest written so far
+//!   revision     integer NOT NULL,    -- of the highest-ranked written so far
 //!   final        boolean NOT NULL,    -- no later revision will come
 //!   updated_at   timestamptz NOT NULL DEFAULT now()
 //! )

@@ -62,8 +62,10 @@ pub fn result_id(job: &JobId, key: &str, start_ms: i64, end_ms: i64) -> String {
 /// replay after a crash does not repeat. A run that crashed may have written
 /// revision 3, not final; its replay may close the same window at revision
 /// 2. The final revision holds every event the window accepted, so it wins;
-/// and nothing replaces it but another final one (of a later replay, with
-/// the same events).
+/// and nothing replaces it but another final one, of a later replay. That
+/// one has the same events unless a record was late in one run and not in
+/// the other (the watermark, too, depends on how partitions interleave):
+/// then the higher revision wins, as between any two of the same rank.
 pub fn outranks(revision: (bool, u32), stored: (bool, u32)) -> bool {
     revision > stored
 }
