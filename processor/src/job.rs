@@ -22,6 +22,8 @@ use crate::{
     },
 };
 
+pub use crate::without::unbuilt;
+
 /// Longest record a file source accepts.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 

@@ -185,10 +185,24 @@ fn parse_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
         eprintln!("error: cannot read {}: {e}", file.display());
         ExitCode::from(EXIT_BAD_JOB)
     })?;
-    load::parse_valid(&text).map_err(|e: LoadError| {
+    let job = load::parse_valid(&text).map_err(|e: LoadError| {
         eprintln!("error: {}: {e}", file.display());
         ExitCode::from(EXIT_BAD_JOB)
-    })
+    })?;
+    // Before anything else reads the job (Secrets, stores): a build
+    // without a feature the job needs says so first.
+    let unbuilt = eddy_processor::job::unbuilt(&job.spec);
+    if !unbuilt.is_empty() {
+        eprintln!(
+            "error: {}: this eddy-processor cannot run the job:",
+            file.display()
+        );
+        for p in unbuilt {
+            eprintln!("  - {p}");
+        }
+        return Err(ExitCode::from(EXIT_BAD_JOB));
+    }
+    Ok(job)
 }
 
 /// The valid job in `file` with the Secrets it references resolved.
