@@ -193,13 +193,8 @@ fn parse_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
     // without a feature the job needs says so first.
     let unbuilt = eddy_processor::job::unbuilt(&job.spec);
     if !unbuilt.is_empty() {
-        eprintln!(
-            "error: {}: this eddy-processor cannot run the job:",
-            file.display()
-        );
-        for p in unbuilt {
-            eprintln!("  - {p}");
-        }
+        let refused = eddy_processor::job::PlanError::Unsupported(unbuilt);
+        eprintln!("error: {}: {refused}", file.display());
         return Err(ExitCode::from(EXIT_BAD_JOB));
     }
     Ok(job)
