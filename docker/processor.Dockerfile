@@ -21,10 +21,13 @@ FROM rust:${RUST_VERSION}-bookworm AS builder
 # - libz-sys: zlib. The rust image has zlib1g-dev, and libz-sys would link it
 #   dynamically, but the runtime image has no libz.so.1: LIBZ_SYS_STATIC
 #   makes it build its bundled zlib into the binary.
+# - RocksDB: compiled from source and linked statically (ROCKSDB_COMPILE),
+#   so that the image is one binary; the development build links the
+#   project's prebuilt shared library instead (.cargo/config.toml).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends clang libclang-dev cmake \
  && rm -rf /var/lib/apt/lists/*
-ENV LIBZ_SYS_STATIC=1
+ENV LIBZ_SYS_STATIC=1 ROCKSDB_COMPILE=1
 WORKDIR /src
 COPY . .
 # Registry, git checkouts and target/ are BuildKit caches: a rebuild after a
