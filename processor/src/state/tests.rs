@@ -96,3 +96,26 @@ fn rows_of_engine_version_1_read_without_a_ttl_check() {
     assert_eq!(now.ttl_check, Some(7));
     assert!(KeyState::decode(&v1[..v1.len() - 1]).is_err());
 }
+
+/// Every column family of every partition reads through the one block
+/// cache sized from the budget: none has a cache of its own outside it.
+#[test]
+fn every_column_family_shares_the_budgeted_block_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 96 << 20;
+    let store = StateStore::open(dir.path(), &[0, 1], budget).unwrap();
+    let expected = (budget as f64 * ROCKSDB_SHARE) as u64;
+    for p in [0, 1] {
+        let db = store.db(p).unwrap();
+        let capacity = |cf: Option<&rocksdb::ColumnFamily>| {
+            let property = "rocksdb.block-cache-capacity";
+            match cf {
+                None => db.property_int_value(property),
+                Some(cf) => db.property_int_value_cf(cf, property),
+            }
+            .unwrap()
+        };
+        assert_eq!(capacity(None), Some(expected), "partition {p}: keyed state");
+        assert_eq!(capacity(Some(timers(db).unwrap())), Some(expected), "partition {p}: timers");
+    }
+}
