@@ -447,6 +447,11 @@ impl Engine {
     /// Second chance, a cache at a time: keys looked up again since they
     /// were cached (or last kept) stay, up to half the cache, with their
     /// mark cleared; the others go. Every key is clean (just written).
+    /// Each partition's table shrinks to what it keeps: the cache bounds
+    /// the keys of all partitions together, and a table keeps its largest
+    /// size otherwise, so that when partitions fill it in turn (windows
+    /// firing partition by partition) every one of them would end up with
+    /// room for the whole cache.
     fn evict(&mut self) {
         let keep = self.config.cache_keys / 2;
         let mut kept = 0;
@@ -457,6 +462,7 @@ impl Engine {
                 c.used = false;
                 stays
             });
+            keys.shrink_to(0);
         }
         self.cached_keys = kept;
     }
