@@ -116,6 +116,10 @@ fn every_column_family_shares_the_budgeted_block_cache() {
             .unwrap()
         };
         assert_eq!(capacity(None), Some(expected), "partition {p}: keyed state");
-        assert_eq!(capacity(Some(timers(db).unwrap())), Some(expected), "partition {p}: timers");
+        assert_eq!(
+            capacity(Some(timers(db).unwrap())),
+            Some(expected),
+            "partition {p}: timers"
+        );
     }
 }
