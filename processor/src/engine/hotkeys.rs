@@ -253,7 +253,7 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             // Mostly a few keys, sometimes one of many.
-            let key = if rng % 3 == 0 {
+            let key = if rng.is_multiple_of(3) {
                 format!("k{}", rng % 5)
             } else {
                 format!("c{}", rng % 1000)
