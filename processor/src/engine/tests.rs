@@ -645,3 +645,30 @@ fn a_store_of_engine_version_1_gets_its_timers_rebuilt() {
     assert_eq!(h.results().len(), fired_before);
     assert_eq!(restored.results(), expected);
 }
+
+/// A partition's cached keys, once evicted, give their table's room back:
+/// the cache bounds all partitions together, so tables that kept their
+/// largest size would each end up with room for the whole cache.
+#[test]
+fn an_eviction_shrinks_the_tables_of_evicted_keys() {
+    let mut c = config(tumbling(1_000_000));
+    c.partitions = vec![0, 1];
+    c.cache_keys = 64;
+    let mut h = Harness::new(c);
+    for i in 0..64 {
+        h.send_in(0, &format!("a{i}"), i, 1.0, i);
+    }
+    let full = h.engine.cache[0].capacity();
+    assert!(full >= 64);
+    // Partition 1 fills the cache in turn: partition 0's keys, each seen
+    // once, are evicted.
+    for i in 0..200 {
+        h.send_in(1, &format!("b{i}"), 64 + i, 1.0, 64 + i);
+    }
+    assert!(h.engine.cache[0].is_empty());
+    assert!(
+        h.engine.cache[0].capacity() < full,
+        "partition 0's table kept room for {} keys",
+        h.engine.cache[0].capacity()
+    );
+}
