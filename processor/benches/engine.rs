@@ -119,8 +119,8 @@ spec:
             Poll::End => break,
         }
         if sample_state && pipeline.counters().events >= next_sample {
-            let sizes = pipeline.engine_mut().state_sizes()?;
-            max_state = max_state.max(sizes.iter().map(|(_, b)| b).sum());
+            let sizes = pipeline.state_sizes()?;
+            max_state = max_state.max(sizes.values().sum());
             next_sample += count / 10;
         }
     }

@@ -102,6 +102,9 @@ pub struct JobPlan {
     /// Partitions of the whole job (the hash modulus).
     pub partition_count: u32,
     pub memory_budget: u64,
+    /// Worker threads, each running some of the owned partitions (at least
+    /// one, at most one per partition).
+    pub workers: usize,
     pub extractor: Extractor,
     pub skew: SkewGuard,
     pub source: SourcePlan,
@@ -133,6 +136,17 @@ fn unresolved(problems: &mut Vec<String>, path: &str) {
     problems.push(format!(
         "{path}: the Secret's values were not read (secrets::resolve runs before planning)"
     ));
+}
+
+/// Worker threads for `owned` partitions: as the spec says, else one per
+/// CPU this process may use (cgroup limits included); never more than the
+/// partitions, never none.
+fn workers(spec: Option<u32>, owned: usize) -> usize {
+    let wanted = spec.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |w| w as usize,
+    );
+    wanted.min(owned).max(1)
 }
 
 fn ms(d: &HumanDuration) -> Result<i64, PlanError> {
@@ -271,6 +285,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             "spec.source: no source set".into()
         ]));
     };
+    let owned_count = owned.len();
     Ok(JobPlan {
         id: job_id(job),
         checkpoints,
@@ -293,6 +308,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         },
         partition_count: spec.partitions,
         memory_budget,
+        workers: workers(spec.workers, owned_count),
         extractor: Extractor {
             key_field: spec.key_field.clone(),
             time_field: t.field.clone(),

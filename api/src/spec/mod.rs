@@ -105,6 +105,14 @@ pub struct StreamJobSpec {
     #[serde(default = "defaults::parallelism")]
     #[schemars(range(min = 0, max = 4096))]
     pub parallelism: u32,
+    /// Worker threads in each processor pod. Each runs some of the pod's
+    /// partitions with their own state, watermark and caches (shared
+    /// nothing, like Flink's subtasks), and one checkpoint covers them all.
+    /// Unset: as many as the CPUs the pod may use (its CPU limit), at most
+    /// one per partition it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub workers: Option<u32>,
     /// Automatic scaling and partition moves.
     #[serde(default)]
     pub autoscaling: AutoscalingSpec,
@@ -164,6 +172,7 @@ impl StreamJobSpec {
             checkpoints: CheckpointSpec::default(),
             partitions: defaults::partitions(),
             parallelism: defaults::parallelism(),
+            workers: None,
             autoscaling: AutoscalingSpec::default(),
             hot_keys: HotKeySpec::default(),
             suspend: false,

@@ -127,6 +127,12 @@ fn parallelism(spec: &StreamJobSpec, p: &mut Problems) {
             ),
         );
     }
+    if let Some(w) = spec.workers.filter(|w| !(1..=256).contains(w)) {
+        p.add(
+            "spec.workers",
+            format!("{w} worker threads: give 1 to 256, or leave it out for one per CPU"),
+        );
+    }
     let a = &spec.autoscaling;
     if a.min_replicas == 0 {
         p.add("spec.autoscaling.minReplicas", "must be at least 1");

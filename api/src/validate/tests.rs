@@ -62,6 +62,16 @@ fn parallelism_above_partitions() {
 }
 
 #[test]
+fn zero_workers() {
+    let mut spec = base();
+    spec.workers = Some(0);
+    let msg = message_at(&spec, "spec.workers");
+    assert!(msg.contains("1 to 256"), "{msg}");
+    spec.workers = Some(2);
+    assert_eq!(validate(&spec), vec![]);
+}
+
+#[test]
 fn unknown_time_zone() {
     let mut spec = base();
     spec.window = WindowSpec {

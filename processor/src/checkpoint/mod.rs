@@ -86,7 +86,8 @@ pub struct Completed {
 /// the engine's cache back and flushed its sinks.
 pub fn snapshot(state: &StateStore, cut: Cut, local_root: &Path) -> anyhow::Result<Pending> {
     let started = Instant::now();
-    let mut pending = Snapshot::new(cut, state.encode([])?, None, local_root, started).take()?;
+    let mut pending =
+        Snapshot::new(cut, state.encode([])?, Vec::new(), local_root, started).take()?;
     // Nothing ran meanwhile: all of it was a pause.
     pending.sync_duration = started.elapsed();
     Ok(pending)
@@ -100,8 +101,9 @@ pub fn snapshot(state: &StateStore, cut: Cut, local_root: &Path) -> anyhow::Resu
 pub struct Snapshot {
     cut: Cut,
     parts: Vec<PartWrite>,
-    /// Where the engine learns that RocksDB is its own again.
-    landing: Option<Landing>,
+    /// Where the engines (one per worker) learn that RocksDB is theirs
+    /// again.
+    landings: Vec<Landing>,
     root: PathBuf,
     started: Instant,
     /// How long processing stopped for this checkpoint.
@@ -114,7 +116,7 @@ impl Snapshot {
     pub fn new(
         cut: Cut,
         parts: Vec<PartWrite>,
-        landing: Option<Landing>,
+        landings: Vec<Landing>,
         local_root: &Path,
         started: Instant,
     ) -> Self {
@@ -122,7 +124,7 @@ impl Snapshot {
             root: local_root.join(cut.id.to_string()),
             cut,
             parts,
-            landing,
+            landings,
             started,
             paused: started.elapsed(),
         }
@@ -131,7 +133,7 @@ impl Snapshot {
     /// Writes and links every partition (blocking), then lands.
     pub fn take(mut self) -> anyhow::Result<Pending> {
         // Lands when this returns, even if a thread below panics.
-        let mut landing = LandOnDrop(self.landing.take(), None);
+        let mut landing = LandOnDrop(std::mem::take(&mut self.landings), None);
         let taken = self.link();
         landing.1 = Some(taken.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
         taken
@@ -183,17 +185,17 @@ impl Snapshot {
     }
 }
 
-/// Lands its landing when dropped: with the outcome set, else as failed.
-struct LandOnDrop(Option<Landing>, Option<Result<(), String>>);
+/// Lands its landings when dropped: with the outcome set, else as failed.
+struct LandOnDrop(Vec<Landing>, Option<Result<(), String>>);
 
 impl Drop for LandOnDrop {
     fn drop(&mut self) {
-        if let Some(landing) = self.0.take() {
-            let outcome = self
-                .1
-                .take()
-                .unwrap_or_else(|| Err("the checkpoint thread panicked".into()));
-            landing.land(outcome);
+        let outcome = self
+            .1
+            .take()
+            .unwrap_or_else(|| Err("the checkpoint thread panicked".into()));
+        for landing in self.0.drain(..) {
+            landing.land(outcome.clone());
         }
     }
 }

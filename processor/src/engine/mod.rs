@@ -183,10 +183,17 @@ impl Engine {
     }
 
     /// Which out-of-orderness and allowed lateness would have kept 99% and
-    /// 99.9% of this processor's events (see [`advice`]).
-    pub fn advice(&self) -> Vec<advice::Advice> {
+    /// 99.9% of the events of these engines (a processor's workers, which
+    /// run the same job; see [`advice`]).
+    pub fn advice<'a>(
+        engines: impl IntoIterator<Item = &'a Engine> + Clone,
+    ) -> Vec<advice::Advice> {
         const DAY: i64 = 86_400_000;
-        let window_ms = match &self.config.windows {
+        let Some(first) = engines.clone().into_iter().next() else {
+            return Vec::new();
+        };
+        let config = &first.config;
+        let window_ms = match &config.windows {
             WindowKind::Fixed(Assigner::Tumbling { size } | Assigner::Sliding { size, .. }) => {
                 *size
             }
@@ -198,12 +205,21 @@ impl Engine {
             WindowKind::Session { gap, .. } => *gap,
         };
         let setting = advice::Setting {
-            out_of_orderness_ms: self.config.max_out_of_orderness_ms,
-            allowed_lateness_ms: self.config.allowed_lateness_ms,
+            out_of_orderness_ms: config.max_out_of_orderness_ms,
+            allowed_lateness_ms: config.allowed_lateness_ms,
             window_ms,
-            open_windows: self.open_windows() as u64,
+            open_windows: engines
+                .clone()
+                .into_iter()
+                .map(|e| e.open_windows() as u64)
+                .sum(),
         };
-        advice::advise(self.stats.iter().map(|s| s.delays()), setting)
+        advice::advise(
+            engines
+                .into_iter()
+                .flat_map(|e| e.stats.iter().map(|s| s.delays())),
+            setting,
+        )
     }
 
     pub fn stats(&self) -> &[PartitionStats] {

@@ -15,4 +15,5 @@ pub use crate::without::postgres;
 pub mod record;
 pub mod records;
 pub mod sink;
+pub mod staged;
 pub mod transaction;

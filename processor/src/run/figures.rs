@@ -8,6 +8,7 @@ use eddy_api::spec::LateDataPolicy;
 use super::{sink_name, Outputs, Pipeline};
 use crate::{
     admin::{HotKeyInfo, Stats},
+    engine::Engine,
     metrics::{CheckpointFigures, PartitionFigures, Snapshot},
     source::{wall_clock_ms, Source},
 };
@@ -63,21 +64,21 @@ impl Pipeline {
         outputs: &Outputs,
         source: &Source,
     ) -> Snapshot {
-        let engine = &self.engine;
-        let store = engine.store();
-        let stats = engine.stats();
+        let stats: Vec<_> = self.engines().flat_map(|e| e.stats()).collect();
         let recent: f64 = stats.iter().map(|s| s.events_per_second).sum();
         let top_k = self.plan.engine.top_k;
-        let partitions = stats
+        let mut partitions: Vec<PartitionFigures> = stats
             .iter()
-            .map(|s| {
+            .filter_map(|s| {
                 let p = s.partition;
+                let engine = self.engine_of(p)?;
+                let store = engine.store();
                 let share = if recent > 0.0 {
                     s.events_per_second / recent
                 } else {
                     1.0 / stats.len().max(1) as f64
                 };
-                PartitionFigures {
+                Some(PartitionFigures {
                     partition: p,
                     accepted: s.accepted,
                     late: s.late,
@@ -95,10 +96,11 @@ impl Pipeline {
                     state_keys: store.estimated_keys(p).unwrap_or(0),
                     open_windows: engine.open_windows_in(p) as u64,
                     hot_key_shares: s.hot_keys(top_k).iter().map(|k| k.share).collect(),
-                }
+                })
             })
             .collect();
-        let watermark = engine.watermark();
+        partitions.sort_by_key(|p| p.partition);
+        let watermark = self.watermark();
         let results = self.counters.windows_emitted;
         Snapshot {
             job: self.plan.id.name.clone(),
@@ -125,7 +127,7 @@ impl Pipeline {
                 Source::Http(h) => Some(h.fill_ratio()),
                 _ => None,
             },
-            ttl_expired: engine.counters().expired_windows,
+            ttl_expired: self.engines().map(|e| e.counters().expired_windows).sum(),
             partitions,
             checkpoints: checkpoints.clone(),
             sinks: outputs.flushes.clone(),
@@ -139,7 +141,7 @@ impl Pipeline {
 impl Pipeline {
     /// What `GET /stats` answers now.
     pub(super) fn stats(&self) -> Stats {
-        let stats = self.engine.stats();
+        let stats: Vec<_> = self.engines().flat_map(|e| e.stats()).collect();
         let late: u64 = stats.iter().map(|s| s.late).sum();
         let read = self.counters.events;
         Stats {
@@ -162,7 +164,7 @@ impl Pipeline {
                         })
                 })
                 .collect(),
-            advice: self.engine.advice(),
+            advice: Engine::advice(self.engines()),
         }
     }
 }

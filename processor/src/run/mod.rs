@@ -17,6 +17,7 @@ mod checkpoints;
 mod figures;
 mod pipeline;
 mod report;
+mod worker;
 
 use self::checkpoints::{Admit, Checkpoints};
 pub use self::{
@@ -118,7 +119,7 @@ pub async fn run(
     }
     let (mut job, mut source) = Pipeline::new(plan, state_dir, started).await?;
     if let Some(cut) = &restored.cut {
-        job.engine.restore(&cut.max_event_times, cut.watermark)?;
+        job.restore(cut)?;
         source.resume(&cut.source)?;
     }
     let fallbacks = restored.fallbacks;
@@ -296,7 +297,7 @@ pub async fn run(
             }
         }
         if let Some(rate) = tick.due(job.counters.events) {
-            progress_out(&progress::line(rate, job.engine.watermark(), &job.counters));
+            progress_out(&progress::line(rate, job.watermark(), &job.counters));
             outputs.flush()?;
             outputs.flush_tables().await?;
             meter.tick();

@@ -7,12 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use eddy_api::spec::LateDataPolicy;
-
-use super::{Ending, PartitionReport, Report};
+use super::{
+    worker::{Context, Step, Worker},
+    Ending, PartitionReport, Report,
+};
 use crate::{
     checkpoint::{self, Cut, SourcePosition},
-    engine::{partition_of, Engine, Outcome, WindowResult},
+    engine::{partition_of, Engine},
     job::{JobPlan, SourcePlan},
     output::{outputs::Outputs, record, records::record_id},
     progress::Counters,
@@ -23,22 +24,28 @@ use crate::{
     state::StateStore,
 };
 
-/// Results held before they are written, at most (see `Pipeline::advance`).
-const FIRE_CHUNK: usize = 4096;
-
 /// The processing a run does, source-agnostic: records in, results out.
+/// The run loop's thread reads and routes records; the workers (on a pool
+/// of threads when there are two or more) turn them into results.
 pub struct Pipeline {
     pub(super) plan: JobPlan,
     /// `<namespace>/<name>`, computed once.
     pub(super) job_path: String,
-    pub(super) engine: Engine,
+    pub(super) workers: Vec<Worker>,
+    /// Partition number → the worker that runs it (`NONE`: not owned).
+    owner: Vec<u16>,
+    /// Threads the workers run on, with two or more.
+    pool: Option<rayon::ThreadPool>,
+    /// Results are kept whole for table sinks.
+    keep_results: bool,
     pub(super) counters: Counters,
     pub(super) invalid_by_kind: BTreeMap<&'static str, u64>,
-    pub(super) fired: Vec<WindowResult>,
     /// Results that revised an earlier one.
     pub(super) revisions: u64,
-    encoder: record::ResultEncoder,
 }
+
+/// Not owned, in [`Pipeline::owner`].
+const NONE: u16 = u16::MAX;
 
 impl Pipeline {
     /// A pipeline with its state in `state_dir`, and the plan's source.
@@ -61,17 +68,57 @@ impl Pipeline {
             }
         };
         let store = StateStore::open(state_dir, &plan.engine.partitions, plan.memory_budget)?;
+        // Partitions dealt out in turns: with a Kafka topic's partitions or
+        // hashed keys, each worker gets about the same share.
+        let count = plan.workers.clamp(1, plan.engine.partitions.len().max(1));
+        let mut groups = vec![Vec::new(); count];
+        let mut owner = vec![NONE; plan.partition_count as usize];
+        for (i, p) in plan.engine.partitions.iter().enumerate() {
+            groups[i % count].push(*p);
+            if let Some(o) = owner.get_mut(*p as usize) {
+                *o = (i % count) as u16;
+            }
+        }
+        let workers = store
+            .split(&groups)
+            .into_iter()
+            .zip(&groups)
+            .map(|(store, partitions)| {
+                let mut config = plan.engine.clone();
+                config.partitions = partitions.clone();
+                config.cache_keys = (config.cache_keys / count).max(1024);
+                Worker::new(Engine::new(config, store))
+            })
+            .collect();
+        let pool = (count > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(count)
+                    .thread_name(|i| format!("eddy-worker-{i}"))
+                    .build()
+            })
+            .transpose()?;
         let pipeline = Self {
-            engine: Engine::new(plan.engine.clone(), store),
+            workers,
+            owner,
+            pool,
+            keep_results: plan.sinks.iter().any(|s| s.postgres.is_some()),
             counters: Counters::default(),
             invalid_by_kind: BTreeMap::new(),
-            fired: Vec::new(),
             revisions: 0,
-            encoder: record::ResultEncoder::default(),
             job_path: plan.id.path(),
             plan,
         };
         Ok((pipeline, source))
+    }
+
+    /// After the store was restored from checkpoint `cut`: every worker's
+    /// timers and watermarks from it.
+    pub fn restore(&mut self, cut: &Cut) -> anyhow::Result<()> {
+        for w in &mut self.workers {
+            w.engine.restore(&cut.max_event_times, cut.watermark)?;
+        }
+        Ok(())
     }
 
     /// The part of a checkpoint that pauses processing: results out,
@@ -85,51 +132,68 @@ impl Pipeline {
         local: &Path,
     ) -> anyhow::Result<checkpoint::Snapshot> {
         let started = Instant::now();
-        self.emit(outputs)?;
+        self.drive(outputs)?;
         outputs.sync_files()?;
         // Results emitted before the cut must be in the tables before the
         // cut counts: a restore will not emit them again.
         outputs.flush_tables().await?;
         outputs.precommit(id)?;
-        let (parts, landing) = self.engine.hand_over()?;
+        let handed = each(&self.pool, &mut self.workers, |w| w.engine.hand_over())?;
+        let (parts, landings): (Vec<_>, Vec<_>) = handed.into_iter().unzip();
         let cut = Cut {
             id,
             job: self.job_path.clone(),
             source,
-            max_event_times: self.engine.max_event_times(),
-            watermark: Some(self.engine.watermark()).filter(|w| *w != i64::MIN),
+            max_event_times: self.engines().flat_map(|e| e.max_event_times()).collect(),
+            watermark: Some(self.watermark()).filter(|w| *w != i64::MIN),
             sink_lengths: outputs.file_lengths(),
             epoch: self.plan.checkpoints.epoch,
         };
         Ok(checkpoint::Snapshot::new(
             cut,
-            parts,
-            Some(landing),
+            parts.into_iter().flatten().collect(),
+            landings,
             local,
             started,
         ))
     }
 
-    pub fn engine_mut(&mut self) -> &mut Engine {
-        &mut self.engine
+    /// The workers' engines.
+    pub fn engines(&self) -> impl Iterator<Item = &Engine> + Clone {
+        self.workers.iter().map(|w| &w.engine)
+    }
+
+    /// The engine that runs `partition`.
+    pub fn engine_of(&self, partition: u32) -> Option<&Engine> {
+        let w = *self.owner.get(partition as usize)?;
+        self.workers.get(usize::from(w)).map(|w| &w.engine)
+    }
+
+    /// The processor's watermark: the lowest of its workers'.
+    pub fn watermark(&self) -> i64 {
+        self.engines()
+            .map(Engine::watermark)
+            .min()
+            .unwrap_or(i64::MIN)
     }
 
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
-    /// Takes a batch, moving the watermark after every record so that
-    /// whether an event is late never depends on batch boundaries; then
-    /// catches up with the source clock and writes what fired.
+    /// Takes a batch: each record goes to the worker of its partition,
+    /// whose watermark moves after every record, so whether an event is
+    /// late never depends on batch boundaries; then every worker catches up
+    /// with the source clock and what fired is written.
     pub fn take(&mut self, batch: Batch, clock: i64, outputs: &mut Outputs) -> anyhow::Result<()> {
         for record in batch.records {
             self.counters.events += 1;
-            let ingest_ms = record.ingest_ms;
-            self.take_one(record, outputs)?;
-            self.advance(ingest_ms, outputs)?;
+            self.route(record, outputs)?;
         }
         for partition in batch.finished {
-            self.engine.finish_partition(partition);
+            if let Some(w) = self.worker_of(partition) {
+                self.workers[w].queue.push_back(Step::Finished(partition));
+            }
         }
         self.idle(clock, outputs)
     }
@@ -137,32 +201,79 @@ impl Pipeline {
     /// No records: the source clock alone may move the watermark (idle
     /// partitions).
     pub fn idle(&mut self, clock: i64, outputs: &mut Outputs) -> anyhow::Result<()> {
-        self.advance(clock, outputs)?;
-        self.emit(outputs)
+        self.clock_all(clock);
+        self.drive(outputs)
     }
 
     /// The input has ended: every window fires.
     pub fn finish(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
-        while self.engine.finish_some(&mut self.fired, FIRE_CHUNK)? {
-            self.emit(outputs)?;
+        for w in &mut self.workers {
+            w.queue.push_back(Step::End);
         }
-        self.emit(outputs)
+        self.drive(outputs)
     }
 
-    /// Moves the engine to `clock`. What fires is written once a chunk of
-    /// it is ready (else at the end of the batch): a window that ends for
-    /// millions of keys at once never holds all their results in memory.
-    fn advance(&mut self, clock: i64, outputs: &mut Outputs) -> anyhow::Result<()> {
-        while self
-            .engine
-            .advance_some(clock, &mut self.fired, FIRE_CHUNK)?
-        {
-            self.emit(outputs)?;
+    fn worker_of(&self, partition: u32) -> Option<usize> {
+        match self.owner.get(partition as usize) {
+            Some(&w) if w != NONE => Some(usize::from(w)),
+            _ => None,
         }
-        Ok(())
     }
 
-    fn take_one(&mut self, record: SourceRecord, outputs: &mut Outputs) -> anyhow::Result<()> {
+    /// Every worker's clock moves to `clock` (a record none of them takes).
+    fn clock_all(&mut self, clock: i64) {
+        for w in &mut self.workers {
+            // Moves in a row come to the same as the last one.
+            match w.queue.back_mut() {
+                Some(Step::Clock(c)) => *c = (*c).max(clock),
+                _ => w.queue.push_back(Step::Clock(clock)),
+            }
+        }
+    }
+
+    /// A record that cannot reach a worker's engine still moves the clock
+    /// (of its partition's worker, when the source names the partition).
+    fn unrouted(&mut self, partition: Option<u32>, ingest_ms: i64) {
+        match partition.and_then(|p| Some((p, self.worker_of(p)?))) {
+            Some((partition, w)) => self.workers[w].queue.push_back(Step::Invalid {
+                partition,
+                ingest_ms,
+            }),
+            None => self.clock_all(ingest_ms),
+        }
+    }
+
+    /// Runs every worker through its steps, writing what they staged,
+    /// until all are done.
+    fn drive(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
+        let cx = Context {
+            plan: &self.plan,
+            job_path: &self.job_path,
+            keep_results: self.keep_results,
+        };
+        loop {
+            let done = each(&self.pool, &mut self.workers, |w| w.drive(&cx))?;
+            for w in &mut self.workers {
+                w.staged.write_to(&self.plan.id, outputs)?;
+                let tally = std::mem::take(&mut w.tally);
+                self.counters.accepted += tally.accepted;
+                self.counters.late += tally.late;
+                self.counters.windows_emitted += tally.windows_emitted;
+                self.revisions += tally.revisions;
+                for (kind, n) in tally.invalid {
+                    self.counters.invalid += n;
+                    *self.invalid_by_kind.entry(kind).or_default() += n;
+                }
+            }
+            if done.into_iter().all(|d| d) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads a record as far as routing needs: invalid ones are written
+    /// out here, events go to their partition's worker.
+    fn route(&mut self, record: SourceRecord, outputs: &mut Outputs) -> anyhow::Result<()> {
         let SourceRecord {
             payload,
             ingest_ms,
@@ -174,7 +285,8 @@ impl Pipeline {
             Payload::Generated(g) => self.plan.extractor.extract_generated(g),
             Payload::Sparse(s) => self.plan.extractor.extract_sparse(s),
             Payload::Unreadable { raw, reason } => {
-                self.invalid(reason.kind(), partition);
+                self.count_invalid(reason.kind());
+                self.unrouted(partition, ingest_ms);
                 return self.write_invalid(outputs, &origin, |job, at| {
                     record::unreadable_line(job, &raw, &reason.to_string(), at)
                 });
@@ -183,52 +295,37 @@ impl Pipeline {
         let mut event = match extracted {
             Ok(event) => event,
             Err((reason, value)) => {
-                self.invalid(reason.kind(), partition);
+                self.count_invalid(reason.kind());
+                self.unrouted(partition, ingest_ms);
                 return self.reject(outputs, &origin, &value, &reason);
             }
         };
         let partition =
             partition.unwrap_or_else(|| partition_of(&event.key, self.plan.partition_count));
-        if !self.engine.owns(partition) {
+        let Some(w) = self.worker_of(partition) else {
             self.counters.not_owned += 1;
+            self.clock_all(ingest_ms);
             return Ok(());
-        }
+        };
+        let raw_time_ms = event.time_ms;
         match self.plan.skew.check(event.time_ms, ingest_ms) {
             Ok(time_ms) => {
-                let clamped = time_ms != event.time_ms;
-                self.engine
-                    .record_skew(partition, event.time_ms, ingest_ms, clamped);
                 event.time_ms = time_ms;
+                self.workers[w].queue.push_back(Step::Event {
+                    partition,
+                    event,
+                    raw_time_ms,
+                    ingest_ms,
+                    origin,
+                });
             }
             Err(reason) => {
-                self.engine
-                    .record_skew_rejected(partition, event.time_ms, ingest_ms);
                 self.count_invalid(reason.kind());
-                return self.reject(outputs, &origin, &event.record.to_value(), &reason);
-            }
-        }
-        match self.engine.process(partition, &event, ingest_ms)? {
-            Outcome::Accepted => self.counters.accepted += 1,
-            Outcome::Late {
-                lateness_ms,
-                watermark,
-            } => {
-                self.counters.late += 1;
-                if self.plan.late_policy == LateDataPolicy::Output {
-                    let text = origin.to_string();
-                    let line = record::late_line(
-                        &self.plan.id.name,
-                        &event.record.to_value(),
-                        lateness_ms,
-                        watermark,
-                        &text,
-                    );
-                    let id = record_id(&self.job_path, "late", &text);
-                    outputs.late.write(&id, &line)?;
-                }
-            }
-            Outcome::Invalid(reason) => {
-                self.count_invalid(reason.kind());
+                self.workers[w].queue.push_back(Step::SkewRejected {
+                    partition,
+                    time_ms: raw_time_ms,
+                    ingest_ms,
+                });
                 self.reject(outputs, &origin, &event.record.to_value(), &reason)?;
             }
         }
@@ -267,42 +364,22 @@ impl Pipeline {
         *self.invalid_by_kind.entry(kind).or_default() += 1;
     }
 
-    /// Counts an invalid record the engine never saw.
-    fn invalid(&mut self, kind: &'static str, partition: Option<u32>) {
-        self.count_invalid(kind);
-        if let Some(p) = partition {
-            self.engine.record_invalid(p);
-        }
-    }
-
-    fn emit(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
-        for result in self.fired.drain(..) {
-            let w = result.window;
-            let id = record::result_id(&self.plan.id, &result.key, w.start, w.end);
-            let line = self.encoder.line(&self.plan.id, &id, &result);
-            for sink in &mut outputs.results {
-                sink.write_line(&line)
-                    .map_err(|e| anyhow::anyhow!("writing to {}: {e}", sink.name()))?;
-            }
-            for table in &mut outputs.tables {
-                table.push(&self.plan.id, &id, &result);
-            }
-            for topic in &mut outputs.topics {
-                topic.push(&id, &line);
-            }
-            self.counters.windows_emitted += 1;
-            self.revisions += u64::from(result.revision > 1);
-        }
-        Ok(())
+    /// State size per partition in bytes, after writing every cache back.
+    pub fn state_sizes(&mut self) -> anyhow::Result<BTreeMap<u32, u64>> {
+        let sizes = each(&self.pool, &mut self.workers, |w| w.engine.state_sizes())?;
+        Ok(sizes.into_iter().flatten().collect())
     }
 
     /// What the run did, with state sizes.
     pub fn report(mut self, ending: Ending, elapsed: Duration) -> anyhow::Result<Report> {
-        let sizes: BTreeMap<u32, u64> = self.engine.state_sizes()?.into_iter().collect();
-        let partitions = self
-            .engine
-            .stats()
-            .iter()
+        let sizes: BTreeMap<u32, u64> =
+            each(&self.pool, &mut self.workers, |w| w.engine.state_sizes())?
+                .into_iter()
+                .flatten()
+                .collect();
+        let mut partitions: Vec<PartitionReport> = self
+            .engines()
+            .flat_map(|e| e.stats())
             .map(|s| PartitionReport {
                 partition: s.partition,
                 accepted: s.accepted,
@@ -322,14 +399,31 @@ impl Pipeline {
                     .collect(),
             })
             .collect();
+        partitions.sort_by_key(|p| p.partition);
         Ok(Report {
             ending,
+            open_windows: self.engines().map(Engine::open_windows).sum(),
+            expired_windows: self.engines().map(|e| e.counters().expired_windows).sum(),
             counters: self.counters,
             invalid_by_kind: self.invalid_by_kind,
-            open_windows: self.engine.open_windows(),
-            expired_windows: self.engine.counters().expired_windows,
             elapsed,
             partitions,
         })
+    }
+}
+
+/// Runs `f` on every worker: side by side on the pool when there is one,
+/// else in turn on this thread. The first error wins.
+fn each<T: Send>(
+    pool: &Option<rayon::ThreadPool>,
+    workers: &mut [Worker],
+    f: impl Fn(&mut Worker) -> anyhow::Result<T> + Sync + Send,
+) -> anyhow::Result<Vec<T>> {
+    match pool {
+        Some(pool) => {
+            use rayon::prelude::*;
+            pool.install(|| workers.par_iter_mut().map(&f).collect())
+        }
+        None => workers.iter_mut().map(f).collect(),
     }
 }

@@ -101,6 +101,32 @@ impl StateStore {
 
     /// Opens (creating) one partition's instance in its directory, which may
     /// hold a restored checkpoint.
+    /// Splits the store into one per group of partitions (each partition in
+    /// one group), all sharing its memory budget: the block cache and the
+    /// memtable limit stay one for the whole processor.
+    pub fn split(self, groups: &[Vec<u32>]) -> Vec<Self> {
+        let Self {
+            mut dbs,
+            dir,
+            options,
+            _cache,
+            _buffers,
+        } = self;
+        groups
+            .iter()
+            .map(|group| Self {
+                dbs: group
+                    .iter()
+                    .filter_map(|p| dbs.remove(p).map(|db| (*p, db)))
+                    .collect(),
+                dir: dir.clone(),
+                options: options.clone(),
+                _cache: _cache.clone(),
+                _buffers: _buffers.clone(),
+            })
+            .collect()
+    }
+
     pub fn open_partition(&mut self, partition: u32) -> anyhow::Result<()> {
         let path = partition_dir(&self.dir, partition);
         // Both column families named, each with the store's options: a

@@ -1,0 +1,230 @@
+//! A worker: the engine of some of a processor's partitions, with what it
+//! fired, encoded and staged. The run loop hands it steps (events of its
+//! partitions, clock moves, the end of input) and drives every worker side
+//! by side; workers share nothing, each has its own state, watermark and
+//! caches, as Flink's subtasks do.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use eddy_api::spec::LateDataPolicy;
+
+use crate::{
+    engine::{Engine, Outcome, WindowResult},
+    event::Event,
+    job::JobPlan,
+    output::{
+        record,
+        records::record_id,
+        staged::{Staged, StagedResult},
+    },
+    source::Origin,
+};
+
+/// Results fired before they are encoded, and staged before a worker stops
+/// for the run loop to write them, at most: a window that ends for millions
+/// of keys at once never holds all their results in memory.
+pub(super) const FIRE_CHUNK: usize = 4096;
+
+/// What a worker does next.
+pub(super) enum Step {
+    /// An event of one of its partitions, ingested at `ingest_ms`, its
+    /// time as the skew guard let it through (`raw_time_ms` before that).
+    Event {
+        partition: u32,
+        event: Event,
+        raw_time_ms: i64,
+        ingest_ms: i64,
+        origin: Origin,
+    },
+    /// The skew guard rejected an event of this partition (the run loop
+    /// wrote it out): counted, and the clock moves.
+    SkewRejected {
+        partition: u32,
+        time_ms: i64,
+        ingest_ms: i64,
+    },
+    /// A record of this partition could not be read: counted, and the
+    /// clock moves.
+    Invalid { partition: u32, ingest_ms: i64 },
+    /// The source clock reached this (ms): the watermark may move.
+    Clock(i64),
+    /// The partition's input has ended.
+    Finished(u32),
+    /// The whole input has ended: every window fires.
+    End,
+}
+
+/// Counts a worker adds to the run's, taken by the run loop.
+#[derive(Default)]
+pub(super) struct Tally {
+    pub accepted: u64,
+    pub late: u64,
+    pub windows_emitted: u64,
+    pub revisions: u64,
+    pub invalid: BTreeMap<&'static str, u64>,
+}
+
+/// What was moving when a worker stopped for its results to be written.
+#[derive(Clone, Copy)]
+enum Moving {
+    To(i64),
+    End,
+}
+
+pub(super) struct Worker {
+    pub(super) engine: Engine,
+    pub(super) queue: VecDeque<Step>,
+    pub(super) staged: Staged,
+    pub(super) tally: Tally,
+    fired: Vec<WindowResult>,
+    moving: Option<Moving>,
+    encoder: record::ResultEncoder,
+}
+
+/// What every worker reads of the job.
+pub(super) struct Context<'a> {
+    pub plan: &'a JobPlan,
+    /// `<namespace>/<name>`.
+    pub job_path: &'a str,
+    /// Whether results are kept whole (a table sink writes their fields).
+    pub keep_results: bool,
+}
+
+impl Worker {
+    pub(super) fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            queue: VecDeque::new(),
+            staged: Staged::default(),
+            tally: Tally::default(),
+            fired: Vec::new(),
+            moving: None,
+            encoder: record::ResultEncoder::default(),
+        }
+    }
+
+    /// Works through its steps: true when they are all done, false when it
+    /// stopped because enough is staged (write it out, then call again).
+    pub(super) fn drive(&mut self, cx: &Context) -> anyhow::Result<bool> {
+        loop {
+            if let Some(moving) = self.moving {
+                let more = match moving {
+                    Moving::To(clock) => {
+                        self.engine
+                            .advance_some(clock, &mut self.fired, FIRE_CHUNK)?
+                    }
+                    Moving::End => self.engine.finish_some(&mut self.fired, FIRE_CHUNK)?,
+                };
+                self.encode(cx);
+                if !more {
+                    self.moving = None;
+                }
+                if self.staged.len() >= FIRE_CHUNK {
+                    return Ok(false);
+                }
+                continue;
+            }
+            let Some(step) = self.queue.pop_front() else {
+                return Ok(true);
+            };
+            self.moving = match step {
+                Step::Event {
+                    partition,
+                    event,
+                    raw_time_ms,
+                    ingest_ms,
+                    origin,
+                } => {
+                    self.take(cx, partition, event, raw_time_ms, ingest_ms, origin)?;
+                    Some(Moving::To(ingest_ms))
+                }
+                Step::SkewRejected {
+                    partition,
+                    time_ms,
+                    ingest_ms,
+                } => {
+                    self.engine
+                        .record_skew_rejected(partition, time_ms, ingest_ms);
+                    Some(Moving::To(ingest_ms))
+                }
+                Step::Invalid {
+                    partition,
+                    ingest_ms,
+                } => {
+                    self.engine.record_invalid(partition);
+                    Some(Moving::To(ingest_ms))
+                }
+                Step::Clock(clock) => Some(Moving::To(clock)),
+                Step::Finished(partition) => {
+                    self.engine.finish_partition(partition);
+                    None
+                }
+                Step::End => Some(Moving::End),
+            };
+        }
+    }
+
+    fn take(
+        &mut self,
+        cx: &Context,
+        partition: u32,
+        event: Event,
+        raw_time_ms: i64,
+        ingest_ms: i64,
+        origin: Origin,
+    ) -> anyhow::Result<()> {
+        let clamped = raw_time_ms != event.time_ms;
+        self.engine
+            .record_skew(partition, raw_time_ms, ingest_ms, clamped);
+        match self.engine.process(partition, &event, ingest_ms)? {
+            Outcome::Accepted => self.tally.accepted += 1,
+            Outcome::Late {
+                lateness_ms,
+                watermark,
+            } => {
+                self.tally.late += 1;
+                if cx.plan.late_policy == LateDataPolicy::Output {
+                    let text = origin.to_string();
+                    let line = record::late_line(
+                        &cx.plan.id.name,
+                        &event.record.to_value(),
+                        lateness_ms,
+                        watermark,
+                        &text,
+                    );
+                    let id = record_id(cx.job_path, "late", &text);
+                    self.staged.late.push((id, line));
+                }
+            }
+            Outcome::Invalid(reason) => {
+                *self.tally.invalid.entry(reason.kind()).or_default() += 1;
+                let text = origin.to_string();
+                let line = record::invalid_line(
+                    &cx.plan.id.name,
+                    &event.record.to_value(),
+                    &reason.to_string(),
+                    &text,
+                );
+                let id = record_id(cx.job_path, "invalid", &text);
+                self.staged.invalid.push((id, line));
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes what fired into staged results.
+    fn encode(&mut self, cx: &Context) {
+        for result in self.fired.drain(..) {
+            let w = result.window;
+            let id = record::result_id(&cx.plan.id, &result.key, w.start, w.end);
+            let line = self.encoder.line(&cx.plan.id, &id, &result);
+            self.tally.windows_emitted += 1;
+            self.tally.revisions += u64::from(result.revision > 1);
+            self.staged.results.push(StagedResult {
+                id,
+                line,
+                result: cx.keep_results.then_some(result),
+            });
+        }
+    }
+}
