@@ -155,6 +155,50 @@ fn every_event_is_counted_once_or_reported_late() {
 }
 
 #[test]
+fn workers_split_the_partitions_and_give_the_same_results() {
+    // Event times within the out-of-orderness bound: nothing is late, so
+    // the watermark of each worker (its own partitions') decides nothing.
+    let spec = |workers: u32| {
+        format!(
+            "  source:
+    generator: {{seed: 4, count: 60000, keys: 500, keySkew: 1.1, jitter: 1s}}
+  partitions: 6
+  workers: {workers}
+  keyField: user
+  eventTime: {{field: ts, format: epochMillis, maxOutOfOrderness: 2s}}
+  window: {{tumbling: {{size: 2s}}}}
+  aggregations: [{{op: count}}, {{op: sum, field: value}}]"
+        )
+    };
+    let sorted = |job: &Job| {
+        let mut lines: Vec<String> = job
+            .lines("results.jsonl")
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let one = Job::new(&spec(1));
+    let out = one.run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("worker threads"), "{}", stderr(&out));
+    assert_eq!(one.total("count"), 60_000);
+    for workers in [2, 3] {
+        let many = Job::new(&spec(workers));
+        let out = many.run();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("6 partitions on {workers} worker threads")),
+            "{err}"
+        );
+        assert!(err.contains("finished: 60000 events"), "{err}");
+        assert_eq!(sorted(&many), sorted(&one), "{workers} workers");
+    }
+}
+
+#[test]
 fn late_events_are_dropped_but_counted_by_default() {
     let spec = "  source:
     generator: {count: 5000, rate: 100, keys: 3, lateFraction: 0.05}

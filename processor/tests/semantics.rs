@@ -193,6 +193,7 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
     let spec = |idle: &str| {
         format!(
             "  partitions: 2
+  workers: 1 # one watermark over both partitions
   keyField: user
   eventTime: {{field: ts, maxOutOfOrderness: 0s, idleTimeout: {idle}}}
   window: {{tumbling: {{size: 10s}}}}

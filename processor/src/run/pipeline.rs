@@ -188,7 +188,7 @@ impl Pipeline {
     pub fn take(&mut self, batch: Batch, clock: i64, outputs: &mut Outputs) -> anyhow::Result<()> {
         for record in batch.records {
             self.counters.events += 1;
-            self.route(record, outputs)?;
+            self.route(record)?;
         }
         for partition in batch.finished {
             if let Some(w) = self.worker_of(partition) {
@@ -231,16 +231,30 @@ impl Pipeline {
         }
     }
 
-    /// A record that cannot reach a worker's engine still moves the clock
-    /// (of its partition's worker, when the source names the partition).
-    fn unrouted(&mut self, partition: Option<u32>, ingest_ms: i64) {
-        match partition.and_then(|p| Some((p, self.worker_of(p)?))) {
-            Some((partition, w)) => self.workers[w].queue.push_back(Step::Invalid {
-                partition,
-                ingest_ms,
-            }),
-            None => self.clock_all(ingest_ms),
+    /// A record rejected before the engine: its invalid record goes out
+    /// through the worker of its partition (the first worker when it has
+    /// none), in order with that worker's output, and every other worker's
+    /// clock moves when no partition is known.
+    fn rejected(
+        &mut self,
+        partition: Option<u32>,
+        skewed_time_ms: Option<i64>,
+        ingest_ms: i64,
+        (id, line): (String, Vec<u8>),
+    ) {
+        let owner = partition.and_then(|p| self.worker_of(p));
+        if owner.is_none() {
+            self.clock_all(ingest_ms);
         }
+        self.workers[owner.unwrap_or(0)]
+            .queue
+            .push_back(Step::Rejected {
+                partition: partition.filter(|_| owner.is_some()),
+                skewed_time_ms,
+                ingest_ms,
+                id,
+                line,
+            });
     }
 
     /// Runs every worker through its steps, writing what they staged,
@@ -271,9 +285,9 @@ impl Pipeline {
         }
     }
 
-    /// Reads a record as far as routing needs: invalid ones are written
-    /// out here, events go to their partition's worker.
-    fn route(&mut self, record: SourceRecord, outputs: &mut Outputs) -> anyhow::Result<()> {
+    /// Reads a record as far as routing needs and hands it to the worker
+    /// of its partition (invalid ones as their invalid record).
+    fn route(&mut self, record: SourceRecord) -> anyhow::Result<()> {
         let SourceRecord {
             payload,
             ingest_ms,
@@ -286,18 +300,22 @@ impl Pipeline {
             Payload::Sparse(s) => self.plan.extractor.extract_sparse(s),
             Payload::Unreadable { raw, reason } => {
                 self.count_invalid(reason.kind());
-                self.unrouted(partition, ingest_ms);
-                return self.write_invalid(outputs, &origin, |job, at| {
+                let record = self.invalid_record(&origin, |job, at| {
                     record::unreadable_line(job, &raw, &reason.to_string(), at)
                 });
+                self.rejected(partition, None, ingest_ms, record);
+                return Ok(());
             }
         };
         let mut event = match extracted {
             Ok(event) => event,
             Err((reason, value)) => {
                 self.count_invalid(reason.kind());
-                self.unrouted(partition, ingest_ms);
-                return self.reject(outputs, &origin, &value, &reason);
+                let record = self.invalid_record(&origin, |job, at| {
+                    record::invalid_line(job, &value, &reason.to_string(), at)
+                });
+                self.rejected(partition, None, ingest_ms, record);
+                return Ok(());
             }
         };
         let partition =
@@ -321,42 +339,26 @@ impl Pipeline {
             }
             Err(reason) => {
                 self.count_invalid(reason.kind());
-                self.workers[w].queue.push_back(Step::SkewRejected {
-                    partition,
-                    time_ms: raw_time_ms,
-                    ingest_ms,
+                let value = event.record.to_value();
+                let record = self.invalid_record(&origin, |job, at| {
+                    record::invalid_line(job, &value, &reason.to_string(), at)
                 });
-                self.reject(outputs, &origin, &event.record.to_value(), &reason)?;
+                self.rejected(Some(partition), Some(raw_time_ms), ingest_ms, record);
             }
         }
         Ok(())
     }
 
-    /// Writes an invalid event with the reason it was rejected.
-    fn reject(
+    /// The invalid record `line` makes of the job name and the origin,
+    /// with its id (from that origin).
+    fn invalid_record(
         &self,
-        outputs: &mut Outputs,
-        origin: &Origin,
-        event: &serde_json::Value,
-        reason: &dyn std::fmt::Display,
-    ) -> anyhow::Result<()> {
-        self.write_invalid(outputs, origin, |job, at| {
-            record::invalid_line(job, event, &reason.to_string(), at)
-        })
-    }
-
-    /// Writes the invalid record `line` makes of the job name and the
-    /// origin, identified by that origin.
-    fn write_invalid(
-        &self,
-        outputs: &mut Outputs,
         origin: &Origin,
         line: impl FnOnce(&str, &str) -> Vec<u8>,
-    ) -> anyhow::Result<()> {
+    ) -> (String, Vec<u8>) {
         let origin = origin.to_string();
         let id = record_id(&self.job_path, "invalid", &origin);
-        let line = line(&self.plan.id.name, &origin);
-        Ok(outputs.invalid.write(&id, &line)?)
+        (id, line(&self.plan.id.name, &origin))
     }
 
     fn count_invalid(&mut self, kind: &'static str) {

@@ -36,16 +36,17 @@ pub(super) enum Step {
         ingest_ms: i64,
         origin: Origin,
     },
-    /// The skew guard rejected an event of this partition (the run loop
-    /// wrote it out): counted, and the clock moves.
-    SkewRejected {
-        partition: u32,
-        time_ms: i64,
+    /// A record rejected before it reached the engine, with its invalid
+    /// record (`id`, `line`): written out in its place among the worker's
+    /// results, counted in its partition's statistics when it has one (as
+    /// skewed when the skew guard rejected its time), and the clock moves.
+    Rejected {
+        partition: Option<u32>,
+        skewed_time_ms: Option<i64>,
         ingest_ms: i64,
+        id: String,
+        line: Vec<u8>,
     },
-    /// A record of this partition could not be read: counted, and the
-    /// clock moves.
-    Invalid { partition: u32, ingest_ms: i64 },
     /// The source clock reached this (ms): the watermark may move.
     Clock(i64),
     /// The partition's input has ended.
@@ -138,20 +139,21 @@ impl Worker {
                     self.take(cx, partition, event, raw_time_ms, ingest_ms, origin)?;
                     Some(Moving::To(ingest_ms))
                 }
-                Step::SkewRejected {
+                Step::Rejected {
                     partition,
-                    time_ms,
+                    skewed_time_ms,
                     ingest_ms,
+                    id,
+                    line,
                 } => {
-                    self.engine
-                        .record_skew_rejected(partition, time_ms, ingest_ms);
-                    Some(Moving::To(ingest_ms))
-                }
-                Step::Invalid {
-                    partition,
-                    ingest_ms,
-                } => {
-                    self.engine.record_invalid(partition);
+                    match (partition, skewed_time_ms) {
+                        (Some(p), Some(time_ms)) => {
+                            self.engine.record_skew_rejected(p, time_ms, ingest_ms)
+                        }
+                        (Some(p), None) => self.engine.record_invalid(p),
+                        (None, _) => {}
+                    }
+                    self.staged.invalid.push((id, line));
                     Some(Moving::To(ingest_ms))
                 }
                 Step::Clock(clock) => Some(Moving::To(clock)),
