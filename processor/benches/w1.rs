@@ -9,15 +9,18 @@
 //!
 //! `EDDY_BENCH_SCALE` (default 1.0) scales every row's event count, e.g.
 //! 0.1 for a quick look; `EDDY_BENCH_ROWS` picks rows by name prefix
-//! (comma separated: `w1,json,single,uniform,keys`).
+//! (comma separated: `w1,w1x2,json,jsonx2,single,uniform,keys`). Each row
+//! is printed when it is done, the table at the end.
 //!
-//! Rows:
+//! Rows (one worker thread unless the name ends in `x2`):
 //! - `w1`: W1 as `w1/w1.yaml` gives it: 20M generated events, 100K keys
 //!   with Zipf 1.1, 60 s tumbling windows, count and sum, 5 s bounded
 //!   out-of-orderness, RocksDB state, checkpoints every 10 s to a local
 //!   directory.
-//! - `json`: the same events read from a JSON-lines file (written first,
-//!   with each event's ingestion time, so the run sees what W1 sees).
+//! - `w1x2`: the same on two worker threads.
+//! - `json`, `jsonx2`: the same events read from a JSON-lines file
+//!   (written first, with each event's ingestion time, so the run sees what
+//!   W1 sees), on one worker thread and on two.
 //! - `single` / `uniform`: 5M events on one key, and on 100K keys without
 //!   skew.
 //! - `keys`: 10M keys without skew, 2-hour windows, a 128 MiB memory budget:
@@ -66,9 +69,20 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let w1 = W1.replace("count: 20000000", &format!("count: {w1_events}"));
     if want("w1") {
-        rows.push(run(&bin, work.path(), "w1", w1_events, &w1)?);
+        push(
+            &mut rows,
+            limit,
+            run(&bin, work.path(), "w1", w1_events, &workers(&w1, 1))?,
+        );
     }
-    if want("json") {
+    if want("w1x2") {
+        push(
+            &mut rows,
+            limit,
+            run(&bin, work.path(), "w1x2", w1_events, &workers(&w1, 2))?,
+        );
+    }
+    if want("json") || want("jsonx2") {
         let file = work.path().join("w1.jsonl");
         write_events(&w1, &file)?;
         let job = w1
@@ -85,22 +99,44 @@ fn main() -> anyhow::Result<()> {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        rows.push(run(&bin, work.path(), "json", w1_events, &job)?);
+        if want("json") {
+            push(
+                &mut rows,
+                limit,
+                run(&bin, work.path(), "json", w1_events, &workers(&job, 1))?,
+            );
+        }
+        if want("jsonx2") {
+            push(
+                &mut rows,
+                limit,
+                run(&bin, work.path(), "jsonx2", w1_events, &workers(&job, 2))?,
+            );
+        }
         std::fs::remove_file(&file)?;
     }
     let skew_events = n(5_000_000);
     let variant = |keys: u64, skew: f64, count: u64| {
-        W1.replace("count: 20000000", &format!("count: {count}"))
+        workers(W1, 1)
+            .replace("count: 20000000", &format!("count: {count}"))
             .replace("keys: 100000", &format!("keys: {keys}"))
             .replace("keySkew: 1.1", &format!("keySkew: {skew}"))
     };
     if want("single") {
         let job = variant(1, 0.0, skew_events);
-        rows.push(run(&bin, work.path(), "single", skew_events, &job)?);
+        push(
+            &mut rows,
+            limit,
+            run(&bin, work.path(), "single", skew_events, &job)?,
+        );
     }
     if want("uniform") {
         let job = variant(100_000, 0.0, skew_events);
-        rows.push(run(&bin, work.path(), "uniform", skew_events, &job)?);
+        push(
+            &mut rows,
+            limit,
+            run(&bin, work.path(), "uniform", skew_events, &job)?,
+        );
     }
     if want("keys") {
         // 5,000 events per second of event time: 30M events stay within
@@ -110,10 +146,19 @@ fn main() -> anyhow::Result<()> {
             .replace("rate: 1000", "rate: 5000")
             .replace("size: 60s", "size: 2h")
             .replace("  keyField:", "  state: {memoryBudget: 128Mi}\n  keyField:");
-        rows.push(run(&bin, work.path(), "keys", events, &job)?);
+        push(
+            &mut rows,
+            limit,
+            run(&bin, work.path(), "keys", events, &job)?,
+        );
     }
     print_table(limit, &rows);
     Ok(())
+}
+
+/// The job with `n` worker threads.
+fn workers(job: &str, n: u32) -> String {
+    job.replace("  keyField:", &format!("  workers: {n}\n  keyField:"))
 }
 
 fn env(name: &str) -> Option<String> {
@@ -277,6 +322,38 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
     sorted[rank - 1]
 }
 
+/// Keeps a finished row, printing it at once (a long run stopped early
+/// still shows the rows it finished).
+fn push(rows: &mut Vec<Row>, limit: f64, row: Row) {
+    eprintln!("[w1] done: {}", row_line(&row, limit));
+    rows.push(row);
+}
+
+/// A row of the table.
+fn row_line(r: &Row, limit: f64) -> String {
+    let rate = r.events as f64 / r.seconds;
+    let mut p = r.pauses_ms.clone();
+    p.sort_unstable();
+    format!(
+        "| {} | {} | {:.0} | {:.3} | {} MiB | {} ms | {} ms | {} ms | {} | {} | {} |",
+        r.name,
+        r.events,
+        rate,
+        rate / limit,
+        r.peak_rss_kib / 1024,
+        percentile(&p, 0.5),
+        percentile(&p, 0.99),
+        p.last().copied().unwrap_or(0),
+        p.len(),
+        r.results,
+        if r.counted == r.accepted {
+            format!("yes ({} accepted)", r.accepted)
+        } else {
+            format!("NO: {} counted, {} accepted", r.counted, r.accepted)
+        }
+    )
+}
+
 fn print_table(limit: f64, rows: &[Row]) {
     println!();
     println!(
@@ -286,40 +363,25 @@ fn print_table(limit: f64, rows: &[Row]) {
     println!();
     println!("| row | events | events/s | of loop | peak RSS | pause p50 | p99 | max | checkpoints | results | counts add up |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
-    let mut w1_rate = None;
     for r in rows {
-        let rate = r.events as f64 / r.seconds;
-        if r.name == "w1" {
-            w1_rate = Some(rate);
-        }
-        let mut p = r.pauses_ms.clone();
-        p.sort_unstable();
-        println!(
-            "| {} | {} | {:.0} | {:.3} | {} MiB | {} ms | {} ms | {} ms | {} | {} | {} |",
-            r.name,
-            r.events,
-            rate,
-            rate / limit,
-            r.peak_rss_kib / 1024,
-            percentile(&p, 0.5),
-            percentile(&p, 0.99),
-            p.last().copied().unwrap_or(0),
-            p.len(),
-            r.results,
-            if r.counted == r.accepted {
-                format!("yes ({} accepted)", r.accepted)
-            } else {
-                format!("NO: {} counted, {} accepted", r.counted, r.accepted)
-            }
-        );
+        println!("{}", row_line(r, limit));
     }
     println!();
     println!("goals (one worker): w1 >= 0.25 of the loop (0.13 at least), json >= 1.5M events/s,");
     println!("peak RSS < 600 MiB, pause p99 < 50 ms; keys: RSS <= 128 MiB + 150 MiB,");
     println!("events/s >= w1's / 3, pause p99 < 100 ms.");
-    if let (Some(w1), Some(keys)) = (w1_rate, rows.iter().find(|r| r.name == "keys")) {
-        let rate = keys.events as f64 / keys.seconds;
-        println!("keys / w1 events/s: {:.2}", rate / w1);
+    let rate = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .map(|r| r.events as f64 / r.seconds)
+    };
+    if let (Some(w1), Some(keys)) = (rate("w1"), rate("keys")) {
+        println!("keys / w1 events/s: {:.2}", keys / w1);
+    }
+    for (one, two) in [("w1", "w1x2"), ("json", "jsonx2")] {
+        if let (Some(a), Some(b)) = (rate(one), rate(two)) {
+            println!("{two} / {one} events/s: {:.2} (goal: 1.8 or more)", b / a);
+        }
     }
     if let (Some(s), Some(u)) = (
         rows.iter().find(|r| r.name == "single"),

@@ -42,7 +42,18 @@ pub struct Pipeline {
     pub(super) invalid_by_kind: BTreeMap<&'static str, u64>,
     /// Results that revised an earlier one.
     pub(super) revisions: u64,
+    /// When the workers last ran through their steps.
+    driven: Instant,
 }
+
+/// Steps queued for the workers (all together) that make them run, with
+/// two or more workers: thread wake-ups are then a small part of the work.
+/// One worker runs on the run loop's thread, after every batch.
+const DRIVE_AT: usize = 16 * 1024;
+
+/// How long steps may wait for the workers, at most (results and late
+/// records are that much later).
+const DRIVE_AFTER: Duration = Duration::from_millis(50);
 
 /// Not owned, in [`Pipeline::owner`].
 const NONE: u16 = u16::MAX;
@@ -106,6 +117,7 @@ impl Pipeline {
             counters: Counters::default(),
             invalid_by_kind: BTreeMap::new(),
             revisions: 0,
+            driven: Instant::now(),
             job_path: plan.id.path(),
             plan,
         };
@@ -195,7 +207,14 @@ impl Pipeline {
                 self.workers[w].queue.push_back(Step::Finished(partition));
             }
         }
-        self.idle(clock, outputs)
+        self.clock_all(clock);
+        // Workers wake for a good amount of work at once, not per batch;
+        // results wait for it no longer than `DRIVE_AFTER`.
+        let queued: usize = self.workers.iter().map(|w| w.queue.len()).sum();
+        if self.pool.is_none() || queued >= DRIVE_AT || self.driven.elapsed() >= DRIVE_AFTER {
+            self.drive(outputs)?;
+        }
+        Ok(())
     }
 
     /// No records: the source clock alone may move the watermark (idle
@@ -260,6 +279,7 @@ impl Pipeline {
     /// Runs every worker through its steps, writing what they staged,
     /// until all are done.
     fn drive(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
+        self.driven = Instant::now();
         let cx = Context {
             plan: &self.plan,
             job_path: &self.job_path,
