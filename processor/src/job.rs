@@ -138,15 +138,14 @@ fn unresolved(problems: &mut Vec<String>, path: &str) {
     ));
 }
 
-/// Worker threads for `owned` partitions: as the spec says, else one per
-/// CPU this process may use (cgroup limits included); never more than the
-/// partitions, never none.
+/// Worker threads for `owned` partitions: as the spec says, else one;
+/// never more than the partitions, never none.
+///
+/// One, not one per CPU, until records are parsed on the workers: JSON is
+/// parsed on the run loop's thread, and for JSON sources two workers were
+/// slower than one (README, the `jsonx2` row).
 fn workers(spec: Option<u32>, owned: usize) -> usize {
-    let wanted = spec.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |w| w as usize,
-    );
-    wanted.min(owned).max(1)
+    (spec.unwrap_or(1) as usize).min(owned).max(1)
 }
 
 fn ms(d: &HumanDuration) -> Result<i64, PlanError> {

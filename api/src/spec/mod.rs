@@ -108,8 +108,9 @@ pub struct StreamJobSpec {
     /// Worker threads in each processor pod. Each runs some of the pod's
     /// partitions with their own state, watermark and caches (shared
     /// nothing, like Flink's subtasks), and one checkpoint covers them all.
-    /// Unset: as many as the CPUs the pod may use (its CPU limit), at most
-    /// one per partition it runs.
+    /// At most one per partition the pod runs; unset: one. Records are read
+    /// and routed on one thread, so more workers help when processing, not
+    /// parsing, is the bottleneck (generated or already-typed input).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub workers: Option<u32>,
