@@ -34,7 +34,6 @@ fn input(partition: u64) -> Vec<Value> {
 }
 
 const SPEC: &str = "  partitions: 3
-  workers: 2
   keyField: user
   eventTime: {field: ts, maxOutOfOrderness: 1s, idleTimeout: 1h}
   window: {tumbling: {size: 2s}}
@@ -73,6 +72,17 @@ fn job(store: &str, dir_store: bool) -> Job {
             std::env::var("EDDY_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://unused".into())
         ),
     );
+    std::fs::write(&path, yaml).unwrap();
+    job
+}
+
+/// The job on two worker threads (partitions 0 and 2 on one, 1 on the
+/// other): their output interleaves by timing, so it is compared sorted.
+fn on_two_workers(job: Job) -> Job {
+    let path = job.path("job.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    assert!(yaml.contains("  partitions: 3\n"), "{yaml}");
+    let yaml = yaml.replace("  partitions: 3\n", "  partitions: 3\n  workers: 2\n");
     std::fs::write(&path, yaml).unwrap();
     job
 }
@@ -122,9 +132,8 @@ fn kill_and_restart(reference: &Job, crashed: &Job, min_restores: usize) {
     );
     assert!(restores >= min_restores, "only {restores} restores");
     for file in ["results.jsonl", "late.jsonl", "invalid.jsonl"] {
-        // Two workers write their results in turns, batch by batch: a
-        // restart's batches may interleave them otherwise, so the lines
-        // are compared in order (each whole, each once).
+        // Two workers' results interleave as they are ready, so the lines
+        // are compared sorted: each whole, each exactly once.
         let sorted = |job: &Job| {
             let text = String::from_utf8(job.bytes(file)).expect("UTF-8 output");
             assert!(
@@ -165,7 +174,8 @@ fn kill_and_restart(reference: &Job, crashed: &Job, min_restores: usize) {
 
 #[test]
 fn sigkill_and_restart_gives_the_uninterrupted_output_with_a_local_store() {
-    kill_and_restart(&job("", true), &job("", true), 3);
+    let two = || on_two_workers(job("", true));
+    kill_and_restart(&two(), &two(), 3);
 }
 
 #[test]
@@ -173,8 +183,8 @@ fn sigkill_and_restart_gives_the_uninterrupted_output_with_s3() {
     eddy_testkit::s3(); // fails with instructions when the server is not up
     let bucket = eddy_testkit::unique_name("recovery");
     create_bucket(&bucket);
-    let reference = job(&format!("s3://{bucket}/reference"), false);
-    let crashed = job(&format!("s3://{bucket}/crashed"), false);
+    let reference = on_two_workers(job(&format!("s3://{bucket}/reference"), false));
+    let crashed = on_two_workers(job(&format!("s3://{bucket}/crashed"), false));
     kill_and_restart(&reference, &crashed, 1);
 }
 
@@ -182,7 +192,7 @@ fn sigkill_and_restart_gives_the_uninterrupted_output_with_s3() {
 fn sigkill_and_restart_leave_exactly_the_uninterrupted_rows_in_postgres() {
     let url = eddy_testkit::postgres_url();
     let with_table = |name: &str| {
-        let job = job("", true);
+        let job = on_two_workers(job("", true));
         let path = job.path("job.yaml");
         let yaml = std::fs::read_to_string(&path).unwrap();
         let d = job.dir.path().display().to_string();

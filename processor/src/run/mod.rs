@@ -235,6 +235,7 @@ pub async fn run(
             }
             meter.idle(waited.elapsed());
             if tick.due(job.counters.events).is_some() {
+                job.settle(&mut outputs)?;
                 meter.tick();
                 if finished {
                     // Its state is final and checkpointed: nothing lags.
@@ -302,6 +303,8 @@ pub async fn run(
             }
         }
         if let Some(rate) = tick.due(job.counters.events) {
+            // The figures below read the workers' engines.
+            job.settle(&mut outputs)?;
             progress_out(&progress::line(rate, job.watermark(), &job.counters));
             outputs.flush()?;
             outputs.flush_tables().await?;
@@ -309,6 +312,7 @@ pub async fn run(
             publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
         }
     };
+    job.settle(&mut outputs)?;
     outputs.flush()?;
     job.report(ending, started.elapsed())
 }

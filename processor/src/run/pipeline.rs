@@ -2,10 +2,13 @@
 //! in, windows fired, results written.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     path::Path,
+    sync::{mpsc, Arc},
     time::{Duration, Instant},
 };
+
+use eddy_api::spec::LateDataPolicy;
 
 use super::{
     worker::{Context, Step, Worker},
@@ -31,13 +34,17 @@ pub struct Pipeline {
     pub(super) plan: JobPlan,
     /// `<namespace>/<name>`, computed once.
     pub(super) job_path: String,
+    /// Empty while they run in the background (see [`Pipeline::settle`]).
     pub(super) workers: Vec<Worker>,
+    /// Steps routed since the workers last took theirs, per worker.
+    incoming: Vec<VecDeque<Step>>,
+    /// The workers running in the background: they come back through it.
+    away: Option<mpsc::Receiver<Returned>>,
+    cx: Arc<Context>,
     /// Partition number → the worker that runs it (`NONE`: not owned).
     owner: Vec<u16>,
     /// Threads the workers run on, with two or more.
     pool: Option<rayon::ThreadPool>,
-    /// Results are kept whole for table sinks.
-    keep_results: bool,
     pub(super) counters: Counters,
     pub(super) invalid_by_kind: BTreeMap<&'static str, u64>,
     /// Results that revised an earlier one.
@@ -54,6 +61,10 @@ const DRIVE_AT: usize = 16 * 1024;
 /// How long steps may wait for the workers, at most (results and late
 /// records are that much later).
 const DRIVE_AFTER: Duration = Duration::from_millis(50);
+
+/// Workers back from a run in the background, and whether each finished
+/// its steps (or stopped with enough staged).
+type Returned = (Vec<Worker>, anyhow::Result<Vec<bool>>);
 
 /// Not owned, in [`Pipeline::owner`].
 const NONE: u16 = u16::MAX;
@@ -90,7 +101,7 @@ impl Pipeline {
                 *o = (i % count) as u16;
             }
         }
-        let workers = store
+        let workers: Vec<Worker> = store
             .split(&groups)
             .into_iter()
             .zip(&groups)
@@ -113,7 +124,14 @@ impl Pipeline {
             workers,
             owner,
             pool,
-            keep_results: plan.sinks.iter().any(|s| s.postgres.is_some()),
+            incoming: (0..workers.len()).map(|_| VecDeque::new()).collect(),
+            away: None,
+            cx: Arc::new(Context {
+                id: plan.id.clone(),
+                job_path: plan.id.path(),
+                late_output: plan.late_policy == LateDataPolicy::Output,
+                keep_results: plan.sinks.iter().any(|s| s.postgres.is_some()),
+            }),
             counters: Counters::default(),
             invalid_by_kind: BTreeMap::new(),
             revisions: 0,
@@ -170,8 +188,10 @@ impl Pipeline {
         ))
     }
 
-    /// The workers' engines.
+    /// The workers' engines (none while they run in the background: see
+    /// [`Pipeline::settle`]).
     pub fn engines(&self) -> impl Iterator<Item = &Engine> + Clone {
+        debug_assert!(self.away.is_none(), "the workers are away");
         self.workers.iter().map(|w| &w.engine)
     }
 
@@ -204,15 +224,19 @@ impl Pipeline {
         }
         for partition in batch.finished {
             if let Some(w) = self.worker_of(partition) {
-                self.workers[w].queue.push_back(Step::Finished(partition));
+                self.incoming[w].push_back(Step::Finished(partition));
             }
         }
         self.clock_all(clock);
-        // Workers wake for a good amount of work at once, not per batch;
-        // results wait for it no longer than `DRIVE_AFTER`.
-        let queued: usize = self.workers.iter().map(|w| w.queue.len()).sum();
-        if self.pool.is_none() || queued >= DRIVE_AT || self.driven.elapsed() >= DRIVE_AFTER {
-            self.drive(outputs)?;
+        if self.pool.is_none() {
+            return self.drive(outputs);
+        }
+        // Workers wake for a good amount of work at once, not per batch,
+        // and work on it while this thread reads the next records; results
+        // wait for them no longer than about `DRIVE_AFTER`.
+        let queued: usize = self.incoming.iter().map(VecDeque::len).sum();
+        if queued >= DRIVE_AT || self.driven.elapsed() >= DRIVE_AFTER {
+            self.launch(outputs)?;
         }
         Ok(())
     }
@@ -226,8 +250,8 @@ impl Pipeline {
 
     /// The input has ended: every window fires.
     pub fn finish(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
-        for w in &mut self.workers {
-            w.queue.push_back(Step::End);
+        for queue in &mut self.incoming {
+            queue.push_back(Step::End);
         }
         self.drive(outputs)
     }
@@ -241,11 +265,11 @@ impl Pipeline {
 
     /// Every worker's clock moves to `clock` (a record none of them takes).
     fn clock_all(&mut self, clock: i64) {
-        for w in &mut self.workers {
+        for queue in &mut self.incoming {
             // Moves in a row come to the same as the last one.
-            match w.queue.back_mut() {
+            match queue.back_mut() {
                 Some(Step::Clock(c)) => *c = (*c).max(clock),
-                _ => w.queue.push_back(Step::Clock(clock)),
+                _ => queue.push_back(Step::Clock(clock)),
             }
         }
     }
@@ -265,44 +289,102 @@ impl Pipeline {
         if owner.is_none() {
             self.clock_all(ingest_ms);
         }
-        self.workers[owner.unwrap_or(0)]
-            .queue
-            .push_back(Step::Rejected {
-                partition: partition.filter(|_| owner.is_some()),
-                skewed_time_ms,
-                ingest_ms,
-                id,
-                line,
-            });
+        self.incoming[owner.unwrap_or(0)].push_back(Step::Rejected {
+            partition: partition.filter(|_| owner.is_some()),
+            skewed_time_ms,
+            ingest_ms,
+            id,
+            line,
+        });
     }
 
-    /// Runs every worker through its steps, writing what they staged,
-    /// until all are done.
+    /// Runs every worker through every step routed so far, and writes
+    /// what they staged.
     fn drive(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
-        self.driven = Instant::now();
-        let cx = Context {
-            plan: &self.plan,
-            job_path: &self.job_path,
-            keep_results: self.keep_results,
+        self.settle(outputs)?;
+        self.hand_steps();
+        self.run_all(outputs)
+    }
+
+    /// Starts the workers, in the background, on every step routed so far
+    /// (after writing out what their last run staged).
+    fn launch(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
+        self.settle(outputs)?;
+        self.hand_steps();
+        let Some(pool) = &self.pool else {
+            return self.run_all(outputs);
         };
+        let mut workers = std::mem::take(&mut self.workers);
+        let cx = self.cx.clone();
+        let (back, away) = mpsc::sync_channel(1);
+        pool.spawn(move || {
+            use rayon::prelude::*;
+            let done = workers.par_iter_mut().map(|w| w.drive(&cx)).collect();
+            // The pipeline may be gone (its run failed): nothing to return.
+            let _ = back.send((workers, done));
+        });
+        self.away = Some(away);
+        Ok(())
+    }
+
+    /// Waits for the workers running in the background, if they are, and
+    /// writes what they staged. Their engines are here again after it (the
+    /// run loop settles before it reads figures).
+    pub fn settle(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
+        self.join()?;
+        self.collect(outputs)
+    }
+
+    /// Takes the workers back from the background, if they are there; what
+    /// they staged stays staged.
+    fn join(&mut self) -> anyhow::Result<()> {
+        let Some(away) = self.away.take() else {
+            return Ok(());
+        };
+        let (workers, done) = away
+            .recv()
+            .map_err(|_| anyhow::anyhow!("a worker thread stopped without returning"))?;
+        self.workers = workers;
+        // Steps a worker did not get to stay queued for its next run.
+        done.map(drop)
+    }
+
+    /// Gives every worker the steps routed to it since its last run.
+    fn hand_steps(&mut self) {
+        self.driven = Instant::now();
+        for (w, queue) in self.workers.iter_mut().zip(&mut self.incoming) {
+            w.queue.append(queue);
+        }
+    }
+
+    /// Runs every worker here (side by side on the pool) through its
+    /// steps, writing what they stage, until all are done.
+    fn run_all(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
+        let cx = self.cx.clone();
         loop {
             let done = each(&self.pool, &mut self.workers, |w| w.drive(&cx))?;
-            for w in &mut self.workers {
-                w.staged.write_to(&self.plan.id, outputs)?;
-                let tally = std::mem::take(&mut w.tally);
-                self.counters.accepted += tally.accepted;
-                self.counters.late += tally.late;
-                self.counters.windows_emitted += tally.windows_emitted;
-                self.revisions += tally.revisions;
-                for (kind, n) in tally.invalid {
-                    self.counters.invalid += n;
-                    *self.invalid_by_kind.entry(kind).or_default() += n;
-                }
-            }
+            self.collect(outputs)?;
             if done.into_iter().all(|d| d) {
                 return Ok(());
             }
         }
+    }
+
+    /// Writes what the workers staged and adds up their counts.
+    fn collect(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
+        for w in &mut self.workers {
+            w.staged.write_to(&self.plan.id, outputs)?;
+            let tally = std::mem::take(&mut w.tally);
+            self.counters.accepted += tally.accepted;
+            self.counters.late += tally.late;
+            self.counters.windows_emitted += tally.windows_emitted;
+            self.revisions += tally.revisions;
+            for (kind, n) in tally.invalid {
+                self.counters.invalid += n;
+                *self.invalid_by_kind.entry(kind).or_default() += n;
+            }
+        }
+        Ok(())
     }
 
     /// Reads a record as far as routing needs and hands it to the worker
@@ -349,7 +431,7 @@ impl Pipeline {
         match self.plan.skew.check(event.time_ms, ingest_ms) {
             Ok(time_ms) => {
                 event.time_ms = time_ms;
-                self.workers[w].queue.push_back(Step::Event {
+                self.incoming[w].push_back(Step::Event {
                     partition,
                     event,
                     raw_time_ms,
@@ -388,6 +470,7 @@ impl Pipeline {
 
     /// State size per partition in bytes, after writing every cache back.
     pub fn state_sizes(&mut self) -> anyhow::Result<BTreeMap<u32, u64>> {
+        self.join()?;
         let sizes = each(&self.pool, &mut self.workers, |w| w.engine.state_sizes())?;
         Ok(sizes.into_iter().flatten().collect())
     }

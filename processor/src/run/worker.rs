@@ -6,14 +6,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use eddy_api::spec::LateDataPolicy;
-
 use crate::{
     engine::{Engine, Outcome, WindowResult},
     event::Event,
-    job::JobPlan,
     output::{
-        record,
+        record::{self, JobId},
         records::record_id,
         staged::{Staged, StagedResult},
     },
@@ -83,10 +80,12 @@ pub(super) struct Worker {
 }
 
 /// What every worker reads of the job.
-pub(super) struct Context<'a> {
-    pub plan: &'a JobPlan,
+pub(super) struct Context {
+    pub id: JobId,
     /// `<namespace>/<name>`.
-    pub job_path: &'a str,
+    pub job_path: String,
+    /// Late events go to the late output.
+    pub late_output: bool,
     /// Whether results are kept whole (a table sink writes their fields).
     pub keep_results: bool,
 }
@@ -185,16 +184,16 @@ impl Worker {
                 watermark,
             } => {
                 self.tally.late += 1;
-                if cx.plan.late_policy == LateDataPolicy::Output {
+                if cx.late_output {
                     let text = origin.to_string();
                     let line = record::late_line(
-                        &cx.plan.id.name,
+                        &cx.id.name,
                         &event.record.to_value(),
                         lateness_ms,
                         watermark,
                         &text,
                     );
-                    let id = record_id(cx.job_path, "late", &text);
+                    let id = record_id(&cx.job_path, "late", &text);
                     self.staged.late.push((id, line));
                 }
             }
@@ -202,12 +201,12 @@ impl Worker {
                 *self.tally.invalid.entry(reason.kind()).or_default() += 1;
                 let text = origin.to_string();
                 let line = record::invalid_line(
-                    &cx.plan.id.name,
+                    &cx.id.name,
                     &event.record.to_value(),
                     &reason.to_string(),
                     &text,
                 );
-                let id = record_id(cx.job_path, "invalid", &text);
+                let id = record_id(&cx.job_path, "invalid", &text);
                 self.staged.invalid.push((id, line));
             }
         }
@@ -218,8 +217,8 @@ impl Worker {
     fn encode(&mut self, cx: &Context) {
         for result in self.fired.drain(..) {
             let w = result.window;
-            let id = record::result_id(&cx.plan.id, &result.key, w.start, w.end);
-            let line = self.encoder.line(&cx.plan.id, &id, &result);
+            let id = record::result_id(&cx.id, &result.key, w.start, w.end);
+            let line = self.encoder.line(&cx.id, &id, &result);
             self.tally.windows_emitted += 1;
             self.tally.revisions += u64::from(result.revision > 1);
             self.staged.results.push(StagedResult {
