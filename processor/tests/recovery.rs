@@ -191,8 +191,12 @@ fn sigkill_and_restart_gives_the_uninterrupted_output_with_s3() {
 #[test]
 fn sigkill_and_restart_leave_exactly_the_uninterrupted_rows_in_postgres() {
     let url = eddy_testkit::postgres_url();
+    // One worker: this input has every user in every partition (a file
+    // each), so a key's window has one result id in three partitions, and
+    // which partition's row the table keeps depends on the order they are
+    // written in, which two workers do not fix.
     let with_table = |name: &str| {
-        let job = on_two_workers(job("", true));
+        let job = job("", true);
         let path = job.path("job.yaml");
         let yaml = std::fs::read_to_string(&path).unwrap();
         let d = job.dir.path().display().to_string();

@@ -124,7 +124,7 @@ impl Pipeline {
             workers,
             owner,
             pool,
-            incoming: (0..workers.len()).map(|_| VecDeque::new()).collect(),
+            incoming: (0..count).map(|_| VecDeque::new()).collect(),
             away: None,
             cx: Arc::new(Context {
                 id: plan.id.clone(),
