@@ -141,9 +141,10 @@ fn unresolved(problems: &mut Vec<String>, path: &str) {
 /// Worker threads for `owned` partitions: as the spec says, else one;
 /// never more than the partitions, never none.
 ///
-/// One, not one per CPU, until records are parsed on the workers: JSON is
-/// parsed on the run loop's thread, and for JSON sources two workers were
-/// slower than one (README, the `jsonx2` row).
+/// One, not one per CPU, by default for now: records are still read and
+/// parsed on the run loop's thread, so JSON input gains little from a
+/// second worker (README, the `jsonx2` row), and with several workers
+/// lateness is judged per worker and their results interleave by timing.
 fn workers(spec: Option<u32>, owned: usize) -> usize {
     (spec.unwrap_or(1) as usize).min(owned).max(1)
 }
