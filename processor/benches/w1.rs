@@ -19,8 +19,8 @@
 //!   directory.
 //! - `w1x2`: the same on two worker threads.
 //! - `json`, `jsonx2`: the same events read from a JSON-lines file
-//!   (written first, with each event's ingestion time, so the run sees what
-//!   W1 sees), on one worker thread and on two.
+//!   (written first, with each event's ingestion time and partition, so the
+//!   run sees what W1 sees), on one worker thread and on two.
 //! - `single` / `uniform`: 5M events on one key, and on 100K keys without
 //!   skew.
 //! - `keys`: 10M keys without skew, 2-hour windows, a 128 MiB memory budget:
@@ -35,6 +35,7 @@ use std::{
 
 use anyhow::Context;
 use eddy_api::spec::TimeFormat;
+use eddy_processor::engine::partition_of;
 use eddy_processor::source::{
     generator::{Generator, GeneratorConfig},
     Payload, Poll,
@@ -90,7 +91,7 @@ fn main() -> anyhow::Result<()> {
             .map(|l| {
                 if l.trim_start().starts_with("generator:") {
                     format!(
-                        "    file: {{paths: [{:?}], ingestionTimeField: ingest}}",
+                        "    file: {{paths: [{:?}], partitionField: partition, ingestionTimeField: ingest}}",
                         file.display().to_string()
                     )
                 } else {
@@ -184,7 +185,8 @@ fn limit_events_per_second(work: &Path, events: u64) -> anyhow::Result<f64> {
 }
 
 /// Writes the events of a generator job as JSON lines, each with its
-/// ingestion time in `ingest`.
+/// ingestion time in `ingest` and in `partition` the partition the
+/// generator job puts it in (its key's), as a keyed Kafka topic would.
 fn write_events(job_yaml: &str, file: &Path) -> anyhow::Result<()> {
     let job: eddy_api::StreamJob = serde_yaml_ng::from_str(job_yaml)?;
     let eddy_api::spec::SourceSpec {
@@ -203,6 +205,10 @@ fn write_events(job_yaml: &str, file: &Path) -> anyhow::Result<()> {
             };
             let mut value = generated.to_value();
             value["ingest"] = record.ingest_ms.into();
+            let key = value["key"]
+                .as_str()
+                .context("a generated event without a key")?;
+            value["partition"] = partition_of(key, job.spec.partitions).into();
             serde_json::to_writer(&mut out, &value)?;
             out.write_all(b"\n")?;
         }

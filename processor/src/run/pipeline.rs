@@ -353,7 +353,12 @@ impl Pipeline {
     fn hand_steps(&mut self) {
         self.driven = Instant::now();
         for (w, queue) in self.workers.iter_mut().zip(&mut self.incoming) {
-            w.queue.append(queue);
+            if w.queue.is_empty() {
+                // The usual case: the buffers change places, no step moves.
+                std::mem::swap(&mut w.queue, queue);
+            } else {
+                w.queue.append(queue);
+            }
         }
     }
 
