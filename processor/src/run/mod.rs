@@ -118,10 +118,12 @@ pub async fn run(
         checkpoints.committed = restored.cut.as_ref().map(|c| c.id);
     }
     let (mut job, mut source) = Pipeline::new(plan, state_dir, started).await?;
-    let partitions = job.plan.engine.partitions.len();
-    match job.workers.len() {
-        1 => {}
-        n => progress_out(&format!("{partitions} partitions on {n} worker threads")),
+    if job.workers.len() > 1 {
+        progress_out(&format!(
+            "{} partitions on {} worker threads",
+            job.plan.engine.partitions.len(),
+            job.workers.len()
+        ));
     }
     if let Some(cut) = &restored.cut {
         job.restore(cut)?;

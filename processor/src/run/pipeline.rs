@@ -18,11 +18,11 @@ use crate::{
     checkpoint::{self, Cut, SourcePosition},
     engine::{partition_of, Engine},
     job::{JobPlan, SourcePlan},
-    output::{outputs::Outputs, record, records::record_id},
+    output::{outputs::Outputs, record},
     progress::Counters,
     source::{
         file::FileReader, generator::Generator, http::HttpIngest, kafka::KafkaReader, Batch,
-        Origin, Payload, Source, SourceRecord,
+        Payload, Source, SourceRecord,
     },
     state::StateStore,
 };
@@ -32,8 +32,6 @@ use crate::{
 /// of threads when there are two or more) turn them into results.
 pub struct Pipeline {
     pub(super) plan: JobPlan,
-    /// `<namespace>/<name>`, computed once.
-    pub(super) job_path: String,
     /// Empty while they run in the background (see [`Pipeline::settle`]).
     pub(super) workers: Vec<Worker>,
     /// Steps routed since the workers last took theirs, per worker.
@@ -136,7 +134,6 @@ impl Pipeline {
             invalid_by_kind: BTreeMap::new(),
             revisions: 0,
             driven: Instant::now(),
-            job_path: plan.id.path(),
             plan,
         };
         Ok((pipeline, source))
@@ -172,7 +169,7 @@ impl Pipeline {
         let (parts, landings): (Vec<_>, Vec<_>) = handed.into_iter().unzip();
         let cut = Cut {
             id,
-            job: self.job_path.clone(),
+            job: self.cx.job_path.clone(),
             source,
             max_event_times: self.engines().flat_map(|e| e.max_event_times()).collect(),
             watermark: Some(self.watermark()).filter(|w| *w != i64::MIN),
@@ -197,8 +194,8 @@ impl Pipeline {
 
     /// The engine that runs `partition`.
     pub fn engine_of(&self, partition: u32) -> Option<&Engine> {
-        let w = *self.owner.get(partition as usize)?;
-        self.workers.get(usize::from(w)).map(|w| &w.engine)
+        let w = self.worker_of(partition)?;
+        self.workers.get(w).map(|w| &w.engine)
     }
 
     /// The processor's watermark: the lowest of its workers'.
@@ -407,7 +404,7 @@ impl Pipeline {
             Payload::Sparse(s) => self.plan.extractor.extract_sparse(s),
             Payload::Unreadable { raw, reason } => {
                 self.count_invalid(reason.kind());
-                let record = self.invalid_record(&origin, |job, at| {
+                let record = self.cx.record("invalid", &origin, |job, at| {
                     record::unreadable_line(job, &raw, &reason.to_string(), at)
                 });
                 self.rejected(partition, None, ingest_ms, record);
@@ -418,7 +415,7 @@ impl Pipeline {
             Ok(event) => event,
             Err((reason, value)) => {
                 self.count_invalid(reason.kind());
-                let record = self.invalid_record(&origin, |job, at| {
+                let record = self.cx.record("invalid", &origin, |job, at| {
                     record::invalid_line(job, &value, &reason.to_string(), at)
                 });
                 self.rejected(partition, None, ingest_ms, record);
@@ -447,25 +444,13 @@ impl Pipeline {
             Err(reason) => {
                 self.count_invalid(reason.kind());
                 let value = event.record.to_value();
-                let record = self.invalid_record(&origin, |job, at| {
+                let record = self.cx.record("invalid", &origin, |job, at| {
                     record::invalid_line(job, &value, &reason.to_string(), at)
                 });
                 self.rejected(Some(partition), Some(raw_time_ms), ingest_ms, record);
             }
         }
         Ok(())
-    }
-
-    /// The invalid record `line` makes of the job name and the origin,
-    /// with its id (from that origin).
-    fn invalid_record(
-        &self,
-        origin: &Origin,
-        line: impl FnOnce(&str, &str) -> Vec<u8>,
-    ) -> (String, Vec<u8>) {
-        let origin = origin.to_string();
-        let id = record_id(&self.job_path, "invalid", &origin);
-        (id, line(&self.plan.id.name, &origin))
     }
 
     fn count_invalid(&mut self, kind: &'static str) {
@@ -482,11 +467,7 @@ impl Pipeline {
 
     /// What the run did, with state sizes.
     pub fn report(mut self, ending: Ending, elapsed: Duration) -> anyhow::Result<Report> {
-        let sizes: BTreeMap<u32, u64> =
-            each(&self.pool, &mut self.workers, |w| w.engine.state_sizes())?
-                .into_iter()
-                .flatten()
-                .collect();
+        let sizes = self.state_sizes()?;
         let mut partitions: Vec<PartitionReport> = self
             .engines()
             .flat_map(|e| e.stats())

@@ -90,6 +90,24 @@ pub(super) struct Context {
     pub keep_results: bool,
 }
 
+impl Context {
+    /// A late or invalid record (`kind`) of the record from `origin`: its
+    /// id, from that origin, and the line `line` makes of the job name and
+    /// the origin.
+    pub(super) fn record(
+        &self,
+        kind: &str,
+        origin: &Origin,
+        line: impl FnOnce(&str, &str) -> Vec<u8>,
+    ) -> (String, Vec<u8>) {
+        let origin = origin.to_string();
+        (
+            record_id(&self.job_path, kind, &origin),
+            line(&self.id.name, &origin),
+        )
+    }
+}
+
 impl Worker {
     pub(super) fn new(engine: Engine) -> Self {
         Self {
@@ -185,29 +203,19 @@ impl Worker {
             } => {
                 self.tally.late += 1;
                 if cx.late_output {
-                    let text = origin.to_string();
-                    let line = record::late_line(
-                        &cx.id.name,
-                        &event.record.to_value(),
-                        lateness_ms,
-                        watermark,
-                        &text,
-                    );
-                    let id = record_id(&cx.job_path, "late", &text);
-                    self.staged.late.push((id, line));
+                    let late = cx.record("late", &origin, |job, at| {
+                        let event = event.record.to_value();
+                        record::late_line(job, &event, lateness_ms, watermark, at)
+                    });
+                    self.staged.late.push(late);
                 }
             }
             Outcome::Invalid(reason) => {
                 *self.tally.invalid.entry(reason.kind()).or_default() += 1;
-                let text = origin.to_string();
-                let line = record::invalid_line(
-                    &cx.id.name,
-                    &event.record.to_value(),
-                    &reason.to_string(),
-                    &text,
-                );
-                let id = record_id(&cx.job_path, "invalid", &text);
-                self.staged.invalid.push((id, line));
+                let invalid = cx.record("invalid", &origin, |job, at| {
+                    record::invalid_line(job, &event.record.to_value(), &reason.to_string(), at)
+                });
+                self.staged.invalid.push(invalid);
             }
         }
         Ok(())

@@ -99,8 +99,6 @@ impl StateStore {
         Ok(store)
     }
 
-    /// Opens (creating) one partition's instance in its directory, which may
-    /// hold a restored checkpoint.
     /// Splits the store into one per group of partitions (each partition in
     /// one group), all sharing its memory budget: the block cache and the
     /// memtable limit stay one for the whole processor.
@@ -127,6 +125,8 @@ impl StateStore {
             .collect()
     }
 
+    /// Opens (creating) one partition's instance in its directory, which may
+    /// hold a restored checkpoint.
     pub fn open_partition(&mut self, partition: u32) -> anyhow::Result<()> {
         let path = partition_dir(&self.dir, partition);
         // Both column families named, each with the store's options: a
