@@ -18,7 +18,7 @@ use std::{
 
 use eddy_processor::{
     job,
-    output::{records::RecordSink, sink::LineSink},
+    output::sink::lines::LineSink,
     run::{Outputs, Pipeline},
     source::Poll,
 };
@@ -101,15 +101,8 @@ spec:
     let started = Instant::now();
     let runtime = tokio::runtime::Runtime::new()?;
     let (mut pipeline, mut source) = runtime.block_on(Pipeline::new(plan, dir.path(), started))?;
-    let mut outputs = Outputs {
-        results: vec![LineSink::to_writer("discard", Box::new(io::sink()))],
-        tables: Vec::new(),
-        topics: Vec::new(),
-        late: RecordSink::Lines(LineSink::to_writer("discard", Box::new(io::sink()))),
-        invalid: RecordSink::Lines(LineSink::to_writer("discard", Box::new(io::sink()))),
-        transaction: None,
-        flushes: Vec::new(),
-    };
+    let discard = || Box::new(LineSink::to_writer("discard", Box::new(io::sink())));
+    let mut outputs = Outputs::of(vec![discard()], discard(), discard());
     let mut max_state = 0;
     let mut next_sample = count / 10;
     loop {

@@ -10,7 +10,7 @@
 //! planned: a Kafka `propertiesSecret`'s keys become client properties
 //! (overriding the same keys in `properties`), a PostgreSQL `urlSecret`
 //! becomes the `url`. A `urlSecret` with no mounted file is left for the
-//! `EDDY_POSTGRES_URL` variable (see `output::postgres::url_of`).
+//! `EDDY_POSTGRES_URL` variable (see `output::sink::postgres::url_of`).
 
 use std::{
     collections::BTreeMap,

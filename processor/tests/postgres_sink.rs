@@ -107,8 +107,8 @@ async fn a_final_revision_outranks_higher_revisions_that_are_not() {
     use eddy_processor::{
         engine::{window::Window, WindowResult},
         output::{
-            postgres::PostgresSink,
             record::{result_id, JobId},
+            sink::{postgres::PostgresSink, Item, Sink},
         },
     };
     let url = eddy_testkit::postgres_url();
@@ -128,11 +128,16 @@ async fn a_final_revision_outranks_higher_revisions_that_are_not() {
         revision,
         is_final,
     };
-    let mut sink = PostgresSink::new(url.clone(), name.clone(), true);
+    let mut sink = PostgresSink::new(url.clone(), name.clone(), true, &job.name);
     let mut write = async |rows: &[WindowResult]| {
         for r in rows {
             let id = result_id(&job, &r.key, r.window.start, r.window.end);
-            sink.push(&job, &id, r);
+            let item = Item {
+                id: &id,
+                line: b"",
+                result: Some(r),
+            };
+            sink.write(&item).unwrap();
         }
         sink.flush().await.unwrap();
     };

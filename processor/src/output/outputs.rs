@@ -1,110 +1,148 @@
-//! Everything a run writes to: result sinks (lines, tables, topics), the
-//! late and invalid outputs, and the Kafka transaction they may share, with
-//! what a checkpoint needs of them (flush, sync, lengths, precommit and
-//! commit).
+//! Everything a run writes to: the result sinks and the late and invalid
+//! outputs, each a [`Sink`], and the Kafka transaction transactional topics
+//! share. A checkpoint goes through them all in the same three steps
+//! (`prepare`, `snapshot`, `committed`; see `output::sink`).
 
 use std::{collections::BTreeMap, sync::MutexGuard, time::Instant};
 
 use super::{
-    kafka::KafkaSink,
-    postgres::PostgresSink,
-    records::RecordSink,
-    sink::LineSink,
+    sink::{self, Item, Opening, Role, Sink},
+    staged::StagedResult,
     transaction::{self, Shared, Transaction, HELD_LIMIT},
 };
 use crate::{job::JobPlan, metrics::SinkFigures};
 
-/// Rows a table sink may hold before the run loop stops to write them
+/// Records a sink may buffer before the run loop stops to write them
 /// (back-pressure: a slow database slows consumption).
-const TABLE_BACKLOG: usize = 2_000;
+const BACKLOG: usize = 2_000;
+
+/// A sink, with its flush figures when it writes over the network.
+struct Opened {
+    sink: Box<dyn Sink>,
+    figures: Option<SinkFigures>,
+}
+
+impl Opened {
+    fn new(sink: Box<dyn Sink>, name: String) -> Self {
+        let figures = sink.remote().then(|| SinkFigures::new(name));
+        Self { sink, figures }
+    }
+
+    /// Runs a flush of the sink, timed when it is remote.
+    async fn timed(&mut self, how: Flush) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let flushed = match how {
+            Flush::Written => self.sink.flush().await,
+            Flush::Durable => self.sink.sync().await,
+            Flush::Prepared(id) => self.sink.prepare(id).await,
+        };
+        if let Some(f) = &mut self.figures {
+            f.record(started.elapsed(), flushed.is_err());
+        }
+        flushed
+    }
+}
+
+/// How far a flush goes.
+#[derive(Clone, Copy)]
+enum Flush {
+    /// What a sink buffers written.
+    Written,
+    /// And durable.
+    Durable,
+    /// Prepared for checkpoint `id`.
+    Prepared(u64),
+}
 
 /// Where everything goes.
 pub struct Outputs {
-    /// Result sinks that take JSON lines.
-    pub results: Vec<LineSink>,
-    /// Result sinks that are database tables.
-    pub tables: Vec<PostgresSink>,
-    /// Result sinks that are Kafka topics.
-    pub topics: Vec<KafkaSink>,
-    pub late: RecordSink,
-    pub invalid: RecordSink,
+    /// The result sinks, in spec order.
+    results: Vec<Opened>,
+    late: Opened,
+    invalid: Opened,
     /// The transaction the transactional Kafka outputs write in.
     pub transaction: Option<Shared>,
-    /// Flushes of `tables` and `topics`, in that order, for `/metrics`.
-    pub flushes: Vec<SinkFigures>,
 }
 
 impl Outputs {
-    /// Opens the sinks the plan names, file sinks cut to the lengths a
-    /// restored checkpoint recorded (to nothing on a fresh start), so every
-    /// record is in them exactly once.
+    /// Opens the sinks the plan names, resumed where a restored checkpoint
+    /// left them (file sinks cut to their recorded lengths; to nothing on a
+    /// fresh start), so every record is in them exactly once.
     pub fn open(
         plan: &JobPlan,
-        file_lengths: &BTreeMap<String, u64>,
+        positions: &BTreeMap<String, u64>,
         transaction: Option<Shared>,
     ) -> anyhow::Result<Self> {
-        let length_of = |spec: &eddy_api::spec::SinkSpec| {
-            spec.file
-                .as_ref()
-                .and_then(|f| file_lengths.get(&f.path))
-                .copied()
-                .unwrap_or(0)
+        let at = Opening {
+            job: &plan.id,
+            positions,
+            transaction: transaction.as_ref(),
         };
-        let open = |spec: &eddy_api::spec::SinkSpec| LineSink::open_at(spec, length_of(spec));
-        let mut results = Vec::new();
-        let mut tables = Vec::new();
-        let mut topics = Vec::new();
-        let (mut table_flushes, mut topic_flushes) = (Vec::new(), Vec::new());
-        for (i, spec) in plan.sinks.iter().enumerate() {
-            if let Some(k) = &spec.kafka {
-                topics.push(KafkaSink::open_spec(k, transaction.as_ref())?);
-                topic_flushes.push(SinkFigures::new(sink_name(spec, i)));
-                continue;
-            }
-            match &spec.postgres {
-                Some(pg) => {
-                    tables.push(PostgresSink::open(pg)?);
-                    table_flushes.push(SinkFigures::new(sink_name(spec, i)));
-                }
-                None => results.push(open(spec)?),
-            }
-        }
-        table_flushes.extend(topic_flushes);
+        let results = plan
+            .sinks
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let opened = sink::open(spec, Role::Results, &at)?;
+                Ok(Opened::new(opened, sink_name(spec, i)))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let records = |spec, kind| -> anyhow::Result<Opened> {
+            Ok(Opened::new(
+                sink::open(spec, Role::Records(kind), &at)?,
+                kind.to_string(),
+            ))
+        };
         Ok(Self {
             results,
-            tables,
-            topics,
-            late: RecordSink::open(
-                &plan.late_output,
-                length_of(&plan.late_output),
-                "late",
-                transaction.as_ref(),
-            )?,
-            invalid: RecordSink::open(
-                &plan.invalid_output,
-                length_of(&plan.invalid_output),
-                "invalid",
-                transaction.as_ref(),
-            )?,
+            late: records(&plan.late_output, "late")?,
+            invalid: records(&plan.invalid_output, "invalid")?,
             transaction,
-            flushes: table_flushes,
         })
+    }
+
+    /// Outputs on sinks already open (benchmarks, tests).
+    pub fn of(results: Vec<Box<dyn Sink>>, late: Box<dyn Sink>, invalid: Box<dyn Sink>) -> Self {
+        let opened = |(i, s): (usize, Box<dyn Sink>)| Opened::new(s, format!("sink-{i}"));
+        Self {
+            results: results.into_iter().enumerate().map(opened).collect(),
+            late: Opened::new(late, "late".into()),
+            invalid: Opened::new(invalid, "invalid".into()),
+            transaction: None,
+        }
+    }
+
+    /// Every sink: results, then late and invalid records.
+    fn all(&mut self) -> impl Iterator<Item = &mut Opened> {
+        let records = [&mut self.late, &mut self.invalid];
+        self.results.iter_mut().chain(records)
+    }
+
+    /// Writes a result to every result sink.
+    pub fn write_result(&mut self, r: &StagedResult) -> anyhow::Result<()> {
+        let item = Item {
+            id: &r.id,
+            line: &r.line,
+            result: r.result.as_ref(),
+        };
+        self.results
+            .iter_mut()
+            .try_for_each(|o| o.sink.write(&item))
+    }
+
+    /// Writes a late record.
+    pub fn write_late(&mut self, id: &str, line: &[u8]) -> anyhow::Result<()> {
+        self.late.sink.write(&record(id, line))
+    }
+
+    /// Writes an invalid record.
+    pub fn write_invalid(&mut self, id: &str, line: &[u8]) -> anyhow::Result<()> {
+        self.invalid.sink.write(&record(id, line))
     }
 
     /// The Kafka transaction, if there is one.
     pub(crate) fn transaction(&self) -> Option<MutexGuard<'_, Transaction>> {
         self.transaction.as_deref().map(transaction::lock)
-    }
-
-    /// Puts checkpoint `id` into the Kafka transaction, if there is one.
-    pub(crate) fn precommit(&mut self, id: u64) -> anyhow::Result<()> {
-        self.transaction().map_or(Ok(()), |mut t| t.precommit(id))
-    }
-
-    /// Commits the Kafka transaction of checkpoint `id`, now in the store;
-    /// false if there was nothing to commit.
-    pub(crate) fn commit(&mut self, id: u64) -> anyhow::Result<bool> {
-        self.transaction().map_or(Ok(false), |mut t| t.commit(id))
     }
 
     /// Whether the Kafka transaction holds so many results that the run
@@ -113,90 +151,85 @@ impl Outputs {
         self.transaction().is_some_and(|t| t.held() >= HELD_LIMIT)
     }
 
-    /// The sinks that take JSON lines: results, then late and invalid
-    /// records when they go to lines.
-    fn line_sinks(&mut self) -> impl Iterator<Item = &mut LineSink> {
-        let records = [self.late.lines(), self.invalid.lines()];
-        self.results.iter_mut().chain(records.into_iter().flatten())
+    /// Writes what every sink buffers, and waits for it.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.flush_all(Flush::Written).await
     }
 
-    /// Flushes every line sink and syncs files to disk.
-    pub(crate) fn sync_files(&mut self) -> anyhow::Result<()> {
-        for sink in self.line_sinks() {
-            sink.sync()
-                .map_err(|e| anyhow::anyhow!("syncing {}: {e}", sink.name()))?;
+    /// Writes what every sink buffers, made durable (files synced).
+    pub async fn flush_durably(&mut self) -> anyhow::Result<()> {
+        self.flush_all(Flush::Durable).await
+    }
+
+    async fn flush_all(&mut self, how: Flush) -> anyhow::Result<()> {
+        for o in self.all() {
+            o.timed(how).await?;
         }
         Ok(())
     }
 
-    /// Writes what the table and topic sinks hold, and waits for it.
-    pub async fn flush_tables(&mut self) -> anyhow::Result<()> {
-        let mut figures = self.flushes.iter_mut();
-        for table in &mut self.tables {
-            let figures = figures.next();
-            if table.pending() == 0 {
-                continue;
-            }
-            let started = Instant::now();
-            let flushed = table.flush().await;
-            if let Some(f) = figures {
-                f.record(started.elapsed(), flushed.is_err());
-            }
-            flushed?;
-        }
-        for topic in &mut self.topics {
-            let started = Instant::now();
-            let flushed = topic.flush();
-            if let Some(f) = figures.next() {
-                f.record(started.elapsed(), flushed.is_err());
-            }
-            flushed?;
-        }
-        self.late.flush_remote().await?;
-        self.invalid.flush_remote().await?;
-        Ok(())
-    }
-
-    /// Writes the table sinks when they hold too much.
+    /// Writes the sinks that buffer too much.
     pub(crate) async fn relieve(&mut self) -> anyhow::Result<()> {
-        if self.tables.iter().any(|t| t.pending() >= TABLE_BACKLOG) {
-            self.flush_tables().await?;
+        for o in self.all() {
+            if o.sink.backlog() >= BACKLOG {
+                o.timed(Flush::Written).await?;
+            }
         }
         Ok(())
     }
 
-    /// Byte lengths of the file sinks, by path.
-    pub fn file_lengths(&self) -> BTreeMap<String, u64> {
-        let records = [self.late.line_sink(), self.invalid.line_sink()];
+    /// Before checkpoint `id`'s cut: every sink prepared (what was written
+    /// is durable: a restore will not emit it again), then the checkpoint
+    /// put into the Kafka transaction.
+    pub(crate) async fn prepare(&mut self, id: u64) -> anyhow::Result<()> {
+        self.flush_all(Flush::Prepared(id)).await?;
+        self.transaction().map_or(Ok(()), |mut t| t.precommit(id))
+    }
+
+    /// What the checkpoint records of the sinks: their positions by name.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        let records = [&self.late, &self.invalid];
         self.results
             .iter()
-            .chain(records.into_iter().flatten())
-            .filter_map(|s| s.file_length())
-            .map(|(p, l)| (p.to_string(), l))
+            .chain(records)
+            .filter_map(|o| o.sink.snapshot())
             .collect()
     }
 
-    pub(crate) fn flush(&mut self) -> anyhow::Result<()> {
-        for sink in self.line_sinks() {
-            sink.flush()
-                .map_err(|e| anyhow::anyhow!("flushing {}: {e}", sink.name()))?;
+    /// Checkpoint `id` is in the store: every sink told, and the Kafka
+    /// transaction committed; false if it had nothing to commit.
+    pub(crate) fn committed(&mut self, id: u64) -> anyhow::Result<bool> {
+        for o in self.all() {
+            o.sink.committed(id)?;
         }
-        Ok(())
+        self.transaction().map_or(Ok(false), |mut t| t.commit(id))
+    }
+
+    /// Flush figures of the remote sinks, for `/metrics`.
+    pub fn figures(&self) -> Vec<SinkFigures> {
+        let records = [&self.late, &self.invalid];
+        self.results
+            .iter()
+            .chain(records)
+            .filter_map(|o| o.figures.clone())
+            .collect()
+    }
+}
+
+/// A late or invalid record as a sink takes it.
+fn record<'a>(id: &'a str, line: &'a [u8]) -> Item<'a> {
+    Item {
+        id,
+        line,
+        result: None,
     }
 }
 
 /// A result sink's name in metrics: `<kind>-<index in spec.sinks>`.
 pub fn sink_name(spec: &eddy_api::spec::SinkSpec, index: usize) -> String {
-    let kind = if spec.kafka.is_some() {
-        "kafka"
-    } else if spec.postgres.is_some() {
-        "postgres"
-    } else if spec.file.is_some() {
-        "file"
-    } else if spec.stderr.is_some() {
-        "stderr"
-    } else {
-        "stdout"
-    };
-    format!("{kind}-{index}")
+    format!("{}-{index}", sink::kind_of(spec))
 }
+
+#[cfg(test)]
+#[path = "outputs_tests.rs"]
+mod tests;

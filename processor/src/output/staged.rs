@@ -1,7 +1,7 @@
 //! What a worker produced, held until the run loop writes it: workers run
 //! side by side, the sinks are the processor's own, one writer at a time.
 
-use super::{outputs::Outputs, record::JobId};
+use super::outputs::Outputs;
 use crate::engine::WindowResult;
 
 /// A result, encoded.
@@ -34,26 +34,15 @@ impl Staged {
 
     /// Writes everything held to `outputs`, in order, and empties itself
     /// (keeping its room for the next batch).
-    pub fn write_to(&mut self, job: &JobId, outputs: &mut Outputs) -> anyhow::Result<()> {
+    pub fn write_to(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
         for (id, line) in self.late.drain(..) {
-            outputs.late.write(&id, &line)?;
+            outputs.write_late(&id, &line)?;
         }
         for (id, line) in self.invalid.drain(..) {
-            outputs.invalid.write(&id, &line)?;
+            outputs.write_invalid(&id, &line)?;
         }
         for r in self.results.drain(..) {
-            for sink in &mut outputs.results {
-                sink.write_line(&r.line)
-                    .map_err(|e| anyhow::anyhow!("writing to {}: {e}", sink.name()))?;
-            }
-            if let Some(result) = &r.result {
-                for table in &mut outputs.tables {
-                    table.push(job, &r.id, result);
-                }
-            }
-            for topic in &mut outputs.topics {
-                topic.push(&r.id, &r.line);
-            }
+            outputs.write_result(&r)?;
         }
         Ok(())
     }

@@ -237,7 +237,7 @@ impl Checkpoints {
                 {
                     crash_point(done.id, self.commits, self.committed);
                 }
-                if outputs.commit(done.id)? {
+                if outputs.committed(done.id)? {
                     self.committed = Some(done.id);
                     self.commits += 1;
                 }

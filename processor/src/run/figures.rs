@@ -130,7 +130,7 @@ impl Pipeline {
             ttl_expired: self.engines().map(|e| e.counters().expired_windows).sum(),
             partitions,
             checkpoints: checkpoints.clone(),
-            sinks: outputs.flushes.clone(),
+            sinks: outputs.figures(),
             backpressure_seconds: meter.backpressure.as_secs_f64(),
             advice: summary.advice.clone(),
             late_dropped_ratio: summary.late_dropped_ratio,

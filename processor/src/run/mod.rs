@@ -269,8 +269,9 @@ pub async fn run(
             }
             Poll::End => {
                 job.finish(&mut outputs)?;
-                outputs.flush_tables().await?;
-                outputs.sync_files()?;
+                // Durable, as before a checkpoint's cut (the transaction's
+                // part comes with the checkpoint below, if any).
+                outputs.flush_durably().await?;
                 if let Source::Http(h) = &source {
                     // Every accepted event is in the written results.
                     h.mark_durable(h.position());
@@ -308,14 +309,13 @@ pub async fn run(
             // The figures below read the workers' engines.
             job.settle(&mut outputs)?;
             progress_out(&progress::line(rate, job.watermark(), &job.counters));
-            outputs.flush()?;
-            outputs.flush_tables().await?;
+            outputs.flush().await?;
             meter.tick();
             publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
         }
     };
     job.settle(&mut outputs)?;
-    outputs.flush()?;
+    outputs.flush().await?;
     job.report(ending, started.elapsed())
 }
 

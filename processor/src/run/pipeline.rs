@@ -18,7 +18,7 @@ use crate::{
     checkpoint::{self, Cut, SourcePosition},
     engine::{partition_of, Engine},
     job::{JobPlan, SourcePlan},
-    output::{outputs::Outputs, record},
+    output::{outputs::Outputs, record, sink},
     progress::Counters,
     source::{
         file::FileReader, generator::Generator, http::HttpIngest, kafka::KafkaReader, Batch,
@@ -128,7 +128,7 @@ impl Pipeline {
                 id: plan.id.clone(),
                 job_path: plan.id.path(),
                 late_output: plan.late_policy == LateDataPolicy::Output,
-                keep_results: plan.sinks.iter().any(|s| s.postgres.is_some()),
+                keep_results: plan.sinks.iter().any(sink::wants_fields),
             }),
             counters: Counters::default(),
             invalid_by_kind: BTreeMap::new(),
@@ -160,11 +160,9 @@ impl Pipeline {
     ) -> anyhow::Result<checkpoint::Snapshot> {
         let started = Instant::now();
         self.drive(outputs)?;
-        outputs.sync_files()?;
-        // Results emitted before the cut must be in the tables before the
+        // Results emitted before the cut must be in the sinks before the
         // cut counts: a restore will not emit them again.
-        outputs.flush_tables().await?;
-        outputs.precommit(id)?;
+        outputs.prepare(id).await?;
         let handed = each(&self.pool, &mut self.workers, |w| w.engine.hand_over())?;
         let (parts, landings): (Vec<_>, Vec<_>) = handed.into_iter().unzip();
         let cut = Cut {
@@ -173,7 +171,7 @@ impl Pipeline {
             source,
             max_event_times: self.engines().flat_map(|e| e.max_event_times()).collect(),
             watermark: Some(self.watermark()).filter(|w| *w != i64::MIN),
-            sink_lengths: outputs.file_lengths(),
+            sink_lengths: outputs.snapshot(),
             epoch: self.plan.checkpoints.epoch,
         };
         Ok(checkpoint::Snapshot::new(
@@ -375,7 +373,7 @@ impl Pipeline {
     /// Writes what the workers staged and adds up their counts.
     fn collect(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
         for w in &mut self.workers {
-            w.staged.write_to(&self.plan.id, outputs)?;
+            w.staged.write_to(outputs)?;
             let tally = std::mem::take(&mut w.tally);
             self.counters.accepted += tally.accepted;
             self.counters.late += tally.late;

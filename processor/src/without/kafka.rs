@@ -1,8 +1,8 @@
-//! Stand-ins for the Kafka source, sink and transaction (no `kafka`
+//! Stand-ins for the Kafka source and transaction (no `kafka`
 //! feature).
 
 use crate::{
-    output::transaction::{Committed, Shared, TxnPlan},
+    output::transaction::{Committed, TxnPlan},
     source::{kafka::KafkaConfig, Poll},
 };
 
@@ -26,26 +26,6 @@ impl KafkaReader {
     }
 
     pub fn poll(&mut self) -> anyhow::Result<Poll> {
-        match *self {}
-    }
-}
-
-pub enum KafkaSink {}
-
-impl KafkaSink {
-    pub fn open_spec(_: &eddy_api::spec::KafkaSink, _: Option<&Shared>) -> anyhow::Result<Self> {
-        Err(super::missing("kafka"))
-    }
-
-    pub fn name(&self) -> String {
-        match *self {}
-    }
-
-    pub fn push(&mut self, _: &str, _: &[u8]) {
-        match *self {}
-    }
-
-    pub fn flush(&mut self) -> anyhow::Result<()> {
         match *self {}
     }
 }

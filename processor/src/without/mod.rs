@@ -10,8 +10,6 @@
 
 #[cfg(not(feature = "kafka"))]
 pub mod kafka;
-#[cfg(not(feature = "postgres"))]
-pub mod postgres;
 #[cfg(not(feature = "s3"))]
 pub mod s3;
 
@@ -66,7 +64,7 @@ fn without(feature: &str) -> String {
 
 /// The error of opening something this build left out.
 #[cfg(not(all(feature = "kafka", feature = "postgres", feature = "s3")))]
-fn missing(feature: &str) -> anyhow::Error {
+pub(crate) fn missing(feature: &str) -> anyhow::Error {
     anyhow::anyhow!("{}", without(feature))
 }
 

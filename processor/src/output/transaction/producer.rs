@@ -11,7 +11,7 @@ use rdkafka::{
 };
 
 use super::{plan::TxnPlan, Committed};
-use crate::output::kafka::Producer;
+use crate::output::sink::kafka::Producer;
 
 /// How long a transaction call to the broker may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);

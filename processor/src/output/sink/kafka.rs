@@ -25,7 +25,8 @@ use rdkafka::{
     ClientContext,
 };
 
-use super::transaction::{lock, Shared};
+use super::{done, Flushing, Item, Sink};
+use crate::output::transaction::{lock, Shared};
 
 /// How long a flush waits for every message to be acknowledged.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,7 +55,7 @@ impl ProducerContext for Deliveries {
 
 /// A producer that records its failed deliveries.
 pub struct Producer {
-    pub(super) inner: BaseProducer<Deliveries>,
+    pub(crate) inner: BaseProducer<Deliveries>,
     deliveries: Deliveries,
 }
 
@@ -164,25 +165,34 @@ impl KafkaSink {
             ),
         }
     }
+}
 
-    pub fn name(&self) -> String {
+impl Sink for KafkaSink {
+    fn name(&self) -> String {
         format!("kafka topic {}", self.topic)
     }
 
-    /// Queues a result.
-    pub fn push(&mut self, id: &str, line: &[u8]) {
+    /// Queues a message keyed by the record's id.
+    fn write(&mut self, item: &Item<'_>) -> anyhow::Result<()> {
         match &self.writer {
-            Writer::Own(p) => p.send(&self.topic, id, line),
-            Writer::Transaction(t) => lock(t).push(&self.topic, id, line),
+            Writer::Own(p) => p.send(&self.topic, item.id, item.line),
+            Writer::Transaction(t) => lock(t).push(&self.topic, item.id, item.line),
         }
+        Ok(())
     }
 
-    /// Waits until every queued result is acknowledged; fails if any
-    /// delivery failed since the last flush.
-    pub fn flush(&mut self) -> anyhow::Result<()> {
-        match &self.writer {
+    fn remote(&self) -> bool {
+        true
+    }
+
+    /// Waits until every queued message is acknowledged; fails if any
+    /// delivery failed since the last flush. In the transaction, a
+    /// checkpoint's messages commit with it (the transaction's part).
+    fn flush(&mut self) -> Flushing<'_> {
+        let flushed = match &self.writer {
             Writer::Own(p) => p.flush(&self.name()),
             Writer::Transaction(t) => lock(t).flush(),
-        }
+        };
+        done(flushed)
     }
 }

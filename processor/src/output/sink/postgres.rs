@@ -25,6 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_postgres::{types::ToSql, Client, NoTls};
 
+use super::{Flushing, Item, Sink};
 use crate::{engine::WindowResult, output::record};
 
 /// Rows per INSERT statement (9 parameters each, far below the limit).
@@ -47,8 +48,18 @@ struct Row {
 /// Rows buffered for a table and written in batches over one connection,
 /// re-established with backoff when lost; shared by the result sink and
 /// the late/invalid record tables.
+/// Rows of one kind, written to a table in one statement.
+pub(crate) trait Rows: Sized + Send + Sync {
+    fn write<'a>(
+        client: &'a Client,
+        table: &'a str,
+        rows: &'a [Self],
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'a;
+}
+
 pub(crate) struct Batches<R> {
     url: String,
+    table: String,
     /// `postgres table <table>`, for messages.
     name: String,
     /// Run once on every new connection (`createTable`).
@@ -57,11 +68,12 @@ pub(crate) struct Batches<R> {
     pending: Vec<R>,
 }
 
-impl<R> Batches<R> {
+impl<R: Rows> Batches<R> {
     /// Connects on the first flush.
     pub(crate) fn new(url: String, table: &str, ddl: Option<String>) -> Self {
         Self {
             url,
+            table: table.to_string(),
             name: format!("postgres table {table}"),
             ddl,
             client: None,
@@ -83,19 +95,16 @@ impl<R> Batches<R> {
     }
 
     /// Writes every buffered row, [`ROWS_PER_STATEMENT`] at a time, with
-    /// `write`; reconnects (with backoff) when the connection is lost, and
-    /// retries the batch.
-    pub(crate) async fn flush(
-        &mut self,
-        write: impl AsyncFn(&Client, &[R]) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+    /// [`Rows::write`]; reconnects (with backoff) when the connection is
+    /// lost, and retries the batch.
+    pub(crate) async fn flush(&mut self) -> anyhow::Result<()> {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(ROWS_PER_STATEMENT);
             if self.client.as_ref().is_none_or(Client::is_closed) {
                 self.client = Some(connect(&self.url, self.ddl.as_deref(), &self.name).await?);
             }
             let client = self.client.as_ref().expect("connected above");
-            match write(client, &self.pending[..n]).await {
+            match R::write(client, &self.table, &self.pending[..n]).await {
                 Ok(()) => {
                     self.pending.drain(..n);
                 }
@@ -111,40 +120,34 @@ impl<R> Batches<R> {
 }
 
 pub struct PostgresSink {
-    table: String,
+    /// The job's name, a column of every row.
+    job: String,
     rows: Batches<Row>,
 }
 
 impl PostgresSink {
-    /// The sink a spec names; connects on the first flush.
-    pub fn open(spec: &eddy_api::spec::PostgresSink) -> anyhow::Result<Self> {
+    /// The sink a spec names for `job`'s results; connects on the first
+    /// flush.
+    pub fn open(spec: &eddy_api::spec::PostgresSink, job: &record::JobId) -> anyhow::Result<Self> {
         Ok(Self::new(
             url_of(spec)?,
             spec.table.clone(),
             spec.create_table,
+            &job.name,
         ))
     }
 
-    /// A sink for `table`; connects on the first flush.
-    pub fn new(url: String, table: String, create_table: bool) -> Self {
+    /// A sink for `job`'s results in `table`; connects on the first flush.
+    pub fn new(url: String, table: String, create_table: bool, job: &str) -> Self {
         let ddl = create_table.then(|| create_table_sql(&table));
         Self {
             rows: Batches::new(url, &table, ddl),
-            table,
+            job: job.to_string(),
         }
     }
 
-    pub fn name(&self) -> &str {
-        self.rows.name()
-    }
-
-    /// Rows waiting to be written.
-    pub fn pending(&self) -> usize {
-        self.rows.pending()
-    }
-
     /// Buffers result `r` under its [`record::result_id`] `id`.
-    pub fn push(&mut self, job: &record::JobId, id: &str, r: &WindowResult) {
+    pub fn push(&mut self, id: &str, r: &WindowResult) {
         let w = r.window;
         let aggregates: serde_json::Map<String, serde_json::Value> = r
             .aggregates
@@ -153,7 +156,7 @@ impl PostgresSink {
             .collect();
         self.rows.push(Row {
             id: id.to_string(),
-            job: job.name.clone(),
+            job: self.job.clone(),
             partition: r.partition as i32,
             key: r.key.clone(),
             start_ms: w.start,
@@ -163,22 +166,39 @@ impl PostgresSink {
             is_final: r.is_final,
         });
     }
+}
+
+impl Sink for PostgresSink {
+    fn name(&self) -> String {
+        self.rows.name().to_string()
+    }
+
+    fn write(&mut self, item: &Item<'_>) -> anyhow::Result<()> {
+        let Some(result) = item.result else {
+            anyhow::bail!("{}: a result came without its fields", self.rows.name());
+        };
+        self.push(item.id, result);
+        Ok(())
+    }
+
+    fn backlog(&self) -> usize {
+        self.rows.pending()
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
 
     /// Writes every buffered row (see [`Batches::flush`]).
-    pub async fn flush(&mut self) -> anyhow::Result<()> {
-        let table = &self.table;
-        self.rows
-            .flush(async |client, rows| write_batch(client, table, rows).await)
-            .await
+    fn flush(&mut self) -> Flushing<'_> {
+        Box::pin(self.rows.flush())
     }
 }
 
 /// A table of late or invalid records (see `output::records`).
 pub struct RecordTable {
-    table: String,
     kind: &'static str,
-    /// (record id, JSON line).
-    rows: Batches<(String, String)>,
+    rows: Batches<RecordRow>,
 }
 
 impl RecordTable {
@@ -192,47 +212,68 @@ impl RecordTable {
             )
         });
         Ok(Self {
-            table: spec.table.clone(),
             kind,
             rows: Batches::new(url_of(spec)?, &spec.table, ddl),
         })
     }
+}
 
-    pub fn name(&self) -> &str {
-        self.rows.name()
+impl Sink for RecordTable {
+    fn name(&self) -> String {
+        self.rows.name().to_string()
     }
 
     /// Buffers a record (its id and JSON line).
-    pub fn push(&mut self, id: &str, line: &[u8]) {
-        self.rows
-            .push((id.to_string(), String::from_utf8_lossy(line).into_owned()));
+    fn write(&mut self, item: &Item<'_>) -> anyhow::Result<()> {
+        self.rows.push(RecordRow {
+            id: item.id.to_string(),
+            kind: self.kind,
+            record: String::from_utf8_lossy(item.line).into_owned(),
+        });
+        Ok(())
+    }
+
+    fn backlog(&self) -> usize {
+        self.rows.pending()
+    }
+
+    fn remote(&self) -> bool {
+        true
     }
 
     /// Writes the buffered records; a record already there (a replay) is
     /// left as it is.
-    pub async fn flush(&mut self) -> anyhow::Result<()> {
-        let (table, kind) = (&self.table, self.kind);
-        self.rows
-            .flush(async |client, rows| {
-                let mut values = Vec::with_capacity(rows.len());
-                let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * 3);
-                for (i, (id, record)) in rows.iter().enumerate() {
-                    values.push(format!(
-                        "(${}, ${}, ${}::text::jsonb)",
-                        i * 3 + 1,
-                        i * 3 + 2,
-                        i * 3 + 3
-                    ));
-                    params.extend([id as &(dyn ToSql + Sync), &kind, record]);
-                }
-                let sql = format!(
-                    "INSERT INTO {table} (id, kind, record) VALUES {} ON CONFLICT (id) DO NOTHING",
-                    values.join(", ")
-                );
-                client.execute(sql.as_str(), &params).await?;
-                Ok(())
-            })
-            .await
+    fn flush(&mut self) -> Flushing<'_> {
+        Box::pin(self.rows.flush())
+    }
+}
+
+/// A late or invalid record, as a row.
+struct RecordRow {
+    id: String,
+    kind: &'static str,
+    record: String,
+}
+
+impl Rows for RecordRow {
+    async fn write(client: &Client, table: &str, rows: &[Self]) -> anyhow::Result<()> {
+        let mut values = Vec::with_capacity(rows.len());
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * 3);
+        for (i, row) in rows.iter().enumerate() {
+            values.push(format!(
+                "(${}, ${}, ${}::text::jsonb)",
+                i * 3 + 1,
+                i * 3 + 2,
+                i * 3 + 3
+            ));
+            params.extend([&row.id as &(dyn ToSql + Sync), &row.kind, &row.record]);
+        }
+        let sql = format!(
+            "INSERT INTO {table} (id, kind, record) VALUES {} ON CONFLICT (id) DO NOTHING",
+            values.join(", ")
+        );
+        client.execute(sql.as_str(), &params).await?;
+        Ok(())
     }
 }
 
@@ -301,6 +342,12 @@ pub fn create_table_sql(table: &str) -> String {
 /// outranks it ([`record::outranks`]: final, then higher revision), so older
 /// revisions and replays never win, and a final result never loses to a
 /// replay that revised the window more often before closing it.
+impl Rows for Row {
+    async fn write(client: &Client, table: &str, rows: &[Self]) -> anyhow::Result<()> {
+        write_batch(client, table, rows).await
+    }
+}
+
 async fn write_batch(client: &Client, table: &str, rows: &[Row]) -> anyhow::Result<()> {
     // Within one statement a row may only be touched once: keep the
     // highest-ranked revision of each id.
