@@ -9,6 +9,7 @@ pub mod advice;
 pub mod aggregate;
 mod config;
 pub mod hotkeys;
+mod partitions;
 mod process;
 pub mod session;
 pub mod skew;

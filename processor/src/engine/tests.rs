@@ -672,3 +672,115 @@ fn an_eviction_shrinks_the_tables_of_evicted_keys() {
         h.engine.cache[0].capacity()
     );
 }
+
+/// A partition moved between engines mid-stream (released right after a
+/// checkpoint's hand-over, its files taken to the other engine's store,
+/// acquired there) gives the results it gives unmoved, and the partition
+/// that stayed is unaffected.
+#[test]
+fn a_partition_moved_to_another_engine_gives_the_same_results() {
+    let mut c = restart_config();
+    c.partitions = vec![0, 1];
+    let events = jittered_events();
+    let event = |key: &str, t: i64| Event {
+        key: key.into(),
+        time_ms: t,
+        record: Record::Json(json!({"amount": 1.0})),
+    };
+    // Both partitions get the same event times, so the watermark is the
+    // same with one partition or both.
+    let feed = |engine: &mut Engine, partition: u32, key: &str, t: i64, out: &mut Vec<_>| {
+        engine.process(partition, &event(key, t), t).unwrap();
+        engine.advance(t, out).unwrap();
+    };
+    let of = |out: &[WindowResult], partition: u32| {
+        let mut mine: Vec<_> = out
+            .iter()
+            .filter(|r| r.partition == partition)
+            .map(|r| {
+                (
+                    r.key.clone(),
+                    r.window.start,
+                    r.aggregates.clone(),
+                    r.revision,
+                    r.is_final,
+                )
+            })
+            .collect();
+        mine.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        mine
+    };
+
+    let whole_dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(whole_dir.path(), &c.partitions, 64 << 20).unwrap();
+    let mut whole = Engine::new(c.clone(), store);
+    let mut expected = Vec::new();
+    for (key, t) in &events {
+        feed(&mut whole, 0, key, *t, &mut expected);
+        feed(&mut whole, 1, &format!("{key}-1"), *t, &mut expected);
+    }
+    whole.finish(&mut expected).unwrap();
+
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = StateStore::open(a_dir.path(), &c.partitions, 64 << 20).unwrap();
+    let mut a = Engine::new(c.clone(), store);
+    let mut empty = c.clone();
+    empty.partitions = Vec::new();
+    let mut b = Engine::new(
+        empty,
+        StateStore::open(b_dir.path(), &[], 64 << 20).unwrap(),
+    );
+    let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+    for (key, t) in &events[..700] {
+        feed(&mut a, 0, key, *t, &mut from_a);
+        feed(&mut a, 1, &format!("{key}-1"), *t, &mut from_a);
+    }
+    // The checkpoint's hand-over, written and landed, then the release.
+    let (parts, landing) = a.hand_over().unwrap();
+    let maxima = a.max_event_times();
+    for part in parts {
+        part.write().unwrap();
+    }
+    landing.land(Ok(()));
+    a.release(1).unwrap();
+    assert_eq!(a.partitions(), [0]);
+    assert!(a.release(1).is_err(), "released once");
+    // What a restore from the store would put there.
+    let (src, dst) = (
+        crate::state::partition_dir(a_dir.path(), 1),
+        crate::state::partition_dir(b_dir.path(), 1),
+    );
+    std::fs::create_dir_all(&dst).unwrap();
+    for file in std::fs::read_dir(&src).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), dst.join(file.file_name())).unwrap();
+    }
+    b.acquire(1, maxima[&1]).unwrap();
+    assert!(b.acquire(1, None).is_err(), "acquired once");
+    for (key, t) in &events[700..] {
+        feed(&mut a, 0, key, *t, &mut from_a);
+        feed(&mut b, 1, &format!("{key}-1"), *t, &mut from_b);
+    }
+    a.finish(&mut from_a).unwrap();
+    b.finish(&mut from_b).unwrap();
+    assert!(of(&from_a, 1).len() > 10 && !of(&from_b, 1).is_empty());
+    let mut moved = from_a.clone();
+    moved.extend(from_b);
+    assert_eq!(of(&moved, 1), of(&expected, 1), "the moved partition");
+    assert_eq!(of(&from_a, 0), of(&expected, 0), "the one that stayed");
+}
+
+/// Releasing a partition with changes not yet handed to a checkpoint is
+/// refused: they would be lost.
+#[test]
+fn a_partition_with_unsaved_changes_is_not_released() {
+    let mut c = config(tumbling(60_000));
+    c.partitions = vec![0, 1];
+    let mut h = Harness::new(c);
+    h.send_in(1, "k", 1_000, 1.0, 1_000);
+    let refused = h.engine.release(1).unwrap_err().to_string();
+    assert!(refused.contains("right after"), "{refused}");
+    h.engine.flush().unwrap();
+    h.engine.release(1).unwrap();
+    assert!(!h.engine.owns(1));
+}

@@ -88,6 +88,22 @@ impl Watermarks {
         p.max_seen = Some(p.max_seen.map_or(max_seen, |m| m.max(max_seen)));
     }
 
+    /// A partition joins (see `Engine::acquire`): it holds the watermark
+    /// back from its first event, or for one idle timeout from now.
+    pub fn push(&mut self, now_ms: i64) {
+        self.memo = None;
+        self.partitions.push(Partition {
+            last_active: (now_ms != i64::MIN).then_some(now_ms),
+            ..Partition::default()
+        });
+    }
+
+    /// Partition `slot` leaves; the last slot takes its place.
+    pub fn swap_remove(&mut self, slot: usize) {
+        self.memo = None;
+        self.partitions.swap_remove(slot);
+    }
+
     /// Never lets the processor's watermark be below `watermark` (restoring a
     /// checkpoint).
     pub fn raise_to(&mut self, watermark: i64) {

@@ -141,9 +141,10 @@ impl StateStore {
         Ok(())
     }
 
-    /// Closes one partition's instance (before replacing its files).
-    pub fn close_partition(&mut self, partition: u32) {
-        self.dbs.remove(&partition);
+    /// Closes one partition's instance: it is closed once a checkpoint
+    /// that still writes or links it lets it go too.
+    pub fn close_partition(&mut self, partition: u32) -> Option<Arc<DB>> {
+        self.dbs.remove(&partition)
     }
 
     /// One partition's RocksDB instance.

@@ -60,6 +60,29 @@ impl Timers {
         }
     }
 
+    /// A partition joins, in a new last slot.
+    pub fn push(&mut self, partition: u32) {
+        self.partitions.push(partition);
+        self.fire.push(Index::default());
+        self.purge.push(Index::default());
+        self.ttl.push(Index::default());
+    }
+
+    /// Partition `slot` leaves, with every timer it held in memory (its
+    /// rows are in its store); the last slot takes its place.
+    pub fn swap_remove(&mut self, slot: usize) {
+        let last = self.partitions.len() - 1;
+        self.partitions.swap_remove(slot);
+        self.fire.swap_remove(slot);
+        self.purge.swap_remove(slot);
+        self.ttl.swap_remove(slot);
+        self.revised = std::mem::take(&mut self.revised)
+            .into_iter()
+            .filter(|r| r.0 != slot)
+            .map(|(s, key, start, end)| (if s == last { slot } else { s }, key, start, end))
+            .collect();
+    }
+
     /// After a restore: takes a slot's row counts from its store; false if
     /// the store has no timers (it is new, or from engine version 1).
     pub fn restore(&mut self, store: &StateStore, slot: usize) -> anyhow::Result<bool> {

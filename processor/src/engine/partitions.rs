@@ -1,0 +1,77 @@
+//! Partitions joining and leaving a running engine: a partition moved to
+//! another processor is released here right after a checkpoint took its
+//! state, and acquired there from that checkpoint, while the engine's
+//! other partitions go on.
+
+use super::{stats::PartitionStats, Engine};
+use crate::FastMap;
+
+impl Engine {
+    /// Stops running `partition`: its slot, cached keys, timers held in
+    /// memory, statistics and watermark go, and its RocksDB instance is
+    /// closed (once a checkpoint writing it lets it go). Call it right
+    /// after a checkpoint's hand-over, so nothing of it is only in memory:
+    /// changes not handed over are an error, never dropped.
+    pub fn release(&mut self, partition: u32) -> anyhow::Result<()> {
+        let Some(&slot) = self.slots.get(&partition) else {
+            anyhow::bail!("partition {partition} is not run here");
+        };
+        if self.cache[slot].values().any(|c| c.dirty) {
+            anyhow::bail!(
+                "partition {partition} has state changed since the last checkpoint: \
+                 it is released only right after one"
+            );
+        }
+        self.slots.remove(&partition);
+        let last = self.config.partitions.len() - 1;
+        self.config.partitions.swap_remove(slot);
+        self.cached_keys -= self.cache.swap_remove(slot).len();
+        self.stats.swap_remove(slot);
+        self.watermarks.swap_remove(slot);
+        self.timers.swap_remove(slot);
+        if slot != last {
+            self.slots.insert(self.config.partitions[slot], slot);
+        }
+        self.store.close_partition(partition);
+        Ok(())
+    }
+
+    /// Starts running `partition`, whose RocksDB directory holds its
+    /// restored checkpoint (or nothing, for a partition without one): its
+    /// timers from there, its watermark from `max_event_time`. The
+    /// engine's watermark never goes back: if the partition's own is
+    /// behind it, its events up to the engine's count as late, as they
+    /// would after any restore.
+    pub fn acquire(&mut self, partition: u32, max_event_time: Option<i64>) -> anyhow::Result<()> {
+        if self.slots.contains_key(&partition) {
+            anyhow::bail!("partition {partition} is already run here");
+        }
+        // Timers rebuilt below are written at once: after the checkpoint
+        // in flight has written what it was handed.
+        self.writable(true)?;
+        self.store.open_partition(partition)?;
+        let slot = self.config.partitions.len();
+        self.config.partitions.push(partition);
+        self.slots.insert(partition, slot);
+        self.cache.push(FastMap::default());
+        self.stats.push(PartitionStats::new(
+            partition,
+            self.config.top_k,
+            self.config.hot_key_span_ms,
+        ));
+        self.watermarks.push(self.clock);
+        self.timers.push(partition);
+        if !self.timers.restore(&self.store, slot)? {
+            self.rebuild_timers(slot)?;
+        }
+        if let Some(max) = max_event_time {
+            self.watermarks.restore(slot, max);
+        }
+        Ok(())
+    }
+
+    /// The partitions this engine runs.
+    pub fn partitions(&self) -> &[u32] {
+        &self.config.partitions
+    }
+}
