@@ -160,6 +160,7 @@ async fn take(
         source: SourcePosition::Generator { produced: 0 },
         max_event_times: Default::default(),
         watermark: None,
+        floors: Default::default(),
         sink_lengths: Default::default(),
         epoch: 0,
     };

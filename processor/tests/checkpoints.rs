@@ -100,6 +100,7 @@ async fn checkpoint_in_epoch(
             .map(|p| (*p, Some(id as i64)))
             .collect(),
         watermark: None,
+        floors: Default::default(),
         sink_lengths: Default::default(),
         epoch,
     };

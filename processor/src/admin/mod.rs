@@ -20,6 +20,20 @@
 //!   dropped as late, and the watermark advice (see `engine::advice`),
 //!   refreshed once a second.
 //! - `GET /healthz` (alive) and `GET /readyz` (restored and consuming).
+//! - `GET /partitions` lists the partitions this processor runs.
+//!   `POST /partitions/{p}/release` moves one out: a checkpoint is taken
+//!   (with `{"id": N}`, under that id), the partition stops at its cut, and
+//!   the answer `200 {"partition": p, "checkpoint": N}` comes once that
+//!   checkpoint is complete in the store, so another processor can take the
+//!   partition over from it. If the checkpoint fails, the partition goes on
+//!   here (`500`, `"kept": true`). Asking again for a released partition
+//!   answers the same. `POST /partitions/{p}/acquire` takes one over: its
+//!   newest complete checkpoint (with `{"checkpoint": N}`, one at least that
+//!   new, else `409`) is downloaded while the other partitions go on, then
+//!   it joins the worker with the fewest partitions and its source resumes
+//!   at the checkpoint's offset; `200 {"partition": p, "checkpoint": N}`
+//!   once it runs. Only Kafka sources without a Kafka transaction move
+//!   (`409` says why otherwise).
 //!
 //! Handlers never touch state: they send a [`Command`] to the run loop and
 //! read the [`Status`] it publishes.
@@ -45,6 +59,28 @@ pub enum Command {
         reply: oneshot::Sender<Result<u64, String>>,
     },
     Resume,
+    /// Move a partition out (see the module docs).
+    Release {
+        partition: u32,
+        id: Option<u64>,
+        reply: oneshot::Sender<Result<u64, Refusal>>,
+    },
+    /// Take a partition over.
+    Acquire {
+        partition: u32,
+        at_least: Option<u64>,
+        reply: oneshot::Sender<Result<Option<u64>, Refusal>>,
+    },
+}
+
+/// Why a partition move did not happen.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// Not now or not here (409), or asked wrongly (400).
+    Conflict(String),
+    BadRequest(String),
+    /// The release checkpoint failed; the partition runs here still (500).
+    Kept(String),
 }
 
 /// A completed checkpoint as the API shows it.
@@ -75,6 +111,8 @@ pub struct Status {
     /// The lowest id a new checkpoint may take.
     pub next_id: u64,
     pub completed: Vec<CheckpointInfo>,
+    /// The partitions run here.
+    pub partitions: Vec<u32>,
     /// What `GET /stats` answers.
     pub stats: Stats,
 }
@@ -127,6 +165,9 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<(SocketAddr, Admin)> {
     let app = Router::new()
         .route("/checkpoints", post(trigger).get(list))
         .route("/resume", post(resume))
+        .route("/partitions", get(partitions))
+        .route("/partitions/{partition}/release", post(release))
+        .route("/partitions/{partition}/acquire", post(acquire))
         .route("/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -222,6 +263,109 @@ async fn list(State(s): State<Shared>) -> Json<serde_json::Value> {
 
 async fn stats(State(s): State<Shared>) -> Json<Stats> {
     Json(s.status.borrow().stats.clone())
+}
+
+async fn partitions(State(s): State<Shared>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"partitions": s.status.borrow().partitions}))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseBody {
+    #[serde(default)]
+    id: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcquireBody {
+    #[serde(default)]
+    checkpoint: Option<u64>,
+}
+
+type Answer = (StatusCode, Json<serde_json::Value>);
+
+/// An optional JSON body: empty is the default.
+fn body_of<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, Answer> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let error = format!("body must be {shape} (optional): {e}");
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": error })),
+        )
+    })
+}
+
+/// Sends a command and turns its reply into an answer.
+async fn ask<T: Serialize>(
+    s: &Shared,
+    partition: u32,
+    command: impl FnOnce(oneshot::Sender<Result<T, Refusal>>) -> Command,
+) -> Answer {
+    let stopping = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "stopping"})),
+        )
+    };
+    let (reply, answer) = oneshot::channel();
+    if s.commands.send(command(reply)).await.is_err() {
+        return stopping();
+    }
+    let error = |code, why: String, kept: bool| {
+        let body = serde_json::json!({"partition": partition, "error": why, "kept": kept});
+        (code, Json(body))
+    };
+    match answer.await {
+        Ok(Ok(id)) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"partition": partition, "checkpoint": id})),
+        ),
+        Ok(Err(Refusal::Conflict(why))) => error(StatusCode::CONFLICT, why, false),
+        Ok(Err(Refusal::BadRequest(why))) => error(StatusCode::BAD_REQUEST, why, false),
+        Ok(Err(Refusal::Kept(why))) => error(StatusCode::INTERNAL_SERVER_ERROR, why, true),
+        Err(_) => stopping(),
+    }
+}
+
+async fn release(
+    State(s): State<Shared>,
+    axum::extract::Path(partition): axum::extract::Path<u32>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let body: ReleaseBody = match body_of(&body, "{\"id\": N}") {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    ask(&s, partition, |reply| Command::Release {
+        partition,
+        id: body.id,
+        reply,
+    })
+    .await
+}
+
+async fn acquire(
+    State(s): State<Shared>,
+    axum::extract::Path(partition): axum::extract::Path<u32>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let body: AcquireBody = match body_of(&body, "{\"checkpoint\": N}") {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    ask(&s, partition, |reply| Command::Acquire {
+        partition,
+        at_least: body.checkpoint,
+        reply,
+    })
+    .await
 }
 
 async fn resume(State(s): State<Shared>) -> StatusCode {

@@ -51,8 +51,11 @@ pub struct Cut {
     pub job: String,
     pub source: SourcePosition,
     pub max_event_times: BTreeMap<u32, Option<i64>>,
-    /// The processor's watermark.
+    /// The processor's watermark: the lowest of `floors`.
     pub watermark: Option<i64>,
+    /// The watermark that decided for each partition: the processor's, or
+    /// its own while apart (see `engine::watermark`).
+    pub floors: BTreeMap<u32, Option<i64>>,
     pub sink_lengths: BTreeMap<String, u64>,
     /// The state epoch (see [`Manifest::epoch`]).
     pub epoch: u64,
@@ -255,7 +258,12 @@ async fn upload_inner(
                 .get(&partition)
                 .copied()
                 .flatten(),
-            watermark: pending.cut.watermark,
+            watermark: pending
+                .cut
+                .floors
+                .get(&partition)
+                .copied()
+                .unwrap_or(pending.cut.watermark),
             sink_lengths: pending.cut.sink_lengths.clone(),
             bytes_uploaded,
             epoch: pending.cut.epoch,

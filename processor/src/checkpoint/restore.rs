@@ -134,7 +134,17 @@ pub(crate) async fn restore_all(
             id: common,
             job: first.job.clone(),
             source,
-            watermark: found.values().flatten().filter_map(|m| m.watermark).min(),
+            // A partition that had none holds it at none (`None` is least).
+            watermark: found
+                .values()
+                .flatten()
+                .map(|m| m.watermark)
+                .min()
+                .flatten(),
+            floors: found
+                .iter()
+                .map(|(p, m)| (*p, m.as_ref().and_then(|m| m.watermark)))
+                .collect(),
             max_event_times: found
                 .iter()
                 .map(|(p, m)| (*p, m.as_ref().and_then(|m| m.max_event_time)))
@@ -199,4 +209,59 @@ pub(crate) async fn restore_seed(
         )),
     }
     Ok(restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{restore_all, Select};
+    use crate::{
+        checkpoint::{self, Cut, SourcePosition, Store},
+        state::StateStore,
+    };
+
+    /// Each partition comes back with the watermark that decided for it;
+    /// the processor's is the lowest, and none if one partition had none
+    /// (its worker had no event yet): never one partition's for another.
+    #[tokio::test]
+    async fn partitions_come_back_with_their_own_watermarks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &format!("file://{}", dir.path().join("store").display()),
+            "ns/job",
+            None,
+        )
+        .unwrap();
+        let state = StateStore::open(&dir.path().join("state"), &[0, 1, 2], 64 << 20).unwrap();
+        let floors = BTreeMap::from([(0, Some(9_000)), (1, Some(5_000)), (2, None)]);
+        let cut = Cut {
+            id: 1,
+            job: "ns/job".into(),
+            source: SourcePosition::Generator { produced: 10 },
+            max_event_times: BTreeMap::new(),
+            watermark: None,
+            floors: floors.clone(),
+            sink_lengths: BTreeMap::new(),
+            epoch: 0,
+        };
+        let pending = checkpoint::snapshot(&state, cut, &dir.path().join("local")).unwrap();
+        checkpoint::upload(pending, &store, 3, None).await.unwrap();
+        drop(state);
+        let restored = |partitions: &'static [u32]| {
+            let (store, target) = (store.clone(), dir.path().join("restored"));
+            async move {
+                restore_all(&store, partitions, &target, Select::default())
+                    .await
+                    .unwrap()
+                    .cut
+                    .unwrap()
+            }
+        };
+        let all = restored(&[0, 1, 2]).await;
+        assert_eq!(all.floors, floors);
+        assert_eq!(all.watermark, None, "partition 2 had none");
+        let two = restored(&[0, 1]).await;
+        assert_eq!(two.watermark, Some(5_000), "the lowest");
+    }
 }

@@ -273,11 +273,15 @@ impl Engine {
     /// After the store was restored from a checkpoint: takes the timers
     /// from it (or rebuilds them from its windows, for a checkpoint of
     /// engine version 1) and the watermarks from each partition's largest
-    /// event time at the checkpoint.
+    /// event time at the checkpoint. The engine's watermark starts at
+    /// `watermark` (the lowest the partitions had); a partition that had
+    /// another (`floors`: it ran elsewhere, or apart) goes on from its own
+    /// until the two meet.
     pub fn restore(
         &mut self,
         max_event_times: &BTreeMap<u32, Option<i64>>,
         watermark: Option<i64>,
+        floors: &BTreeMap<u32, Option<i64>>,
     ) -> anyhow::Result<()> {
         for (slot, partition) in self.config.partitions.clone().into_iter().enumerate() {
             if !self.timers.restore(&self.store, slot)? {
@@ -291,6 +295,11 @@ impl Engine {
         // and never below it: partition idleness is not in the checkpoint.
         if let Some(w) = watermark {
             self.watermarks.raise_to(w);
+        }
+        for (slot, partition) in self.config.partitions.iter().enumerate() {
+            if let Some(Some(floor)) = floors.get(partition) {
+                self.watermarks.set_floor(slot, *floor);
+            }
         }
         self.watermarks.advance(self.clock);
         // Downtime does not count against the state TTL.
@@ -330,6 +339,22 @@ impl Engine {
         }
         self.timers.landed();
         Ok(())
+    }
+
+    /// The watermark that decides for each partition (the engine's, or its
+    /// own while apart), for a checkpoint.
+    pub fn partition_floors(&self) -> BTreeMap<u32, Option<i64>> {
+        self.config
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| {
+                (
+                    *p,
+                    Some(self.watermarks.of_slot(slot)).filter(|w| *w != i64::MIN),
+                )
+            })
+            .collect()
     }
 
     /// Each partition's largest event time, for a checkpoint.

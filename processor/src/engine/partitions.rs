@@ -38,11 +38,17 @@ impl Engine {
 
     /// Starts running `partition`, whose RocksDB directory holds its
     /// restored checkpoint (or nothing, for a partition without one): its
-    /// timers from there, its watermark from `max_event_time`. The
-    /// engine's watermark never goes back: if the partition's own is
-    /// behind it, its events up to the engine's count as late, as they
-    /// would after any restore.
-    pub fn acquire(&mut self, partition: u32, max_event_time: Option<i64>) -> anyhow::Result<()> {
+    /// timers from there, its watermark from `max_event_time`, and `floor`,
+    /// the watermark that decided for it where it ran: behind this
+    /// engine's, it goes on from its own until it catches up, so its events
+    /// are late here exactly when they would have been there; ahead, it
+    /// never goes below it.
+    pub fn acquire(
+        &mut self,
+        partition: u32,
+        max_event_time: Option<i64>,
+        floor: Option<i64>,
+    ) -> anyhow::Result<()> {
         if self.slots.contains_key(&partition) {
             anyhow::bail!("partition {partition} is already run here");
         }
@@ -67,6 +73,9 @@ impl Engine {
         if let Some(max) = max_event_time {
             self.watermarks.restore(slot, max);
         }
+        // Without one (it had no event yet), it starts behind: its events
+        // are not late for having been read later than the others'.
+        self.watermarks.set_floor(slot, floor.unwrap_or(i64::MIN));
         Ok(())
     }
 

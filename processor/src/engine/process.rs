@@ -5,6 +5,7 @@ use smallvec::SmallVec;
 use super::{
     aggregate::Input,
     session::{self, Placement, Session},
+    timers::Until,
     window::Window,
     Engine, Outcome, WindowKind, WindowResult,
 };
@@ -41,7 +42,7 @@ impl Engine {
             .max_seen(slot)
             .map_or(0, |max| max.saturating_sub(event.time_ms));
         self.stats[slot].record_delay(behind);
-        let watermark = self.watermarks.current();
+        let watermark = self.watermarks.of_slot(slot);
         let lateness = self.config.allowed_lateness_ms;
         let accepted = match &self.config.windows {
             WindowKind::Fixed(assigner) => {
@@ -289,16 +290,25 @@ impl Engine {
         for (slot, key, window) in self.timers.take_revised() {
             self.emit(slot, &key, window, false, out)?;
         }
+        // Partitions on a watermark of their own fire by it (rare: after
+        // one joined); the end of input fires everything.
+        let each = (watermark != i64::MAX)
+            .then(|| self.watermarks.each_slot())
+            .flatten();
+        let until = match &each {
+            Some(each) => Until::Each(each),
+            None => Until::All(watermark),
+        };
         loop {
             if out.len() >= limit {
                 return Ok(true);
             }
-            let Some((slot, key, window)) = self.timers.pop_fire(&self.store, watermark)? else {
+            let Some((slot, key, window)) = self.timers.pop_fire(&self.store, until)? else {
                 break;
             };
             // Final unless late events may still revise it (at the end of
             // input, or after a long idle stretch, lateness is already over).
-            let is_final = window.end.saturating_add(lateness) <= watermark;
+            let is_final = window.end.saturating_add(lateness) <= until.of(slot);
             if self.emit(slot, &key, window, is_final, out)? {
                 if is_final {
                     self.remove_window(slot, &key, window)?;
@@ -312,7 +322,7 @@ impl Engine {
             if out.len() >= limit {
                 return Ok(true);
             }
-            let Some((slot, key, window)) = self.timers.pop_purge(&self.store, watermark)? else {
+            let Some((slot, key, window)) = self.timers.pop_purge(&self.store, until)? else {
                 break;
             };
             // A closing revision marks the result final.

@@ -13,6 +13,16 @@ struct Partition {
     /// It held the watermark back (active, not finished) at the last
     /// computation.
     counted: bool,
+    /// The lowest its deciding watermark may be: what decided for it
+    /// where it ran before (it joined a running processor, or was restored
+    /// with partitions that had another). Its deciding watermark never
+    /// goes back, so a window it closed there is never opened again here.
+    floor: i64,
+    /// It came behind the processor's watermark: until it catches up, its
+    /// own decides for it (from `floor`) and it does not hold the
+    /// processor's back, so its events are late here only if they would
+    /// have been where it ran.
+    behind: bool,
 }
 
 /// The last computed candidate watermark and until when it holds.
@@ -46,6 +56,10 @@ pub struct Watermarks {
     partitions: Vec<Partition>,
     current: i64,
     memo: Option<Memo>,
+    /// Partitions behind, catching up.
+    behind: usize,
+    /// The highest floor of any partition.
+    max_floor: i64,
 }
 
 impl Watermarks {
@@ -54,9 +68,17 @@ impl Watermarks {
             delay_ms,
             idle_timeout_ms,
             started_ms: None,
-            partitions: vec![Partition::default(); partitions],
+            partitions: vec![
+                Partition {
+                    floor: i64::MIN,
+                    ..Partition::default()
+                };
+                partitions
+            ],
             current: i64::MIN,
             memo: None,
+            behind: 0,
+            max_floor: i64::MIN,
         }
     }
 
@@ -70,6 +92,10 @@ impl Watermarks {
         let p = &mut self.partitions[slot];
         p.max_seen = Some(p.max_seen.map_or(time_ms, |m| m.max(time_ms)));
         p.last_active = Some(now_ms);
+        if p.behind {
+            // Not in the minimum: `advance` checks whether it caught up.
+            return;
+        }
         let counted = p.counted;
         if let Some(memo) = self.memo {
             let moved = self.partition(slot) > before;
@@ -94,6 +120,7 @@ impl Watermarks {
         self.memo = None;
         self.partitions.push(Partition {
             last_active: (now_ms != i64::MIN).then_some(now_ms),
+            floor: i64::MIN,
             ..Partition::default()
         });
     }
@@ -101,7 +128,76 @@ impl Watermarks {
     /// Partition `slot` leaves; the last slot takes its place.
     pub fn swap_remove(&mut self, slot: usize) {
         self.memo = None;
-        self.partitions.swap_remove(slot);
+        if self.partitions.swap_remove(slot).behind {
+            self.behind -= 1;
+        }
+        self.max_floor = self
+            .partitions
+            .iter()
+            .map(|p| p.floor)
+            .max()
+            .unwrap_or(i64::MIN);
+    }
+
+    /// Partition `slot` came with deciding watermark `floor` (from its
+    /// checkpoint); behind the processor's, it catches up on its own.
+    pub fn set_floor(&mut self, slot: usize, floor: i64) {
+        self.memo = None;
+        let current = self.current;
+        let p = &mut self.partitions[slot];
+        p.floor = floor;
+        let behind = floor < current;
+        if behind != p.behind {
+            p.behind = behind;
+            if behind {
+                self.behind += 1;
+            } else {
+                self.behind -= 1;
+            }
+        }
+        self.max_floor = self.max_floor.max(floor);
+    }
+
+    /// The watermark that decides for partition `slot`: the processor's,
+    /// never below the partition's floor; while it catches up, its own.
+    pub fn of_slot(&self, slot: usize) -> i64 {
+        let p = &self.partitions[slot];
+        if p.behind {
+            p.floor.max(self.partition(slot))
+        } else {
+            p.floor.max(self.current)
+        }
+    }
+
+    /// Each slot's deciding watermark, when one is not the processor's
+    /// (a partition joined or was restored apart from the others; else
+    /// `None`: the processor's decides for all).
+    pub fn each_slot(&self) -> Option<Vec<i64>> {
+        (self.behind > 0 || self.max_floor > self.current).then(|| {
+            (0..self.partitions.len())
+                .map(|s| self.of_slot(s))
+                .collect()
+        })
+    }
+
+    /// Partitions behind that caught up with the processor's watermark (or
+    /// fell idle) hold it like any other from now; their deciding
+    /// watermark so far becomes their floor.
+    fn catch_up(&mut self, now_ms: i64) {
+        for slot in 0..self.partitions.len() {
+            if !self.partitions[slot].behind {
+                continue;
+            }
+            let own = self.of_slot(slot);
+            if own >= self.current || self.is_idle(slot, now_ms) {
+                let p = &mut self.partitions[slot];
+                p.behind = false;
+                p.floor = own;
+                self.max_floor = self.max_floor.max(own);
+                self.behind -= 1;
+                self.memo = None;
+            }
+        }
     }
 
     /// Never lets the processor's watermark be below `watermark` (restoring a
@@ -139,10 +235,17 @@ impl Watermarks {
     /// backwards).
     pub fn advance(&mut self, now_ms: i64) -> i64 {
         let candidate = match self.memo {
-            Some(memo) if now_ms < memo.valid_until => memo.candidate,
+            // With none counted, the largest of all decides, and partitions
+            // behind move without clearing the memo.
+            Some(memo) if now_ms < memo.valid_until && (self.behind == 0 || memo.min.is_some()) => {
+                memo.candidate
+            }
             _ => self.compute(now_ms),
         };
         self.current = self.current.max(candidate);
+        if self.behind > 0 {
+            self.catch_up(now_ms);
+        }
         self.current
     }
 
@@ -155,7 +258,10 @@ impl Watermarks {
             let wm = self.partition(slot);
             let idle = self.is_idle(slot, now_ms);
             let p = &mut self.partitions[slot];
-            p.counted = !p.finished && !idle;
+            p.counted = !p.finished && !idle && !p.behind;
+            if p.behind {
+                continue;
+            }
             if p.finished {
                 max_finished = max_finished.max(wm);
                 continue;
@@ -249,6 +355,71 @@ mod tests {
         assert_eq!(w.advance(12_000), 60_000);
     }
 
+    #[test]
+    fn a_partition_joining_behind_catches_up_on_its_own_watermark() {
+        let mut w = Watermarks::new(2, 0, 60_000);
+        w.observe(0, 50_000, 0);
+        w.observe(1, 50_000, 0);
+        assert_eq!(w.advance(0), 50_000);
+        // Partition 2 joins at 20 s, where it was elsewhere.
+        w.push(0);
+        w.restore(2, 20_000);
+        w.set_floor(2, 20_000);
+        assert_eq!(w.advance(0), 50_000, "the others go on");
+        assert_eq!(w.of_slot(2), 20_000, "its own decides for it");
+        w.observe(0, 70_000, 1_000);
+        w.observe(1, 70_000, 1_000);
+        w.observe(2, 40_000, 1_000);
+        assert_eq!(w.advance(1_000), 70_000, "not held back by it");
+        assert_eq!(w.each_slot(), Some(vec![70_000, 70_000, 40_000]));
+        // Caught up: it holds the processor's like any partition, and what
+        // decided for it never goes back.
+        w.observe(2, 75_000, 2_000);
+        assert_eq!(w.advance(2_000), 70_000);
+        assert_eq!(w.each_slot(), Some(vec![70_000, 70_000, 75_000]));
+        w.observe(0, 90_000, 3_000);
+        w.observe(1, 90_000, 3_000);
+        assert_eq!(w.advance(3_000), 75_000, "held by partition 2 now");
+        assert_eq!(w.each_slot(), None, "one watermark for all again");
+    }
+
+    #[test]
+    fn a_partition_joining_ahead_keeps_its_floor_and_holds_the_others() {
+        let mut w = Watermarks::new(1, 0, 60_000);
+        w.observe(0, 10_000, 0);
+        assert_eq!(w.advance(0), 10_000);
+        w.push(0);
+        w.set_floor(1, 30_000);
+        w.observe(1, 32_000, 0);
+        assert_eq!(w.advance(0), 10_000);
+        assert_eq!(w.of_slot(1), 30_000, "never below what it came with");
+        w.observe(0, 35_000, 1_000);
+        w.observe(1, 40_000, 1_000);
+        assert_eq!(w.advance(1_000), 35_000);
+        assert_eq!(w.of_slot(1), 35_000, "the processor's, past its floor");
+        // Partition 0 races ahead: partition 1 holds the processor's, so it
+        // never passes partition 1's own (no event of it turns late).
+        w.observe(0, 90_000, 2_000);
+        assert_eq!(w.advance(2_000), 40_000);
+        assert_eq!(w.each_slot(), None);
+    }
+
+    #[test]
+    fn a_processor_with_only_a_joined_partition_moves_with_it() {
+        let mut w = Watermarks::new(0, 0, 60_000);
+        assert_eq!(w.advance(0), i64::MIN);
+        w.push(0);
+        w.restore(0, 20_000);
+        w.set_floor(0, 20_000);
+        w.observe(0, 30_000, 1_000);
+        assert_eq!(w.advance(1_000), 30_000);
+        assert_eq!(
+            w.each_slot(),
+            None,
+            "the only one: its watermark is the processor's"
+        );
+    }
+
     /// The remembered minimum always equals the one computed from scratch.
     #[test]
     fn remembered_minimum_matches_a_full_computation() {
@@ -264,13 +435,14 @@ mod tests {
                 match rng.random_range(0..100) {
                     0 => fast.finish(slot),
                     1 => fast.restore(slot, now + rng.random_range(-9_000..9_000)),
-                    2..=30 => {}
+                    2 => fast.set_floor(slot, now + rng.random_range(-9_000..9_000)),
+                    3..=30 => {}
                     _ => fast.observe(slot, now + rng.random_range(-4_000..2_000), now),
                 }
                 let mut slow = fast.clone();
                 slow.memo = None;
-                let expected = fast.current.max(slow.compute(now));
-                assert_eq!(fast.advance(now), expected, "round {round}");
+                assert_eq!(fast.advance(now), slow.advance(now), "round {round}");
+                assert_eq!(fast.each_slot(), slow.each_slot(), "round {round}");
             }
         }
     }

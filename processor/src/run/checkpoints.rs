@@ -45,7 +45,8 @@ struct InFlight {
 /// background while processing goes on.
 pub(super) struct Checkpoints {
     store: Store,
-    partitions: Vec<u32>,
+    /// The partitions run here (their checkpoints are the ones taken).
+    pub(super) partitions: Vec<u32>,
     interval: Option<Duration>,
     retain: usize,
     local: std::path::PathBuf,
@@ -94,6 +95,16 @@ impl Checkpoints {
             committed: None,
             commits: 0,
         })
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Makes the next checkpoint due now (a partition joined: until a
+    /// checkpoint of this processor has it, its newest is another's).
+    pub(super) fn soon(&mut self) {
+        self.next_at = Some(Instant::now());
     }
 
     pub(super) fn due(&self) -> bool {

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 mod checkpoints;
 mod figures;
+mod moves;
 mod pipeline;
 mod report;
 mod worker;
@@ -162,6 +163,7 @@ pub async fn run(
     let mut finished = false;
     publish(&admin, &checkpoints, (paused, finished), fallbacks);
     let mut tick = Tick::new(started);
+    let mut moves = moves::Moves::default();
     let ending = loop {
         if let Source::Http(h) = &source {
             h.mark_durable(checkpoints.durable_http);
@@ -189,6 +191,11 @@ pub async fn run(
             break Ending::Stopped;
         }
         let mut changed = checkpoints.poll(&mut progress_out, &mut outputs).await?;
+        if moves.busy() {
+            changed |= moves
+                .poll(&mut job, &mut source, &mut outputs, &mut checkpoints)
+                .await?;
+        }
         if let Some(a) = admin.as_mut() {
             while let Ok(command) = a.commands.try_recv() {
                 changed = true;
@@ -217,6 +224,40 @@ pub async fn run(
                         let _ = reply.send(Ok(answer));
                     }
                     Command::Resume => paused = false,
+                    Command::Release { reply, .. } if paused || finished => {
+                        let _ = reply.send(Err(moves::still(finished)));
+                    }
+                    Command::Acquire { reply, .. } if paused || finished => {
+                        let _ = reply.send(Err(moves::still(finished)));
+                    }
+                    Command::Release {
+                        partition,
+                        id,
+                        reply,
+                    } => {
+                        moves
+                            .release(
+                                partition,
+                                id,
+                                reply,
+                                &mut job,
+                                &mut source,
+                                &mut outputs,
+                                &mut checkpoints,
+                            )
+                            .await?
+                    }
+                    Command::Acquire {
+                        partition,
+                        at_least,
+                        reply,
+                    } => moves.acquire(
+                        partition,
+                        at_least,
+                        reply,
+                        (&job, &source, &outputs),
+                        &checkpoints,
+                    ),
                 }
             }
         }
@@ -227,6 +268,7 @@ pub async fn run(
         if changed {
             publish(&admin, &checkpoints, (paused, finished), fallbacks);
         }
+        moves.answer();
         if paused || finished {
             // After a final checkpoint: consume nothing until resumed.
             // Finished: nothing left to consume; answer the admin API.
@@ -337,6 +379,7 @@ fn publish(
             failed: checkpoints.failed,
             restore_fallbacks: fallbacks,
             next_id: checkpoints.next_id,
+            partitions: checkpoints.partitions.clone(),
             completed: checkpoints
                 .completed
                 .iter()

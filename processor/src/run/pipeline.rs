@@ -49,6 +49,8 @@ pub struct Pipeline {
     pub(super) revisions: u64,
     /// When the workers last ran through their steps.
     driven: Instant,
+    /// Where every worker's partitions keep their RocksDB instances.
+    state_dir: std::path::PathBuf,
 }
 
 /// Steps queued for the workers (all together) that make them run, with
@@ -134,6 +136,7 @@ impl Pipeline {
             invalid_by_kind: BTreeMap::new(),
             revisions: 0,
             driven: Instant::now(),
+            state_dir: state_dir.to_path_buf(),
             plan,
         };
         Ok((pipeline, source))
@@ -143,7 +146,8 @@ impl Pipeline {
     /// timers and watermarks from it.
     pub fn restore(&mut self, cut: &Cut) -> anyhow::Result<()> {
         for w in &mut self.workers {
-            w.engine.restore(&cut.max_event_times, cut.watermark)?;
+            w.engine
+                .restore(&cut.max_event_times, cut.watermark, &cut.floors)?;
         }
         Ok(())
     }
@@ -171,6 +175,7 @@ impl Pipeline {
             source,
             max_event_times: self.engines().flat_map(|e| e.max_event_times()).collect(),
             watermark: Some(self.watermark()).filter(|w| *w != i64::MIN),
+            floors: self.engines().flat_map(|e| e.partition_floors()).collect(),
             sink_lengths: outputs.snapshot(),
             epoch: self.plan.checkpoints.epoch,
         };
@@ -249,6 +254,62 @@ impl Pipeline {
             queue.push_back(Step::End);
         }
         self.drive(outputs)
+    }
+
+    /// Whether a worker runs `partition`.
+    pub fn owns(&self, partition: u32) -> bool {
+        self.worker_of(partition).is_some()
+    }
+
+    /// Where `partition`'s RocksDB instance is (restored into before it is
+    /// acquired).
+    pub fn partition_dir(&self, partition: u32) -> std::path::PathBuf {
+        crate::state::partition_dir(&self.state_dir, partition)
+    }
+
+    /// Stops running `partition`, right after a checkpoint took it (see
+    /// `Engine::release`); its directory stays until that checkpoint is
+    /// done with it.
+    pub fn release(&mut self, partition: u32) -> anyhow::Result<()> {
+        debug_assert!(self.away.is_none(), "a checkpoint brought the workers back");
+        let Some(w) = self.worker_of(partition) else {
+            anyhow::bail!("partition {partition} is not run here");
+        };
+        self.workers[w].engine.release(partition)?;
+        self.owner[partition as usize] = NONE;
+        self.plan.engine.partitions.retain(|p| *p != partition);
+        Ok(())
+    }
+
+    /// Starts running `partition`, restored into [`Pipeline::partition_dir`]
+    /// (or new), on the worker with the fewest partitions; its watermark
+    /// from `max_event_time`.
+    pub fn acquire(
+        &mut self,
+        partition: u32,
+        (max_event_time, floor): (Option<i64>, Option<i64>),
+        outputs: &mut Outputs,
+    ) -> anyhow::Result<()> {
+        let Some(slot) = self.owner.get_mut(partition as usize) else {
+            anyhow::bail!(
+                "the job has partitions 0 to {}",
+                self.plan.partition_count.saturating_sub(1)
+            );
+        };
+        if *slot != NONE {
+            anyhow::bail!("partition {partition} is run here already");
+        }
+        self.settle(outputs)?;
+        let w = (0..self.workers.len())
+            .min_by_key(|w| self.workers[*w].engine.partitions().len())
+            .expect("a pipeline has a worker");
+        self.workers[w]
+            .engine
+            .acquire(partition, max_event_time, floor)?;
+        self.owner[partition as usize] = w as u16;
+        self.plan.engine.partitions.push(partition);
+        self.plan.engine.partitions.sort_unstable();
+        Ok(())
     }
 
     fn worker_of(&self, partition: u32) -> Option<usize> {

@@ -186,6 +186,54 @@ impl Source {
         }
     }
 
+    /// Why partitions cannot join or leave this source while it runs, if
+    /// they cannot: only a Kafka topic's partitions are read (and
+    /// checkpointed) each on its own. A generator, files split by a
+    /// partition field, and HTTP ingest have one position for all.
+    pub fn fixed_partitions(&self) -> Option<String> {
+        let kind = match self {
+            Self::Kafka(_) => return None,
+            Self::Generator(_) => "generator",
+            Self::File(_) => "file",
+            Self::Http(_) => "HTTP",
+        };
+        Some(format!(
+            "partitions move only between processors reading Kafka: a {kind} source has \
+             one position for all its partitions"
+        ))
+    }
+
+    /// Stops reading `partition` (see [`Source::fixed_partitions`]).
+    pub fn release(&mut self, partition: u32) -> anyhow::Result<()> {
+        match self {
+            Self::Kafka(k) => k.release(partition as i32),
+            _ => anyhow::bail!(self.fixed_partitions().unwrap_or_default()),
+        }
+    }
+
+    /// Starts reading `partition` where `position` (its checkpoint's) has
+    /// it, or where the spec says without one.
+    pub fn acquire(
+        &mut self,
+        partition: u32,
+        position: Option<&crate::checkpoint::SourcePosition>,
+    ) -> anyhow::Result<()> {
+        use crate::checkpoint::SourcePosition;
+        match (self, position) {
+            (Self::Kafka(k), None) => k.acquire(partition as i32, None),
+            (Self::Kafka(k), Some(SourcePosition::Kafka { offsets })) => {
+                let Some((_, offset)) = offsets.iter().find(|(p, _)| *p == partition as i32) else {
+                    anyhow::bail!("the checkpoint has no offset of Kafka partition {partition}");
+                };
+                k.acquire(partition as i32, Some(*offset))
+            }
+            (Self::Kafka(_), Some(other)) => {
+                anyhow::bail!("the checkpoint is of another kind of source: {other:?}")
+            }
+            (other, _) => anyhow::bail!(other.fixed_partitions().unwrap_or_default()),
+        }
+    }
+
     /// Records behind the end of `partition` (Kafka only).
     pub fn backlog(&self, partition: u32) -> Option<u64> {
         match self {

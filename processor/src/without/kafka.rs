@@ -25,6 +25,14 @@ impl KafkaReader {
         match *self {}
     }
 
+    pub fn release(&mut self, _: i32) -> anyhow::Result<()> {
+        match *self {}
+    }
+
+    pub fn acquire(&mut self, _: i32, _: Option<i64>) -> anyhow::Result<()> {
+        match *self {}
+    }
+
     pub fn poll(&mut self) -> anyhow::Result<Poll> {
         match *self {}
     }

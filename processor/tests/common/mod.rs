@@ -214,7 +214,13 @@ pub fn spawn_until(
             break rest.to_string();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || {
+        for line in lines {
+            if std::env::var_os("EDDY_TEST_ECHO").is_some() {
+                eprintln!("{}", line.unwrap_or_default());
+            }
+        }
+    });
     (child, rest)
 }
 

@@ -25,6 +25,23 @@ use crate::state::{PartWrite, StateStore};
 /// The row holding how many rows of each kind a partition has.
 const COUNTS: &[u8] = b"m/counts";
 
+/// How far timers are due: one watermark for every slot, or one each
+/// (when some partition is on a watermark of its own).
+#[derive(Clone, Copy, Debug)]
+pub enum Until<'a> {
+    All(i64),
+    Each(&'a [i64]),
+}
+
+impl Until<'_> {
+    pub fn of(self, slot: usize) -> i64 {
+        match self {
+            Self::All(until) => until,
+            Self::Each(each) => each[slot],
+        }
+    }
+}
+
 pub struct Timers {
     /// Partition of each slot.
     partitions: Vec<u32>,
@@ -122,7 +139,7 @@ impl Timers {
     pub fn pop_fire(
         &mut self,
         store: &StateStore,
-        watermark: i64,
+        watermark: Until<'_>,
     ) -> anyhow::Result<Option<(usize, String, Window)>> {
         Ok(pop_due(&mut self.fire, &self.partitions, store, watermark)?
             .map(|(slot, row)| (slot, row.key.to_string(), row.window())))
@@ -144,7 +161,7 @@ impl Timers {
     pub fn pop_purge(
         &mut self,
         store: &StateStore,
-        watermark: i64,
+        watermark: Until<'_>,
     ) -> anyhow::Result<Option<(usize, String, Window)>> {
         Ok(
             pop_due(&mut self.purge, &self.partitions, store, watermark)?
@@ -182,8 +199,10 @@ impl Timers {
         store: &StateStore,
         now: i64,
     ) -> anyhow::Result<Option<(usize, String, i64)>> {
-        Ok(pop_due(&mut self.ttl, &self.partitions, store, now)?
-            .map(|(slot, row)| (slot, row.key.into_string(), row.due)))
+        Ok(
+            pop_due(&mut self.ttl, &self.partitions, store, Until::All(now))?
+                .map(|(slot, row)| (slot, row.key.into_string(), row.due)),
+        )
     }
 
     /// Changes held in memory, over every kind and partition.
@@ -237,11 +256,12 @@ fn pop_due<R: Row>(
     indexes: &mut [Index<R>],
     partitions: &[u32],
     store: &StateStore,
-    until: i64,
+    until: Until<'_>,
 ) -> anyhow::Result<Option<(usize, R)>> {
     let mut best: Option<(usize, R)> = None;
     for (slot, index) in indexes.iter_mut().enumerate() {
         let stored = Stored(store, partitions[slot]);
+        let until = until.of(slot);
         if index.next_due(&stored)?.is_none_or(|due| due > until) {
             continue;
         }

@@ -36,16 +36,22 @@ pub struct KafkaReader {
     ends: Arc<Mutex<BTreeMap<i32, i64>>>,
 }
 
+/// The end offsets, even if a panic poisoned their lock.
+fn lock(ends: &Mutex<BTreeMap<i32, i64>>) -> std::sync::MutexGuard<'_, BTreeMap<i32, i64>> {
+    ends.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How often the end offsets are read again for the backlog.
 const ENDS_EVERY: Duration = Duration::from_secs(5);
 
 /// Reads the end offsets of `partitions` every [`ENDS_EVERY`] on a thread
 /// of its own, with a client of its own, until the reader is dropped: the
 /// run loop never waits on the broker for a metric.
+/// The partitions watched are the keys of the map: partitions that join or
+/// leave the reader are added to it or removed.
 fn watch_ends(
     client: ClientConfig,
     topic: String,
-    partitions: Vec<i32>,
     initial: BTreeMap<i32, i64>,
 ) -> Arc<Mutex<BTreeMap<i32, i64>>> {
     let ends = Arc::new(Mutex::new(initial));
@@ -60,11 +66,13 @@ fn watch_ends(
             loop {
                 std::thread::sleep(ENDS_EVERY);
                 let Some(ends) = weak.upgrade() else { return };
-                for &p in &partitions {
+                let partitions: Vec<i32> = lock(&ends).keys().copied().collect();
+                for p in partitions {
                     if let Ok((_, high)) = consumer.fetch_watermarks(&topic, p, ENDS_EVERY) {
-                        ends.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(p, high);
+                        // Unless it left meanwhile.
+                        if let Some(end) = lock(&ends).get_mut(&p) {
+                            *end = high;
+                        }
                     }
                 }
             }
@@ -110,12 +118,7 @@ impl KafkaReader {
             );
             end.insert(p, high);
         }
-        let ends = watch_ends(
-            client,
-            config.topic.clone(),
-            config.partitions.clone(),
-            end.clone(),
-        );
+        let ends = watch_ends(client, config.topic.clone(), end.clone());
         let mut reader = Self {
             ends,
             end: config.stop_at_end.then_some(end),
@@ -137,15 +140,49 @@ impl KafkaReader {
         Ok(())
     }
 
+    /// Stops reading `partition` (it moves to another processor): its
+    /// messages already fetched are dropped, and read again there from the
+    /// checkpointed offset.
+    pub fn release(&mut self, partition: i32) -> anyhow::Result<()> {
+        if self.next.remove(&partition).is_none() {
+            anyhow::bail!("kafka partition {partition} is not read here");
+        }
+        if let Some(end) = &mut self.end {
+            end.remove(&partition);
+        }
+        self.finished.remove(&partition);
+        lock(&self.ends).remove(&partition);
+        self.assign()
+    }
+
+    /// Starts reading `partition` at `offset` (from its checkpoint), or
+    /// where the spec says to start when it has none.
+    pub fn acquire(&mut self, partition: i32, offset: Option<i64>) -> anyhow::Result<()> {
+        if self.next.contains_key(&partition) {
+            anyhow::bail!("kafka partition {partition} is read here already");
+        }
+        let topic = &self.config.topic;
+        let (low, high) = tokio::task::block_in_place(|| {
+            self.consumer.fetch_watermarks(topic, partition, TIMEOUT)
+        })
+        .with_context(|| format!("reading offsets of {topic}/{partition}"))?;
+        let start = offset.unwrap_or(match self.config.start_from {
+            StartFrom::Earliest => low,
+            StartFrom::Latest => high,
+        });
+        self.next.insert(partition, start);
+        if let Some(end) = &mut self.end {
+            end.insert(partition, high);
+        }
+        lock(&self.ends).insert(partition, high);
+        self.assign()
+    }
+
     /// Records between the position in `partition` and its end, as of the
     /// last look at the end.
     pub fn backlog(&self, partition: i32) -> Option<u64> {
         let next = *self.next.get(&partition)?;
-        let end = *self
-            .ends
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&partition)?;
+        let end = *lock(&self.ends).get(&partition)?;
         Some(end.saturating_sub(next).max(0) as u64)
     }
 
@@ -175,7 +212,13 @@ impl KafkaReader {
                 }
                 Some(Ok(message)) => {
                     let p = message.partition();
-                    if !self.next.contains_key(&p) {
+                    // Not read here, or read already: fetched before the
+                    // partitions were assigned again (one joined or left).
+                    if self
+                        .next
+                        .get(&p)
+                        .is_none_or(|next| message.offset() < *next)
+                    {
                         continue;
                     }
                     self.next.insert(p, message.offset() + 1);

@@ -1,0 +1,212 @@
+//! Partitions moving between two running processors of one Kafka job
+//! through the admin API (`POST /partitions/{p}/release` and `/acquire`),
+//! mid-stream, against the real broker, S3 server and PostgreSQL: the
+//! table is exactly the expected results, the processors own what they
+//! were given, and the moves answer retries and refusals as documented.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use common::{
+    create_bucket,
+    events::{expected, produce, START},
+    http, interrupt, query, spawn_until, wait_for, with_s3_credentials, BIN,
+};
+use serde_json::Value;
+
+fn job_yaml(dir: &std::path::Path, brokers: &str, topic: &str, bucket: &str, table: &str) {
+    let url = eddy_testkit::postgres_url();
+    let s3 = eddy_testkit::s3();
+    let d = dir.display();
+    let yaml = format!(
+        "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {{name: {table}}}
+spec:
+  source:
+    kafka: {{brokers: '{brokers}', topic: {topic}}}
+  partitions: 4
+  keyField: user
+  eventTime: {{field: ts, format: epochMillis, maxOutOfOrderness: 2s, idleTimeout: 1h}}
+  window: {{tumbling: {{size: 5s}}}}
+  allowedLateness: 10s
+  aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
+  sinks: [{{postgres: {{url: '{url}', table: {table}, createTable: true}}}}]
+  invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}
+  checkpoints: {{store: 's3://{bucket}/{table}', endpoint: '{}', interval: 200ms, retain: 3}}
+",
+        s3.endpoint
+    );
+    std::fs::write(dir.join("job.yaml"), yaml).unwrap();
+}
+
+/// A processor of the job owning `partitions`, with its admin address.
+fn start(dir: &std::path::Path, name: &str, partitions: &str) -> (Child, String) {
+    let mut command = Command::new(BIN);
+    with_s3_credentials(&mut command)
+        .arg("run")
+        .arg(dir.join("job.yaml"))
+        .args(["--partitions", partitions, "--admin-addr", "127.0.0.1:0"])
+        .arg("--state-dir")
+        .arg(dir.join(name));
+    let (child, addr) = spawn_until(&mut command, "admin API on http://");
+    wait_for("ready", || http(&addr, "GET", "/readyz", "").0 == 200);
+    (child, addr)
+}
+
+fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, body) = http(addr, "POST", path, body);
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn owned(addr: &str) -> Value {
+    let (_, body) = http(addr, "GET", "/partitions", "");
+    serde_json::from_str::<Value>(&body).unwrap()["partitions"].clone()
+}
+
+/// Moves `partition` from the processor at `from` to the one at `to`.
+fn moved(from: &str, to: &str, partition: u32) -> u64 {
+    let (status, released) = post(from, &format!("/partitions/{partition}/release"), "");
+    assert_eq!(status, 200, "{released}");
+    let id = released["checkpoint"].as_u64().unwrap();
+    let body = format!("{{\"checkpoint\": {id}}}");
+    let (status, acquired) = post(to, &format!("/partitions/{partition}/acquire"), &body);
+    assert_eq!(status, 200, "{acquired}");
+    assert_eq!(acquired["checkpoint"], id, "from its release checkpoint");
+    id
+}
+
+fn table(name: &str) -> BTreeMap<(String, i64), (u64, f64)> {
+    let sql = format!(
+        "SELECT key, (extract(epoch from window_start) * 1000)::bigint, \
+         (aggregates->>'n')::bigint, (aggregates->>'total')::float8 FROM {name} \
+         WHERE final AND key NOT LIKE 'end-%'"
+    );
+    query(&sql)
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), (r.get::<_, i64>(2) as u64, r.get(3))))
+        .collect()
+}
+
+#[test]
+fn partitions_move_between_running_processors_and_the_table_stays_exact() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("moves");
+    let bucket = eddy_testkit::unique_name("moves");
+    let name = eddy_testkit::unique_name("moves").replace('-', "_");
+    produce(&brokers, &topic);
+    create_bucket(&bucket);
+    let dir = tempfile::tempdir().unwrap();
+    job_yaml(dir.path(), &brokers, &topic, &bucket, &name);
+    let (mut a, a_addr) = start(dir.path(), "a", "0,1");
+    let (mut b, b_addr) = start(dir.path(), "b", "2,3");
+
+    // Mid-stream (each has 100,000 events to read): 1 goes to b, 3 to a.
+    let read = |addr: &str| {
+        let (_, body) = http(addr, "GET", "/stats", "");
+        serde_json::from_str::<Value>(&body).unwrap()["eventsRead"]
+            .as_u64()
+            .unwrap()
+    };
+    wait_for("both to have read some", || {
+        read(&a_addr) >= 5_000 && read(&b_addr) >= 5_000
+    });
+    let started = Instant::now();
+    let one = moved(&a_addr, &b_addr, 1);
+    let three = moved(&b_addr, &a_addr, 3);
+    println!(
+        "moved 1 (checkpoint {one}) and 3 (checkpoint {three}) in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(owned(&a_addr), serde_json::json!([0, 3]));
+    assert_eq!(owned(&b_addr), serde_json::json!([1, 2]));
+
+    // A retried release answers the same; what is not here is refused.
+    let (status, again) = post(&a_addr, "/partitions/1/release", "");
+    assert_eq!((status, again["checkpoint"].as_u64()), (200, Some(one)));
+    let (status, refused) = post(&a_addr, "/partitions/0/acquire", "");
+    assert_eq!(status, 409, "{refused}");
+    let (status, refused) = post(&a_addr, "/partitions/2/release", "");
+    assert_eq!(status, 409, "{refused}");
+    let (status, refused) = post(&a_addr, "/partitions/9/acquire", "");
+    assert_eq!(status, 400, "{refused}");
+    let (status, refused) = post(&b_addr, "/partitions/0/acquire", "{\"checkpoint\": 99999}");
+    assert_eq!(status, 409, "not that new: {refused}");
+    assert_eq!(owned(&b_addr), serde_json::json!([1, 2]), "nothing joined");
+
+    // An event far ahead in every partition moves every watermark past the
+    // last window: all results end final.
+    let ends: Vec<(i32, String)> = (0..4)
+        .map(|p| {
+            let end = serde_json::json!({"user": format!("end-{p}"), "ts": START + 36_000_000, "amount": 0});
+            (p, end.to_string())
+        })
+        .collect();
+    eddy_testkit::produce::produce(&brokers, &topic, &ends);
+    let expected = expected();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut got = table(&name);
+    while got != expected {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} results final; differing: {:?}",
+            got.len(),
+            expected.len(),
+            expected.iter().find(|(k, v)| got.get(*k) != Some(*v))
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        got = table(&name);
+    }
+    let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(extra.is_empty(), "{extra:?}");
+    interrupt(&mut a);
+    interrupt(&mut b);
+}
+
+/// Only Kafka partitions move: a generator has one position for all its
+/// partitions.
+#[test]
+fn a_source_with_one_position_refuses_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let yaml = format!(
+        "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {{name: fixed}}
+spec:
+  source: {{generator: {{rate: 1000, realtime: true, keys: 50}}}}
+  partitions: 2
+  keyField: user
+  eventTime: {{field: ts}}
+  window: {{tumbling: {{size: 1s}}}}
+  sinks: [{{file: {{path: {d}/results.jsonl}}}}]
+  checkpoints: {{store: 'file://{d}/ckpt', interval: 1h}}
+"
+    );
+    std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+    let (mut child, addr) = spawn_until(
+        Command::new(BIN)
+            .args(["run", "--admin-addr", "127.0.0.1:0"])
+            .arg(dir.path().join("job.yaml")),
+        "admin API on http://",
+    );
+    wait_for("ready", || http(&addr, "GET", "/readyz", "").0 == 200);
+    let (status, refused) = post(&addr, "/partitions/1/release", "");
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("generator"),
+        "{refused}"
+    );
+    assert_eq!(owned(&addr), serde_json::json!([0, 1]), "nothing moved");
+    let (status, _) = post(&addr, "/partitions/1/release", "{\"bogus\": 1}");
+    assert_eq!(status, 400);
+    interrupt(&mut child);
+}
