@@ -9,6 +9,7 @@
 //! - [`metrics`]: the operator's own Prometheus metrics.
 //! - [`crd`]: the CustomResourceDefinition.
 
+pub mod autoscale;
 pub mod build;
 pub mod controller;
 pub mod crd;

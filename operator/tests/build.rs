@@ -320,7 +320,7 @@ fn ignored_changes_leave_every_fixture_byte_identical() {
     for (name, job, assignment, c) in build_all() {
         let mut changed = job.clone();
         let s = &mut changed.spec;
-        s.autoscaling.enabled = !s.autoscaling.enabled;
+        s.autoscaling.mode = eddy_api::spec::AutoscalingMode::Recommend;
         s.checkpoints.interval = "17m".into();
         s.checkpoints.timeout = "3m".into();
         s.checkpoints.lag_threshold = "1h".into();

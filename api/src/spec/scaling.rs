@@ -10,9 +10,11 @@ use crate::values::HumanDuration;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoscalingSpec {
-    /// Let the operator change parallelism and move partitions on its own.
+    /// `off`: nothing is measured or decided. `recommend`: decisions go
+    /// into status and Events, nothing changes. `apply`: the operator
+    /// changes parallelism and moves partitions on its own.
     #[serde(default)]
-    pub enabled: bool,
+    pub mode: AutoscalingMode,
     /// Fewest processor pods.
     #[serde(default = "defaults::min_replicas")]
     #[schemars(range(min = 1, max = 4096))]
@@ -41,16 +43,38 @@ pub struct AutoscalingSpec {
     /// Least time between two reactions.
     #[serde(default = "defaults::cooldown")]
     pub cooldown: HumanDuration,
-    /// Scale in by one pod after the job has been idle (no lag, little load)
-    /// this long.
+    /// Scale in after the job has needed fewer pods (no lag, no backlog
+    /// growing) this long.
     #[serde(default = "defaults::scale_in_after")]
     pub scale_in_idle_after: HumanDuration,
+    /// Share of a pod's time the job is sized to use (0 to 1): the rest is
+    /// headroom for bursts and checkpoints.
+    #[serde(default = "defaults::target_utilization")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub target_utilization: f64,
+    /// A backlog is sized to be worked off within this time, on top of the
+    /// incoming rate.
+    #[serde(default = "defaults::catch_up_within")]
+    pub catch_up_within: HumanDuration,
+    /// Rates and busy shares are averaged over this window.
+    #[serde(default = "defaults::metrics_window")]
+    pub metrics_window: HumanDuration,
+}
+
+/// What the operator does with its scaling decisions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AutoscalingMode {
+    #[default]
+    Off,
+    Recommend,
+    Apply,
 }
 
 impl Default for AutoscalingSpec {
     fn default() -> Self {
         Self {
-            enabled: false,
+            mode: AutoscalingMode::Off,
             min_replicas: defaults::min_replicas(),
             max_replicas: None,
             checkpoint_lag_threshold: defaults::lag(),
@@ -59,6 +83,9 @@ impl Default for AutoscalingSpec {
             stabilization_window: defaults::stabilization(),
             cooldown: defaults::cooldown(),
             scale_in_idle_after: defaults::scale_in_after(),
+            target_utilization: defaults::target_utilization(),
+            catch_up_within: defaults::catch_up_within(),
+            metrics_window: defaults::metrics_window(),
         }
     }
 }
@@ -115,6 +142,15 @@ mod defaults {
     }
     pub fn scale_in_after() -> HumanDuration {
         "30m".into()
+    }
+    pub fn target_utilization() -> f64 {
+        0.7
+    }
+    pub fn catch_up_within() -> HumanDuration {
+        "5m".into()
+    }
+    pub fn metrics_window() -> HumanDuration {
+        "15m".into()
     }
     pub fn salt_buckets() -> u32 {
         8

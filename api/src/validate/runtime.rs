@@ -170,6 +170,17 @@ fn parallelism(spec: &StreamJobSpec, p: &mut Problems) {
     );
     p.duration("spec.autoscaling.cooldown", &a.cooldown);
     p.positive_duration("spec.autoscaling.scaleInIdleAfter", &a.scale_in_idle_after);
+    if !(a.target_utilization > 0.0 && a.target_utilization <= 1.0) {
+        p.add(
+            "spec.autoscaling.targetUtilization",
+            format!(
+                "{} is not a share of a pod's time: give more than 0 and at most 1 (0.7 leaves 30% headroom)",
+                a.target_utilization
+            ),
+        );
+    }
+    p.positive_duration("spec.autoscaling.catchUpWithin", &a.catch_up_within);
+    p.positive_duration("spec.autoscaling.metricsWindow", &a.metrics_window);
     if spec.hot_keys.salt_buckets < 2 {
         p.add("spec.hotKeys.saltBuckets", "must be at least 2");
     }

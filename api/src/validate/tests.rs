@@ -219,6 +219,26 @@ fn autoscaling_bounds_are_checked() {
     spec.autoscaling.max_replicas = Some(5);
     spec.autoscaling.min_replicas = 1;
     assert_eq!(paths(&spec), vec!["spec.autoscaling.maxReplicas"]);
+    spec.autoscaling.max_replicas = None;
+    spec.autoscaling.target_utilization = 0.0;
+    spec.autoscaling.catch_up_within = "0".into();
+    assert_eq!(
+        paths(&spec),
+        vec![
+            "spec.autoscaling.targetUtilization",
+            "spec.autoscaling.catchUpWithin"
+        ]
+    );
+}
+
+#[test]
+fn autoscaling_modes_read_as_written() {
+    let yaml = "mode: recommend";
+    let a: crate::spec::AutoscalingSpec = serde_yaml_ng::from_str(yaml).unwrap();
+    assert_eq!(a.mode, crate::spec::AutoscalingMode::Recommend);
+    assert_eq!(a.target_utilization, 0.7);
+    let off: crate::spec::AutoscalingSpec = serde_yaml_ng::from_str("{}").unwrap();
+    assert_eq!(off.mode, crate::spec::AutoscalingMode::Off);
 }
 
 #[test]

@@ -144,7 +144,7 @@ mod tests {
     }
 
     fn operator_only(s: &mut StreamJobSpec) {
-        s.autoscaling.enabled = true;
+        s.autoscaling.mode = eddy_api::spec::AutoscalingMode::Apply;
         s.autoscaling.max_replicas = Some(4);
         s.checkpoints.interval = "5m".into();
         s.checkpoints.timeout = "1m".into();
