@@ -10,9 +10,10 @@ use crate::values::HumanDuration;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoscalingSpec {
-    /// `off`: nothing is measured or decided. `recommend`: decisions go
-    /// into status and Events, nothing changes. `apply`: the operator
-    /// changes parallelism and moves partitions on its own.
+    /// `disabled`: nothing is measured or decided. `recommend`: decisions
+    /// go into status and Events, nothing changes. `apply`: the operator
+    /// changes parallelism and moves partitions on its own. (Not `off`:
+    /// Kubernetes reads YAML 1.1, where an unquoted `off` is `false`.)
     #[serde(default)]
     pub mode: AutoscalingMode,
     /// Fewest processor pods.
@@ -66,7 +67,7 @@ pub struct AutoscalingSpec {
 #[serde(rename_all = "camelCase")]
 pub enum AutoscalingMode {
     #[default]
-    Off,
+    Disabled,
     Recommend,
     Apply,
 }
@@ -74,7 +75,7 @@ pub enum AutoscalingMode {
 impl Default for AutoscalingSpec {
     fn default() -> Self {
         Self {
-            mode: AutoscalingMode::Off,
+            mode: AutoscalingMode::Disabled,
             min_replicas: defaults::min_replicas(),
             max_replicas: None,
             checkpoint_lag_threshold: defaults::lag(),

@@ -238,7 +238,7 @@ fn autoscaling_modes_read_as_written() {
     assert_eq!(a.mode, crate::spec::AutoscalingMode::Recommend);
     assert_eq!(a.target_utilization, 0.7);
     let off: crate::spec::AutoscalingSpec = serde_yaml_ng::from_str("{}").unwrap();
-    assert_eq!(off.mode, crate::spec::AutoscalingMode::Off);
+    assert_eq!(off.mode, crate::spec::AutoscalingMode::Disabled);
 }
 
 #[test]
