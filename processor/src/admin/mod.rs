@@ -20,7 +20,10 @@
 //!   dropped as late, and the watermark advice (see `engine::advice`),
 //!   refreshed once a second.
 //! - `GET /healthz` (alive) and `GET /readyz` (restored and consuming).
-//! - `GET /partitions` lists the partitions this processor runs.
+//! - `GET /partitions` lists the partitions this processor runs, and each
+//!   one's load, refreshed once a second: events accepted, events/s, its
+//!   share of the busy time, Kafka backlog, state bytes and the heaviest
+//!   key's share (what the operator's autoscaler measures).
 //!   `POST /partitions/{p}/release` moves one out: a checkpoint is taken
 //!   (with `{"id": N}`, under that id), the partition stops at its cut, and
 //!   the answer `200 {"partition": p, "checkpoint": N}` comes once that
@@ -113,6 +116,8 @@ pub struct Status {
     pub completed: Vec<CheckpointInfo>,
     /// The partitions run here.
     pub partitions: Vec<u32>,
+    /// Their load, as of the last figures.
+    pub loads: Vec<PartitionLoad>,
     /// What `GET /stats` answers.
     pub stats: Stats,
 }
@@ -129,6 +134,36 @@ pub struct Stats {
     /// Heaviest keys first, per partition.
     pub hot_keys: Vec<HotKeyInfo>,
     pub advice: Vec<crate::engine::advice::Advice>,
+}
+
+/// One partition's load, for `GET /partitions`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionLoad {
+    pub partition: u32,
+    pub accepted: u64,
+    pub events_per_second: f64,
+    /// Its share of the processor's busy time, 0 to 1.
+    pub busy_ratio: f64,
+    /// Kafka records behind the end, when known.
+    pub backlog: Option<u64>,
+    pub state_bytes: u64,
+    /// The heaviest key's share of its recent events.
+    pub top_key_share: Option<f64>,
+}
+
+impl PartitionLoad {
+    pub fn of(f: &crate::metrics::PartitionFigures) -> Self {
+        Self {
+            partition: f.partition,
+            accepted: f.accepted,
+            events_per_second: f.events_per_second,
+            busy_ratio: f.busy_ratio,
+            backlog: f.backlog,
+            state_bytes: f.state_bytes,
+            top_key_share: f.hot_key_shares.first().copied(),
+        }
+    }
 }
 
 /// A heavy key of a partition.
@@ -266,7 +301,8 @@ async fn stats(State(s): State<Shared>) -> Json<Stats> {
 }
 
 async fn partitions(State(s): State<Shared>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"partitions": s.status.borrow().partitions}))
+    let status = s.status.borrow();
+    Json(serde_json::json!({"partitions": status.partitions, "loads": status.loads}))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -27,7 +27,7 @@ pub use self::{
 };
 pub use crate::output::outputs::{sink_name, Outputs};
 use crate::{
-    admin::{Admin, CheckpointInfo, Command, Status},
+    admin::{Admin, CheckpointInfo, Command, PartitionLoad, Status},
     checkpoint::{
         restore::{restore_all, restore_seed},
         Select,
@@ -148,11 +148,16 @@ pub async fn run(
         }
         // Once for both: the advice merges every partition's sketch.
         let stats = job.stats();
-        if let Some(m) = &metrics {
-            m.publish(job.snapshot(&stats, meter, &checkpoints.figures, outputs, source));
-        }
+        let snapshot = job.snapshot(&stats, meter, &checkpoints.figures, outputs, source);
         if let Some(a) = admin {
-            a.status.send_modify(|s| s.stats = stats);
+            let loads = snapshot.partitions.iter().map(PartitionLoad::of).collect();
+            a.status.send_modify(|s| {
+                s.stats = stats;
+                s.loads = loads;
+            });
+        }
+        if let Some(m) = &metrics {
+            m.publish(snapshot);
         }
     };
     publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
@@ -369,9 +374,13 @@ fn publish(
     fallbacks: u64,
 ) {
     if let Some(a) = admin {
-        let stats = a.status.borrow().stats.clone();
+        let (stats, loads) = {
+            let now = a.status.borrow();
+            (now.stats.clone(), now.loads.clone())
+        };
         a.status.send_replace(Status {
             stats,
+            loads,
             ready: true,
             paused,
             finished,
