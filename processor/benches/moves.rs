@@ -48,12 +48,17 @@ fn main() {
     create_bucket(&name);
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(eddy_testkit::produce::create_topics(&brokers, &[(&topic, 4)]));
+        .block_on(eddy_testkit::produce::create_topics(
+            &brokers,
+            &[(&topic, 4)],
+        ));
     let started = Instant::now();
     // Partition 0: one event per key. The others: events over 10,000 keys.
     produce(&brokers, &topic, 0, keys, |i| format!("p0-{i}"));
     for p in 1..4 {
-        produce(&brokers, &topic, p, events, |i| format!("p{p}-{}", i % 10_000));
+        produce(&brokers, &topic, p, events, |i| {
+            format!("p{p}-{}", i % 10_000)
+        });
     }
     eprintln!(
         "produced {} events in {:.0} s",
@@ -74,8 +79,16 @@ fn main() {
 
     let mut rows = Vec::new();
     for (from, to, stay) in [
-        (&a_addr, &b_addr, vec![(&a_addr, 1), (&b_addr, 2), (&b_addr, 3)]),
-        (&b_addr, &a_addr, vec![(&a_addr, 1), (&b_addr, 2), (&b_addr, 3)]),
+        (
+            &a_addr,
+            &b_addr,
+            vec![(&a_addr, 1), (&b_addr, 2), (&b_addr, 3)],
+        ),
+        (
+            &b_addr,
+            &a_addr,
+            vec![(&a_addr, 1), (&b_addr, 2), (&b_addr, 3)],
+        ),
     ] {
         rows.push(one_move(from, to, &stay, state));
         std::thread::sleep(Duration::from_secs(3));
@@ -91,7 +104,9 @@ fn main() {
     println!();
     println!("goals: pause < 5 s at 100 MiB of partition state; others during >= 0.9 of before");
     for child in [&mut a, &mut b] {
-        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
         let _ = child.wait();
     }
 }
@@ -109,7 +124,11 @@ fn one_move(from: &str, to: &str, stay: &[(&String, u32)], state: u64) -> String
     assert_eq!(status, 200, "{released}");
     let released_at = Instant::now();
     let id = released["checkpoint"].as_u64().unwrap();
-    let (status, acquired) = post(to, "/partitions/0/acquire", &format!("{{\"checkpoint\": {id}}}"));
+    let (status, acquired) = post(
+        to,
+        "/partitions/0/acquire",
+        &format!("{{\"checkpoint\": {id}}}"),
+    );
     assert_eq!(status, 200, "{acquired}");
     let acquired_at = Instant::now();
     // At least four seconds of "during", from the release on.
@@ -117,9 +136,12 @@ fn one_move(from: &str, to: &str, stay: &[(&String, u32)], state: u64) -> String
     std::thread::sleep(until.saturating_duration_since(Instant::now()));
     let (after_at, after) = (Instant::now(), total());
     let rate_during = (after - moving) as f64 / after_at.duration_since(moving_at).as_secs_f64();
-    let backlog_left = stay
-        .iter()
-        .all(|(addr, p)| load(addr, *p).and_then(|l| l["backlog"].as_u64()).unwrap_or(0) > 0);
+    let backlog_left = stay.iter().all(|(addr, p)| {
+        load(addr, *p)
+            .and_then(|l| l["backlog"].as_u64())
+            .unwrap_or(0)
+            > 0
+    });
     let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     format!(
         "| 0: {} → {} | {:.0} MiB | {} | {} | {} | {:.0}/s | {:.0}/s | {:.2} | {} |",
@@ -132,7 +154,11 @@ fn one_move(from: &str, to: &str, stay: &[(&String, u32)], state: u64) -> String
         rate_before,
         rate_during,
         rate_during / rate_before.max(1.0),
-        if backlog_left { "yes" } else { "no: raise EDDY_BENCH_EVENTS" }
+        if backlog_left {
+            "yes"
+        } else {
+            "no: raise EDDY_BENCH_EVENTS"
+        }
     )
 }
 
@@ -228,7 +254,10 @@ fn accepted(addr: &str, partition: u32) -> u64 {
 
 fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
     let (status, body) = http(addr, "POST", path, body);
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {

@@ -128,6 +128,19 @@ fn partitions_move_between_running_processors_and_the_table_stays_exact() {
     );
     assert_eq!(owned(&a_addr), serde_json::json!([0, 3]));
     assert_eq!(owned(&b_addr), serde_json::json!([1, 2]));
+    // Each one's load follows it (refreshed once a second).
+    let loaded = |addr: &str| -> Vec<u64> {
+        let (_, body) = http(addr, "GET", "/partitions", "");
+        let loads = serde_json::from_str::<Value>(&body).unwrap()["loads"].clone();
+        let loads = loads.as_array().cloned().unwrap_or_default();
+        loads
+            .iter()
+            .map(|l| l["partition"].as_u64().unwrap())
+            .collect()
+    };
+    wait_for("loads of the partitions run", || {
+        loaded(&a_addr) == [0, 3] && loaded(&b_addr) == [1, 2]
+    });
 
     // A retried release answers the same; what is not here is refused.
     let (status, again) = post(&a_addr, "/partitions/1/release", "");
