@@ -10,10 +10,12 @@
 //! cargo bench -p eddy-processor --bench moves
 //! ```
 //!
-//! `EDDY_BENCH_KEYS` (default 2,000,000): keys in the moved partition, each
-//! with an open hour-long window (its state). `EDDY_BENCH_EVENTS` (default
-//! 6,000,000): events in each partition that stays, enough to keep them
-//! busy through both moves ("backlog left" says whether they were).
+//! `EDDY_BENCH_KEYS` (default 3,000,000): keys in the moved partition, each
+//! with an open hour-long window (its state; "state" is what the processor
+//! reports for it, memtables included, with a 2 GiB memory budget).
+//! `EDDY_BENCH_EVENTS` (default 4,000,000): events in each partition that
+//! stays, enough to keep them busy through both moves ("backlog left" says
+//! whether they were).
 
 use std::{
     process::{Child, Command, Stdio},
@@ -39,8 +41,8 @@ fn main() {
             .and_then(|v| v.replace('_', "").parse().ok())
             .unwrap_or(default)
     };
-    let keys = number("EDDY_BENCH_KEYS", 2_000_000);
-    let events = number("EDDY_BENCH_EVENTS", 6_000_000);
+    let keys = number("EDDY_BENCH_KEYS", 3_000_000);
+    let events = number("EDDY_BENCH_EVENTS", 4_000_000);
     let brokers = eddy_testkit::kafka_brokers();
     let name = eddy_testkit::unique_name("moves");
     let topic = name.clone();
@@ -199,7 +201,7 @@ spec:
   window: {{tumbling: {{size: 1h}}}}
   aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
   sinks: [{{file: {{path: {}}}}}]
-  state: {{memoryBudget: 256Mi}}
+  state: {{memoryBudget: 2Gi}}
   checkpoints: {{store: 's3://{name}/job', endpoint: '{}', interval: 30s, retain: 3}}
 ",
         dir.join("results.jsonl").display(),
