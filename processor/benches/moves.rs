@@ -24,7 +24,10 @@ use std::{
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_eddy-processor");
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{create_bucket, http, spawn_until, BIN};
 const START: i64 = 1_767_225_600_000;
 
 fn main() {
@@ -212,28 +215,19 @@ spec:
 
 /// A processor of the job running `partitions`, and its admin address.
 fn start(dir: &std::path::Path, name: &str, partitions: &str) -> (Child, String) {
-    use std::io::BufRead;
     let s3 = eddy_testkit::s3();
-    let mut child = Command::new(BIN)
-        .env("AWS_ACCESS_KEY_ID", s3.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", s3.secret_key)
-        .arg("run")
-        .arg(dir.join("job.yaml"))
-        .args(["--partitions", partitions, "--admin-addr", "127.0.0.1:0"])
-        .arg("--state-dir")
-        .arg(dir.join(name))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the processor stopped").unwrap();
-        if let Some(rest) = line.strip_prefix("admin API on http://") {
-            break rest.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (child, addr) = spawn_until(
+        Command::new(BIN)
+            .env("AWS_ACCESS_KEY_ID", s3.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+            .arg("run")
+            .arg(dir.join("job.yaml"))
+            .args(["--partitions", partitions, "--admin-addr", "127.0.0.1:0"])
+            .arg("--state-dir")
+            .arg(dir.join(name))
+            .stdout(Stdio::null()),
+        "admin API on http://",
+    );
     wait("ready", Duration::from_secs(60), || {
         http(&addr, "GET", "/readyz", "").0 == 200
     });
@@ -268,44 +262,4 @@ fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A minimal HTTP/1.1 request: status and body.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_string())
-}
-
-/// Creates the bucket on the test S3 server.
-fn create_bucket(bucket: &str) {
-    use eddy_processor::checkpoint::{store::S3Settings, Store};
-    let s3 = eddy_testkit::s3();
-    let settings = S3Settings {
-        endpoint: Some(s3.endpoint),
-        region: "us-east-1".into(),
-        path_style: true,
-        access_key: s3.access_key,
-        secret_key: s3.secret_key,
-    };
-    let Ok(Store::S3(store)) = Store::open(&format!("s3://{bucket}"), "", Some(settings)) else {
-        panic!("an s3:// URL opens an S3 store");
-    };
-    let (client, _) = store.client();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(client.create_bucket().bucket(bucket).send())
-        .unwrap();
 }

@@ -33,7 +33,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// Connection attempts before a flush gives up.
 const CONNECT_ATTEMPTS: u32 = 8;
 
-struct Row {
+pub struct Row {
     id: String,
     job: String,
     partition: i32,
@@ -49,7 +49,7 @@ struct Row {
 /// re-established with backoff when lost; shared by the result sink and
 /// the late/invalid record tables.
 /// Rows of one kind, written to a table in one statement.
-pub(crate) trait Rows: Sized + Send + Sync {
+pub trait Rows: Sized + Send + Sync {
     fn write<'a>(
         client: &'a Client,
         table: &'a str,
@@ -57,7 +57,7 @@ pub(crate) trait Rows: Sized + Send + Sync {
     ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'a;
 }
 
-pub(crate) struct Batches<R> {
+pub struct Batches<R> {
     url: String,
     table: String,
     /// `postgres table <table>`, for messages.
@@ -119,65 +119,23 @@ impl<R: Rows> Batches<R> {
     }
 }
 
-pub struct PostgresSink {
-    /// The job's name, a column of every row.
-    job: String,
-    rows: Batches<Row>,
+/// Makes a record into a table's row.
+type MakeRow<R> = Box<dyn Fn(&Item<'_>) -> anyhow::Result<R> + Send>;
+
+/// A table sink: each record made into a row, rows written in batches.
+pub struct Table<R> {
+    rows: Batches<R>,
+    row: MakeRow<R>,
 }
 
-impl PostgresSink {
-    /// The sink a spec names for `job`'s results; connects on the first
-    /// flush.
-    pub fn open(spec: &eddy_api::spec::PostgresSink, job: &record::JobId) -> anyhow::Result<Self> {
-        Ok(Self::new(
-            url_of(spec)?,
-            spec.table.clone(),
-            spec.create_table,
-            &job.name,
-        ))
-    }
-
-    /// A sink for `job`'s results in `table`; connects on the first flush.
-    pub fn new(url: String, table: String, create_table: bool, job: &str) -> Self {
-        let ddl = create_table.then(|| create_table_sql(&table));
-        Self {
-            rows: Batches::new(url, &table, ddl),
-            job: job.to_string(),
-        }
-    }
-
-    /// Buffers result `r` under its [`record::result_id`] `id`.
-    pub fn push(&mut self, id: &str, r: &WindowResult) {
-        let w = r.window;
-        let aggregates: serde_json::Map<String, serde_json::Value> = r
-            .aggregates
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.clone()))
-            .collect();
-        self.rows.push(Row {
-            id: id.to_string(),
-            job: self.job.clone(),
-            partition: r.partition as i32,
-            key: r.key.clone(),
-            start_ms: w.start,
-            end_ms: w.end,
-            aggregates: serde_json::Value::Object(aggregates).to_string(),
-            revision: r.revision as i32,
-            is_final: r.is_final,
-        });
-    }
-}
-
-impl Sink for PostgresSink {
+impl<R: Rows + 'static> Sink for Table<R> {
     fn name(&self) -> String {
         self.rows.name().to_string()
     }
 
     fn write(&mut self, item: &Item<'_>) -> anyhow::Result<()> {
-        let Some(result) = item.result else {
-            anyhow::bail!("{}: a result came without its fields", self.rows.name());
-        };
-        self.push(item.id, result);
+        let row = (self.row)(item).map_err(|e| anyhow::anyhow!("{}: {e}", self.rows.name()))?;
+        self.rows.push(row);
         Ok(())
     }
 
@@ -195,14 +153,66 @@ impl Sink for PostgresSink {
     }
 }
 
-/// A table of late or invalid records (see `output::records`).
-pub struct RecordTable {
-    kind: &'static str,
-    rows: Batches<RecordRow>,
+/// The results table.
+pub type PostgresSink = Table<Row>;
+
+impl Table<Row> {
+    /// The sink a spec names for `job`'s results; connects on the first
+    /// flush.
+    pub fn open(spec: &eddy_api::spec::PostgresSink, job: &record::JobId) -> anyhow::Result<Self> {
+        Ok(Self::new(
+            url_of(spec)?,
+            spec.table.clone(),
+            spec.create_table,
+            &job.name,
+        ))
+    }
+
+    /// A sink for `job`'s results in `table`; connects on the first flush.
+    pub fn new(url: String, table: String, create_table: bool, job: &str) -> Self {
+        let ddl = create_table.then(|| create_table_sql(&table));
+        let job = job.to_string();
+        Self {
+            rows: Batches::new(url, &table, ddl),
+            row: Box::new(move |item| {
+                let Some(result) = item.result else {
+                    anyhow::bail!("a result came without its fields");
+                };
+                Ok(Row::of(&job, item.id, result))
+            }),
+        }
+    }
 }
 
-impl RecordTable {
-    /// The table a spec names, for records of `kind` (`late` or `invalid`).
+impl Row {
+    /// Result `r` under its [`record::result_id`] `id`.
+    fn of(job: &str, id: &str, r: &WindowResult) -> Self {
+        let w = r.window;
+        let aggregates: serde_json::Map<String, serde_json::Value> = r
+            .aggregates
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect();
+        Self {
+            id: id.to_string(),
+            job: job.to_string(),
+            partition: r.partition as i32,
+            key: r.key.clone(),
+            start_ms: w.start,
+            end_ms: w.end,
+            aggregates: serde_json::Value::Object(aggregates).to_string(),
+            revision: r.revision as i32,
+            is_final: r.is_final,
+        }
+    }
+}
+
+/// A table of late or invalid records (see `output::records`).
+pub type RecordTable = Table<RecordRow>;
+
+impl Table<RecordRow> {
+    /// The table a spec names, for records of `kind` (`late` or `invalid`);
+    /// a record already there (a replay) is left as it is.
     pub fn open(spec: &eddy_api::spec::PostgresSink, kind: &'static str) -> anyhow::Result<Self> {
         let ddl = spec.create_table.then(|| {
             format!(
@@ -212,44 +222,20 @@ impl RecordTable {
             )
         });
         Ok(Self {
-            kind,
             rows: Batches::new(url_of(spec)?, &spec.table, ddl),
+            row: Box::new(move |item| {
+                Ok(RecordRow {
+                    id: item.id.to_string(),
+                    kind,
+                    record: String::from_utf8_lossy(item.line).into_owned(),
+                })
+            }),
         })
     }
 }
 
-impl Sink for RecordTable {
-    fn name(&self) -> String {
-        self.rows.name().to_string()
-    }
-
-    /// Buffers a record (its id and JSON line).
-    fn write(&mut self, item: &Item<'_>) -> anyhow::Result<()> {
-        self.rows.push(RecordRow {
-            id: item.id.to_string(),
-            kind: self.kind,
-            record: String::from_utf8_lossy(item.line).into_owned(),
-        });
-        Ok(())
-    }
-
-    fn backlog(&self) -> usize {
-        self.rows.pending()
-    }
-
-    fn remote(&self) -> bool {
-        true
-    }
-
-    /// Writes the buffered records; a record already there (a replay) is
-    /// left as it is.
-    fn flush(&mut self) -> Flushing<'_> {
-        Box::pin(self.rows.flush())
-    }
-}
-
 /// A late or invalid record, as a row.
-struct RecordRow {
+pub struct RecordRow {
     id: String,
     kind: &'static str,
     record: String,
