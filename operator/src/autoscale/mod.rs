@@ -16,10 +16,12 @@
 //! while.
 //!
 //! - [`signals`]: what one look at the job measured, and the history.
+//! - [`alerts`]: Alertmanager webhooks, deduplicated, as signals.
 //! - [`demand`]: per-partition cost and demand over the metrics window.
 //! - [`pack`]: placing partitions on pods by load, with few moves.
 //! - [`policy`]: the decision.
 
+pub mod alerts;
 pub mod demand;
 pub mod pack;
 pub mod policy;
