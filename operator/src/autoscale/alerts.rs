@@ -133,7 +133,10 @@ impl Alerts {
 mod tests {
     use super::*;
 
-    fn webhook(alerts: &[(&str, &str, &str, &[(&str, &str)])]) -> Vec<u8> {
+    /// Status, alert name, fingerprint and labels of one alert.
+    type Sent<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+    fn webhook(alerts: &[Sent<'_>]) -> Vec<u8> {
         let alerts: Vec<serde_json::Value> = alerts
             .iter()
             .map(|(status, name, fingerprint, labels)| {
