@@ -226,26 +226,9 @@ struct TriggerBody {
     id: Option<u64>,
 }
 
-async fn trigger(
-    State(s): State<Shared>,
-    body: axum::body::Bytes,
-) -> (StatusCode, Json<serde_json::Value>) {
+async fn trigger(State(s): State<Shared>, body: axum::body::Bytes) -> Result<Answer, Answer> {
     // An empty body is a plain checkpoint (`curl -X POST .../checkpoints`).
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        TriggerBody::default()
-    } else {
-        match serde_json::from_slice::<TriggerBody>(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(
-                        serde_json::json!({"error": format!("body must be {{\"final\": true|false, \"id\": N}} (both optional): {e}")}),
-                    ),
-                )
-            }
-        }
-    };
+    let body: TriggerBody = body_of(&body, "{\"final\": true|false, \"id\": N}")?;
     let is_final = body.is_final;
     let (reply, answer) = oneshot::channel();
     if s.commands
@@ -257,12 +240,9 @@ async fn trigger(
         .await
         .is_err()
     {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"error": "stopping"})),
-        );
+        return Ok(stopping());
     }
-    match answer.await {
+    Ok(match answer.await {
         Ok(Ok(id)) => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({"id": id, "final": is_final})),
@@ -271,11 +251,8 @@ async fn trigger(
             StatusCode::CONFLICT,
             Json(serde_json::json!({"error": why})),
         ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"error": "stopping"})),
-        ),
-    }
+        Err(_) => stopping(),
+    })
 }
 
 async fn list(State(s): State<Shared>) -> Json<serde_json::Value> {
@@ -338,18 +315,20 @@ fn body_of<T: Default + serde::de::DeserializeOwned>(
     })
 }
 
-/// Sends a command and turns its reply into an answer.
+/// The answer while the run loop is going away.
+fn stopping() -> Answer {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"error": "stopping"})),
+    )
+}
+
+/// Sends a partition move's command and turns its reply into an answer.
 async fn ask<T: Serialize>(
     s: &Shared,
     partition: u32,
     command: impl FnOnce(oneshot::Sender<Result<T, Refusal>>) -> Command,
 ) -> Answer {
-    let stopping = || {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"error": "stopping"})),
-        )
-    };
     let (reply, answer) = oneshot::channel();
     if s.commands.send(command(reply)).await.is_err() {
         return stopping();
@@ -374,34 +353,30 @@ async fn release(
     State(s): State<Shared>,
     axum::extract::Path(partition): axum::extract::Path<u32>,
     body: axum::body::Bytes,
-) -> Answer {
-    let body: ReleaseBody = match body_of(&body, "{\"id\": N}") {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    ask(&s, partition, |reply| Command::Release {
+) -> Result<Answer, Answer> {
+    let body: ReleaseBody = body_of(&body, "{\"id\": N}")?;
+    let id = body.id;
+    Ok(ask(&s, partition, |reply| Command::Release {
         partition,
-        id: body.id,
+        id,
         reply,
     })
-    .await
+    .await)
 }
 
 async fn acquire(
     State(s): State<Shared>,
     axum::extract::Path(partition): axum::extract::Path<u32>,
     body: axum::body::Bytes,
-) -> Answer {
-    let body: AcquireBody = match body_of(&body, "{\"checkpoint\": N}") {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    ask(&s, partition, |reply| Command::Acquire {
+) -> Result<Answer, Answer> {
+    let body: AcquireBody = body_of(&body, "{\"checkpoint\": N}")?;
+    let at_least = body.checkpoint;
+    Ok(ask(&s, partition, |reply| Command::Acquire {
         partition,
-        at_least: body.checkpoint,
+        at_least,
         reply,
     })
-    .await
+    .await)
 }
 
 async fn resume(State(s): State<Shared>) -> StatusCode {

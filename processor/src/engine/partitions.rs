@@ -79,6 +79,14 @@ impl Engine {
         Ok(())
     }
 
+    /// A partition's largest event time and deciding watermark, as a
+    /// checkpoint records them.
+    pub fn marks_of(&self, partition: u32) -> Option<(Option<i64>, Option<i64>)> {
+        let slot = *self.slots.get(&partition)?;
+        let floor = Some(self.watermarks.of_slot(slot)).filter(|w| *w != i64::MIN);
+        Some((self.watermarks.max_seen(slot), floor))
+    }
+
     /// The partitions this engine runs.
     pub fn partitions(&self) -> &[u32] {
         &self.config.partitions

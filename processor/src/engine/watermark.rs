@@ -2,7 +2,7 @@
 //! processor, the minimum over its active partitions.
 
 /// One partition's watermark.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Partition {
     /// Largest event time seen.
     max_seen: Option<i64>,
@@ -23,6 +23,19 @@ struct Partition {
     /// processor's back, so its events are late here only if they would
     /// have been where it ran.
     behind: bool,
+}
+
+impl Default for Partition {
+    fn default() -> Self {
+        Self {
+            max_seen: None,
+            last_active: None,
+            finished: false,
+            counted: false,
+            floor: i64::MIN,
+            behind: false,
+        }
+    }
 }
 
 /// The last computed candidate watermark and until when it holds.
@@ -68,13 +81,7 @@ impl Watermarks {
             delay_ms,
             idle_timeout_ms,
             started_ms: None,
-            partitions: vec![
-                Partition {
-                    floor: i64::MIN,
-                    ..Partition::default()
-                };
-                partitions
-            ],
+            partitions: vec![Partition::default(); partitions],
             current: i64::MIN,
             memo: None,
             behind: 0,
@@ -120,7 +127,6 @@ impl Watermarks {
         self.memo = None;
         self.partitions.push(Partition {
             last_active: (now_ms != i64::MIN).then_some(now_ms),
-            floor: i64::MIN,
             ..Partition::default()
         });
     }

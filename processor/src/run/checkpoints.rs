@@ -45,8 +45,6 @@ struct InFlight {
 /// background while processing goes on.
 pub(super) struct Checkpoints {
     store: Store,
-    /// The partitions run here (their checkpoints are the ones taken).
-    pub(super) partitions: Vec<u32>,
     interval: Option<Duration>,
     retain: usize,
     local: std::path::PathBuf,
@@ -74,11 +72,9 @@ impl Checkpoints {
         store: Store,
         state_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let partitions = plan.engine.partitions.clone();
-        let next_id = checkpoint::next_id(&store, &partitions).await?;
+        let next_id = checkpoint::next_id(&store, &plan.engine.partitions).await?;
         Ok(Self {
             store,
-            partitions,
             interval: plan.checkpoints.interval,
             retain: plan.checkpoints.retain,
             local: state_dir.join("checkpoints"),
@@ -145,7 +141,7 @@ impl Checkpoints {
         }
         let id = self.next_id;
         let position = source.position();
-        let span = tracing::info_span!("checkpoint", id, partitions = ?self.partitions);
+        let span = tracing::info_span!("checkpoint", id, partitions = ?job.plan.engine.partitions);
         let snapshot = job
             .checkpoint(id, position.clone(), outputs, &self.local)
             .instrument(span.clone())
@@ -279,8 +275,8 @@ impl Checkpoints {
     }
 
     /// Deletes the job's checkpoints of these partitions.
-    pub(super) async fn clear(&self) -> anyhow::Result<()> {
-        checkpoint::clear(&self.store, &self.partitions).await
+    pub(super) async fn clear(&self, partitions: &[u32]) -> anyhow::Result<()> {
+        checkpoint::clear(&self.store, partitions).await
     }
 }
 

@@ -166,7 +166,7 @@ pub async fn run(
     let mut draining = false;
     // The input ended and every window is out; only with `hold`.
     let mut finished = false;
-    publish(&admin, &checkpoints, (paused, finished), fallbacks);
+    publish(&admin, &job, &checkpoints, (paused, finished), fallbacks);
     let mut tick = Tick::new(started);
     let mut moves = moves::Moves::default();
     let ending = loop {
@@ -271,7 +271,7 @@ pub async fn run(
             changed = true;
         }
         if changed {
-            publish(&admin, &checkpoints, (paused, finished), fallbacks);
+            publish(&admin, &job, &checkpoints, (paused, finished), fallbacks);
         }
         moves.answer();
         if paused || finished {
@@ -333,7 +333,7 @@ pub async fn run(
                         break Ending::Finished;
                     }
                     finished = true;
-                    publish(&admin, &checkpoints, (paused, finished), fallbacks);
+                    publish(&admin, &job, &checkpoints, (paused, finished), fallbacks);
                     publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
                     // Said once the endpoints show it.
                     progress_out("finished: every window is out; holding until stopped");
@@ -348,7 +348,7 @@ pub async fn run(
                 }
                 // Every window is out: the job's state is spent, and a rerun
                 // starts over.
-                checkpoints.clear().await?;
+                checkpoints.clear(&job.plan.engine.partitions).await?;
                 break Ending::Finished;
             }
         }
@@ -369,6 +369,7 @@ pub async fn run(
 /// Publishes the run loop's state to the admin API; `(paused, finished)`.
 fn publish(
     admin: &Option<Admin>,
+    job: &Pipeline,
     checkpoints: &Checkpoints,
     (paused, finished): (bool, bool),
     fallbacks: u64,
@@ -388,7 +389,7 @@ fn publish(
             failed: checkpoints.failed,
             restore_fallbacks: fallbacks,
             next_id: checkpoints.next_id,
-            partitions: checkpoints.partitions.clone(),
+            partitions: job.plan.engine.partitions.clone(),
             completed: checkpoints
                 .completed
                 .iter()

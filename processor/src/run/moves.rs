@@ -135,15 +135,12 @@ impl Moves {
         checkpoints.next_id = id;
         let position = source.position();
         checkpoints.take(job, source, outputs).await?;
-        let marks = job.engine_of(partition).map_or((None, None), |e| {
-            let of = |m: std::collections::BTreeMap<u32, Option<i64>>| {
-                m.get(&partition).copied().flatten()
-            };
-            (of(e.max_event_times()), of(e.partition_floors()))
-        });
+        let marks = job
+            .engine_of(partition)
+            .and_then(|e| e.marks_of(partition))
+            .unwrap_or_default();
         job.release(partition)?;
         source.release(partition)?;
-        checkpoints.partitions.retain(|p| *p != partition);
         tracing::info!(partition, checkpoint = id, "partition released");
         self.releasing.push(Releasing {
             partition,
@@ -236,8 +233,6 @@ impl Moves {
             // cut, which its directory still holds.
             job.acquire(r.partition, r.marks, outputs)?;
             source.acquire(r.partition, Some(&r.position))?;
-            checkpoints.partitions.push(r.partition);
-            checkpoints.partitions.sort_unstable();
             let why = format!(
                 "checkpoint {} failed, so partition {} was not released: it runs here still",
                 r.id, r.partition
@@ -302,8 +297,6 @@ impl Moves {
             }
             return Err(format!("{e:#}"));
         }
-        checkpoints.partitions.push(partition);
-        checkpoints.partitions.sort_unstable();
         checkpoints.next_id = checkpoints.next_id.max(next_id);
         checkpoints.soon();
         self.released.retain(|(p, _)| *p != partition);
