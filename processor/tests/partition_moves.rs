@@ -223,3 +223,53 @@ spec:
     assert_eq!(status, 400);
     interrupt(&mut child);
 }
+
+/// A release whose checkpoint cannot be stored keeps the partition: `500`
+/// with `"kept": true`, and it still runs here (a later release works).
+#[test]
+fn a_release_whose_checkpoint_fails_keeps_the_partition() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("kept");
+    common::create_topics(&brokers, &[(&topic, 2)]);
+    let events: Vec<(i32, String)> = (0..2_000)
+        .map(|i| {
+            let event = serde_json::json!({"user": format!("u{i}"), "ts": START + i, "amount": 1});
+            (i as i32 % 2, event.to_string())
+        })
+        .collect();
+    eddy_testkit::produce::produce(&brokers, &topic, &events);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let yaml = format!(
+        "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {{name: kept}}
+spec:
+  source:
+    kafka: {{brokers: '{brokers}', topic: {topic}}}
+  partitions: 2
+  keyField: user
+  eventTime: {{field: ts, format: epochMillis}}
+  window: {{tumbling: {{size: 1h}}}}
+  aggregations: [{{op: count, name: n}}]
+  sinks: [{{file: {{path: {d}/results.jsonl}}}}]
+  checkpoints: {{store: 'file://{d}/store', interval: 1h}}
+"
+    );
+    std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+    let (mut child, addr) = start(dir.path(), "state", "0,1");
+    // The store turns into a file: no checkpoint can be written.
+    let store = dir.path().join("store");
+    let _ = std::fs::remove_dir_all(&store);
+    std::fs::write(&store, "not a directory").unwrap();
+    let (status, kept) = post(&addr, "/partitions/1/release", "");
+    assert_eq!(status, 500, "{kept}");
+    assert_eq!(kept["kept"], true, "{kept}");
+    assert_eq!(owned(&addr), serde_json::json!([0, 1]), "still run here");
+    // With the store back, the same partition is released.
+    std::fs::remove_file(&store).unwrap();
+    let (status, released) = post(&addr, "/partitions/1/release", "");
+    assert_eq!(status, 200, "{released}");
+    assert_eq!(owned(&addr), serde_json::json!([0]));
+    interrupt(&mut child);
+}
