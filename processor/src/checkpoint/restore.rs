@@ -70,10 +70,25 @@ pub(crate) async fn restore_all(
             "some partitions have no usable checkpoint".into(),
         );
     }
-    // Walk down to the newest id every partition has: restoring a partition
-    // "at most id N" may land below N, which lowers the target again.
+    // Partitions that keep their own source position (Kafka offsets) and
+    // no sink position (a file's length) resume each from its newest
+    // checkpoint: after a live move their newest ids differ, and walking
+    // down to a common one would replay what the move's checkpoint covers,
+    // or find nothing that old. A Kafka transaction is bounded by `select`
+    // to the checkpoint it committed, so it walks down as before.
+    let independent = select.max_id.is_none()
+        && found
+            .values()
+            .flatten()
+            .all(|m| matches!(m.source, SourcePosition::Kafka { .. }) && m.sink_lengths.is_empty());
+    // Otherwise walk down to the newest id every partition has: restoring a
+    // partition "at most id N" may land below N, which lowers the target
+    // again.
     let mut common = ids.iter().flatten().copied().min().unwrap_or(0);
-    loop {
+    if independent {
+        common = ids.iter().flatten().copied().max().unwrap_or(0);
+    }
+    while !independent {
         let mut lowest = common;
         for (&p, manifest) in found.iter_mut() {
             if manifest.as_ref().is_some_and(|m| m.id != common) {
@@ -104,11 +119,22 @@ pub(crate) async fn restore_all(
         .flatten()
         .next()
         .expect("all partitions restored");
-    lines.push(format!(
-        "restored checkpoint {common} of {} partitions (taken {})",
-        found.len(),
-        first.created_at
-    ));
+    if independent && ids.iter().flatten().any(|id| *id != common) {
+        let each: Vec<String> = found
+            .iter()
+            .filter_map(|(p, m)| Some(format!("{p}@{}", m.as_ref()?.id)))
+            .collect();
+        lines.push(format!(
+            "restored each partition from its newest checkpoint ({}), up to {common}",
+            each.join(", ")
+        ));
+    } else {
+        lines.push(format!(
+            "restored checkpoint {common} of {} partitions (taken {})",
+            found.len(),
+            first.created_at
+        ));
+    }
 
     // Kafka partitions are read independently: each takes its offset from
     // its own partition's manifest.
@@ -263,5 +289,64 @@ mod tests {
         assert_eq!(all.watermark, None, "partition 2 had none");
         let two = restored(&[0, 1]).await;
         assert_eq!(two.watermark, Some(5_000), "the lowest");
+    }
+
+    /// After a live move the partitions' newest checkpoints differ: with
+    /// Kafka offsets (a position per partition) each resumes from its own
+    /// newest; with one position for all (here a generator) they walk
+    /// down to the newest id all have.
+    #[tokio::test]
+    async fn kafka_partitions_resume_from_their_own_newest_checkpoint() {
+        for kafka in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(
+                &format!("file://{}", dir.path().join("store").display()),
+                "ns/job",
+                None,
+            )
+            .unwrap();
+            let source = |n: i64| match kafka {
+                true => SourcePosition::Kafka {
+                    offsets: vec![(0, n), (1, n)],
+                },
+                false => SourcePosition::Generator { produced: n as u64 },
+            };
+            // Checkpoint 1 of both partitions; then partition 0 alone is
+            // released at checkpoint 7 (its new owner has both now).
+            for (id, partitions, state) in [(1, &[0u32, 1][..], "a"), (7, &[0][..], "b")] {
+                let state =
+                    StateStore::open(&dir.path().join(state), partitions, 64 << 20).unwrap();
+                let cut = Cut {
+                    id,
+                    job: "ns/job".into(),
+                    source: source(id as i64 * 10),
+                    max_event_times: BTreeMap::new(),
+                    watermark: None,
+                    floors: partitions.iter().map(|p| (*p, None)).collect(),
+                    sink_lengths: BTreeMap::new(),
+                    epoch: 0,
+                };
+                let local = dir.path().join(format!("local-{id}"));
+                let pending = checkpoint::snapshot(&state, cut, &local).unwrap();
+                checkpoint::upload(pending, &store, 3, None).await.unwrap();
+            }
+            let restored = restore_all(&store, &[0, 1], &dir.path().join("r"), Select::default())
+                .await
+                .unwrap();
+            let cut = restored.cut.unwrap();
+            if kafka {
+                assert_eq!(cut.id, 7, "the newest of them");
+                assert_eq!(
+                    cut.source,
+                    SourcePosition::Kafka {
+                        offsets: vec![(0, 70), (1, 10)]
+                    },
+                    "each partition at its own checkpoint's offset"
+                );
+            } else {
+                assert_eq!(cut.id, 1, "the newest both have");
+                assert_eq!(cut.source, SourcePosition::Generator { produced: 10 });
+            }
+        }
     }
 }
