@@ -256,6 +256,7 @@ fn facts(state: &JobCheckpoints, ready_pods: i32, now: Timestamp) -> Facts {
         state_epoch: None,
         finished: None,
         insight: Default::default(),
+        autoscaling: None,
         now,
     }
 }

@@ -1,6 +1,7 @@
 //! The `StreamJob` custom resource: `eddy.dev/v1alpha1`.
 
 mod scaling;
+mod scaling_status;
 mod sink;
 mod source;
 mod state;
@@ -14,6 +15,7 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 pub use scaling::*;
+pub use scaling_status::*;
 pub use sink::*;
 pub use source::*;
 pub use state::*;

@@ -70,6 +70,10 @@ pub struct StreamJobStatus {
     /// spec changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<FinishedStatus>,
+    /// What the autoscaler measured and decided (unless its mode is
+    /// `disabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<super::AutoscalingStatus>,
 }
 
 /// What the lateness the pods observe says about `eventTime` and

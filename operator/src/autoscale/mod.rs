@@ -20,11 +20,17 @@
 //! - [`demand`]: per-partition cost and demand over the metrics window.
 //! - [`pack`]: placing partitions on pods by load, with few moves.
 //! - [`policy`]: the decision.
+//! - [`moves`]: what applying one changes (pods, partition moves).
+//! - [`sample`]: one look, from what the pods answer.
+//! - [`report`]: what a decision shows (status, Event, condition).
 
 pub mod alerts;
 pub mod demand;
+pub mod moves;
 pub mod pack;
 pub mod policy;
+pub mod report;
+pub mod sample;
 pub mod signals;
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ impl Action {
     /// The reason of the Kubernetes Event for it.
     pub fn event_reason(&self) -> &'static str {
         match self {
-            Self::None => "NoChange",
+            Self::None => super::report::NO_CHANGE,
             Self::ScaleOut { .. } => "ScaledOut",
             Self::ScaleIn { .. } => "ScaledIn",
             Self::Isolate { .. } => "PartitionIsolated",
@@ -454,6 +454,12 @@ pub fn decide(
     };
     if recommended < pods && held(&spare, bounds.scale_in_after_ms) {
         let to = recommended;
+        if memory.blocked("scale-in", now_ms) {
+            return decision(
+                Action::None,
+                format!("{to} pods would do; scaling in did not work before"),
+            );
+        }
         if in_cooldown {
             return decision(
                 Action::None,

@@ -47,13 +47,19 @@ fn yaml(value: &impl serde::Serialize) -> Result<String, BuildError> {
 }
 
 /// A stable hash of the ConfigMap's data (xxh3-64, hex): every key and
-/// value in key order. Goes on the pod template as
-/// [`names::CONFIG_HASH_ANNOTATION`], so pods roll exactly when their
-/// config changes.
+/// value in key order but the assignment. Goes on the pod template as
+/// [`names::CONFIG_HASH_ANNOTATION`], so pods roll exactly when what they
+/// run changes. The assignment is left out: the autoscaler moves
+/// partitions between running pods and then records the new assignment
+/// here, which must not restart them (a rescale of `spec.parallelism`
+/// changes `job.yaml`, so it still replaces every pod).
 pub fn config_hash(config_map: &ConfigMap) -> String {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     // `data` is a BTreeMap: already sorted by key.
     for (key, value) in config_map.data.iter().flatten() {
+        if key == ASSIGNMENT_KEY {
+            continue;
+        }
         for part in [key.as_bytes(), b"\0", value.as_bytes(), b"\0"] {
             hasher.update(part);
         }
@@ -90,6 +96,11 @@ mod tests {
         assert_ne!(
             config_hash(&with(&[("ab", "")])),
             config_hash(&with(&[("a", "b")]))
+        );
+        // Partitions moved between running pods restart none of them.
+        assert_eq!(
+            config_hash(&with(&[(JOB_KEY, "j"), (ASSIGNMENT_KEY, "x")])),
+            config_hash(&with(&[(JOB_KEY, "j"), (ASSIGNMENT_KEY, "y")]))
         );
     }
 }

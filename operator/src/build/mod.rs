@@ -132,6 +132,8 @@ pub struct Runtime<'a> {
     pub state_epoch: u64,
     /// Every pod finished its finite input: no pods run.
     pub finished: bool,
+    /// Pods the autoscaler set in place of `spec.parallelism`.
+    pub parallelism: Option<u32>,
 }
 
 /// Builds every child of `job` for `assignment`, in the first state epoch.

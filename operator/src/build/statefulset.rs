@@ -87,7 +87,11 @@ pub(crate) fn stateful_set(
         Some(over) => overridden(built, over, &owner.name, config_hash)?,
         None => built,
     };
-    let replicas = if runtime.finished { 0 } else { replicas(spec) };
+    let replicas = match runtime.parallelism {
+        _ if runtime.finished => 0,
+        Some(n) if replicas(spec) > 0 => n,
+        _ => replicas(spec),
+    };
     Ok(StatefulSet {
         metadata: owner.meta(names::stateful_set(&owner.name)),
         spec: StatefulSetSpec {

@@ -242,6 +242,7 @@ fn a_state_epoch_reaches_the_pods_and_a_finished_job_has_none() {
         assignment: &assignment,
         state_epoch,
         finished,
+        parallelism: None,
     };
     let epoch_of = |c: &Children| {
         processor(c)

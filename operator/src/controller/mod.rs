@@ -8,6 +8,7 @@
 //! checkpointed by the same scheduler every `spec.checkpoints.interval`.
 
 pub mod apply;
+mod autoscaler;
 mod cleanup;
 pub mod insight;
 pub mod observe;
@@ -72,6 +73,8 @@ pub struct JobMemory {
     /// A LateEventsDropped warning was sent and the share has not fallen
     /// below the threshold since.
     pub late_warned: bool,
+    /// The autoscaler's measurements and decisions.
+    pub autoscale: autoscaler::AutoscaleMemory,
 }
 
 impl JobMemory {
@@ -96,6 +99,8 @@ pub struct Context {
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Per job uid.
     pub jobs: Mutex<HashMap<String, JobMemory>>,
+    /// Alertmanager's alerts, as its webhooks deliver them.
+    pub alerts: Arc<Mutex<crate::autoscale::alerts::Alerts>>,
 }
 
 impl Context {
@@ -109,6 +114,7 @@ impl Context {
             admin_port: build::service::ADMIN_PORT,
             clock: Arc::new(Timestamp::now),
             jobs: Mutex::default(),
+            alerts: Arc::default(),
         }
     }
 

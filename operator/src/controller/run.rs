@@ -85,6 +85,7 @@ pub async fn run_with(client: Client, settings: Settings) -> anyhow::Result<()> 
     context.build.network_policy_from = settings
         .network_policy
         .then(|| settings.own_namespace.clone());
+    let alerts = context.alerts.clone();
     let context = Arc::new(context);
 
     // Not ready while leading without a synced cache of the jobs; a
@@ -92,7 +93,7 @@ pub async fn run_with(client: Client, settings: Settings) -> anyhow::Result<()> 
     let ready = Arc::new(AtomicBool::new(settings.leader_election));
     // Served while this future lives (an operator stopped in-process
     // frees its port).
-    let _http = AbortOnDrop(serve_http(settings.http, metrics, ready.clone()).await?);
+    let _http = AbortOnDrop(serve_http(settings.http, metrics, ready.clone(), alerts).await?);
 
     let elector = settings.leader_election.then(|| {
         crate::leader::Elector::new(
@@ -185,14 +186,21 @@ pub async fn run_with(client: Client, settings: Settings) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `/metrics`, `/healthz` (the process answers) and `/readyz` (503 while
-/// leading without a synced cache of the StreamJobs).
+/// `/metrics`, `/healthz` (the process answers), `/readyz` (503 while
+/// leading without a synced cache of the StreamJobs) and
+/// `POST /webhooks/alertmanager`, where Alertmanager delivers alerts (its
+/// webhook payload, version 4) that the autoscaler weighs for the job
+/// their `namespace` and `job` labels name.
 async fn serve_http(
     http: Http,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    alerts: Arc<std::sync::Mutex<crate::autoscale::alerts::Alerts>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use axum::{routing::get, Router};
+    use axum::{
+        routing::{get, post},
+        Router,
+    };
     let app = Router::new()
         .route(
             "/metrics",
@@ -210,6 +218,13 @@ async fn serve_http(
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/webhooks/alertmanager",
+            post(move |body: axum::body::Bytes| {
+                let alerts = alerts.clone();
+                async move { receive_alerts(&alerts, &body) }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -236,6 +251,39 @@ async fn serve_http(
             tracing::error!("metrics server stopped: {e}");
         }
     }))
+}
+
+/// Takes one Alertmanager webhook: 200 with what it counted, 400 for a
+/// body that is not a version 4 payload.
+fn receive_alerts(
+    alerts: &std::sync::Mutex<crate::autoscale::alerts::Alerts>,
+    body: &[u8],
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let Ok(mut alerts) = alerts.lock() else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "alerts unavailable".into(),
+        );
+    };
+    match alerts.receive(body, now) {
+        Ok(got) => {
+            tracing::info!(
+                firing = got.firing,
+                resolved = got.resolved,
+                ignored = got.ignored,
+                "alertmanager webhook"
+            );
+            let answer = serde_json::json!({
+                "firing": got.firing,
+                "resolved": got.resolved,
+                "ignored": got.ignored,
+            });
+            (StatusCode::OK, answer.to_string())
+        }
+        Err(why) => (StatusCode::BAD_REQUEST, why),
+    }
 }
 
 /// Aborts the task when dropped.

@@ -19,6 +19,9 @@ pub const CHECKPOINTS_HEALTHY: &str = "CheckpointsHealthy";
 pub const SPEC_VALID: &str = "SpecValid";
 pub const DEGRADED: &str = "Degraded";
 pub const PAUSED: &str = "ReconciliationPaused";
+/// Partitions move or pods change for the autoscaler (only while its mode
+/// is not `disabled`).
+pub const SCALING: &str = "Scaling";
 
 /// What the status is computed from, besides the job.
 #[derive(Clone, Debug)]
@@ -48,6 +51,8 @@ pub struct Facts {
     pub finished: Option<FinishedStatus>,
     /// Hot keys and watermark advice from the pods.
     pub insight: super::insight::Insight,
+    /// What the autoscaler measured and decided.
+    pub autoscaling: Option<eddy_api::spec::AutoscalingStatus>,
     pub now: Timestamp,
 }
 
@@ -160,7 +165,7 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         (false, "NotAnnotated", "reconciling".to_string())
     };
     let c = |type_, value| condition(&previous.conditions, type_, value, generation, facts.now);
-    let conditions = vec![
+    let mut conditions = vec![
         c(READY, ready),
         c(CHECKPOINTS_HEALTHY, healthy),
         c(
@@ -170,6 +175,14 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         c(DEGRADED, degraded),
         c(PAUSED, paused),
     ];
+    let scaling = facts
+        .autoscaling
+        .as_ref()
+        .filter(|a| a.mode != eddy_api::spec::AutoscalingMode::Disabled);
+    if let Some(a) = scaling {
+        let (moving, reason, message) = crate::autoscale::report::condition(a);
+        conditions.push(c(SCALING, (moving, &reason, message)));
+    }
     StreamJobStatus {
         observed_generation: facts.observed_generation,
         phase: Some(facts.phase),
@@ -187,6 +200,7 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         watermark_advice: facts.insight.advice,
         state_epoch: facts.state_epoch.filter(|e| *e > 0),
         finished: facts.finished,
+        autoscaling: facts.autoscaling,
     }
 }
 
@@ -310,6 +324,7 @@ spec:
             state_epoch: None,
             finished: None,
             insight: Default::default(),
+            autoscaling: None,
             now: now.parse().unwrap(),
         }
     }

@@ -22,9 +22,10 @@ use kube::{
 };
 
 use super::{
-    apply, observe, patch_status, publish, requeue_for, status, timing, Context, Error, JobMemory,
-    PAUSE_ANNOTATION,
+    apply, autoscaler, observe, patch_status, publish, requeue_for, status, timing, Context, Error,
+    JobMemory, PAUSE_ANNOTATION,
 };
+use crate::autoscale::moves::parallelism_override;
 use crate::build::{
     self,
     assignment::keep_or_spread,
@@ -129,6 +130,7 @@ impl Pass<'_> {
                 hot_key_summary: self.previous.hot_key_summary.clone(),
                 advice: self.previous.watermark_advice.clone(),
             },
+            autoscaling: self.previous.autoscaling.clone(),
             now: self.now,
         }
     }
@@ -242,10 +244,12 @@ async fn reconcile_valid(
         .last_reconciled_spec
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok());
+    // The pods the autoscaler set, while spec.parallelism stays.
+    let autoscaled = parallelism_override(&job.spec, job.status.as_ref());
     let assignment = keep_or_spread(
         &previous.assignment,
         job.spec.partitions,
-        job.spec.parallelism,
+        autoscaled.unwrap_or(job.spec.parallelism),
     );
     let built_for = (
         previous
@@ -261,6 +265,7 @@ async fn reconcile_valid(
             assignment: &assignment,
             state_epoch,
             finished,
+            parallelism: autoscaled,
         };
         build::build_for(job, runtime, &ctx.build)
     };
@@ -429,10 +434,10 @@ async fn reconcile_valid(
     }
 
     // Checkpoints on schedule while running and not changing.
-    let replicas = if finished.is_some() {
-        0
-    } else {
-        build::statefulset::replicas(&job.spec)
+    let replicas = match build::statefulset::replicas(&job.spec) {
+        _ if finished.is_some() => 0,
+        0 => 0,
+        n => autoscaled.unwrap_or(n),
     };
     let mut newly_finished = false;
     let mut insight = None;
@@ -463,6 +468,48 @@ async fn reconcile_valid(
         }
     }
 
+    // The autoscaler, once every pod runs the spec.
+    let mut autoscaling = pass.previous.autoscaling.clone();
+    let mut assignment = assignment;
+    let mut moving = false;
+    let settled = transition.is_none()
+        && finished.is_none()
+        && replicas > 0
+        && pass.observed.rolled_out()
+        && pass.observed.ready_pods() >= replicas as i32;
+    if settled {
+        let lag = crate::scheduler::lag_seconds(
+            newest(
+                memory.checkpoints.last_completed.clone(),
+                previous.last_checkpoint.clone(),
+            )
+            .as_ref(),
+            job.metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(pass.now, |t| t.0),
+            pass.now,
+        );
+        let look = autoscaler::Look {
+            ctx,
+            job,
+            namespace: &pass.namespace,
+            name: &pass.name,
+            pods: pass
+                .observed
+                .pod_urls(&pass.name, assignment.len() as u32, ctx.admin_port),
+            assignment: &assignment,
+            checkpoint_lag_s: lag as f64,
+            now: pass.now,
+        };
+        let stepped = autoscaler::step(&look, autoscaling.as_ref(), &mut memory.autoscale).await;
+        autoscaling = stepped.status;
+        moving = stepped.moving || stepped.assignment.is_some();
+        if let Some(reached) = stepped.assignment {
+            assignment = reached;
+        }
+    }
+
     let phase = match &transition {
         Some(t) => phase_of(&t.change),
         None if finished.is_some() => Phase::Finished,
@@ -481,8 +528,9 @@ async fn reconcile_valid(
     if let Some(insight) = insight {
         facts.insight = insight;
     }
+    facts.autoscaling = autoscaling;
     pass.write(facts).await?;
-    Ok(if transition.is_some() || newly_finished {
+    Ok(if transition.is_some() || newly_finished || moving {
         // Newly finished: the next pass scales the StatefulSet to zero.
         Action::requeue(STEP)
     } else if diff::suspended(&job.spec) || finished.is_some() {

@@ -82,11 +82,45 @@ pub struct PodAdvice {
     pub open_windows: f64,
 }
 
+/// `GET /partitions` of one processor: what it runs, and each one's load.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodPartitions {
+    #[serde(default)]
+    pub partitions: Vec<u32>,
+    #[serde(default)]
+    pub loads: Vec<PodPartitionLoad>,
+}
+
+/// One partition's load as a processor measures it (refreshed once a
+/// second).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodPartitionLoad {
+    pub partition: u32,
+    #[serde(default)]
+    pub events_per_second: f64,
+    /// Its share of the pod's time, 0 to 1.
+    #[serde(default)]
+    pub busy_ratio: f64,
+    /// Kafka records behind the end, when known.
+    #[serde(default)]
+    pub backlog: Option<u64>,
+    #[serde(default)]
+    pub state_bytes: u64,
+    #[serde(default)]
+    pub top_key_share: Option<f64>,
+}
+
+/// How long a partition move may take: the release waits for a
+/// checkpoint in the store, the acquire for its download.
+const MOVE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("{url}: no answer within {CALL_TIMEOUT:?}")]
-    Timeout { url: String },
+    #[error("{url}: no answer within {within:?}")]
+    Timeout { url: String, within: Duration },
     #[error("{url}: {message}")]
     Transport { url: String, message: String },
     #[error("{url}: HTTP {status}: {body}")]
@@ -118,10 +152,7 @@ impl AdminClient {
     pub async fn list(&self, base: &str) -> Result<Listing, CallError> {
         let url = format!("{base}/checkpoints");
         let body = self.call("GET", &url, String::new()).await?;
-        serde_json::from_str(&body).map_err(|e| CallError::Decode {
-            url,
-            message: e.to_string(),
-        })
+        decode(url, &body)
     }
 
     /// `POST {base}/checkpoints` with the operator's id; answers the id.
@@ -145,10 +176,40 @@ impl AdminClient {
     pub async fn stats(&self, base: &str) -> Result<PodStats, CallError> {
         let url = format!("{base}/stats");
         let body = self.call("GET", &url, String::new()).await?;
-        serde_json::from_str(&body).map_err(|e| CallError::Decode {
-            url,
-            message: e.to_string(),
-        })
+        decode(url, &body)
+    }
+
+    /// `GET {base}/partitions`.
+    pub async fn partitions(&self, base: &str) -> Result<PodPartitions, CallError> {
+        let url = format!("{base}/partitions");
+        let body = self.call("GET", &url, String::new()).await?;
+        decode(url, &body)
+    }
+
+    /// `POST {base}/partitions/{p}/release` under checkpoint `id`: answers
+    /// the checkpoint the partition was released at (the same again for
+    /// one released already).
+    #[tracing::instrument(name = "partition.release", skip(self), err)]
+    pub async fn release(&self, base: &str, partition: u32, id: u64) -> Result<u64, CallError> {
+        let url = format!("{base}/partitions/{partition}/release");
+        let body = serde_json::json!({ "id": id }).to_string();
+        let answer = self.call_within("POST", &url, body, MOVE_TIMEOUT).await?;
+        checkpoint_of(url, &answer)
+    }
+
+    /// `POST {base}/partitions/{p}/acquire` from checkpoint `at_least` or a
+    /// newer one: answers the checkpoint it runs from.
+    #[tracing::instrument(name = "partition.acquire", skip(self), err)]
+    pub async fn acquire(
+        &self,
+        base: &str,
+        partition: u32,
+        at_least: u64,
+    ) -> Result<u64, CallError> {
+        let url = format!("{base}/partitions/{partition}/acquire");
+        let body = serde_json::json!({ "checkpoint": at_least }).to_string();
+        let answer = self.call_within("POST", &url, body, MOVE_TIMEOUT).await?;
+        checkpoint_of(url, &answer)
     }
 
     /// `POST {base}/resume`: consume again after a final checkpoint.
@@ -158,6 +219,16 @@ impl AdminClient {
     }
 
     async fn call(&self, method: &str, url: &str, body: String) -> Result<String, CallError> {
+        self.call_within(method, url, body, CALL_TIMEOUT).await
+    }
+
+    async fn call_within(
+        &self,
+        method: &str,
+        url: &str,
+        body: String,
+        within: Duration,
+    ) -> Result<String, CallError> {
         let transport = |e: &dyn std::fmt::Display| CallError::Transport {
             url: url.to_string(),
             message: e.to_string(),
@@ -192,10 +263,27 @@ impl AdminClient {
                 })
             }
         };
-        tokio::time::timeout(CALL_TIMEOUT, exchange)
+        tokio::time::timeout(within, exchange)
             .await
             .map_err(|_| CallError::Timeout {
                 url: url.to_string(),
+                within,
             })?
     }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(url: String, body: &str) -> Result<T, CallError> {
+    serde_json::from_str(body).map_err(|e| CallError::Decode {
+        url,
+        message: e.to_string(),
+    })
+}
+
+/// The `checkpoint` of a move's answer.
+fn checkpoint_of(url: String, answer: &str) -> Result<u64, CallError> {
+    let value: serde_json::Value = decode(url.clone(), answer)?;
+    value["checkpoint"].as_u64().ok_or(CallError::Decode {
+        url,
+        message: format!("no checkpoint in {answer}"),
+    })
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use eddy_api::spec::CheckpointRecord;
 use jiff::Timestamp;
 
-pub use client::{AdminClient, Completed, Listing, PodStats};
+pub use client::{AdminClient, Completed, Listing, PodPartitionLoad, PodPartitions, PodStats};
 
 /// A checkpoint round: one id asked of every pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +160,21 @@ impl Scheduler {
                 r.map_err(|e| tracing::debug!("checkpoint listing: {e}"))
                     .ok()
             })
+            .collect()
+    }
+
+    /// The client the scheduler calls pods with.
+    pub fn client(&self) -> &AdminClient {
+        &self.client
+    }
+
+    /// `GET /partitions` of every pod; `None` for those that did not answer.
+    pub async fn partitions_all(&self, pods: &[String]) -> Vec<Option<PodPartitions>> {
+        let calls = pods.iter().map(|p| self.client.partitions(p));
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(|e| tracing::debug!("partitions: {e}")).ok())
             .collect()
     }
 
