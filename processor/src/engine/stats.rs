@@ -82,6 +82,19 @@ impl PartitionStats {
         self.rate_events += 1;
     }
 
+    /// Events per second as of `now_ms` (wall clock): the last whole
+    /// second's, or, once no event closed a second for two, what the
+    /// second still open has seen over its length, so an idle partition
+    /// reads near zero instead of its last busy second.
+    pub fn events_per_second_at(&self, now_ms: i64) -> f64 {
+        match self.rate_window_start {
+            Some(start) if now_ms - start >= 2_000 => {
+                self.rate_events as f64 * 1_000.0 / (now_ms - start) as f64
+            }
+            _ => self.events_per_second,
+        }
+    }
+
     pub fn record_late(&mut self, lateness_ms: i64) {
         self.late += 1;
         self.lateness.add(lateness_ms.max(0) as f64);
@@ -153,6 +166,17 @@ mod tests {
             "{}",
             s.events_per_second
         );
+    }
+
+    #[test]
+    fn an_idle_partition_reads_near_zero() {
+        let mut s = PartitionStats::new(0, 10, 60_000);
+        for i in 0..3000 {
+            s.record_event("k", i);
+        }
+        assert!((s.events_per_second_at(3_500) - 1000.0).abs() < 1.0);
+        let idle = s.events_per_second_at(3_000 + 60_000);
+        assert!(idle < 20.0, "{idle}");
     }
 
     #[test]

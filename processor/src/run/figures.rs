@@ -65,16 +65,22 @@ impl Pipeline {
         source: &Source,
     ) -> Snapshot {
         let stats: Vec<_> = self.engines().flat_map(|e| e.stats()).collect();
-        let recent: f64 = stats.iter().map(|s| s.events_per_second).sum();
+        let now_ms = wall_clock_ms();
+        let rates: Vec<f64> = stats
+            .iter()
+            .map(|s| s.events_per_second_at(now_ms))
+            .collect();
+        let recent: f64 = rates.iter().sum();
         let top_k = self.plan.engine.top_k;
         let mut partitions: Vec<PartitionFigures> = stats
             .iter()
-            .filter_map(|s| {
+            .zip(&rates)
+            .filter_map(|(s, &rate)| {
                 let p = s.partition;
                 let engine = self.engine_of(p)?;
                 let store = engine.store();
                 let share = if recent > 0.0 {
-                    s.events_per_second / recent
+                    rate / recent
                 } else {
                     1.0 / stats.len().max(1) as f64
                 };
@@ -89,7 +95,7 @@ impl Pipeline {
                         .partition_watermark(p)
                         .filter(|w| *w != i64::MIN && *w != i64::MAX),
                     lateness_seconds: s.lateness_seconds.clone(),
-                    events_per_second: s.events_per_second,
+                    events_per_second: rate,
                     busy_ratio: meter.busy_ratio * share,
                     backlog: source.backlog(p),
                     state_bytes: store.size_bytes(p).unwrap_or(0),
