@@ -3,7 +3,9 @@
 //! in mode `apply` with short windows. (a) One partition gets a backlog
 //! far beyond its pod: it is isolated on a pod of its own. (b) A surge on
 //! every partition: the job scales out. (c) Traffic stops: after the idle
-//! period it scales in. Every change moves partitions between running
+//! period it scales in. (d) The chart's checkpoint-lag alert, evaluated
+//! by a real Prometheus and delivered by a real Alertmanager to the
+//! operator's webhook, scales it out again. Every change moves partitions between running
 //! pods (none of the pods that stay restarts), and the table is exact
 //! after all of it.
 //!
@@ -317,6 +319,73 @@ spec:
     })
     .await;
 
+    // (d) The reaction of (b), from a real alert: Prometheus evaluates the
+    // chart's EddyCheckpointLag rule over the pods' metrics, Alertmanager
+    // delivers it to the operator's webhook. Checkpoints stop being
+    // scheduled so the pods' last checkpoint ages; the operator's own lag
+    // threshold is out of reach and full pods count as enough, so only
+    // the alert can ask for more pods.
+    let addresses = |pods: &[Pod], port: u16| -> Vec<String> {
+        pods.iter()
+            .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+            .map(|ip| format!("{ip}:{port}"))
+            .collect()
+    };
+    let operators: Api<Pod> = Api::namespaced(client.clone(), &operator_ns);
+    let operator = operators
+        .list(&ListParams::default().labels("app.kubernetes.io/name=eddy-operator"))
+        .await
+        .unwrap()
+        .items;
+    let webhook = format!(
+        "http://{}/webhooks/alertmanager",
+        addresses(&operator, 8080)[0]
+    );
+    let targets = addresses(&pods(&client, &ns).await, 9091);
+    let alerting = support::alerting::Alerting::start(
+        &targets,
+        &["checkpointLag.thresholdSeconds=8", "checkpointLag.for=0s"],
+        &webhook,
+    );
+    let patch = |value: serde_json::Value| {
+        let jobs = jobs.clone();
+        async move {
+            jobs.patch(
+                JOB,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(value),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    patch(json!({"spec": {
+        "checkpoints": {"interval": "10m"},
+        "autoscaling": {"checkpointLagThreshold": "1h", "targetUtilization": 1.0},
+    }}))
+    .await;
+    let alerted = |d: &eddy_api::spec::ScalingDecision| {
+        d.action == "ScaledOut" && d.applied && d.reason.contains("EddyCheckpointLag")
+    };
+    let job = eventually("a scale-out for the alert", 4 * MINUTE, || async {
+        let (job, a) = autoscaling(&jobs).await?;
+        (a.decisions.iter().any(alerted) && a.moving.is_none())
+            .then_some(job)
+            .ok_or(format!(
+                "last {:?}",
+                a.last_decision.map(|d| (d.action, d.reason))
+            ))
+    })
+    .await;
+    let status = job.status.unwrap();
+    eprintln!(
+        "[autoscaling] scaled out for the alert to {} after {:?}",
+        status.assignment.len(),
+        started.elapsed()
+    );
+    assert_eq!(status.assignment.len(), kept + 1);
+    patch(json!({"spec": {"checkpoints": {"interval": "3s"}}})).await;
+    drop(alerting);
     assert_eq!(
         uids(&client, &ns, 2).await,
         before,

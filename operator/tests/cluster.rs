@@ -933,3 +933,92 @@ async fn late_events_give_watermark_advice_and_a_warning_and_hot_keys_show() {
         .all(|(r, _)| r != "LateEventsDropped"));
     c.finish().await;
 }
+
+fn autoscaling_of(job: &StreamJob) -> Result<&eddy_api::spec::AutoscalingStatus, String> {
+    job.status
+        .as_ref()
+        .and_then(|s| s.autoscaling.as_ref())
+        .ok_or_else(|| "no status.autoscaling".into())
+}
+
+/// Mode recommend: the autoscaler measures every partition, decides, and
+/// says so in status, the Scaling condition and an Event, and changes
+/// nothing. Mode apply on a source whose partitions cannot move (a
+/// generator has one position for all) is refused by the processor:
+/// reported as ScalingBlocked, nothing moves. Disabled, it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_autoscaler_recommends_without_acting_and_reports_moves_it_cannot_make() {
+    let _slot = SLOTS.acquire().await.unwrap();
+    let mut c = Cluster::new("op-auto").await;
+    c.start_operator(IMAGE).await;
+    let autoscaling = |mode: &str| {
+        json!({"autoscaling": {
+            "mode": mode, "minReplicas": 1, "stabilizationWindow": "5s", "cooldown": "5s",
+            "scaleInIdleAfter": "10s", "metricsWindow": "10s",
+        }})
+    };
+    c.apply(&c.job("idle", autoscaling("recommend"))).await;
+    running(&c, "idle").await;
+    let pods = uids(&c.pods("idle").await);
+    let job = c
+        .wait_job("idle", "a recommendation to scale in", 2 * MINUTE, |job| {
+            let a = autoscaling_of(job)?;
+            let last = a.last_decision.as_ref().ok_or("no decision yet")?;
+            (last.action == "ScaledIn" && a.partitions.len() == 4)
+                .then_some(())
+                .ok_or(format!("{a:?}"))
+        })
+        .await;
+    let a = autoscaling_of(&job).unwrap();
+    assert_eq!(a.recommended_parallelism, Some(1));
+    assert_eq!(a.parallelism, None, "recommend sets no pods");
+    let last = a.last_decision.as_ref().unwrap();
+    assert!(!last.applied && last.from == 2 && last.to == 1, "{last:?}");
+    assert!(a.moving.is_none());
+    assert!(a
+        .partitions
+        .iter()
+        .all(|p| p.events_per_second > 0.0 && p.load < 0.7));
+    let (status, reason, _) = condition(&job, "Scaling").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "ScaledIn"));
+    let events = c.events("idle").await;
+    let scaled_in: Vec<_> = events.iter().filter(|(r, _)| r == "ScaledIn").collect();
+    assert_eq!(
+        scaled_in.len(),
+        1,
+        "the same recommendation is sent once: {events:?}"
+    );
+    assert!(scaled_in[0].1.contains("recommended only"), "{scaled_in:?}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(uids(&c.pods("idle").await), pods, "nothing changed");
+    let job = c.jobs().get("idle").await.unwrap();
+    assert_eq!(job.status.as_ref().unwrap().assignment.len(), 2);
+
+    // Apply: the processor refuses to release a generator's partition.
+    let mut applied = c.job("idle", autoscaling("apply"));
+    applied["spec"]["autoscaling"]["cooldown"] = json!("1m");
+    c.apply(&applied).await;
+    eddy_testkit::eventually("ScalingBlocked", 2 * MINUTE, || async {
+        let events = c.events("idle").await;
+        events
+            .iter()
+            .find(|(r, m)| r == "ScalingBlocked" && m.contains("partitions cannot move"))
+            .map(drop)
+            .ok_or(format!("{events:?}"))
+    })
+    .await;
+    let job = c.jobs().get("idle").await.unwrap();
+    let a = autoscaling_of(&job).unwrap();
+    assert!(a.moving.is_none() && a.parallelism.is_none(), "{a:?}");
+    assert_eq!(uids(&c.pods("idle").await), pods, "nothing changed");
+
+    // Disabled: no autoscaling status, no Scaling condition.
+    c.apply(&c.job("idle", autoscaling("disabled"))).await;
+    c.wait_job("idle", "the autoscaler gone", MINUTE, |job| {
+        let gone = job.status.as_ref().is_some_and(|s| s.autoscaling.is_none())
+            && condition(job, "Scaling").is_none();
+        gone.then_some(()).ok_or("still there".into())
+    })
+    .await;
+    c.finish().await;
+}

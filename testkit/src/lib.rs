@@ -88,6 +88,12 @@ pub fn prometheus() -> String {
     require("EDDY_TEST_PROMETHEUS")
 }
 
+/// Path of the Alertmanager binary (Debian's `prometheus-alertmanager`
+/// package); tests start it themselves, on loopback.
+pub fn alertmanager() -> String {
+    require("EDDY_TEST_ALERTMANAGER")
+}
+
 /// A name unique to this test process and call, for buckets, topics and
 /// schemas, so tests can share one server and run in parallel.
 pub fn unique_name(prefix: &str) -> String {

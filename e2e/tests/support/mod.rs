@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod alerting;
+
 use std::{
     collections::BTreeMap,
     process::{Command, Output},

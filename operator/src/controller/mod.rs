@@ -376,20 +376,34 @@ async fn patch_status(
 }
 
 /// The merge patch from `old` to `new`: `new`, plus a `null` for every
-/// field `old` has and `new` no longer does (a merge patch keeps what it
-/// does not mention, so an unset lag would otherwise stay forever).
+/// field `old` has and `new` no longer does, at any depth (a merge patch
+/// keeps what it does not mention, so an unset lag, or the partition of a
+/// decision that has none, would otherwise stay forever).
 fn status_patch(
     old: Option<&eddy_api::spec::StreamJobStatus>,
     new: &eddy_api::spec::StreamJobStatus,
 ) -> serde_json::Value {
     let mut patch = serde_json::to_value(new).unwrap_or_default();
-    let old = old.and_then(|o| serde_json::to_value(o).ok());
-    if let (Some(serde_json::Value::Object(old)), Some(fields)) = (old, patch.as_object_mut()) {
-        for key in old.keys() {
-            fields.entry(key.clone()).or_insert(serde_json::Value::Null);
-        }
+    if let Some(old) = old.and_then(|o| serde_json::to_value(o).ok()) {
+        null_removed(&old, &mut patch);
     }
     patch
+}
+
+/// Adds to `new` a `null` for each field of `old` it lacks, into objects
+/// both have (arrays are replaced whole by a merge patch).
+fn null_removed(old: &serde_json::Value, new: &mut serde_json::Value) {
+    let (serde_json::Value::Object(old), serde_json::Value::Object(new)) = (old, new) else {
+        return;
+    };
+    for (key, was) in old {
+        match new.get_mut(key) {
+            Some(now) => null_removed(was, now),
+            None => {
+                new.insert(key.clone(), serde_json::Value::Null);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -408,6 +422,35 @@ mod tests {
         assert!(patch.as_object().unwrap().contains_key("selector"));
         let fresh = super::status_patch(None, &old);
         assert_eq!(fresh["selector"], "a=b");
+    }
+
+    #[test]
+    fn a_nested_field_the_new_status_drops_is_cleared() {
+        use eddy_api::spec::{AutoscalingStatus, ScalingDecision};
+        let decision = |partition| ScalingDecision {
+            time: "t".into(),
+            action: "A".into(),
+            reason: "r".into(),
+            from: 1,
+            to: 1,
+            partition,
+            applied: false,
+        };
+        let with = |partition| StreamJobStatus {
+            autoscaling: Some(AutoscalingStatus {
+                last_decision: Some(decision(partition)),
+                ..AutoscalingStatus::default()
+            }),
+            ..StreamJobStatus::default()
+        };
+        let patch = super::status_patch(Some(&with(Some(3))), &with(None));
+        let last = &patch["autoscaling"]["lastDecision"];
+        assert!(
+            last.as_object().unwrap().contains_key("partition"),
+            "{patch}"
+        );
+        assert_eq!(last["partition"], serde_json::Value::Null);
+        assert_eq!(last["reason"], "r");
     }
 
     #[test]

@@ -87,32 +87,33 @@ pub(crate) async fn restore_all(
     let mut common = ids.iter().flatten().copied().min().unwrap_or(0);
     if independent {
         common = ids.iter().flatten().copied().max().unwrap_or(0);
-    }
-    while !independent {
-        let mut lowest = common;
-        for (&p, manifest) in found.iter_mut() {
-            if manifest.as_ref().is_some_and(|m| m.id != common) {
-                let dir = crate::state::partition_dir(state_dir, p);
-                let at_most = Select {
-                    max_id: Some(common),
-                    ..select
-                };
-                *manifest = super::restore(store, p, &dir, at_most).await?.manifest;
-            }
-            match manifest.as_ref().map(|m| m.id) {
-                None => {
-                    return fresh(
-                        &mut lines,
-                        format!("partition {p} has no usable checkpoint at or before {common}"),
-                    )
+    } else {
+        loop {
+            let mut lowest = common;
+            for (&p, manifest) in found.iter_mut() {
+                if manifest.as_ref().is_some_and(|m| m.id != common) {
+                    let dir = crate::state::partition_dir(state_dir, p);
+                    let at_most = Select {
+                        max_id: Some(common),
+                        ..select
+                    };
+                    *manifest = super::restore(store, p, &dir, at_most).await?.manifest;
                 }
-                Some(id) => lowest = lowest.min(id),
+                match manifest.as_ref().map(|m| m.id) {
+                    None => {
+                        return fresh(
+                            &mut lines,
+                            format!("partition {p} has no usable checkpoint at or before {common}"),
+                        )
+                    }
+                    Some(id) => lowest = lowest.min(id),
+                }
             }
+            if lowest == common {
+                break;
+            }
+            common = lowest;
         }
-        if lowest == common {
-            break;
-        }
-        common = lowest;
     }
     let first = found
         .values()
