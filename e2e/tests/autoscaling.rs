@@ -159,26 +159,8 @@ async fn hot_partitions_are_isolated_surges_scale_out_and_idle_jobs_scale_in_liv
     let id = eddy_testkit::unique_name("auto");
     let ns = format!("{id}-jobs");
     let operator_ns = format!("{id}-system");
-    let tag = image_tag();
     kubectl(&["create", "namespace", &ns]);
-    let chart = repo().join("charts/eddy");
-    helm(&[
-        "install",
-        "eddy",
-        chart.to_str().unwrap(),
-        "--namespace",
-        &operator_ns,
-        "--create-namespace",
-        "--set",
-        &format!("watchNamespace={ns}"),
-        "--set",
-        &format!("image.tag={tag}"),
-        "--set",
-        &format!("processorImage.tag={tag}"),
-        "--wait",
-        "--timeout",
-        "3m",
-    ]);
+    install_chart(&operator_ns, &ns);
 
     let brokers = eddy_testkit::kafka_brokers();
     let topic = eddy_testkit::unique_name("clicks");
@@ -186,26 +168,7 @@ async fn hot_partitions_are_isolated_surges_scale_out_and_idle_jobs_scale_in_liv
     let bucket = "eddy-e2e";
     eddy_testkit::s3::create_bucket(bucket).await;
     let table_name = id.replace('-', "_");
-    let s3 = eddy_testkit::s3();
-    kubectl(&[
-        "create",
-        "secret",
-        "generic",
-        "s3",
-        "-n",
-        &ns,
-        &format!("--from-literal=AWS_ACCESS_KEY_ID={}", s3.access_key),
-        &format!("--from-literal=AWS_SECRET_ACCESS_KEY={}", s3.secret_key),
-    ]);
-    kubectl(&[
-        "create",
-        "secret",
-        "generic",
-        "db",
-        "-n",
-        &ns,
-        &format!("--from-literal=url={}", cluster_postgres()),
-    ]);
+    create_secrets(&ns);
     let job = format!(
         "apiVersion: eddy.dev/v1alpha1
 kind: StreamJob
@@ -394,25 +357,7 @@ spec:
 
     // Exactly the expected results.
     produce(&brokers, &topic, &traffic.flush());
-    let url = eddy_testkit::postgres_url();
-    let expected = traffic.expected();
-    eventually("the table to hold every result", 5 * MINUTE, || async {
-        let (rows, all_final) = table(&url, &table_name).await?;
-        if rows == expected && all_final {
-            return Ok(());
-        }
-        let missing = expected.keys().filter(|k| !rows.contains_key(k)).count();
-        let wrong = expected
-            .iter()
-            .filter(|(k, v)| rows.get(*k).is_some_and(|r| r != *v))
-            .count();
-        Err(format!(
-            "{} rows, {} expected: {missing} missing, {wrong} different; all final: {all_final}",
-            rows.len(),
-            expected.len()
-        ))
-    })
-    .await;
+    wait_exact(&table_name, &traffic.expected()).await;
 
     // What users see.
     let reasons: Vec<String> = eddy_testkit::kube::stream_job_events(&client, &ns, JOB)

@@ -129,30 +129,13 @@ async fn a_kafka_to_postgres_job_is_exact_through_pod_kills_rescales_and_upgrade
         ns: format!("{id}-jobs"),
         operator_ns: format!("{id}-system"),
     };
-    let tag = image_tag();
     kubectl(&["create", "namespace", &e2e.ns]);
 
     // The chart: the operator watches the jobs' namespace only, so other
     // tests' namespaces are not its business.
     let chart = repo().join("charts/eddy");
     let release = "eddy";
-    helm(&[
-        "install",
-        release,
-        chart.to_str().unwrap(),
-        "--namespace",
-        &e2e.operator_ns,
-        "--create-namespace",
-        "--set",
-        &format!("watchNamespace={}", e2e.ns),
-        "--set",
-        &format!("image.tag={tag}"),
-        "--set",
-        &format!("processorImage.tag={tag}"),
-        "--wait",
-        "--timeout",
-        "3m",
-    ]);
+    install_chart(&e2e.operator_ns, &e2e.ns);
 
     // Kafka, S3 and PostgreSQL, and the job's Secrets.
     let brokers = eddy_testkit::kafka_brokers();
@@ -161,26 +144,7 @@ async fn a_kafka_to_postgres_job_is_exact_through_pod_kills_rescales_and_upgrade
     let bucket = "eddy-e2e";
     eddy_testkit::s3::create_bucket(bucket).await;
     let table_name = id.replace('-', "_");
-    let s3 = eddy_testkit::s3();
-    kubectl(&[
-        "create",
-        "secret",
-        "generic",
-        "s3",
-        "-n",
-        &e2e.ns,
-        &format!("--from-literal=AWS_ACCESS_KEY_ID={}", s3.access_key),
-        &format!("--from-literal=AWS_SECRET_ACCESS_KEY={}", s3.secret_key),
-    ]);
-    kubectl(&[
-        "create",
-        "secret",
-        "generic",
-        "db",
-        "-n",
-        &e2e.ns,
-        &format!("--from-literal=url={}", cluster_postgres()),
-    ]);
+    create_secrets(&e2e.ns);
     let job = format!(
         "apiVersion: eddy.dev/v1alpha1
 kind: StreamJob
@@ -300,28 +264,7 @@ spec:
     e2e.ready("the job after the last deletions").await;
 
     // Exactly the expected results.
-    let expected = expected(batches);
-    let url = eddy_testkit::postgres_url();
-    let (rows, all_final) = eventually("the table to hold every result", 5 * MINUTE, || async {
-        let (rows, all_final) = table(&url, &table_name).await?;
-        if rows == expected && all_final {
-            return Ok((rows, all_final));
-        }
-        let missing = expected.keys().filter(|k| !rows.contains_key(k)).count();
-        let wrong = expected
-            .iter()
-            .filter(|(k, v)| rows.get(*k).is_some_and(|r| r != *v))
-            .count();
-        Err(format!(
-            "{} rows, {} expected: {missing} missing, {wrong} different, {} extra; all final: {all_final}",
-            rows.len(),
-            expected.len(),
-            rows.keys().filter(|k| !expected.contains_key(k)).count()
-        ))
-    })
-    .await;
-    assert_eq!(rows, expected);
-    assert!(all_final);
+    wait_exact(&table_name, &expected(batches)).await;
 
     // What users look at.
     let get = kubectl(&["get", "streamjobs", "-n", &e2e.ns]);

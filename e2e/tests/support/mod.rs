@@ -86,6 +86,56 @@ pub fn helm(args: &[&str]) -> String {
 
 pub use eddy_testkit::eventually;
 
+/// `helm install` of the chart as release `eddy` into `operator_ns`
+/// (created), its operator watching `watch` only (so other tests'
+/// namespaces are not its business), the images at [`image_tag`].
+pub fn install_chart(operator_ns: &str, watch: &str) {
+    let chart = repo().join("charts/eddy");
+    let tag = image_tag();
+    helm(&[
+        "install",
+        "eddy",
+        chart.to_str().unwrap(),
+        "--namespace",
+        operator_ns,
+        "--create-namespace",
+        "--set",
+        &format!("watchNamespace={watch}"),
+        "--set",
+        &format!("image.tag={tag}"),
+        "--set",
+        &format!("processorImage.tag={tag}"),
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
+}
+
+/// The Secrets a job in `ns` names: `s3` (the store's credentials) and
+/// `db` (`url`: the PostgreSQL URL as the pods reach it).
+pub fn create_secrets(ns: &str) {
+    let s3 = eddy_testkit::s3();
+    kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "s3",
+        "-n",
+        ns,
+        &format!("--from-literal=AWS_ACCESS_KEY_ID={}", s3.access_key),
+        &format!("--from-literal=AWS_SECRET_ACCESS_KEY={}", s3.secret_key),
+    ]);
+    kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "-n",
+        ns,
+        &format!("--from-literal=url={}", cluster_postgres()),
+    ]);
+}
+
 /// Partitions of the source topic.
 pub const PARTITIONS: i32 = 4;
 /// Event time of the first event (epoch milliseconds).
@@ -157,6 +207,32 @@ pub use eddy_testkit::produce::produce;
 /// Creates `topic` with [`PARTITIONS`] partitions.
 pub async fn create_topic(brokers: &str, topic: &str) {
     eddy_testkit::produce::create_topics(brokers, &[(topic, PARTITIONS)]).await;
+}
+
+/// Waits (five minutes at most) until the results table `table_name`
+/// holds exactly `expected`, every row final; panics saying how it differs.
+pub async fn wait_exact(table_name: &str, expected: &BTreeMap<(String, i64), (u64, f64)>) {
+    let url = eddy_testkit::postgres_url();
+    let wait = std::time::Duration::from_secs(300);
+    eventually("the table to hold every result", wait, || async {
+        let (rows, all_final) = table(&url, table_name).await?;
+        if &rows == expected && all_final {
+            return Ok(());
+        }
+        let missing = expected.keys().filter(|k| !rows.contains_key(k)).count();
+        let wrong = expected
+            .iter()
+            .filter(|(k, v)| rows.get(*k).is_some_and(|r| r != *v))
+            .count();
+        Err(format!(
+            "{} rows, {} expected: {missing} missing, {wrong} different, {} extra; all final: \
+             {all_final}",
+            rows.len(),
+            expected.len(),
+            rows.keys().filter(|k| !expected.contains_key(k)).count()
+        ))
+    })
+    .await;
 }
 
 /// The results table: (user, window start) → (count, sum), and whether

@@ -51,16 +51,7 @@ mod tests {
     use eddy_api::spec::AutoscalingStatus;
 
     use super::*;
-
-    fn pods(list: &[&[u32]]) -> Vec<PodAssignment> {
-        list.iter()
-            .enumerate()
-            .map(|(i, p)| PodAssignment {
-                ordinal: i as u32,
-                partitions: p.to_vec(),
-            })
-            .collect()
-    }
+    use crate::autoscale::tests::pods;
 
     #[test]
     fn only_partitions_that_change_pods_move() {

@@ -30,7 +30,8 @@ fn bounds() -> Bounds {
     }
 }
 
-fn pods(of: &[&[u32]]) -> Vec<PodAssignment> {
+/// An assignment: pod `i` owns `of[i]`.
+pub(super) fn pods(of: &[&[u32]]) -> Vec<PodAssignment> {
     of.iter()
         .enumerate()
         .map(|(i, p)| PodAssignment {
