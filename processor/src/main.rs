@@ -48,7 +48,9 @@ enum Command {
         /// ordinal its `--pod-name` ends in.
         #[arg(long, env = "EDDY_ASSIGNMENT", requires = "pod_name")]
         assignment: Option<PathBuf>,
-        /// This pod's name (`<job>-<ordinal>`), for `--assignment`.
+        /// This pod's name (`<job>-<ordinal>`): its entry of `--assignment`,
+        /// and its Kafka transactional id, which a restart takes over (so it
+        /// fences its former self wherever partitions moved meanwhile).
         #[arg(long, env = "POD_NAME")]
         pod_name: Option<String>,
         /// Take no periodic checkpoints: something outside (the operator,
@@ -132,7 +134,7 @@ fn main() -> ExitCode {
         } => {
             let partitions = match assignment {
                 None => partitions,
-                Some(path) => match read_assignment(&path, pod_name.as_deref().unwrap_or("")) {
+                Some(ref path) => match read_assignment(path, pod_name.as_deref().unwrap_or("")) {
                     Ok(owned) => Some(owned),
                     Err(e) => {
                         eprintln!("error: {}: {e}", path.display());
@@ -151,6 +153,7 @@ fn main() -> ExitCode {
                 metrics_addr,
                 hold_when_finished,
                 state_epoch,
+                pod_name,
             };
             run_file(&file, state_dir, partitions, options)
         }
@@ -164,6 +167,7 @@ struct RunOptions {
     metrics_addr: Option<std::net::SocketAddr>,
     hold_when_finished: bool,
     state_epoch: u64,
+    pod_name: Option<String>,
 }
 
 /// Who triggers checkpoints.
@@ -266,6 +270,7 @@ fn run_file(
         metrics_addr,
         hold_when_finished,
         state_epoch,
+        pod_name,
     } = options;
     let job = match read_job(file) {
         Ok(job) => job,
@@ -290,6 +295,9 @@ fn run_file(
     }
     plan.checkpoints.epoch = state_epoch;
     plan.hold_when_finished = hold_when_finished;
+    if let (Some(t), Some(pod)) = (plan.transaction.as_mut(), pod_name.as_deref()) {
+        t.named_for(pod);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

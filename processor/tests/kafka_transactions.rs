@@ -217,3 +217,107 @@ fn a_transactional_topic_commits_every_result_once_despite_crashes() {
         "the last committed revision of every result is the expected one"
     );
 }
+
+/// Partitions move between two running processors that write through
+/// Kafka transactions: the old owner's release checkpoint commits the
+/// partition's results up to its cut, the new owner commits them from
+/// there. The new owner is then killed and restarted owning what it owns
+/// now: each partition restores the checkpoint its results were last
+/// committed with (they differ after the move), so read_committed sees
+/// every result revision once.
+#[test]
+fn partitions_move_between_transactional_processors_and_every_result_commits_once() {
+    use common::moves::{moved, owned, start};
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("events");
+    let output_topic = eddy_testkit::unique_name("committed");
+    let bucket = eddy_testkit::unique_name("txn");
+    produce(&brokers, &topic);
+    create_topics(&brokers, &[(&output_topic, 1)]);
+    create_bucket(&bucket);
+    let run = Run::new(&brokers, &topic, &output_topic, &bucket);
+    let dir = run.dir.path();
+    let job = std::fs::read_to_string(dir.join("job-100ms.yaml"))
+        .unwrap()
+        .replace("stopAtEnd: true", "stopAtEnd: false")
+        .replace("interval: 100ms", "interval: 300ms")
+        .lines()
+        .map(|l| match l.starts_with("  invalidOutput:") {
+            // A file of one processor cannot follow moving partitions.
+            true => "  invalidOutput: {stderr: {}}",
+            false => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("job.yaml"), job).unwrap();
+    let (mut a, a_addr) = start(dir, "a", "0,1");
+    let (mut b, b_addr) = start(dir, "b", "2,3");
+    let read = |addr: &str| {
+        let (_, body) = common::http(addr, "GET", "/stats", "");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["eventsRead"]
+            .as_u64()
+            .unwrap()
+    };
+    common::wait_for("both to have read some", || {
+        read(&a_addr) >= 5_000 && read(&b_addr) >= 5_000
+    });
+    let one = moved(&a_addr, &b_addr, 1);
+    let two = moved(&b_addr, &a_addr, 2);
+    println!("moved 1 (checkpoint {one}) and 2 (checkpoint {two})");
+    assert_eq!(owned(&a_addr), serde_json::json!([0, 2]));
+    assert_eq!(owned(&b_addr), serde_json::json!([1, 3]));
+    // Killed at once: what b wrote for partition 1 since it took it over is
+    // in a transaction that never commits.
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let (mut b, _) = start(dir, "b", "1,3");
+    // An event far ahead in every partition closes every window.
+    let ends: Vec<(i32, String)> = (0..4)
+        .map(|p| {
+            let ts = common::events::START + 36_000_000;
+            let end = serde_json::json!({"user": format!("end-{p}"), "ts": ts, "amount": 0});
+            (p, end.to_string())
+        })
+        .collect();
+    eddy_testkit::produce::produce(&brokers, &topic, &ends);
+
+    let committed_all = || {
+        let (committed, _) = output(&brokers, &output_topic);
+        let mut latest = BTreeMap::new();
+        for message in &committed.messages {
+            let (_, (window, aggregates)) = parse(message);
+            if !window.0.starts_with("end-") {
+                latest.insert(window, aggregates);
+            }
+        }
+        (committed, latest)
+    };
+    let expected = expected();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let committed = loop {
+        let (committed, latest) = committed_all();
+        if latest == expected {
+            break committed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} windows at their expected values",
+            expected
+                .iter()
+                .filter(|(k, v)| latest.get(*k) == Some(*v))
+                .count(),
+            expected.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let mut seen = BTreeSet::new();
+    for message in &committed.messages {
+        let ((id, revision), _) = parse(message);
+        assert!(
+            seen.insert((id.clone(), revision)),
+            "result {id} revision {revision} committed twice"
+        );
+    }
+    common::interrupt(&mut a);
+    common::interrupt(&mut b);
+}

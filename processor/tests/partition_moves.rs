@@ -8,21 +8,22 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    process::{Child, Command},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use common::{
     create_bucket,
     events::{expected, produce, START},
-    http, interrupt, query, spawn_until, wait_for, with_s3_credentials, BIN,
+    http, interrupt,
+    moves::{moved, owned, post, start},
+    query, spawn_until, wait_for, BIN,
 };
 use serde_json::Value;
 
 fn job_yaml(dir: &std::path::Path, brokers: &str, topic: &str, bucket: &str, table: &str) {
     let url = eddy_testkit::postgres_url();
     let s3 = eddy_testkit::s3();
-    let d = dir.display();
     let yaml = format!(
         "apiVersion: eddy.dev/v1alpha1
 kind: StreamJob
@@ -37,51 +38,12 @@ spec:
   allowedLateness: 10s
   aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
   sinks: [{{postgres: {{url: '{url}', table: {table}, createTable: true}}}}]
-  invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}
+  invalidOutput: {{stderr: {{}}}}
   checkpoints: {{store: 's3://{bucket}/{table}', endpoint: '{}', interval: 200ms, retain: 3}}
 ",
         s3.endpoint
     );
     std::fs::write(dir.join("job.yaml"), yaml).unwrap();
-}
-
-/// A processor of the job owning `partitions`, with its admin address.
-fn start(dir: &std::path::Path, name: &str, partitions: &str) -> (Child, String) {
-    let mut command = Command::new(BIN);
-    with_s3_credentials(&mut command)
-        .arg("run")
-        .arg(dir.join("job.yaml"))
-        .args(["--partitions", partitions, "--admin-addr", "127.0.0.1:0"])
-        .arg("--state-dir")
-        .arg(dir.join(name));
-    let (child, addr) = spawn_until(&mut command, "admin API on http://");
-    wait_for("ready", || http(&addr, "GET", "/readyz", "").0 == 200);
-    (child, addr)
-}
-
-fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
-    let (status, body) = http(addr, "POST", path, body);
-    (
-        status,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
-}
-
-fn owned(addr: &str) -> Value {
-    let (_, body) = http(addr, "GET", "/partitions", "");
-    serde_json::from_str::<Value>(&body).unwrap()["partitions"].clone()
-}
-
-/// Moves `partition` from the processor at `from` to the one at `to`.
-fn moved(from: &str, to: &str, partition: u32) -> u64 {
-    let (status, released) = post(from, &format!("/partitions/{partition}/release"), "");
-    assert_eq!(status, 200, "{released}");
-    let id = released["checkpoint"].as_u64().unwrap();
-    let body = format!("{{\"checkpoint\": {id}}}");
-    let (status, acquired) = post(to, &format!("/partitions/{partition}/acquire"), &body);
-    assert_eq!(status, 200, "{acquired}");
-    assert_eq!(acquired["checkpoint"], id, "from its release checkpoint");
-    id
 }
 
 fn table(name: &str) -> BTreeMap<(String, i64), (u64, f64)> {
@@ -184,14 +146,21 @@ fn partitions_move_between_running_processors_and_the_table_stays_exact() {
     interrupt(&mut b);
 }
 
-/// Only Kafka partitions move: a generator has one position for all its
-/// partitions.
+/// Only Kafka partitions move (a generator has one position for all its
+/// partitions), and only where no output is a file of the processor.
 #[test]
-fn a_source_with_one_position_refuses_moves() {
+fn a_source_with_one_position_or_a_file_output_refuses_moves() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    let yaml = format!(
-        "apiVersion: eddy.dev/v1alpha1
+    for (sink, why) in [
+        (
+            format!("{{file: {{path: {d}/results.jsonl}}}}"),
+            "is a file",
+        ),
+        ("{stdout: {}}".to_string(), "generator"),
+    ] {
+        let yaml = format!(
+            "apiVersion: eddy.dev/v1alpha1
 kind: StreamJob
 metadata: {{name: fixed}}
 spec:
@@ -200,28 +169,30 @@ spec:
   keyField: user
   eventTime: {{field: ts}}
   window: {{tumbling: {{size: 1s}}}}
-  sinks: [{{file: {{path: {d}/results.jsonl}}}}]
+  sinks: [{sink}]
   checkpoints: {{store: 'file://{d}/ckpt', interval: 1h}}
 "
-    );
-    std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
-    let (mut child, addr) = spawn_until(
-        Command::new(BIN)
-            .args(["run", "--admin-addr", "127.0.0.1:0"])
-            .arg(dir.path().join("job.yaml")),
-        "admin API on http://",
-    );
-    wait_for("ready", || http(&addr, "GET", "/readyz", "").0 == 200);
-    let (status, refused) = post(&addr, "/partitions/1/release", "");
-    assert_eq!(status, 409, "{refused}");
-    assert!(
-        refused["error"].as_str().unwrap().contains("generator"),
-        "{refused}"
-    );
-    assert_eq!(owned(&addr), serde_json::json!([0, 1]), "nothing moved");
-    let (status, _) = post(&addr, "/partitions/1/release", "{\"bogus\": 1}");
-    assert_eq!(status, 400);
-    interrupt(&mut child);
+        );
+        std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+        let (mut child, addr) = spawn_until(
+            Command::new(BIN)
+                .args(["run", "--admin-addr", "127.0.0.1:0"])
+                .arg(dir.path().join("job.yaml"))
+                .stdout(std::process::Stdio::null()),
+            "admin API on http://",
+        );
+        wait_for("ready", || http(&addr, "GET", "/readyz", "").0 == 200);
+        let (status, refused) = post(&addr, "/partitions/1/release", "");
+        assert_eq!(status, 409, "{refused}");
+        assert!(
+            refused["error"].as_str().unwrap().contains(why),
+            "{why}: {refused}"
+        );
+        assert_eq!(owned(&addr), serde_json::json!([0, 1]), "nothing moved");
+        let (status, _) = post(&addr, "/partitions/1/release", "{\"bogus\": 1}");
+        assert_eq!(status, 400);
+        interrupt(&mut child);
+    }
 }
 
 /// A release whose checkpoint cannot be stored keeps the partition: `500`
@@ -252,7 +223,7 @@ spec:
   eventTime: {{field: ts, format: epochMillis}}
   window: {{tumbling: {{size: 1h}}}}
   aggregations: [{{op: count, name: n}}]
-  sinks: [{{file: {{path: {d}/results.jsonl}}}}]
+  sinks: [{{stdout: {{}}}}]
   checkpoints: {{store: 'file://{d}/store', interval: 1h}}
 "
     );

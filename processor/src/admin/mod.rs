@@ -35,8 +35,13 @@
 //!   new, else `409`) is downloaded while the other partitions go on, then
 //!   it joins the worker with the fewest partitions and its source resumes
 //!   at the checkpoint's offset; `200 {"partition": p, "checkpoint": N}`
-//!   once it runs. Only Kafka sources without a Kafka transaction move
-//!   (`409` says why otherwise).
+//!   once it runs. Only Kafka partitions move, and only from a processor
+//!   with no file output (`409` says why otherwise). With a Kafka
+//!   transaction, the release checkpoint's transaction commits the
+//!   partition's results up to its cut and records that checkpoint for it;
+//!   its new owner's transactions record it from then on, and a restart
+//!   restores each partition from the checkpoint its results were last
+//!   committed with.
 //!
 //! Handlers never touch state: they send a [`Command`] to the run loop and
 //! read the [`Status`] it publishes.

@@ -8,8 +8,14 @@ use crate::job::{JobPlan, Seed};
 
 /// What restoring a processor's partitions found.
 pub(crate) struct RestoredAll {
-    /// The common checkpoint all partitions were restored to, if any.
+    /// The common checkpoint all partitions were restored to, if any (with
+    /// Kafka offsets and no file sinks, each partition's own newest: then
+    /// the newest of them).
     pub(crate) cut: Option<Cut>,
+    /// The oldest checkpoint a partition was restored from.
+    pub(crate) oldest: Option<u64>,
+    /// Each partition resumed from a checkpoint of its own.
+    pub(crate) each: bool,
     /// Checkpoints rejected as incomplete or corrupt.
     pub(crate) fallbacks: u64,
     /// What to tell the user.
@@ -29,11 +35,18 @@ pub(crate) async fn restore_all(
     partitions: &[u32],
     state_dir: &Path,
     select: Select,
+    bounds: &BTreeMap<u32, u64>,
 ) -> anyhow::Result<RestoredAll> {
     let mut lines = Vec::new();
     let mut found = BTreeMap::new();
     let mut fallbacks = 0;
     for &p in partitions {
+        // A partition's own bound (the checkpoint a Kafka transaction last
+        // committed its results with) over the common one.
+        let select = Select {
+            max_id: bounds.get(&p).copied().or(select.max_id),
+            ..select
+        };
         let restored =
             super::restore(store, p, &crate::state::partition_dir(state_dir, p), select).await?;
         for (id, why) in &restored.rejected {
@@ -46,6 +59,8 @@ pub(crate) async fn restore_all(
     if ids.iter().all(Option::is_none) {
         return Ok(RestoredAll {
             cut: None,
+            oldest: None,
+            each: false,
             fallbacks,
             lines,
         });
@@ -60,6 +75,8 @@ pub(crate) async fn restore_all(
         lines.push(format!("starting from the beginning: {why}"));
         Ok(RestoredAll {
             cut: None,
+            oldest: None,
+            each: false,
             fallbacks,
             lines: std::mem::take(lines),
         })
@@ -72,15 +89,14 @@ pub(crate) async fn restore_all(
     }
     // Partitions that keep their own source position (Kafka offsets) and
     // no sink position (a file's length) resume each from its newest
-    // checkpoint: after a live move their newest ids differ, and walking
-    // down to a common one would replay what the move's checkpoint covers,
-    // or find nothing that old. A Kafka transaction is bounded by `select`
-    // to the checkpoint it committed, so it walks down as before.
-    let independent = select.max_id.is_none()
-        && found
-            .values()
-            .flatten()
-            .all(|m| matches!(m.source, SourcePosition::Kafka { .. }) && m.sink_lengths.is_empty());
+    // checkpoint within its bound: after a live move their newest ids
+    // differ, and walking down to a common one would replay what the
+    // move's checkpoint covers (into a Kafka transaction: twice), or find
+    // nothing that old.
+    let independent = found
+        .values()
+        .flatten()
+        .all(|m| matches!(m.source, SourcePosition::Kafka { .. }) && m.sink_lengths.is_empty());
     // Otherwise walk down to the newest id every partition has: restoring a
     // partition "at most id N" may land below N, which lowers the target
     // again.
@@ -156,6 +172,8 @@ pub(crate) async fn restore_all(
     tracing::Span::current().record("checkpoint", common);
     tracing::info!(checkpoint = common, fallbacks, "restored");
     Ok(RestoredAll {
+        oldest: found.values().flatten().map(|m| m.id).min(),
+        each: independent,
         fallbacks,
         cut: Some(Cut {
             id: common,
@@ -213,6 +231,7 @@ pub(crate) async fn restore_seed(
         &plan.engine.partitions,
         state_dir,
         Select::at_most(seed.id),
+        &BTreeMap::new(),
     )
     .await?;
     let wanted = seed.id.map_or("a complete checkpoint".into(), |id| {
@@ -224,11 +243,11 @@ pub(crate) async fn restore_seed(
             plan.engine.partitions,
             restored.lines.join("; ")
         ),
-        (Some(cut), Some(id)) if cut.id != id => anyhow::bail!(
+        (Some(cut), Some(id)) if cut.id != id || restored.oldest != Some(id) => anyhow::bail!(
             "{what}: {wanted} is not complete in every partition of {:?} (the newest that is \
              is {}); name that one or leave checkpointId out",
             plan.engine.partitions,
-            cut.id
+            restored.oldest.unwrap_or(cut.id)
         ),
         (Some(cut), _) => restored.lines.push(format!(
             "started from checkpoint {} of job {} (spec.checkpoints.restoreFrom)",
@@ -278,11 +297,17 @@ mod tests {
         let restored = |partitions: &'static [u32]| {
             let (store, target) = (store.clone(), dir.path().join("restored"));
             async move {
-                restore_all(&store, partitions, &target, Select::default())
-                    .await
-                    .unwrap()
-                    .cut
-                    .unwrap()
+                restore_all(
+                    &store,
+                    partitions,
+                    &target,
+                    Select::default(),
+                    &BTreeMap::new(),
+                )
+                .await
+                .unwrap()
+                .cut
+                .unwrap()
             }
         };
         let all = restored(&[0, 1, 2]).await;
@@ -331,9 +356,15 @@ mod tests {
                 let pending = checkpoint::snapshot(&state, cut, &local).unwrap();
                 checkpoint::upload(pending, &store, 3, None).await.unwrap();
             }
-            let restored = restore_all(&store, &[0, 1], &dir.path().join("r"), Select::default())
-                .await
-                .unwrap();
+            let restored = restore_all(
+                &store,
+                &[0, 1],
+                &dir.path().join("r"),
+                Select::default(),
+                &BTreeMap::new(),
+            )
+            .await
+            .unwrap();
             let cut = restored.cut.unwrap();
             if kafka {
                 assert_eq!(cut.id, 7, "the newest of them");

@@ -62,16 +62,20 @@ pub async fn run(
     let store = plan.checkpoints.store()?;
     // With a Kafka transaction, the checkpoint to restore is the one whose
     // results were committed last, even if a newer one is in the store.
-    let (transaction, bound) = match &plan.transaction {
+    let (transaction, bound, warning, bounds) = match &plan.transaction {
         Some(t) => {
             let (transaction, committed) = Transaction::open(t)?;
             let (bound, warning) = restore_bound(&committed);
-            if let Some(w) = warning {
-                progress_out(&w);
-            }
-            (Some(Arc::new(Mutex::new(transaction))), Some(bound))
+            // Each partition at most at the checkpoint its results were
+            // last committed with (after moves these differ).
+            let bounds = committed
+                .iter()
+                .map(|(p, c)| (*p, c.unwrap_or(0)))
+                .collect();
+            let transaction = Some(Arc::new(Mutex::new(transaction)));
+            (transaction, Some(bound), warning, bounds)
         }
-        None => (None, None),
+        None => (None, None, None, BTreeMap::new()),
     };
     let epoch = plan.checkpoints.epoch;
     let own = Select {
@@ -79,7 +83,13 @@ pub async fn run(
         epoch: Some(epoch),
     };
     let restore_started = Instant::now();
-    let mut restored = restore_all(&store, &plan.engine.partitions, state_dir, own).await?;
+    let mut restored =
+        restore_all(&store, &plan.engine.partitions, state_dir, own, &bounds).await?;
+    // Partitions that walked down to one common checkpoint together:
+    // those ahead of the lowest committed may commit results again.
+    if let Some(w) = warning.filter(|_| !restored.each) {
+        progress_out(&w);
+    }
     // No checkpoint of its own (and never started over): the job may start
     // from another job's checkpoint.
     let mut seeded = false;
@@ -95,7 +105,7 @@ pub async fn run(
     for line in &restored.lines {
         progress_out(line);
     }
-    let restored_id = restored.cut.as_ref().map_or(0, |c| c.id);
+    let restored_id = restored.oldest.unwrap_or(0);
     if let Some(b) = bound.filter(|b| *b > restored_id && !seeded) {
         progress_out(&format!(
             "checkpoint {b}, whose results the Kafka transaction committed, is not usable: \
@@ -116,7 +126,8 @@ pub async fn run(
         );
     }
     if bound.is_some() && !seeded {
-        checkpoints.committed = restored.cut.as_ref().map(|c| c.id);
+        // Kept by garbage collection until a newer one commits.
+        checkpoints.committed = restored.oldest;
     }
     let (mut job, mut source) = Pipeline::new(plan, state_dir, started).await?;
     if job.workers.len() > 1 {

@@ -77,14 +77,17 @@ pub(super) fn still(finished: bool) -> Refusal {
     })
 }
 
-/// Why partitions of this processor cannot move at all, if they cannot.
+/// Why partitions of this processor cannot move at all, if they cannot:
+/// its source has one position for all of them, or an output is a file of
+/// its own (a restore cuts it back to one checkpoint's length, which
+/// partitions restored from checkpoints of several processors do not
+/// share).
 fn immovable(source: &Source, outputs: &Outputs) -> Option<String> {
-    if outputs.transaction.is_some() {
-        return Some(
-            "partitions of a job with a Kafka transaction do not move while it runs: its \
-             transaction commits the offsets of all its partitions together"
-                .into(),
-        );
+    if let Some(file) = outputs.snapshot().keys().next() {
+        return Some(format!(
+            "output {file} is a file of this processor: the results of partitions that move \
+             cannot follow them (write to a table or a topic)"
+        ));
     }
     source.fixed_partitions()
 }
@@ -134,7 +137,13 @@ impl Moves {
         };
         checkpoints.next_id = id;
         let position = source.position();
+        // The release checkpoint's results and the partition's record of it
+        // are in the Kafka transaction now (precommitted); later ones are
+        // its new owner's to record.
         checkpoints.take(job, source, outputs).await?;
+        if let Some(mut t) = outputs.transaction() {
+            t.release(partition);
+        }
         let marks = job
             .engine_of(partition)
             .and_then(|e| e.marks_of(partition))
@@ -233,6 +242,9 @@ impl Moves {
             // cut, which its directory still holds.
             job.acquire(r.partition, r.marks, outputs)?;
             source.acquire(r.partition, Some(&r.position))?;
+            if let Some(mut t) = outputs.transaction() {
+                t.acquire(r.partition)?;
+            }
             let why = format!(
                 "checkpoint {} failed, so partition {} was not released: it runs here still",
                 r.id, r.partition
@@ -289,11 +301,16 @@ impl Moves {
         let position = manifest.as_ref().map(|m| &m.source);
         let joined = job
             .acquire(partition, marks, outputs)
-            .and_then(|()| source.acquire(partition, position));
+            .and_then(|()| source.acquire(partition, position))
+            .and_then(|()| match outputs.transaction() {
+                Some(mut t) => t.acquire(partition),
+                None => Ok(()),
+            });
         if let Err(e) = joined {
             // Not half joined: out of the engine again, if it got there.
             if job.owns(partition) {
                 job.release(partition).ok();
+                source.release(partition).ok();
             }
             return Err(format!("{e:#}"));
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses part of this
 
 pub mod events;
+pub mod moves;
 
 use std::{
     path::{Path, PathBuf},

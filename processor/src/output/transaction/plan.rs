@@ -19,12 +19,14 @@ pub struct TxnPlan {
     pub brokers: String,
     /// Producer properties: the outputs' own, then ours where they set none.
     pub properties: BTreeMap<String, String>,
-    /// `eddy.<namespace>.<job>.p<lowest owned partition>`: a restarted
+    /// `eddy.<namespace>.<job>.p<lowest owned partition>`, or with
+    /// [`TxnPlan::named_for`] the processor's own name: a restarted
     /// processor takes it over and fences its former self.
     pub transactional_id: String,
-    /// The ids of the other owned partitions, fenced at start: a processor
-    /// that owned them before a re-partitioning and died with an open
-    /// transaction must not hold back readers until it times out.
+    /// The ids of the owned partitions (but the one above), fenced at
+    /// start: a processor that owned them before a re-partitioning and died
+    /// with an open transaction must not hold back readers until it times
+    /// out.
     pub fenced_ids: Vec<String>,
     /// Per owned partition, the consumer group whose committed offset is
     /// the id of the partition's last committed checkpoint. Committed in the
@@ -33,6 +35,30 @@ pub struct TxnPlan {
     /// The topic (partition 0) under which those offsets are committed: the
     /// first transactional output's, which must exist anyway.
     pub marker_topic: String,
+    /// `eddy.<namespace>.<job>`: what the ids and groups are named after.
+    pub base: String,
+}
+
+impl TxnPlan {
+    /// The consumer group recording `partition`'s last committed checkpoint
+    /// (also the transactional id of a processor whose lowest partition it
+    /// is).
+    pub fn group(&self, partition: u32) -> String {
+        format!("{}.p{partition}", self.base)
+    }
+
+    /// The transactional id of processor `instance` (a pod's name), which
+    /// it keeps while partitions move in and out: after a move, a restarted
+    /// processor's lowest partition may be one another processor's id is
+    /// named after, and its own former id (whose open transaction holds
+    /// back readers of its partitions' groups) would not be fenced. The
+    /// partition ids are all fenced, as a processor named by partition may
+    /// have used them.
+    pub fn named_for(&mut self, instance: &str) {
+        let id = format!("{}.{instance}", self.base);
+        let former = std::mem::replace(&mut self.transactional_id, id);
+        self.fenced_ids.insert(0, former);
+    }
 }
 
 /// The transaction plan, if any output is transactional; an error when the
@@ -88,6 +114,7 @@ pub fn txn_plan(
             .collect(),
         groups: owned.iter().map(|p| (*p, per_partition(p))).collect(),
         marker_topic: first.topic.clone(),
+        base,
     }))
 }
 
@@ -158,6 +185,13 @@ mod tests {
         );
         assert_eq!(plan.marker_topic, "out");
         assert_eq!(plan.properties["transaction.timeout.ms"], "60000");
+        let mut named = plan.clone();
+        named.named_for("revenue-1");
+        assert_eq!(named.transactional_id, "eddy.shop.revenue.revenue-1");
+        assert_eq!(
+            named.fenced_ids,
+            ["eddy.shop.revenue.p2", "eddy.shop.revenue.p3"]
+        );
     }
 
     #[test]

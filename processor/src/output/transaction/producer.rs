@@ -21,6 +21,8 @@ pub struct Transaction {
     /// One idle consumer per owned partition: the group its checkpoint
     /// offset is committed for.
     groups: Vec<(u32, BaseConsumer)>,
+    /// What more groups are made from (a partition joining).
+    plan: TxnPlan,
     marker_topic: String,
     /// The checkpoint whose offsets are in the open transaction.
     precommitted: Option<u64>,
@@ -46,13 +48,7 @@ impl Transaction {
         let mut groups = Vec::new();
         let mut committed_at_start = Vec::new();
         for (partition, group) in &plan.groups {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &plan.brokers)
-                .set("group.id", group)
-                .set("enable.auto.commit", "false")
-                .set("isolation.level", "read_committed")
-                .create()
-                .with_context(|| format!("creating a Kafka client for group {group}"))?;
+            let consumer = Self::group(plan, group)?;
             let mut list = TopicPartitionList::new();
             list.add_partition(&plan.marker_topic, 0);
             let committed = consumer
@@ -75,11 +71,42 @@ impl Transaction {
             producer,
             groups,
             marker_topic: plan.marker_topic.clone(),
+            plan: plan.clone(),
             precommitted: None,
             held: Vec::new(),
             written: 0,
         };
         Ok((transaction, committed_at_start))
+    }
+
+    /// An idle client of consumer group `group`, whose committed offset
+    /// records a partition's checkpoint.
+    fn group(plan: &TxnPlan, group: &str) -> anyhow::Result<BaseConsumer> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &plan.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .with_context(|| format!("creating a Kafka client for group {group}"))
+    }
+
+    /// `partition` left this processor: its checkpoint is no longer
+    /// recorded by this transaction (the one it was released with already
+    /// is, being precommitted). Its new owner records it from then on.
+    pub fn release(&mut self, partition: u32) {
+        self.groups.retain(|(p, _)| *p != partition);
+    }
+
+    /// `partition` joined this processor: each commit with results records
+    /// its checkpoint too, from the next one on.
+    pub fn acquire(&mut self, partition: u32) -> anyhow::Result<()> {
+        if self.groups.iter().any(|(p, _)| *p == partition) {
+            return Ok(());
+        }
+        let consumer = Self::group(&self.plan, &self.plan.group(partition))?;
+        self.groups.push((partition, consumer));
+        Ok(())
     }
 
     /// A producer that holds `id`, once the broker has fenced its former

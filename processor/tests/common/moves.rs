@@ -1,0 +1,49 @@
+//! Processors of one Kafka job started side by side, each owning some
+//! partitions, and partitions moved between them through the admin API.
+
+use std::process::{Child, Command};
+
+use serde_json::Value;
+
+use super::{http, spawn_until, wait_for, with_s3_credentials, BIN};
+
+/// Processor `name` of the job owning `partitions` (named as a pod is),
+/// with its admin address.
+pub fn start(dir: &std::path::Path, name: &str, partitions: &str) -> (Child, String) {
+    let mut command = Command::new(BIN);
+    with_s3_credentials(&mut command)
+        .arg("run")
+        .arg(dir.join("job.yaml"))
+        .args(["--partitions", partitions, "--admin-addr", "127.0.0.1:0"])
+        .args(["--pod-name", name])
+        .arg("--state-dir")
+        .arg(dir.join(name));
+    let (child, addr) = spawn_until(&mut command, "admin API on http://");
+    wait_for("ready", || http(&addr, "GET", "/readyz", "").0 == 200);
+    (child, addr)
+}
+
+pub fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, body) = http(addr, "POST", path, body);
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+pub fn owned(addr: &str) -> Value {
+    let (_, body) = http(addr, "GET", "/partitions", "");
+    serde_json::from_str::<Value>(&body).unwrap()["partitions"].clone()
+}
+
+/// Moves `partition` from the processor at `from` to the one at `to`.
+pub fn moved(from: &str, to: &str, partition: u32) -> u64 {
+    let (status, released) = post(from, &format!("/partitions/{partition}/release"), "");
+    assert_eq!(status, 200, "{released}");
+    let id = released["checkpoint"].as_u64().unwrap();
+    let body = format!("{{\"checkpoint\": {id}}}");
+    let (status, acquired) = post(to, &format!("/partitions/{partition}/acquire"), &body);
+    assert_eq!(status, 200, "{acquired}");
+    assert_eq!(acquired["checkpoint"], id, "from its release checkpoint");
+    id
+}
