@@ -232,7 +232,11 @@ spec:
     );
     let before = uids(&client, &ns, 2).await;
     let job = applied(&jobs, "PartitionIsolated", 4 * MINUTE).await;
-    let assignment = job.status.unwrap().assignment;
+    let status = job.status.unwrap();
+    let (assignment, isolated) = (status.assignment, status.assignment_version);
+    // Every change of the assignment raises its version (a pod restarted
+    // on an older one waits for the newer: processor/tests/partition_moves).
+    assert!(isolated >= Some(1), "{isolated:?}");
     eprintln!(
         "[autoscaling] isolated after {:?}: {assignment:?}",
         started.elapsed()
@@ -255,6 +259,8 @@ spec:
         status.assignment
     );
     assert!(out > 2, "{:?}", status.assignment);
+    let scaled_out = status.assignment_version;
+    assert!(scaled_out > isolated, "{scaled_out:?}");
     assert_eq!(
         uids(&client, &ns, 2).await,
         before,
@@ -275,6 +281,7 @@ spec:
         started.elapsed()
     );
     assert!(status.assignment.len() < out);
+    assert!(status.assignment_version > scaled_out);
     let kept = status.assignment.len();
     eventually("the pods scaled in to go", 3 * MINUTE, || async {
         let n = pods(&client, &ns).await.len();

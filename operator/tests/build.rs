@@ -10,7 +10,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use eddy_api::{load, spec::PodAssignment, StreamJob};
+use eddy_api::{
+    load,
+    spec::{PodAssignment, RenderedAssignment},
+    StreamJob,
+};
 use eddy_operator::build::{
     self, assignment, config, diff::processor_view, names, secrets, Children, Context,
 };
@@ -215,9 +219,10 @@ fn config_holds_the_processor_view_and_the_assignment_given() {
         );
         assert!(rendered.status.is_none(), "{name}");
         assert!(!data[config::JOB_KEY].contains("status"), "{name}");
-        let given: Vec<PodAssignment> =
+        let given: RenderedAssignment =
             serde_yaml_ng::from_str(&data[config::ASSIGNMENT_KEY]).unwrap();
-        assert_eq!(given, assignment, "{name}");
+        assert_eq!(given.pods, assignment, "{name}");
+        assert_eq!(given.version, 0, "{name}: never changed");
     }
 }
 

@@ -246,6 +246,7 @@ fn facts(state: &JobCheckpoints, ready_pods: i32, now: Timestamp) -> Facts {
         ready_pods,
         desired_pods: 2,
         assignment: serde_yaml_ng::from_str::<Vec<PodAssignment>>(ASSIGNMENT).unwrap(),
+        assignment_version: 0,
         last_checkpoint: state.last_completed.clone(),
         reconciled_spec: None,
         rolled_out: true,

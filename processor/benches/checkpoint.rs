@@ -163,6 +163,7 @@ async fn take(
         floors: Default::default(),
         sink_lengths: Default::default(),
         epoch: 0,
+        assignment: 0,
     };
     let pending = checkpoint::snapshot(state, cut, local)?;
     checkpoint::upload(pending, store, 3, None).await

@@ -52,6 +52,10 @@ pub struct CheckpointPlan {
     /// The state epoch checkpoints are taken in and restored from (see
     /// `checkpoint::Manifest::epoch`); 0 until a stateless upgrade.
     pub epoch: u64,
+    /// The version of the partition assignment this processor runs under,
+    /// recorded in its checkpoints; raised by live moves (0 outside a
+    /// cluster).
+    pub assignment: u64,
     /// Another job's checkpoint to start from while this one has none of
     /// its own (`spec.checkpoints.restoreFrom`).
     pub restore_from: Option<Seed>,
@@ -177,6 +181,7 @@ pub fn checkpoint_plan(job: &StreamJob) -> anyhow::Result<CheckpointPlan> {
         interval: Some(c.interval.parse().map_err(anyhow::Error::from)?),
         retain: c.retain as usize,
         epoch: 0,
+        assignment: 0,
         restore_from: c.restore_from.as_ref().map(|r| Seed {
             job_path: r.job.clone(),
             id: r.checkpoint_id,

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use eddy_api::load::{self, LoadError};
 use eddy_processor::{
     job::{self, PlanError},
+    placement::{self, Placement},
     progress,
     run::{self, Ending},
     secrets,
@@ -132,10 +133,10 @@ fn main() -> ExitCode {
             hold_when_finished,
             state_epoch,
         } => {
-            let partitions = match assignment {
-                None => partitions,
-                Some(ref path) => match read_assignment(path, pod_name.as_deref().unwrap_or("")) {
-                    Ok(owned) => Some(owned),
+            let (partitions, placed) = match assignment {
+                None => (partitions, None),
+                Some(path) => match read_assignment(&path, pod_name.as_deref().unwrap_or("")) {
+                    Ok(placed) => (Some(placed.partitions.clone()), Some((path, placed))),
                     Err(e) => {
                         eprintln!("error: {}: {e}", path.display());
                         return ExitCode::from(EXIT_BAD_JOB);
@@ -154,6 +155,7 @@ fn main() -> ExitCode {
                 hold_when_finished,
                 state_epoch,
                 pod_name,
+                placed,
             };
             run_file(&file, state_dir, partitions, options)
         }
@@ -168,6 +170,8 @@ struct RunOptions {
     hold_when_finished: bool,
     state_epoch: u64,
     pod_name: Option<String>,
+    /// The assignment file and what it gave this pod at start.
+    placed: Option<(PathBuf, Placement)>,
 }
 
 /// Who triggers checkpoints.
@@ -178,7 +182,7 @@ enum Scheduling {
     External,
 }
 
-fn read_assignment(path: &Path, pod_name: &str) -> Result<Vec<u32>, String> {
+fn read_assignment(path: &Path, pod_name: &str) -> Result<Placement, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     eddy_processor::placement::owned(&text, pod_name)
 }
@@ -271,6 +275,7 @@ fn run_file(
         hold_when_finished,
         state_epoch,
         pod_name,
+        placed,
     } = options;
     let job = match read_job(file) {
         Ok(job) => job,
@@ -279,25 +284,34 @@ fn run_file(
     let now_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let mut plan = match job::plan(&job, now_ms, partitions) {
-        Ok(plan) => plan,
-        Err(e @ PlanError::Unsupported(_)) => {
-            eprintln!("error: {}: {e}", file.display());
-            return ExitCode::from(EXIT_BAD_JOB);
+    let plan_for = |partitions: Option<Vec<u32>>, assignment: u64| {
+        let mut plan = match job::plan(&job, now_ms, partitions) {
+            Ok(plan) => plan,
+            Err(e @ PlanError::Unsupported(_)) => {
+                eprintln!("error: {}: {e}", file.display());
+                return Err(ExitCode::from(EXIT_BAD_JOB));
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", file.display());
+                return Err(ExitCode::from(EXIT_BAD_JOB));
+            }
+        };
+        if let Scheduling::External = scheduling {
+            plan.checkpoints.interval = None;
         }
-        Err(e) => {
-            eprintln!("error: {}: {e:#}", file.display());
-            return ExitCode::from(EXIT_BAD_JOB);
+        plan.checkpoints.epoch = state_epoch;
+        plan.checkpoints.assignment = assignment;
+        plan.hold_when_finished = hold_when_finished;
+        if let (Some(t), Some(pod)) = (plan.transaction.as_mut(), pod_name.as_deref()) {
+            t.named_for(pod);
         }
+        Ok(plan)
     };
-    if let Scheduling::External = scheduling {
-        plan.checkpoints.interval = None;
-    }
-    plan.checkpoints.epoch = state_epoch;
-    plan.hold_when_finished = hold_when_finished;
-    if let (Some(t), Some(pod)) = (plan.transaction.as_mut(), pod_name.as_deref()) {
-        t.named_for(pod);
-    }
+    let version = placed.as_ref().map_or(0, |(_, p)| p.version);
+    let mut plan = match plan_for(partitions, version) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -312,6 +326,7 @@ fn run_file(
             return ExitCode::FAILURE;
         }
     };
+    let pod = pod_name.clone().unwrap_or_default();
     runtime.block_on(async move {
         let every = match plan.checkpoints.interval {
             Some(every) => format!("every {}", humantime::format_duration(every)),
@@ -360,6 +375,31 @@ fn run_file(
                 }
             },
         };
+        // Up (alive, not ready) while an assignment behind a live move
+        // catches up.
+        if let Some((path, placed)) = placed {
+            let current = match plan.checkpoints.store() {
+                Ok(store) => {
+                    let mut stop = stop_rx.clone();
+                    tokio::select! {
+                        current = placement::current(&store, &path, &pod, placed.clone(), |l| eprintln!("{l}")) => current,
+                        _ = stop.wait_for(|stop| *stop) => return ExitCode::SUCCESS,
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match current {
+                Ok(now) if now != placed => match plan_for(Some(now.partitions), now.version) {
+                    Ok(newer) => plan = newer,
+                    Err(code) => return code,
+                },
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("error: reading the assignment: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         let endpoints = run::Endpoints { admin, metrics };
         match run::run(plan, &state_dir, stop_rx, endpoints, |line| eprintln!("{line}")).await {
             Ok(report) => {

@@ -103,6 +103,7 @@ async fn checkpoint_in_epoch(
         floors: Default::default(),
         sink_lengths: Default::default(),
         epoch,
+        assignment: 0,
     };
     let pending = checkpoint::snapshot(state, cut, local).unwrap();
     checkpoint::upload(pending, store, retain, None)

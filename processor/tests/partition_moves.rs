@@ -16,7 +16,7 @@ use common::{
     create_bucket,
     events::{expected, produce, START},
     http, interrupt,
-    moves::{moved, owned, post, start},
+    moves::{moved, moved_in, owned, post, start, start_pod},
     query, spawn_until, wait_for, BIN,
 };
 use serde_json::Value;
@@ -144,6 +144,62 @@ fn partitions_move_between_running_processors_and_the_table_stays_exact() {
     assert!(extra.is_empty(), "{extra:?}");
     interrupt(&mut a);
     interrupt(&mut b);
+}
+
+/// A pod restarted right after a move, on the assignment from before it
+/// (the kubelet refreshes a ConfigMap volume only every minute or so),
+/// does not run the partition it gave away beside its new owner: the
+/// move's checkpoints carry the newer assignment version, so it waits,
+/// alive and not ready, until its file shows that version.
+#[test]
+fn a_pod_restarted_on_an_assignment_older_than_a_move_waits_for_the_new_one() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("stale");
+    let bucket = eddy_testkit::unique_name("stale");
+    let name = eddy_testkit::unique_name("stale").replace('-', "_");
+    produce(&brokers, &topic);
+    create_bucket(&bucket);
+    let dir = tempfile::tempdir().unwrap();
+    job_yaml(dir.path(), &brokers, &topic, &bucket, &name);
+    let assign = |version: u64, first: &str, second: &str| {
+        let yaml = format!(
+            "version: {version}\npods:\n- {{ordinal: 0, partitions: [{first}]}}\n- {{ordinal: 1, partitions: [{second}]}}\n"
+        );
+        std::fs::write(dir.path().join("assignment.yaml"), yaml).unwrap();
+    };
+    assign(1, "0, 1", "2, 3");
+    let ready = |addr: &str| http(addr, "GET", "/readyz", "").0 == 200;
+    let (mut first, first_addr, _) = start_pod(dir.path(), "stale-0");
+    let (mut second, second_addr, _) = start_pod(dir.path(), "stale-1");
+    wait_for("both ready", || ready(&first_addr) && ready(&second_addr));
+    moved_in(&first_addr, &second_addr, 1, Some(2));
+    assert_eq!(owned(&second_addr), serde_json::json!([1, 2, 3]));
+
+    // Killed before its ConfigMap shows the move, and started on it.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut first, first_addr, lines) = start_pod(dir.path(), "stale-0");
+    let mut seen = Vec::new();
+    let waiting = loop {
+        match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains("assignment version 1 is older than partition") => {
+                break line
+            }
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no line saying why it waits ({e}); it said {seen:#?}"),
+        }
+    };
+    println!("{waiting}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!ready(&first_addr), "not ready on the old assignment");
+    assert!(first.try_wait().unwrap().is_none(), "alive while it waits");
+
+    assign(2, "0", "1, 2, 3");
+    wait_for("ready on the new assignment", || ready(&first_addr));
+    assert_eq!(owned(&first_addr), serde_json::json!([0]));
+    assert_eq!(owned(&second_addr), serde_json::json!([1, 2, 3]));
+    interrupt(&mut first);
+    interrupt(&mut second);
 }
 
 /// Only Kafka partitions move (a generator has one position for all its

@@ -108,6 +108,10 @@ pub struct MoveStatus {
     pub pods: u32,
     /// The assignment after it.
     pub target: Vec<PodAssignment>,
+    /// The assignment version of the target: the pods taking part hear it
+    /// with each release and acquire, before the ConfigMap shows it.
+    #[serde(default)]
+    pub version: u64,
     /// Partitions released by their old pod, with the checkpoint each was
     /// released at.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -27,6 +27,12 @@ pub struct StreamJobStatus {
     /// Which partitions each processor pod owns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assignment: Vec<PodAssignment>,
+    /// Raised with every change of the assignment: the pods get it with
+    /// theirs and record it in each checkpoint, so a pod that restarts on
+    /// an older one (its ConfigMap volume lags behind a live move) waits
+    /// rather than run a partition another pod runs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment_version: Option<u64>,
     /// The most recent checkpoint completed on every pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint: Option<CheckpointRecord>,
@@ -173,6 +179,15 @@ pub enum Phase {
     Finished,
     /// The job cannot run; see conditions.
     Failed,
+}
+
+/// The assignment as the pods read it (`assignment.yaml` in the job's
+/// ConfigMap).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedAssignment {
+    /// `status.assignmentVersion`.
+    pub version: u64,
+    pub pods: Vec<PodAssignment>,
 }
 
 /// Partitions owned by one processor pod.

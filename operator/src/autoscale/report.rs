@@ -246,6 +246,7 @@ mod tests {
             started: "t".into(),
             pods: 3,
             target: vec![],
+            version: 1,
             released: vec![],
             moved: vec![],
         });

@@ -47,6 +47,25 @@ pub fn keep_or_spread(
     }
 }
 
+/// The version of assignment `now`, which follows `previous` (at
+/// `version`): the same while it is the same, else above both `version`
+/// and `moving`, the version a move in progress told its pods. A move that
+/// reached its target takes the version it told (see
+/// `eddy_processor::placement`: a pod started on an older version than a
+/// checkpoint of its partitions waits for a newer one).
+pub fn version_of(
+    now: &[PodAssignment],
+    previous: &[PodAssignment],
+    version: u64,
+    moving: Option<u64>,
+) -> u64 {
+    if now == previous {
+        version
+    } else {
+        (version + 1).max(moving.unwrap_or(0))
+    }
+}
+
 /// Ordinals are exactly `0..replicas` in order, no pod is empty, and every
 /// partition in `0..partitions` is owned exactly once.
 pub fn is_valid(assignment: &[PodAssignment], partitions: u32, replicas: u32) -> bool {
@@ -71,6 +90,17 @@ pub fn is_valid(assignment: &[PodAssignment], partitions: u32, replicas: u32) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_rise_with_every_change_and_past_a_move_in_progress() {
+        let a = [pod(0, &[0, 1]), pod(1, &[2, 3])];
+        let b = [pod(0, &[0]), pod(1, &[1, 2, 3])];
+        assert_eq!(version_of(&a, &a, 4, None), 4, "unchanged");
+        assert_eq!(version_of(&b, &a, 4, None), 5);
+        assert_eq!(version_of(&b, &a, 4, Some(5)), 5, "the move's own");
+        assert_eq!(version_of(&b, &a, 4, Some(9)), 9);
+        assert_eq!(version_of(&b, &a, 9, Some(5)), 10, "never back");
+    }
 
     fn pod(ordinal: u32, partitions: &[u32]) -> PodAssignment {
         PodAssignment {

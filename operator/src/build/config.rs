@@ -3,12 +3,15 @@
 //! - `job.yaml`: a StreamJob document (apiVersion, kind, name, namespace)
 //!   with the [processor view](super::diff::processor_view) of the spec.
 //!   Never the status; never a secret value (secrets are only referenced).
-//! - `assignment.yaml`: the partitions of each pod, a list of
-//!   `{ordinal, partitions}`.
+//! - `assignment.yaml`: the partitions of each pod and the assignment's
+//!   version, `{version, pods: [{ordinal, partitions}]}`.
 
 use std::collections::BTreeMap;
 
-use eddy_api::{spec::PodAssignment, StreamJob};
+use eddy_api::{
+    spec::{PodAssignment, RenderedAssignment},
+    StreamJob,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
@@ -19,12 +22,17 @@ pub const JOB_KEY: &str = "job.yaml";
 /// Key of the partition assignment in the ConfigMap.
 pub const ASSIGNMENT_KEY: &str = "assignment.yaml";
 
-/// The ConfigMap for `job` with `assignment`.
+/// The ConfigMap for `job` with `assignment` at `version`.
 pub(crate) fn config_map(
     job: &StreamJob,
     owner: &Owner,
     assignment: &[PodAssignment],
+    version: u64,
 ) -> Result<ConfigMap, BuildError> {
+    let assignment = RenderedAssignment {
+        version,
+        pods: assignment.to_vec(),
+    };
     let mut doc = StreamJob::new(&owner.name, processor_view(&job.spec));
     doc.metadata = ObjectMeta {
         name: Some(owner.name.clone()),

@@ -127,6 +127,8 @@ pub struct Runtime<'a> {
     /// Partitions per pod (from [`assignment::keep_or_spread`]; rendered
     /// into the ConfigMap as given).
     pub assignment: &'a [PodAssignment],
+    /// Its version (`status.assignmentVersion`), rendered with it.
+    pub assignment_version: u64,
     /// The state epoch the pods run in (`status.stateEpoch`): raised by a
     /// change with `upgradeMode: stateless`, so they restore nothing older.
     pub state_epoch: u64,
@@ -161,7 +163,8 @@ pub fn build_for(
     ctx: &Context,
 ) -> Result<Children, BuildError> {
     let owner = Owner::of(job)?;
-    let config_map = config::config_map(job, &owner, runtime.assignment)?;
+    let config_map =
+        config::config_map(job, &owner, runtime.assignment, runtime.assignment_version)?;
     let hash = config::config_hash(&config_map);
     let mut stateful_set = statefulset::stateful_set(job, &owner, ctx, &hash, runtime)?;
     let template = serde_json::to_vec(&stateful_set.spec.template)

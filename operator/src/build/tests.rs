@@ -240,6 +240,7 @@ fn a_state_epoch_reaches_the_pods_and_a_finished_job_has_none() {
     let assignment = assignment::spread(spec.partitions, spec.parallelism);
     let runtime = |state_epoch, finished| Runtime {
         assignment: &assignment,
+        assignment_version: 0,
         state_epoch,
         finished,
         parallelism: None,

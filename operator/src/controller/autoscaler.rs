@@ -63,6 +63,8 @@ pub(super) struct Look<'a> {
     /// The admin API of each pod of the current assignment, by ordinal.
     pub pods: Vec<String>,
     pub assignment: &'a [PodAssignment],
+    /// Its version (`status.assignmentVersion`).
+    pub assignment_version: u64,
     pub checkpoint_lag_s: f64,
     pub now: Timestamp,
 }
@@ -180,6 +182,8 @@ pub(super) async fn step(
                 started: look.now.to_string(),
                 pods: target.len() as u32,
                 target,
+                // Told to the pods that take part, before the ConfigMap.
+                version: look.assignment_version + 1,
                 released: Vec::new(),
                 moved: Vec::new(),
             });
@@ -313,10 +317,10 @@ async fn carry_out(look: &Look<'_>, mv: &mut MoveStatus) -> Result<(), Failure> 
             .get(ordinal as usize)
             .ok_or_else(|| Failure::Other(format!("pod {ordinal} is not in the assignment")))
     };
+    // Pods that do not answer (one restarted on an older assignment waits
+    // for this move's end) fail only a call they are asked.
     let listings = look.ctx.scheduler.list_all(&look.pods).await;
-    let Some(listings) = listings.into_iter().collect::<Option<Vec<_>>>() else {
-        return Err(Failure::Other("not every pod answered".into()));
-    };
+    let listings: Vec<_> = listings.into_iter().flatten().collect();
     let mut id = next_id(&listings);
     for m in moves(look.assignment, &mv.target) {
         if mv.moved.contains(&m.partition) {
@@ -326,7 +330,10 @@ async fn carry_out(look: &Look<'_>, mv: &mut MoveStatus) -> Result<(), Failure> 
         let checkpoint = match released {
             Some(r) => r.checkpoint,
             None => {
-                let at = match client.release(pod(m.from)?, m.partition, id).await {
+                let at = match client
+                    .release(pod(m.from)?, m.partition, id, mv.version)
+                    .await
+                {
                     Ok(at) => at,
                     Err(CallError::Status {
                         status: 409, body, ..
@@ -344,7 +351,10 @@ async fn carry_out(look: &Look<'_>, mv: &mut MoveStatus) -> Result<(), Failure> 
         };
         // A pod a scale-out adds starts with it; one running takes it now.
         if (m.to as usize) < look.pods.len() {
-            match client.acquire(pod(m.to)?, m.partition, checkpoint).await {
+            match client
+                .acquire(pod(m.to)?, m.partition, checkpoint, mv.version)
+                .await
+            {
                 Ok(_) => {}
                 // Asked again after an answer that was lost.
                 Err(CallError::Status {

@@ -35,6 +35,8 @@ pub struct Facts {
     /// The StatefulSet has rolled out its newest revision to every pod.
     pub rolled_out: bool,
     pub assignment: Vec<PodAssignment>,
+    /// `status.assignmentVersion` (none while 0).
+    pub assignment_version: u64,
     pub last_checkpoint: Option<CheckpointRecord>,
     /// The spec the pods run, as JSON.
     pub reconciled_spec: Option<String>,
@@ -190,6 +192,7 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         ready_replicas: facts.ready_pods,
         selector: Some(names::selector_string(&name)),
         assignment: facts.assignment,
+        assignment_version: Some(facts.assignment_version).filter(|v| *v > 0),
         checkpoint_history: history(&previous.checkpoint_history, facts.last_checkpoint.as_ref()),
         last_checkpoint: facts.last_checkpoint,
         transition: facts.transition,
@@ -308,6 +311,7 @@ spec:
             ready_pods: 2,
             desired_pods: 2,
             assignment: vec![],
+            assignment_version: 0,
             last_checkpoint: last.map(|t| CheckpointRecord {
                 id: 4,
                 time: t.into(),

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use eddy_api::{
-    spec::{FinishedStatus, Phase, StreamJobSpec, TransitionStatus, UpgradeMode},
+    spec::{FinishedStatus, Phase, PodAssignment, StreamJobSpec, TransitionStatus, UpgradeMode},
     StreamJob,
 };
 use jiff::Timestamp;
@@ -28,7 +28,7 @@ use super::{
 use crate::autoscale::moves::parallelism_override;
 use crate::build::{
     self,
-    assignment::keep_or_spread,
+    assignment::{keep_or_spread, version_of},
     diff::{self, Change},
     Children, Runtime,
 };
@@ -114,6 +114,7 @@ impl Pass<'_> {
             desired_pods: self.observed.desired_pods(),
             rolled_out: self.observed.rolled_out(),
             assignment: self.previous.assignment.clone(),
+            assignment_version: self.previous.assignment_version.unwrap_or(0),
             last_checkpoint: newest(
                 memory.checkpoints.last_completed.clone(),
                 self.previous.last_checkpoint.clone(),
@@ -251,6 +252,20 @@ async fn reconcile_valid(
         job.spec.partitions,
         autoscaled.unwrap_or(job.spec.parallelism),
     );
+    let moving_version = previous
+        .autoscaling
+        .as_ref()
+        .and_then(|a| a.moving.as_ref())
+        .map(|m| m.version);
+    let version_for = |now: &[PodAssignment]| {
+        version_of(
+            now,
+            &previous.assignment,
+            previous.assignment_version.unwrap_or(0),
+            moving_version,
+        )
+    };
+    let assignment_version = version_for(&assignment);
     let built_for = (
         previous
             .transition
@@ -263,6 +278,7 @@ async fn reconcile_valid(
     let build_for = |(state_epoch, finished): (u64, bool)| {
         let runtime = Runtime {
             assignment: &assignment,
+            assignment_version,
             state_epoch,
             finished,
             parallelism: autoscaled,
@@ -471,12 +487,16 @@ async fn reconcile_valid(
     // The autoscaler, once every pod runs the spec.
     let mut autoscaling = pass.previous.autoscaling.clone();
     let mut assignment = assignment;
+    let mut assignment_version = assignment_version;
     let mut moving = false;
+    // A move in progress goes on with pods not ready: one restarted on an
+    // assignment older than the move waits (not ready) for the assignment
+    // the move's end writes.
     let settled = transition.is_none()
         && finished.is_none()
         && replicas > 0
-        && pass.observed.rolled_out()
-        && pass.observed.ready_pods() >= replicas as i32;
+        && (moving_version.is_some()
+            || pass.observed.rolled_out() && pass.observed.ready_pods() >= replicas as i32);
     if settled {
         let lag = crate::scheduler::lag_seconds(
             newest(
@@ -499,6 +519,7 @@ async fn reconcile_valid(
                 .observed
                 .pod_urls(&pass.name, assignment.len() as u32, ctx.admin_port),
             assignment: &assignment,
+            assignment_version,
             checkpoint_lag_s: lag as f64,
             now: pass.now,
         };
@@ -506,6 +527,7 @@ async fn reconcile_valid(
         autoscaling = stepped.status;
         moving = stepped.moving || stepped.assignment.is_some();
         if let Some(reached) = stepped.assignment {
+            assignment_version = version_for(&reached);
             assignment = reached;
         }
     }
@@ -519,6 +541,7 @@ async fn reconcile_valid(
     };
     let mut facts = pass.facts(phase, memory);
     facts.assignment = assignment;
+    facts.assignment_version = assignment_version;
     facts.desired_pods = replicas as i32;
     facts.reconciled_spec = serde_json::to_string(&job.spec).ok();
     facts.observed_generation = Some(pass.generation);

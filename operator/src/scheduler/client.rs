@@ -190,9 +190,15 @@ impl AdminClient {
     /// the checkpoint the partition was released at (the same again for
     /// one released already).
     #[tracing::instrument(name = "partition.release", skip(self), err)]
-    pub async fn release(&self, base: &str, partition: u32, id: u64) -> Result<u64, CallError> {
+    pub async fn release(
+        &self,
+        base: &str,
+        partition: u32,
+        id: u64,
+        assignment: u64,
+    ) -> Result<u64, CallError> {
         let url = format!("{base}/partitions/{partition}/release");
-        let body = serde_json::json!({ "id": id }).to_string();
+        let body = serde_json::json!({ "id": id, "assignment": assignment }).to_string();
         let answer = self.call_within("POST", &url, body, MOVE_TIMEOUT).await?;
         checkpoint_of(url, &answer)
     }
@@ -205,9 +211,11 @@ impl AdminClient {
         base: &str,
         partition: u32,
         at_least: u64,
+        assignment: u64,
     ) -> Result<u64, CallError> {
         let url = format!("{base}/partitions/{partition}/acquire");
-        let body = serde_json::json!({ "checkpoint": at_least }).to_string();
+        let body =
+            serde_json::json!({ "checkpoint": at_least, "assignment": assignment }).to_string();
         let answer = self.call_within("POST", &url, body, MOVE_TIMEOUT).await?;
         checkpoint_of(url, &answer)
     }

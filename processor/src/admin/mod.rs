@@ -35,7 +35,9 @@
 //!   new, else `409`) is downloaded while the other partitions go on, then
 //!   it joins the worker with the fewest partitions and its source resumes
 //!   at the checkpoint's offset; `200 {"partition": p, "checkpoint": N}`
-//!   once it runs. Only Kafka partitions move, and only from a processor
+//!   once it runs. Both take `"assignment": V`, the version of the
+//!   assignment the move belongs to: this processor's checkpoints record
+//!   it from then on (see `placement`). Only Kafka partitions move, and only from a processor
 //!   with no file output (`409` says why otherwise). With a Kafka
 //!   transaction, the release checkpoint's transaction commits the
 //!   partition's results up to its cut and records that checkpoint for it;
@@ -71,12 +73,15 @@ pub enum Command {
     Release {
         partition: u32,
         id: Option<u64>,
+        /// The assignment version the move belongs to.
+        assignment: Option<u64>,
         reply: oneshot::Sender<Result<u64, Refusal>>,
     },
     /// Take a partition over.
     Acquire {
         partition: u32,
         at_least: Option<u64>,
+        assignment: Option<u64>,
         reply: oneshot::Sender<Result<Option<u64>, Refusal>>,
     },
 }
@@ -292,6 +297,8 @@ async fn partitions(State(s): State<Shared>) -> Json<serde_json::Value> {
 struct ReleaseBody {
     #[serde(default)]
     id: Option<u64>,
+    #[serde(default)]
+    assignment: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +306,8 @@ struct ReleaseBody {
 struct AcquireBody {
     #[serde(default)]
     checkpoint: Option<u64>,
+    #[serde(default)]
+    assignment: Option<u64>,
 }
 
 type Answer = (StatusCode, Json<serde_json::Value>);
@@ -359,11 +368,11 @@ async fn release(
     axum::extract::Path(partition): axum::extract::Path<u32>,
     body: axum::body::Bytes,
 ) -> Result<Answer, Answer> {
-    let body: ReleaseBody = body_of(&body, "{\"id\": N}")?;
-    let id = body.id;
+    let body: ReleaseBody = body_of(&body, "{\"id\": N, \"assignment\": V}")?;
     Ok(ask(&s, partition, |reply| Command::Release {
         partition,
-        id,
+        id: body.id,
+        assignment: body.assignment,
         reply,
     })
     .await)
@@ -374,11 +383,11 @@ async fn acquire(
     axum::extract::Path(partition): axum::extract::Path<u32>,
     body: axum::body::Bytes,
 ) -> Result<Answer, Answer> {
-    let body: AcquireBody = body_of(&body, "{\"checkpoint\": N}")?;
-    let at_least = body.checkpoint;
+    let body: AcquireBody = body_of(&body, "{\"checkpoint\": N, \"assignment\": V}")?;
     Ok(ask(&s, partition, |reply| Command::Acquire {
         partition,
-        at_least,
+        at_least: body.checkpoint,
+        assignment: body.assignment,
         reply,
     })
     .await)

@@ -87,6 +87,11 @@ pub struct Manifest {
     /// stateless`) gets a new epoch and restores only checkpoints of it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub epoch: u64,
+    /// The version of the partition assignment its processor ran under (0
+    /// outside a cluster): a processor started on an older one must not
+    /// run the partition (see `placement`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub assignment: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -191,6 +196,7 @@ mod tests {
             sink_lengths: BTreeMap::new(),
             bytes_uploaded: 0,
             epoch: 0,
+            assignment: 0,
         }
     }
 

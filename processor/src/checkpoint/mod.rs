@@ -59,6 +59,8 @@ pub struct Cut {
     pub sink_lengths: BTreeMap<String, u64>,
     /// The state epoch (see [`Manifest::epoch`]).
     pub epoch: u64,
+    /// The assignment version (see [`Manifest::assignment`]).
+    pub assignment: u64,
 }
 
 /// A checkpoint whose local part is done.
@@ -267,6 +269,7 @@ async fn upload_inner(
             sink_lengths: pending.cut.sink_lengths.clone(),
             bytes_uploaded,
             epoch: pending.cut.epoch,
+            assignment: pending.cut.assignment,
         };
         part.put_new(
             &manifest_key(manifest.id),
@@ -594,6 +597,35 @@ pub async fn clear_job(store: &Store) -> anyhow::Result<Vec<u32>> {
     let partitions = stored_partitions(store).await?;
     clear(store, &partitions).await?;
     Ok(partitions)
+}
+
+/// The highest assignment version among the newest readable checkpoints of
+/// `partitions`, with its partition (see [`Manifest::assignment`]).
+pub async fn newest_assignment(
+    store: &Store,
+    partitions: &[u32],
+) -> anyhow::Result<Option<(u32, u64)>> {
+    let mut highest: Option<(u32, u64)> = None;
+    for &p in partitions {
+        let part = partition_store(store, p);
+        let mut ids: Vec<u64> = part
+            .list("checkpoints")
+            .await?
+            .iter()
+            .filter_map(|(k, _)| manifest_id(k))
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        for id in ids {
+            let bytes = part.get(&manifest_key(id)).await?;
+            if let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) {
+                if highest.is_none_or(|(_, v)| m.assignment > v) {
+                    highest = Some((p, m.assignment));
+                }
+                break;
+            }
+        }
+    }
+    Ok(highest)
 }
 
 /// The next checkpoint id: one above the newest any partition of the job

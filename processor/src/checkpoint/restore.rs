@@ -196,6 +196,12 @@ pub(crate) async fn restore_all(
                 .collect(),
             sink_lengths: first.sink_lengths.clone(),
             epoch: first.epoch,
+            assignment: found
+                .values()
+                .flatten()
+                .map(|m| m.assignment)
+                .max()
+                .unwrap_or(0),
         }),
         lines,
     })
@@ -290,6 +296,7 @@ mod tests {
             floors: floors.clone(),
             sink_lengths: BTreeMap::new(),
             epoch: 0,
+            assignment: 0,
         };
         let pending = checkpoint::snapshot(&state, cut, &dir.path().join("local")).unwrap();
         checkpoint::upload(pending, &store, 3, None).await.unwrap();
@@ -351,6 +358,7 @@ mod tests {
                     floors: partitions.iter().map(|p| (*p, None)).collect(),
                     sink_lengths: BTreeMap::new(),
                     epoch: 0,
+                    assignment: 0,
                 };
                 let local = dir.path().join(format!("local-{id}"));
                 let pending = checkpoint::snapshot(&state, cut, &local).unwrap();

@@ -249,12 +249,13 @@ pub async fn run(
                     Command::Release {
                         partition,
                         id,
+                        assignment,
                         reply,
                     } => {
                         moves
                             .release(
                                 partition,
-                                id,
+                                (id, assignment),
                                 reply,
                                 &mut job,
                                 &mut source,
@@ -266,10 +267,11 @@ pub async fn run(
                     Command::Acquire {
                         partition,
                         at_least,
+                        assignment,
                         reply,
                     } => moves.acquire(
                         partition,
-                        at_least,
+                        (at_least, assignment),
                         reply,
                         (&job, &source, &outputs),
                         &checkpoints,

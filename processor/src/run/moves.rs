@@ -44,6 +44,8 @@ type Download = anyhow::Result<(Option<Manifest>, u64)>;
 struct Acquiring {
     partition: u32,
     at_least: Option<u64>,
+    /// The assignment version it is part of, if the operator said.
+    assignment: Option<u64>,
     download: tokio::task::JoinHandle<Download>,
     reply: oneshot::Sender<Result<Option<u64>, Refusal>>,
 }
@@ -77,6 +79,14 @@ pub(super) fn still(finished: bool) -> Refusal {
     })
 }
 
+/// Raises the assignment version this processor's checkpoints record to
+/// `assignment`, the one a move it takes part in belongs to: restarted on
+/// an older assignment, it then waits for the newer one (see `placement`).
+fn raise(job: &mut Pipeline, assignment: Option<u64>) {
+    let ours = &mut job.plan.checkpoints.assignment;
+    *ours = (*ours).max(assignment.unwrap_or(0));
+}
+
 /// Why partitions of this processor cannot move at all, if they cannot:
 /// its source has one position for all of them, or an output is a file of
 /// its own (a restore cuts it back to one checkpoint's length, which
@@ -99,7 +109,7 @@ impl Moves {
     pub(super) async fn release(
         &mut self,
         partition: u32,
-        id: Option<u64>,
+        (id, assignment): (Option<u64>, Option<u64>),
         reply: oneshot::Sender<Result<u64, Refusal>>,
         job: &mut Pipeline,
         source: &mut Source,
@@ -136,6 +146,9 @@ impl Moves {
             }
         };
         checkpoints.next_id = id;
+        // The release checkpoint and every later one carry the version of
+        // the assignment that no longer has the partition here.
+        raise(job, assignment);
         let position = source.position();
         // The release checkpoint's results and the partition's record of it
         // are in the Kafka transaction now (precommitted); later ones are
@@ -166,7 +179,7 @@ impl Moves {
     pub(super) fn acquire(
         &mut self,
         partition: u32,
-        at_least: Option<u64>,
+        (at_least, assignment): (Option<u64>, Option<u64>),
         reply: oneshot::Sender<Result<Option<u64>, Refusal>>,
         (job, source, outputs): (&Pipeline, &Source, &Outputs),
         checkpoints: &Checkpoints,
@@ -209,6 +222,7 @@ impl Moves {
         self.acquiring.push(Acquiring {
             partition,
             at_least,
+            assignment,
             download,
             reply,
         });
@@ -268,6 +282,9 @@ impl Moves {
                 Ok(Err(e)) => Err(format!("{e:#}")),
                 Err(e) => Err(format!("the download failed: {e}")),
             };
+            if answer.is_ok() {
+                raise(job, a.assignment);
+            }
             let answer = answer
                 .map_err(|why| Refusal::Conflict(format!("partition {}: {why}", a.partition)));
             self.answers.push(Answer::Acquired(a.reply, answer));

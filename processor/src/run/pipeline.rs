@@ -178,6 +178,7 @@ impl Pipeline {
             floors: self.engines().flat_map(|e| e.partition_floors()).collect(),
             sink_lengths: outputs.snapshot(),
             epoch: self.plan.checkpoints.epoch,
+            assignment: self.plan.checkpoints.assignment,
         };
         Ok(checkpoint::Snapshot::new(
             cut,
