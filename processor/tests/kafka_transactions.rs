@@ -227,7 +227,7 @@ fn a_transactional_topic_commits_every_result_once_despite_crashes() {
 /// every result revision once.
 #[test]
 fn partitions_move_between_transactional_processors_and_every_result_commits_once() {
-    use common::moves::{moved, owned, start};
+    use common::moves::{moved, owned, start, wait_until_read};
     let brokers = eddy_testkit::kafka_brokers();
     let topic = eddy_testkit::unique_name("events");
     let output_topic = eddy_testkit::unique_name("committed");
@@ -252,15 +252,7 @@ fn partitions_move_between_transactional_processors_and_every_result_commits_onc
     std::fs::write(dir.join("job.yaml"), job).unwrap();
     let (mut a, a_addr) = start(dir, "a", "0,1");
     let (mut b, b_addr) = start(dir, "b", "2,3");
-    let read = |addr: &str| {
-        let (_, body) = common::http(addr, "GET", "/stats", "");
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["eventsRead"]
-            .as_u64()
-            .unwrap()
-    };
-    common::wait_for("both to have read some", || {
-        read(&a_addr) >= 5_000 && read(&b_addr) >= 5_000
-    });
+    wait_until_read(&[&a_addr, &b_addr], 5_000);
     let one = moved(&a_addr, &b_addr, 1);
     let two = moved(&b_addr, &a_addr, 2);
     println!("moved 1 (checkpoint {one}) and 2 (checkpoint {two})");

@@ -16,7 +16,7 @@ use common::{
     create_bucket,
     events::{expected, produce, START},
     http, interrupt,
-    moves::{moved, moved_in, owned, post, start, start_pod},
+    moves::{moved, moved_in, owned, post, start, start_pod, wait_until_read},
     query, spawn_until, wait_for, BIN,
 };
 use serde_json::Value;
@@ -72,15 +72,7 @@ fn partitions_move_between_running_processors_and_the_table_stays_exact() {
     let (mut b, b_addr) = start(dir.path(), "b", "2,3");
 
     // Mid-stream (each has 100,000 events to read): 1 goes to b, 3 to a.
-    let read = |addr: &str| {
-        let (_, body) = http(addr, "GET", "/stats", "");
-        serde_json::from_str::<Value>(&body).unwrap()["eventsRead"]
-            .as_u64()
-            .unwrap()
-    };
-    wait_for("both to have read some", || {
-        read(&a_addr) >= 5_000 && read(&b_addr) >= 5_000
-    });
+    wait_until_read(&[&a_addr, &b_addr], 5_000);
     let started = Instant::now();
     let one = moved(&a_addr, &b_addr, 1);
     let three = moved(&b_addr, &a_addr, 3);
@@ -169,10 +161,20 @@ fn a_pod_restarted_on_an_assignment_older_than_a_move_waits_for_the_new_one() {
     };
     assign(1, "0, 1", "2, 3");
     let ready = |addr: &str| http(addr, "GET", "/readyz", "").0 == 200;
-    let (mut first, first_addr, _) = start_pod(dir.path(), "stale-0");
-    let (mut second, second_addr, _) = start_pod(dir.path(), "stale-1");
+    let (mut first, first_addr, first_lines) = start_pod(dir.path(), "stale-0");
+    let (mut second, second_addr, second_lines) = start_pod(dir.path(), "stale-1");
     wait_for("both ready", || ready(&first_addr) && ready(&second_addr));
-    moved_in(&first_addr, &second_addr, 1, Some(2));
+    wait_until_read(&[&first_addr, &second_addr], 5_000);
+    // Should the move fail, what the processors said tells why.
+    let move_one = std::panic::catch_unwind(|| moved_in(&first_addr, &second_addr, 1, Some(2)));
+    if let Err(e) = move_one {
+        let said = |lines: &std::sync::mpsc::Receiver<String>| lines.try_iter().collect::<Vec<_>>();
+        panic!(
+            "{e:?}; the first said {:#?}; the second said {:#?}",
+            said(&first_lines),
+            said(&second_lines)
+        );
+    }
     assert_eq!(owned(&second_addr), serde_json::json!([1, 2, 3]));
 
     // Killed before its ConfigMap shows the move, and started on it.

@@ -46,12 +46,37 @@ pub fn moves(current: &[PodAssignment], target: &[PodAssignment]) -> Vec<Move> {
     out
 }
 
+/// Partitions the assignment gives a pod that no pod runs, as (partition,
+/// ordinal), when every pod answered with what it runs (`running`, by
+/// ordinal). A pod restarted on an assignment from before a move that gave
+/// it a partition, before it checkpointed under the move's version, starts
+/// without that partition (see `eddy_processor::placement`); it is given
+/// the partition again rather than leave it unread.
+pub fn unrun(assignment: &[PodAssignment], running: &[Vec<u32>]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = assignment
+        .iter()
+        .flat_map(|pod| pod.partitions.iter().map(move |p| (*p, pod.ordinal)))
+        .filter(|(p, _)| !running.iter().any(|r| r.contains(p)))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use eddy_api::spec::AutoscalingStatus;
 
     use super::*;
     use crate::autoscale::tests::pods;
+
+    #[test]
+    fn partitions_no_pod_runs_are_given_to_their_pod_again() {
+        let assigned = pods(&[&[0, 1], &[2, 3]]);
+        assert_eq!(unrun(&assigned, &[vec![0, 1], vec![2, 3]]), []);
+        assert_eq!(unrun(&assigned, &[vec![0], vec![2]]), [(1, 0), (3, 1)]);
+        // Run elsewhere (a move not yet in the assignment): not unrun.
+        assert_eq!(unrun(&assigned, &[vec![0], vec![1, 2, 3]]), []);
+    }
 
     #[test]
     fn only_partitions_that_change_pods_move() {

@@ -23,7 +23,7 @@ use super::{publish, Context};
 use crate::{
     autoscale::{
         decide,
-        moves::moves,
+        moves::{moves, unrun},
         report::{self, same},
         sample::sample,
         Bounds, History, Memory,
@@ -52,6 +52,8 @@ pub struct AutoscaleMemory {
     loads_at_ms: Option<i64>,
     /// The failure of the move in progress last reported.
     move_failure: Option<String>,
+    /// Partitions no pod ran at the last look, with the pod assigned.
+    unrun: Vec<(u32, u32)>,
 }
 
 /// What the reconcile needs to know of a job for the autoscaler.
@@ -137,6 +139,9 @@ pub(super) async fn step(
             ..Stepped::default()
         };
     };
+    if spec.mode == AutoscalingMode::Apply {
+        reattach(look, &partitions, memory).await;
+    }
     memory
         .history
         .push(sample, bounds.history_ms() + 2 * SAMPLE_EVERY_MS);
@@ -193,6 +198,48 @@ pub(super) async fn step(
             status: Some(status),
             ..Stepped::default()
         },
+    }
+}
+
+/// Gives a partition that no pod ran at two looks in a row back to the pod
+/// the assignment gives it (see [`unrun`]).
+async fn reattach(
+    look: &Look<'_>,
+    running: &[Option<crate::scheduler::PodPartitions>],
+    memory: &mut AutoscaleMemory,
+) {
+    let running: Option<Vec<Vec<u32>>> = running
+        .iter()
+        .map(|pod| pod.as_ref().map(|p| p.partitions.clone()))
+        .collect();
+    let Some(running) = running else {
+        return;
+    };
+    let now = unrun(look.assignment, &running);
+    let seen = std::mem::replace(&mut memory.unrun, now.clone());
+    let client = look.ctx.scheduler.client();
+    for (partition, ordinal) in now.into_iter().filter(|u| seen.contains(u)) {
+        let Some(pod) = look.pods.get(ordinal as usize) else {
+            continue;
+        };
+        let (type_, reason, note) =
+            match client.acquire(pod, partition, 0, look.assignment_version).await {
+                Ok(at) => (
+                    EventType::Warning,
+                    "PartitionReattached",
+                    format!(
+                        "partition {partition} was run by no pod (pod {ordinal} restarted on an                          assignment from before it moved there?); pod {ordinal} took it over from                          checkpoint {at}"
+                    ),
+                ),
+                Err(e) => (
+                    EventType::Warning,
+                    "PartitionMoveFailed",
+                    format!(
+                        "partition {partition} is run by no pod, and pod {ordinal} could not take                          it over: {e}; tried again on the next look"
+                    ),
+                ),
+            };
+        publish(look.ctx, look.job, type_, reason, "Autoscale", note).await;
     }
 }
 

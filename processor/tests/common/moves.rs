@@ -61,6 +61,19 @@ pub fn start_pod(dir: &std::path::Path, pod: &str) -> (Child, String, Receiver<S
     (child, addr, receive)
 }
 
+/// Waits until each processor at `addrs` has read `at_least` events.
+pub fn wait_until_read(addrs: &[&str], at_least: u64) {
+    let read = |addr: &str| {
+        let (_, body) = http(addr, "GET", "/stats", "");
+        serde_json::from_str::<Value>(&body).unwrap()["eventsRead"]
+            .as_u64()
+            .unwrap()
+    };
+    wait_for("each to have read some", || {
+        addrs.iter().all(|a| read(a) >= at_least)
+    });
+}
+
 pub fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
     let (status, body) = http(addr, "POST", path, body);
     (
