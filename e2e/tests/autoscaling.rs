@@ -383,6 +383,11 @@ spec:
             "{reason} in {reasons:?}"
         );
     }
+    // No pod restarted, so every partition ran on the pod it was given.
+    assert!(
+        !reasons.iter().any(|r| r == "PartitionReattached"),
+        "{reasons:?}"
+    );
     let describe = kubectl(&["describe", "streamjob", JOB, "-n", &ns]);
     assert!(
         describe.contains("Scaling"),
