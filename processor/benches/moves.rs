@@ -203,11 +203,10 @@ spec:
   eventTime: {{field: ts, format: epochMillis, maxOutOfOrderness: 5s, idleTimeout: 1h}}
   window: {{tumbling: {{size: 1h}}}}
   aggregations: [{{op: count, name: n}}, {{op: sum, field: amount, name: total}}]
-  sinks: [{{file: {{path: {}}}}}]
+  sinks: [{{stdout: {{}}}}]
   state: {{memoryBudget: 2Gi}}
   checkpoints: {{store: 's3://{name}/job', endpoint: '{}', interval: 30s, retain: 3}}
 ",
-        dir.join("results.jsonl").display(),
         s3.endpoint
     );
     std::fs::write(dir.join("job.yaml"), yaml).unwrap();

@@ -118,8 +118,9 @@ fn output(brokers: &str, topic: &str) -> (kafka::Partition, kafka::Partition) {
     (committed, everything)
 }
 
-#[test]
-fn a_transactional_topic_commits_every_result_once_despite_crashes() {
+/// The events produced, the output topic and the bucket created: the
+/// brokers, the input and output topics, and the run's job files.
+fn set_up() -> (String, String, String, Run) {
     let brokers = eddy_testkit::kafka_brokers();
     let topic = eddy_testkit::unique_name("events");
     let output_topic = eddy_testkit::unique_name("committed");
@@ -128,6 +129,12 @@ fn a_transactional_topic_commits_every_result_once_despite_crashes() {
     create_topics(&brokers, &[(&output_topic, 1)]);
     create_bucket(&bucket);
     let run = Run::new(&brokers, &topic, &output_topic, &bucket);
+    (brokers, topic, output_topic, run)
+}
+
+#[test]
+fn a_transactional_topic_commits_every_result_once_despite_crashes() {
+    let (brokers, _, output_topic, run) = set_up();
 
     // 1. No checkpoint yet: results are written in an open transaction that
     // a read_committed consumer does not see, and a SIGKILL leaves it open
@@ -228,14 +235,7 @@ fn a_transactional_topic_commits_every_result_once_despite_crashes() {
 #[test]
 fn partitions_move_between_transactional_processors_and_every_result_commits_once() {
     use common::moves::{moved, owned, start, wait_until_read};
-    let brokers = eddy_testkit::kafka_brokers();
-    let topic = eddy_testkit::unique_name("events");
-    let output_topic = eddy_testkit::unique_name("committed");
-    let bucket = eddy_testkit::unique_name("txn");
-    produce(&brokers, &topic);
-    create_topics(&brokers, &[(&output_topic, 1)]);
-    create_bucket(&bucket);
-    let run = Run::new(&brokers, &topic, &output_topic, &bucket);
+    let (brokers, topic, output_topic, run) = set_up();
     let dir = run.dir.path();
     let job = std::fs::read_to_string(dir.join("job-100ms.yaml"))
         .unwrap()

@@ -378,13 +378,7 @@ pub async fn read_manifests(part: &Store) -> anyhow::Result<Vec<Manifest>> {
 
 /// The readable manifests, newest first, and how many are listed.
 async fn read_listed_manifests(part: &Store) -> anyhow::Result<(Vec<Manifest>, usize)> {
-    let mut ids: Vec<u64> = part
-        .list("checkpoints")
-        .await?
-        .iter()
-        .filter_map(|(k, _)| manifest_id(k))
-        .collect();
-    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let ids = manifest_ids(part).await?;
     let listed = ids.len();
     let mut manifests = Vec::new();
     for id in ids {
@@ -399,6 +393,18 @@ async fn read_listed_manifests(part: &Store) -> anyhow::Result<(Vec<Manifest>, u
         }
     }
     Ok((manifests, listed))
+}
+
+/// The ids of a partition's listed manifests, newest first.
+async fn manifest_ids(part: &Store) -> anyhow::Result<Vec<u64>> {
+    let mut ids: Vec<u64> = part
+        .list("checkpoints")
+        .await?
+        .iter()
+        .filter_map(|(k, _)| manifest_id(k))
+        .collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(ids)
 }
 
 /// What a restore of one partition did.
@@ -608,14 +614,7 @@ pub async fn newest_assignment(
     let mut highest: Option<(u32, u64)> = None;
     for &p in partitions {
         let part = partition_store(store, p);
-        let mut ids: Vec<u64> = part
-            .list("checkpoints")
-            .await?
-            .iter()
-            .filter_map(|(k, _)| manifest_id(k))
-            .collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        for id in ids {
+        for id in manifest_ids(&part).await? {
             let bytes = part.get(&manifest_key(id)).await?;
             if let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) {
                 if highest.is_none_or(|(_, v)| m.assignment > v) {
