@@ -172,3 +172,59 @@ async fn a_final_revision_outranks_higher_revisions_that_are_not() {
         ])
     );
 }
+
+/// The pods of a job start together, each creating the table: `CREATE
+/// TABLE IF NOT EXISTS` at once in several sessions fails in some of them
+/// unless they take turns.
+#[tokio::test(flavor = "multi_thread")]
+async fn sinks_starting_together_all_create_the_table() {
+    use eddy_processor::{
+        engine::{window::Window, WindowResult},
+        output::sink::{postgres::PostgresSink, Item, Sink},
+    };
+    let url = eddy_testkit::postgres_url();
+    let name = eddy_testkit::unique_name("together").replace('-', "_");
+    const SINKS: u32 = 16;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(SINKS as usize));
+    let writers = (0..SINKS).map(|i| {
+        let (url, name, start) = (url.clone(), name.clone(), start.clone());
+        tokio::spawn(async move {
+            let mut sink = PostgresSink::new(url, name.clone(), true, &name);
+            start.wait().await;
+            let result = WindowResult {
+                partition: i,
+                key: format!("k{i}"),
+                window: Window {
+                    start: 0,
+                    end: 5_000,
+                },
+                aggregates: vec![("n".into(), serde_json::json!(1))],
+                revision: 1,
+                is_final: true,
+            };
+            let id = format!("r{i}");
+            let item = Item {
+                id: &id,
+                line: b"",
+                result: Some(&result),
+            };
+            sink.write(&item)?;
+            sink.flush().await
+        })
+    });
+    // Every sink spawned before any is awaited.
+    let writers: Vec<_> = writers.collect();
+    for (i, written) in writers.into_iter().enumerate() {
+        written
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("sink {i}: {e:#}"));
+    }
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(&format!("SELECT count(*) FROM {name}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), i64::from(SINKS));
+}

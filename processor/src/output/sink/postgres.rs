@@ -289,7 +289,10 @@ async fn connect(url: &str, ddl: Option<&str>, name: &str) -> anyhow::Result<Cli
                     }
                 });
                 if let Some(ddl) = ddl {
-                    client.batch_execute(ddl).await?;
+                    client
+                        .batch_execute(&one_at_a_time(ddl))
+                        .await
+                        .with_context(|| format!("creating {name}"))?;
                 }
                 return Ok(client);
             }
@@ -304,6 +307,14 @@ async fn connect(url: &str, ddl: Option<&str>, name: &str) -> anyhow::Result<Cli
             }
         }
     }
+}
+
+/// `ddl` in a transaction that first takes an advisory lock: `CREATE
+/// TABLE IF NOT EXISTS` run at once by two sessions fails in one of them
+/// (a unique violation in `pg_type`), as when the pods of a job start
+/// together or a move's new owner opens the table beside its old one.
+fn one_at_a_time(ddl: &str) -> String {
+    format!("BEGIN; SELECT pg_advisory_xact_lock(hashtext('eddy: create table')); {ddl}; COMMIT")
 }
 
 /// The table's DDL (the table name was validated as an identifier).
