@@ -13,15 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{http_full, read_lines, spawn_until, BIN};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, http_full, read_lines, spawn_until, BIN};
 
 /// Starts a processor with HTTP ingest; returns it, its address and its
 /// directory.

@@ -62,6 +62,14 @@ pub fn s3() -> S3Server {
 }
 
 /// Bootstrap servers of the Kafka broker (Apache Kafka, with transactions).
+/// A local port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
 pub fn kafka_brokers() -> String {
     require("EDDY_TEST_KAFKA_BROKERS")
 }

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use eddy_testkit::free_port;
 use serde_json::{json, Value};
 
 /// Prometheus and Alertmanager, stopped when dropped.
@@ -25,14 +26,6 @@ impl Drop for Alerting {
             let _ = child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The chart's PrometheusRule, rendered with `values` (`key=value`), as a

@@ -273,18 +273,19 @@ mod tests {
         state::StateStore,
     };
 
+    /// A job's store in `dir/store`.
+    fn file_store(dir: &std::path::Path) -> Store {
+        let url = format!("file://{}", dir.join("store").display());
+        Store::open(&url, "ns/job", None).unwrap()
+    }
+
     /// Each partition comes back with the watermark that decided for it;
     /// the processor's is the lowest, and none if one partition had none
     /// (its worker had no event yet): never one partition's for another.
     #[tokio::test]
     async fn partitions_come_back_with_their_own_watermarks() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &format!("file://{}", dir.path().join("store").display()),
-            "ns/job",
-            None,
-        )
-        .unwrap();
+        let store = file_store(dir.path());
         let state = StateStore::open(&dir.path().join("state"), &[0, 1, 2], 64 << 20).unwrap();
         let floors = BTreeMap::from([(0, Some(9_000)), (1, Some(5_000)), (2, None)]);
         let cut = Cut {
@@ -332,12 +333,7 @@ mod tests {
     async fn kafka_partitions_resume_from_their_own_newest_checkpoint() {
         for kafka in [true, false] {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(
-                &format!("file://{}", dir.path().join("store").display()),
-                "ns/job",
-                None,
-            )
-            .unwrap();
+            let store = file_store(dir.path());
             let source = |n: i64| match kafka {
                 true => SourcePosition::Kafka {
                     offsets: vec![(0, n), (1, n)],

@@ -150,13 +150,8 @@ impl Drop for Reaped {
     }
 }
 
-/// A port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
+#[allow(unused_imports)] // not every test binary asks for a port
+pub use eddy_testkit::free_port;
 
 pub fn read_lines(path: &Path) -> Vec<Value> {
     let Ok(text) = std::fs::read_to_string(path) else {
