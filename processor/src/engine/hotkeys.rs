@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use compact_str::CompactString;
 
+use super::sample::Sampler;
 use crate::FastMap;
 
 /// A key's estimated share of its partition's events over the span.
@@ -46,28 +47,37 @@ struct Half {
     heap: Vec<usize>,
     /// Each slot's place in `heap`.
     at: Vec<usize>,
+    /// Events in this half, each counted.
     total: u64,
     placements: u64,
+    /// Which events update the counters, and by how much.
+    sampler: Sampler,
 }
 
 impl Half {
+    /// Counts one event; the counters see a sample of them, weighted
+    /// (see [`Sampler`]).
     fn add(&mut self, key: &str, capacity: usize) {
         self.total += 1;
+        let weight = self.sampler.weight();
+        if weight == 0 {
+            return;
+        }
         if let Some(&slot) = self.index.get(key) {
-            self.counters[slot].count += 1;
+            self.counters[slot].count += weight;
             self.sift_down(self.at[slot]);
             return;
         }
         self.placements += 1;
         let placed = self.placements;
         if self.counters.len() < capacity {
-            // A count of 1 ranks below every larger count: in at the end
+            // The smallest weight ranks below every larger count: in at the end
             // of the heap, then up to its place.
             let slot = self.counters.len();
             self.index.insert(key.into(), slot);
             self.counters.push(Counter {
                 key: key.into(),
-                count: 1,
+                count: weight,
                 error: 0,
                 placed,
             });
@@ -86,7 +96,7 @@ impl Half {
         self.index.remove(victim.key.as_str());
         *victim = Counter {
             key: key.into(),
-            count: min + 1,
+            count: min + weight,
             error: min,
             placed,
         };
@@ -264,8 +274,12 @@ mod tests {
                     .unwrap()
             });
             let known = half.index.get(key.as_str()).copied();
+            let counted = |h: &Half| h.counters.iter().map(|c| c.count).sum::<u64>();
+            let before = counted(&half);
             half.add(&key, 12);
-            if let (Some(slot), None) = (scan, known) {
+            // Past the first events only a sample reaches the counters.
+            let sampled = counted(&half) > before;
+            if let (Some(slot), None, true) = (scan, known, sampled) {
                 assert_eq!(half.counters[slot].key, key);
             }
             for (place, slot) in half.heap.iter().enumerate() {

@@ -11,6 +11,7 @@ mod config;
 pub mod hotkeys;
 mod partitions;
 mod process;
+mod sample;
 pub mod session;
 pub mod skew;
 pub mod stats;

@@ -287,14 +287,17 @@ impl Engine {
         limit: usize,
     ) -> anyhow::Result<bool> {
         let lateness = self.config.allowed_lateness_ms;
-        for (slot, key, window) in self.timers.take_revised() {
-            self.emit(slot, &key, window, false, out)?;
-        }
         // Partitions on a watermark of their own fire by it (rare: after
         // one joined); the end of input fires everything.
         let each = (watermark != i64::MAX)
             .then(|| self.watermarks.each_slot())
             .flatten();
+        if each.is_none() && self.timers.windows_quiet(&self.store, watermark)? {
+            return Ok(false);
+        }
+        for (slot, key, window) in self.timers.take_revised() {
+            self.emit(slot, &key, window, false, out)?;
+        }
         let until = match &each {
             Some(each) => Until::Each(each),
             None => Until::All(watermark),
@@ -309,13 +312,11 @@ impl Engine {
             // Final unless late events may still revise it (at the end of
             // input, or after a long idle stretch, lateness is already over).
             let is_final = window.end.saturating_add(lateness) <= until.of(slot);
-            if self.emit(slot, &key, window, is_final, out)? {
-                if is_final {
-                    self.remove_window(slot, &key, window)?;
-                } else {
-                    let at = window.end.saturating_add(lateness);
-                    self.timers.add_purge(at, slot, &key, window);
-                }
+            // A final revision deletes the window; otherwise it closes
+            // once its lateness is over.
+            if self.emit(slot, &key, window, is_final, out)? && !is_final {
+                let at = window.end.saturating_add(lateness);
+                self.timers.add_purge(at, slot, &key, window);
             }
         }
         loop {
@@ -328,12 +329,13 @@ impl Engine {
             // A closing revision marks the result final.
             self.timers.unmark_revised(slot, &key, window);
             self.emit(slot, &key, window, true, out)?;
-            self.remove_window(slot, &key, window)?;
         }
         Ok(false)
     }
 
-    /// Emits the next revision of a window; false if it no longer exists.
+    /// Emits the next revision of a window, and deletes it when the
+    /// revision is final; false if it no longer exists. One lookup of the
+    /// key's state for all of it.
     fn emit(
         &mut self,
         slot: usize,
@@ -342,21 +344,30 @@ impl Engine {
         is_final: bool,
         out: &mut Vec<WindowResult>,
     ) -> anyhow::Result<bool> {
-        self.cache_entry(slot, key)?;
-        let partition = self.config.partitions[slot];
-        let aggregates = &self.config.aggregates;
-        let cached = self.cache[slot].get_mut(key).expect("loaded above");
-        let Some(index) = cached.state.find(window) else {
+        self.make_room(slot, key)?;
+        let Self {
+            cache,
+            config,
+            store,
+            cached_keys,
+            ..
+        } = self;
+        let partition = config.partitions[slot];
+        let cached = super::load(&mut cache[slot], store, partition, key, cached_keys)?;
+        cached.dirty = true;
+        let state = &mut cached.state;
+        let Some(index) = state.find(window) else {
             return Ok(false);
         };
-        let entry = &mut cached.state.windows[index];
+        let entry = &mut state.windows[index];
         entry.revision += 1;
         entry.fired = true;
         out.push(WindowResult {
             partition,
             key: key.to_string(),
             window,
-            aggregates: aggregates
+            aggregates: config
+                .aggregates
                 .iter()
                 .zip(&entry.accs)
                 .map(|((name, agg), acc)| (name.clone(), agg.result(acc)))
@@ -364,15 +375,10 @@ impl Engine {
             revision: entry.revision,
             is_final,
         });
-        Ok(true)
-    }
-
-    fn remove_window(&mut self, slot: usize, key: &str, window: Window) -> anyhow::Result<()> {
-        let state = self.cache_entry(slot, key)?;
-        if let Some(i) = state.find(window) {
-            state.windows.remove(i);
+        if is_final {
+            state.windows.remove(index);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes the open windows of keys not updated within the TTL (they
@@ -380,11 +386,11 @@ impl Engine {
     /// Fired windows stay until the watermark passes their lateness, so a
     /// late event can never restart one at revision 1.
     fn expire_keys(&mut self) -> anyhow::Result<()> {
-        if self.ttl_floor_pending {
+        let clock = self.clock;
+        if self.ttl_floor_pending || self.timers.ttl_quiet(&self.store, clock)? {
             return Ok(());
         }
         let ttl = self.config.state_ttl_ms;
-        let clock = self.clock;
         while let Some((slot, key, due)) = self.timers.pop_ttl(&self.store, clock)? {
             // Look without caching: most checked keys are long gone.
             let (found, read) = match self.cache[slot].get(key.as_str()) {

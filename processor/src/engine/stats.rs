@@ -4,7 +4,10 @@
 
 use sketches_ddsketch::{Config, DDSketch};
 
-use super::hotkeys::{HotKey, SpaceSaving};
+use super::{
+    hotkeys::{HotKey, SpaceSaving},
+    sample::Sampler,
+};
 use crate::metrics::{buckets, Buckets};
 
 /// Statistics of one partition.
@@ -26,6 +29,8 @@ pub struct PartitionStats {
     /// How far behind the partition's largest event time so far each
     /// event was (ms), for the events that were behind at all.
     delays: DDSketch,
+    /// Which delays the sketch records (most events are behind).
+    delay_sampler: Sampler,
     /// Events at or ahead of the largest event time so far.
     pub in_order: u64,
     pub skew: SkewStats,
@@ -60,6 +65,7 @@ impl PartitionStats {
             lateness: DDSketch::new(Config::defaults()),
             lateness_seconds: Buckets::new(buckets::LATENESS),
             delays: DDSketch::new(Config::defaults()),
+            delay_sampler: Sampler::default(),
             in_order: 0,
             skew: SkewStats::default(),
             // Track a few more keys than reported, for accuracy.
@@ -108,7 +114,10 @@ impl PartitionStats {
         if delay_ms <= 0 {
             self.in_order += 1;
         } else {
-            self.delays.add(delay_ms as f64);
+            let weight = self.delay_sampler.weight();
+            if weight > 0 {
+                self.delays.add_with_count(delay_ms as f64, weight);
+            }
         }
     }
 

@@ -51,6 +51,18 @@ pub struct Timers {
     /// (slot, key, start, end) of fired windows updated by late events
     /// since the last firing: short-lived, kept in memory.
     revised: BTreeSet<(usize, CompactString, i64, i64)>,
+    /// The earliest due time of any fire or purge row, and of any TTL
+    /// row, over every slot, while known: the engine asks after every
+    /// event whether anything is due, and the answer is nearly always no.
+    windows_due: Option<Option<i64>>,
+    ttl_due: Option<Option<i64>>,
+}
+
+/// A row due at `due` was added: the earliest stays known.
+fn lower(earliest: &mut Option<Option<i64>>, due: i64) {
+    if let Some(e) = earliest {
+        *e = Some(e.map_or(due, |e| e.min(due)));
+    }
 }
 
 /// One partition's rows in the store.
@@ -74,11 +86,43 @@ impl Timers {
             purge: each(partitions),
             ttl: each(partitions),
             revised: BTreeSet::new(),
+            windows_due: None,
+            ttl_due: None,
         }
+    }
+
+    /// Forgets the earliest due times (rows went, or slots changed).
+    fn unknown(&mut self) {
+        self.windows_due = None;
+        self.ttl_due = None;
+    }
+
+    /// True when no window fires or closes by `watermark` and no fired
+    /// window was revised: [`Timers::pop_fire`] and [`Timers::pop_purge`]
+    /// would find nothing, nor [`Timers::take_revised`].
+    pub fn windows_quiet(&mut self, store: &StateStore, watermark: i64) -> anyhow::Result<bool> {
+        if !self.revised.is_empty() {
+            return Ok(false);
+        }
+        if self.windows_due.is_none() {
+            let fire = earliest(&mut self.fire, &self.partitions, store)?;
+            let purge = earliest(&mut self.purge, &self.partitions, store)?;
+            self.windows_due = Some(fire.into_iter().chain(purge).min());
+        }
+        Ok(self.windows_due.flatten().is_none_or(|due| due > watermark))
+    }
+
+    /// True when no TTL check is due at `now`.
+    pub fn ttl_quiet(&mut self, store: &StateStore, now: i64) -> anyhow::Result<bool> {
+        if self.ttl_due.is_none() {
+            self.ttl_due = Some(earliest(&mut self.ttl, &self.partitions, store)?);
+        }
+        Ok(self.ttl_due.flatten().is_none_or(|due| due > now))
     }
 
     /// A partition joins, in a new last slot.
     pub fn push(&mut self, partition: u32) {
+        self.unknown();
         self.partitions.push(partition);
         self.fire.push(Index::default());
         self.purge.push(Index::default());
@@ -88,6 +132,7 @@ impl Timers {
     /// Partition `slot` leaves, with every timer it held in memory (its
     /// rows are in its store); the last slot takes its place.
     pub fn swap_remove(&mut self, slot: usize) {
+        self.unknown();
         let last = self.partitions.len() - 1;
         self.partitions.swap_remove(slot);
         self.fire.swap_remove(slot);
@@ -103,6 +148,7 @@ impl Timers {
     /// After a restore: takes a slot's row counts from its store; false if
     /// the store has no timers (it is new, or from engine version 1).
     pub fn restore(&mut self, store: &StateStore, slot: usize) -> anyhow::Result<bool> {
+        self.unknown();
         let Some(counts) = store.timer_value(self.partitions[slot], COUNTS)? else {
             return Ok(false);
         };
@@ -119,7 +165,9 @@ impl Timers {
     }
 
     pub fn add_fire(&mut self, slot: usize, key: &str, w: Window) {
-        self.fire[slot].insert(Fire::new(key, w));
+        let row = Fire::new(key, w);
+        lower(&mut self.windows_due, row.due());
+        self.fire[slot].insert(row);
     }
 
     pub fn remove_fire(
@@ -130,6 +178,7 @@ impl Timers {
         w: Window,
     ) -> anyhow::Result<()> {
         let stored = Stored(store, self.partitions[slot]);
+        self.windows_due = None;
         self.fire[slot].remove(&Fire::new(key, w), &stored)?;
         Ok(())
     }
@@ -141,6 +190,7 @@ impl Timers {
         store: &StateStore,
         watermark: Until<'_>,
     ) -> anyhow::Result<Option<(usize, String, Window)>> {
+        self.windows_due = None;
         Ok(pop_due(&mut self.fire, &self.partitions, store, watermark)?
             .map(|(slot, row)| (slot, row.key.to_string(), row.window())))
     }
@@ -155,7 +205,9 @@ impl Timers {
     }
 
     pub fn add_purge(&mut self, at: i64, slot: usize, key: &str, w: Window) {
-        self.purge[slot].insert(Purge::new(at, key, w));
+        let row = Purge::new(at, key, w);
+        lower(&mut self.windows_due, row.due());
+        self.purge[slot].insert(row);
     }
 
     pub fn pop_purge(
@@ -163,6 +215,7 @@ impl Timers {
         store: &StateStore,
         watermark: Until<'_>,
     ) -> anyhow::Result<Option<(usize, String, Window)>> {
+        self.windows_due = None;
         Ok(
             pop_due(&mut self.purge, &self.partitions, store, watermark)?
                 .map(|(slot, row)| (slot, row.key.to_string(), row.window())),
@@ -187,6 +240,7 @@ impl Timers {
     /// Checks the key against the TTL at `due`. The key's state records
     /// `due` as its pending check: other checks found for it are stale.
     pub fn add_ttl(&mut self, slot: usize, key: &str, due: i64) {
+        lower(&mut self.ttl_due, due);
         self.ttl[slot].insert(Ttl {
             due,
             key: key.into(),
@@ -199,6 +253,7 @@ impl Timers {
         store: &StateStore,
         now: i64,
     ) -> anyhow::Result<Option<(usize, String, i64)>> {
+        self.ttl_due = None;
         Ok(
             pop_due(&mut self.ttl, &self.partitions, store, Until::All(now))?
                 .map(|(slot, row)| (slot, row.key.into_string(), row.due)),
@@ -248,6 +303,21 @@ impl Timers {
 /// An empty index per partition.
 fn each<R: Row>(partitions: &[u32]) -> Vec<Index<R>> {
     partitions.iter().map(|_| Index::default()).collect()
+}
+
+/// The earliest due time of any slot's rows.
+fn earliest<R: Row>(
+    indexes: &mut [Index<R>],
+    partitions: &[u32],
+    store: &StateStore,
+) -> anyhow::Result<Option<i64>> {
+    let mut earliest = None;
+    for (index, partition) in indexes.iter_mut().zip(partitions) {
+        if let Some(due) = index.next_due(&Stored(store, *partition))? {
+            earliest = Some(earliest.map_or(due, |e: i64| e.min(due)));
+        }
+    }
+    Ok(earliest)
 }
 
 /// Pops the earliest row due by `until` over all slots: by due time, then

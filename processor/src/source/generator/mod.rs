@@ -18,6 +18,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Zipf};
 use serde_json::{Map, Value};
 
+mod zipf;
+
+use self::zipf::ZipfTable;
 use super::{Batch, Payload, Poll, SourceRecord};
 use crate::{
     engine::aggregate::{Aggregate, Input},
@@ -88,6 +91,9 @@ impl GeneratorConfig {
 
 enum Keys {
     Uniform(u64),
+    /// Up to [`zipf::MAX_TABLE_KEYS`] keys: by alias table.
+    ZipfTable(ZipfTable),
+    /// More keys: by rejection sampling.
     Zipf(Zipf<f64>),
 }
 
@@ -128,7 +134,13 @@ impl Generated {
 
     /// The key as the record carries it.
     pub fn key(&self) -> String {
-        format!("{}{}", self.fields.key_prefix, self.key)
+        let prefix = &self.fields.key_prefix;
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(self.key);
+        let mut key = String::with_capacity(prefix.len() + digits.len());
+        key.push_str(prefix);
+        key.push_str(digits);
+        key
     }
 
     /// The amount, as the record's number reads.
@@ -181,7 +193,9 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(config: GeneratorConfig, started: Instant) -> anyhow::Result<Self> {
-        let keys = if config.key_skew > 0.0 {
+        let keys = if config.key_skew > 0.0 && config.keys <= zipf::MAX_TABLE_KEYS {
+            Keys::ZipfTable(ZipfTable::new(config.keys.max(1), config.key_skew))
+        } else if config.key_skew > 0.0 {
             Keys::Zipf(Zipf::new(config.keys as f64, config.key_skew)?)
         } else {
             Keys::Uniform(config.keys)
@@ -268,6 +282,7 @@ impl Generator {
         let c = &self.config;
         let key = match &self.keys {
             Keys::Uniform(n) => self.rng.random_range(0..*n),
+            Keys::ZipfTable(table) => table.sample(&mut self.rng),
             // Zipf samples 1..=n as a float; rank 1 is the hottest key.
             Keys::Zipf(z) => (z.sample(&mut self.rng) as u64).clamp(1, c.keys) - 1,
         };
