@@ -248,8 +248,12 @@ mod tests {
         for t in 0..1000 {
             s.add(&format!("k{}", t % 4), 10_000 + t);
         }
-        assert_eq!(s.top(1)[0].key, "k0");
-        assert!(s.top(8).iter().all(|h| h.key != "was-hot"));
+        // Four equally hot keys (sampled, so their estimates differ).
+        let top: Vec<String> = s.top(8).into_iter().map(|h| h.key).collect();
+        assert_eq!(top.len(), 4, "{top:?}");
+        assert!(top
+            .iter()
+            .all(|k| ["k0", "k1", "k2", "k3"].contains(&k.as_str())));
     }
 
     /// The counter replaced is the one a scan for the smallest (count,

@@ -7,7 +7,7 @@
 //! same events give the same statistics.
 
 /// Occurrences recorded exactly before sampling starts.
-pub const EXACT: u64 = 1024;
+pub const EXACT: u64 = 256;
 /// One occurrence in this many is recorded after that, with this weight.
 pub const STRIDE: u64 = 8;
 

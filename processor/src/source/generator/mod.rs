@@ -8,7 +8,7 @@
 //! events.
 
 use std::{
-    sync::Arc,
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -121,7 +121,7 @@ impl Fields {
 /// cents. [`Generated::to_value`] gives the JSON record it stands for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Generated {
-    fields: Arc<Fields>,
+    fields: &'static Fields,
     pub key: u64,
     pub time_ms: i64,
     pub cents: u32,
@@ -129,7 +129,7 @@ pub struct Generated {
 
 impl Generated {
     pub fn fields(&self) -> &Fields {
-        &self.fields
+        self.fields
     }
 
     /// The key as the record carries it.
@@ -150,7 +150,7 @@ impl Generated {
 
     /// The record as JSON.
     pub fn to_value(&self) -> Value {
-        let f = &*self.fields;
+        let f = self.fields;
         let mut record = Map::with_capacity(3);
         record.insert(f.key_field.clone(), Value::from(self.key()));
         record.insert(
@@ -164,7 +164,7 @@ impl Generated {
     /// The input of a numeric aggregate of the value field (or a count),
     /// read without JSON; `None` for anything else.
     pub fn number(&self, aggregate: &Aggregate) -> Option<Input> {
-        let f = &*self.fields;
+        let f = self.fields;
         let distinct = f.distinct();
         match aggregate {
             Aggregate::Count => Some(Input::None),
@@ -182,9 +182,24 @@ impl Generated {
     }
 }
 
+/// The one copy of a layout, for every record of every generator that
+/// uses it: a reference a record carries costs nothing to copy or drop (an
+/// `Arc` cost two atomic operations per record). Layouts are few (one per
+/// job's fields), so keeping each for the life of the process is bounded.
+fn intern(fields: Fields) -> &'static Fields {
+    static LAYOUTS: Mutex<Vec<&'static Fields>> = Mutex::new(Vec::new());
+    let mut layouts = LAYOUTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = layouts.iter().find(|f| ***f == fields) {
+        return known;
+    }
+    let leaked: &'static Fields = Box::leak(Box::new(fields));
+    layouts.push(leaked);
+    leaked
+}
+
 pub struct Generator {
     config: GeneratorConfig,
-    fields: Arc<Fields>,
+    fields: &'static Fields,
     rng: ChaCha8Rng,
     keys: Keys,
     next: u64,
@@ -200,7 +215,7 @@ impl Generator {
         } else {
             Keys::Uniform(config.keys)
         };
-        let fields = Arc::new(Fields {
+        let fields = intern(Fields {
             key_field: config.key_field.clone(),
             key_prefix: config.key_prefix.clone(),
             time_field: config.time_field.clone(),
@@ -301,7 +316,7 @@ impl Generator {
             base - jitter - if late { c.late_by_ms } else { 0 }
         };
         let record = Generated {
-            fields: self.fields.clone(),
+            fields: self.fields,
             key,
             time_ms,
             cents,
