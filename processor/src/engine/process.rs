@@ -296,7 +296,7 @@ impl Engine {
             return Ok(false);
         }
         for (slot, key, window) in self.timers.take_revised() {
-            self.emit(slot, &key, window, false, out)?;
+            self.emit(slot, key, window, false, out)?;
         }
         let until = match &each {
             Some(each) => Until::Each(each),
@@ -314,7 +314,9 @@ impl Engine {
             let is_final = window.end.saturating_add(lateness) <= until.of(slot);
             // A final revision deletes the window; otherwise it closes
             // once its lateness is over.
-            if self.emit(slot, &key, window, is_final, out)? && !is_final {
+            if is_final {
+                self.emit(slot, key, window, true, out)?;
+            } else if self.emit(slot, key.clone(), window, false, out)? {
                 let at = window.end.saturating_add(lateness);
                 self.timers.add_purge(at, slot, &key, window);
             }
@@ -328,7 +330,7 @@ impl Engine {
             };
             // A closing revision marks the result final.
             self.timers.unmark_revised(slot, &key, window);
-            self.emit(slot, &key, window, true, out)?;
+            self.emit(slot, key, window, true, out)?;
         }
         Ok(false)
     }
@@ -339,12 +341,12 @@ impl Engine {
     fn emit(
         &mut self,
         slot: usize,
-        key: &str,
+        key: String,
         window: Window,
         is_final: bool,
         out: &mut Vec<WindowResult>,
     ) -> anyhow::Result<bool> {
-        self.make_room(slot, key)?;
+        self.make_room(slot, &key)?;
         let Self {
             cache,
             config,
@@ -353,7 +355,7 @@ impl Engine {
             ..
         } = self;
         let partition = config.partitions[slot];
-        let cached = super::load(&mut cache[slot], store, partition, key, cached_keys)?;
+        let cached = super::load(&mut cache[slot], store, partition, &key, cached_keys)?;
         cached.dirty = true;
         let state = &mut cached.state;
         let Some(index) = state.find(window) else {
@@ -364,7 +366,7 @@ impl Engine {
         entry.fired = true;
         out.push(WindowResult {
             partition,
-            key: key.to_string(),
+            key,
             window,
             aggregates: config
                 .aggregates

@@ -107,8 +107,11 @@ impl ResultEncoder {
             result: r,
             bounds,
         };
+        // Room for a typical result at once, not grown step by step.
+        let mut line = Vec::with_capacity(320);
         // Serializing plain data into a Vec cannot fail.
-        serde_json::to_vec(&record).unwrap_or_default()
+        let _ = serde_json::to_writer(&mut line, &record);
+        line
     }
 }
 
