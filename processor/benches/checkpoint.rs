@@ -112,7 +112,8 @@ fn fill(state: &StateStore, from: u64, keys: u64) {
                     accs: vec![Acc::Count(i)].into(),
                     revision: 0,
                     fired: false,
-                }],
+                }]
+                .into(),
                 last_update_ms: i as i64,
                 ttl_check: None,
             },

@@ -52,7 +52,8 @@ fn key_state(i: u64, payload: usize) -> KeyState {
             accs: vec![Acc::Count(i)].into(),
             revision: 0,
             fired: false,
-        }],
+        }]
+        .into(),
         last_update_ms: i as i64 + payload as i64,
         ttl_check: None,
     }

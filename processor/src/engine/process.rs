@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     event::Event,
-    state::{KeyState, WindowEntry},
+    state::{KeyState, WindowEntry, Windows},
 };
 
 impl Engine {
@@ -421,7 +421,7 @@ impl Engine {
                 continue;
             }
             let state = self.cache_entry(slot, &key)?;
-            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.windows)
+            let (expired, kept): (Windows, Windows) = std::mem::take(&mut state.windows)
                 .into_iter()
                 .partition(|e| !e.fired);
             state.windows = kept;

@@ -26,7 +26,7 @@ use rocksdb::{
     Options, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
-pub use keystate::{KeyState, WindowEntry};
+pub use keystate::{KeyState, WindowEntry, Windows};
 
 /// Share of the memory budget RocksDB gets (block cache with memtables
 /// charged to it); the rest is the in-memory pre-aggregation cache.
