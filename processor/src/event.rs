@@ -32,7 +32,7 @@ pub enum Record {
     Json(Value),
     Generated(Generated),
     /// Read sparsely: the fields the job reads, and the bytes for the rest.
-    Sparse(Sparse),
+    Sparse(Box<Sparse>),
 }
 
 impl Record {
@@ -146,7 +146,7 @@ impl Extractor {
 
     /// The event of a sparsely read record: its wanted fields decide, as
     /// the whole record would.
-    pub fn extract_sparse(&self, record: Sparse) -> Result<Event, (Invalid, Value)> {
+    pub fn extract_sparse(&self, record: Box<Sparse>) -> Result<Event, (Invalid, Value)> {
         match self.key_and_time_in(&record) {
             Ok((key, time_ms)) => Ok(Event {
                 key,

@@ -24,6 +24,13 @@ pub trait Fields {
     fn field(&self, name: &str) -> Option<&Value>;
 }
 
+/// A boxed record has the fields of what it holds.
+impl<T: Fields + ?Sized> Fields for Box<T> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        (**self).field(name)
+    }
+}
+
 /// A record that is not an object has no fields.
 impl Fields for Value {
     fn field(&self, name: &str) -> Option<&Value> {
@@ -52,8 +59,9 @@ pub struct Sparse {
 /// What [`Wanted::parse`] found.
 #[derive(Debug)]
 pub enum Parsed {
-    /// An object, read sparsely.
-    Object(Sparse),
+    /// An object, read sparsely (boxed: records are moved from the source
+    /// to a worker several times, and this is by far the largest kind).
+    Object(Box<Sparse>),
     /// Anything else, read whole (rare: such records are invalid).
     Other(Value),
 }
@@ -80,12 +88,12 @@ impl Wanted {
         let values = de.deserialize_any(TopLevel(&self.names))?;
         de.end()?;
         Ok(match values {
-            Some(values) => Parsed::Object(Sparse {
+            Some(values) => Parsed::Object(Box::new(Sparse {
                 names: self.names.clone(),
                 values,
                 raw: line.into(),
                 added: Vec::new(),
-            }),
+            })),
             None => Parsed::Other(serde_json::from_slice(line)?),
         })
     }

@@ -17,7 +17,7 @@ use crate::event::Invalid;
 pub enum Payload {
     Json(Value),
     /// A JSON object read only as far as the job needs.
-    Sparse(json::Sparse),
+    Sparse(Box<json::Sparse>),
     /// A typed record of the built-in generator.
     Generated(generator::Generated),
     /// Something that is not a JSON record: the raw text (cut to a
