@@ -118,8 +118,8 @@ fn output(brokers: &str, topic: &str) -> (kafka::Partition, kafka::Partition) {
     (committed, everything)
 }
 
-/// The events produced, the output topic and the bucket created: the
-/// brokers, the input and output topics, and the run's job files.
+/// Produces the input, creates the output topic and the bucket; returns
+/// the brokers, the input and output topics, and the run's job files.
 fn set_up() -> (String, String, String, Run) {
     let brokers = eddy_testkit::kafka_brokers();
     let topic = eddy_testkit::unique_name("events");

@@ -61,7 +61,6 @@ pub fn s3() -> S3Server {
     }
 }
 
-/// Bootstrap servers of the Kafka broker (Apache Kafka, with transactions).
 /// A local port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -70,6 +69,7 @@ pub fn free_port() -> u16 {
         .unwrap()
 }
 
+/// Bootstrap servers of the Kafka broker (Apache Kafka, with transactions).
 pub fn kafka_brokers() -> String {
     require("EDDY_TEST_KAFKA_BROKERS")
 }

@@ -71,8 +71,7 @@ impl Half {
         self.placements += 1;
         let placed = self.placements;
         if self.counters.len() < capacity {
-            // The smallest weight ranks below every larger count: in at the end
-            // of the heap, then up to its place.
+            // In at the end of the heap, then up to its place.
             let slot = self.counters.len();
             self.index.insert(key.into(), slot);
             self.counters.push(Counter {
