@@ -170,6 +170,24 @@ fn late_within_lateness_emits_revision_two_then_closes() {
     assert_eq!(h.engine.stats()[0].late_updates, 1);
 }
 
+/// A window created when the watermark has already passed its end (the
+/// allowed lateness still takes it) fires with that event: the remembered
+/// earliest due time of the timers must take its fire timer in.
+#[test]
+fn a_window_created_past_the_watermark_fires_at_once() {
+    let mut c = config(tumbling(10_000));
+    c.allowed_lateness_ms = 5_000;
+    let mut h = Harness::new(c);
+    h.send("a", 1_000, 1.0);
+    h.send("a", 12_000, 1.0); // watermark 10 000: a's first window fires
+    assert_eq!(h.results(), vec![r("a", 0, 10_000, 1, 1.0, 1, false)]);
+    h.send("a", 12_500, 1.0); // nothing due: the earliest is remembered
+    assert_eq!(h.results(), vec![]);
+    // b's first event is behind the watermark, within the lateness.
+    assert_eq!(h.send("b", 9_000, 2.0), Outcome::Accepted);
+    assert_eq!(h.results(), vec![r("b", 0, 10_000, 1, 2.0, 1, false)]);
+}
+
 #[test]
 fn sliding_windows_each_get_the_event() {
     let mut h = Harness::new(config(WindowKind::Fixed(Assigner::Sliding {

@@ -97,6 +97,32 @@ fn rows_of_engine_version_1_read_without_a_ttl_check() {
     assert!(KeyState::decode(&v1[..v1.len() - 1]).is_err());
 }
 
+/// A key's windows are written as the `Vec` they were before (one held
+/// inline now): rows and checkpoints of either layout read as the other.
+#[test]
+fn windows_are_encoded_as_a_sequence_as_before() {
+    #[derive(serde::Serialize)]
+    struct Before {
+        windows: Vec<WindowEntry>,
+        last_update_ms: i64,
+        ttl_check: Option<i64>,
+    }
+    for windows in [&[][..], &[(0, 10)], &[(0, 10), (10, 20), (20, 30)]] {
+        let s = state(windows);
+        let before = postcard::to_allocvec(&Before {
+            windows: s.windows.to_vec(),
+            last_update_ms: s.last_update_ms,
+            ttl_check: s.ttl_check,
+        })
+        .unwrap();
+        assert_eq!(s.encode().unwrap(), before);
+        assert_eq!(
+            KeyState::decode(&before).unwrap().windows.len(),
+            windows.len()
+        );
+    }
+}
+
 /// Every column family of every partition reads through the one block
 /// cache sized from the budget: none has a cache of its own outside it.
 #[test]
