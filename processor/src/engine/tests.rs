@@ -318,6 +318,22 @@ fn ttl_expires_keys_whose_windows_never_close() {
     assert!(h.engine.store().scan(1).unwrap().is_empty());
 }
 
+/// Keys that arrive after the engine found no TTL check at all (an
+/// advance before the first event, as an idle source gives) are still
+/// checked: their checks join the remembered earliest due time.
+#[test]
+fn keys_after_an_advance_without_any_are_checked_against_the_ttl() {
+    let mut c = config(tumbling(10_000));
+    c.partitions = vec![0, 1];
+    c.state_ttl_ms = 5_000;
+    c.idle_timeout_ms = i64::MAX / 4; // partition 1 never idle: nothing fires
+    let mut h = Harness::new(c);
+    h.engine.advance(0, &mut h.out).unwrap();
+    h.send_in(1, "held", 0, 1.0, 0);
+    h.send_in(0, "fresh", 20_000, 1.0, 20_000);
+    assert_eq!(h.engine.counters().expired_windows, 1, "held expired");
+}
+
 #[test]
 fn hot_keys_and_rates_per_partition() {
     let mut h = Harness::new(config(tumbling(60_000)));
