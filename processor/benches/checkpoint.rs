@@ -167,7 +167,7 @@ async fn take(
         assignment: 0,
     };
     let pending = checkpoint::snapshot(state, cut, local)?;
-    checkpoint::upload(pending, store, 3, None).await
+    checkpoint::upload(pending, store, 3, &Default::default()).await
 }
 
 fn ms(d: Duration) -> String {

@@ -107,7 +107,7 @@ async fn checkpoint_in_epoch(
         assignment: 0,
     };
     let pending = checkpoint::snapshot(state, cut, local).unwrap();
-    checkpoint::upload(pending, store, retain, None)
+    checkpoint::upload(pending, store, retain, &Default::default())
         .await
         .unwrap()
 }

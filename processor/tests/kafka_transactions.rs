@@ -237,19 +237,7 @@ fn partitions_move_between_transactional_processors_and_every_result_commits_onc
     use common::moves::{moved, owned, start, wait_until_read};
     let (brokers, topic, output_topic, run) = set_up();
     let dir = run.dir.path();
-    let job = std::fs::read_to_string(dir.join("job-100ms.yaml"))
-        .unwrap()
-        .replace("stopAtEnd: true", "stopAtEnd: false")
-        .replace("interval: 100ms", "interval: 300ms")
-        .lines()
-        .map(|l| match l.starts_with("  invalidOutput:") {
-            // A file of one processor cannot follow moving partitions.
-            true => "  invalidOutput: {stderr: {}}",
-            false => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(dir.join("job.yaml"), job).unwrap();
+    write_moving_job(dir, "300ms");
     let (mut a, a_addr) = start(dir, "a", "0,1");
     let (mut b, b_addr) = start(dir, "b", "2,3");
     wait_until_read(&[&a_addr, &b_addr], 5_000);
@@ -263,7 +251,93 @@ fn partitions_move_between_transactional_processors_and_every_result_commits_onc
     b.kill().unwrap();
     b.wait().unwrap();
     let (mut b, _) = start(dir, "b", "1,3");
-    // An event far ahead in every partition closes every window.
+    close_every_window(&brokers, &topic);
+    assert_every_result_commits_once(&brokers, &output_topic, || {});
+    common::interrupt(&mut a);
+    common::interrupt(&mut b);
+}
+
+/// A partition's results can be committed last with a checkpoint its
+/// former owner took: a release checkpoint records it only when its
+/// transaction has results. Its new owner keeps that checkpoint in the
+/// store until its own transactions record a newer one, whatever its own
+/// last commit was, so a restart restores the partition from there. Here
+/// every checkpoint is asked for by id: `a` commits results with 5 and
+/// nothing after (no new input), `b` with 3; partition 1 moves with 8,
+/// whose transaction has no results; `b` takes three more checkpoints of
+/// it (retaining two) before it is killed and restarted.
+#[test]
+fn a_moved_partition_keeps_the_checkpoint_its_results_were_committed_with() {
+    use common::moves::{moved, start, wait_until_read};
+    let (brokers, topic, output_topic, run) = set_up();
+    let dir = run.dir.path();
+    write_moving_job(dir, "1h");
+    let (mut a, a_addr) = start(dir, "a", "0,1");
+    let (mut b, b_addr) = start(dir, "b", "2,3");
+    let all = 2 * common::events::PER_PARTITION as u64;
+    wait_until_read(&[&a_addr, &b_addr], all);
+    checkpoint(&b_addr, 3);
+    for id in [5, 6, 7] {
+        checkpoint(&a_addr, id);
+    }
+    assert_eq!(moved(&a_addr, &b_addr, 1), 8);
+    for id in [10, 11, 12] {
+        checkpoint(&b_addr, id);
+    }
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let (mut b, b_addr) = start(dir, "b", "1,2,3");
+    let (_, restored) = common::http(&b_addr, "GET", "/checkpoints", "");
+    let restored: serde_json::Value = serde_json::from_str(&restored).unwrap();
+    assert_eq!(restored["restoreFallbacks"], 0, "{restored}");
+    close_every_window(&brokers, &topic);
+    assert_every_result_commits_once(&brokers, &output_topic, || {
+        for addr in [&a_addr, &b_addr] {
+            common::http(addr, "POST", "/checkpoints", "");
+        }
+    });
+    common::interrupt(&mut a);
+    common::interrupt(&mut b);
+}
+
+/// The job for processors that move partitions between them, checkpointing
+/// every `interval`, reading on past the end of the topic.
+fn write_moving_job(dir: &std::path::Path, interval: &str) {
+    let job = std::fs::read_to_string(dir.join("job-100ms.yaml"))
+        .unwrap()
+        .replace("stopAtEnd: true", "stopAtEnd: false")
+        .replace("interval: 100ms", &format!("interval: {interval}"))
+        .lines()
+        .map(|l| match l.starts_with("  invalidOutput:") {
+            // A file of one processor cannot follow moving partitions.
+            true => "  invalidOutput: {stderr: {}}",
+            false => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("job.yaml"), job).unwrap();
+}
+
+/// Takes checkpoint `id` on the processor at `addr` (once the one in
+/// flight, if any, is done) and waits until it is complete.
+fn checkpoint(addr: &str, id: u64) {
+    let body = format!("{{\"id\": {id}}}");
+    wait_for(&format!("checkpoint {id} taken"), || {
+        common::http(addr, "POST", "/checkpoints", &body).0 == 202
+    });
+    wait_for(&format!("checkpoint {id} complete"), || {
+        let (_, list) = common::http(addr, "GET", "/checkpoints", "");
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        list["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == id)
+    });
+}
+
+/// An event far ahead in every partition closes every window.
+fn close_every_window(brokers: &str, topic: &str) {
     let ends: Vec<(i32, String)> = (0..4)
         .map(|p| {
             let ts = common::events::START + 36_000_000;
@@ -271,10 +345,16 @@ fn partitions_move_between_transactional_processors_and_every_result_commits_onc
             (p, end.to_string())
         })
         .collect();
-    eddy_testkit::produce::produce(&brokers, &topic, &ends);
+    eddy_testkit::produce::produce(brokers, topic, &ends);
+}
 
+/// Waits until the committed output has every window at its expected
+/// value, then checks that no result revision was committed twice.
+/// `nudge` runs between looks (processors that do not checkpoint on their
+/// own are asked to).
+fn assert_every_result_commits_once(brokers: &str, output_topic: &str, nudge: impl Fn()) {
     let committed_all = || {
-        let (committed, _) = output(&brokers, &output_topic);
+        let (committed, _) = output(brokers, output_topic);
         let mut latest = BTreeMap::new();
         for message in &committed.messages {
             let (_, (window, aggregates)) = parse(message);
@@ -291,15 +371,24 @@ fn partitions_move_between_transactional_processors_and_every_result_commits_onc
         if latest == expected {
             break committed;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} of {} windows at their expected values",
-            expected
+        if std::time::Instant::now() >= deadline {
+            let wrong: Vec<_> = expected
                 .iter()
-                .filter(|(k, v)| latest.get(*k) == Some(*v))
-                .count(),
-            expected.len()
-        );
+                .filter(|(k, v)| latest.get(*k) != Some(*v))
+                .collect();
+            let first: Vec<_> = wrong
+                .iter()
+                .take(5)
+                .map(|(k, v)| format!("{k:?}: {:?}, not {v:?}", latest.get(*k)))
+                .collect();
+            panic!(
+                "{} of {} windows not at their expected values, as {}",
+                wrong.len(),
+                expected.len(),
+                first.join("; ")
+            );
+        }
+        nudge();
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     let mut seen = BTreeSet::new();
@@ -310,6 +399,4 @@ fn partitions_move_between_transactional_processors_and_every_result_commits_onc
             "result {id} revision {revision} committed twice"
         );
     }
-    common::interrupt(&mut a);
-    common::interrupt(&mut b);
 }

@@ -205,14 +205,19 @@ impl Drop for LandOnDrop {
     }
 }
 
+/// Per partition, a checkpoint retention keeps besides the newest ones: the
+/// one a restart would restore it from (with a Kafka transaction, the one
+/// its results were last committed with).
+pub type AlsoKeep = BTreeMap<u32, u64>;
+
 /// The background part: upload new files and the manifests, then apply
-/// retention, which also keeps checkpoint `also_keep`.
+/// retention, which also keeps each partition's checkpoint in `also_keep`.
 /// Removes the local checkpoint directory in any case.
 pub async fn upload(
     pending: Pending,
     store: &Store,
     retain: usize,
-    also_keep: Option<u64>,
+    also_keep: &AlsoKeep,
 ) -> anyhow::Result<Completed> {
     let result = upload_inner(&pending, store, retain, also_keep).await;
     let _ = tokio::fs::remove_dir_all(&pending.root).await;
@@ -223,7 +228,7 @@ async fn upload_inner(
     pending: &Pending,
     store: &Store,
     retain: usize,
-    also_keep: Option<u64>,
+    also_keep: &AlsoKeep,
 ) -> anyhow::Result<Completed> {
     let created_at = jiff::Timestamp::now().to_string();
     let (mut uploaded, mut total) = (0, 0);
@@ -282,7 +287,8 @@ async fn upload_inner(
     // Retention only once every partition's manifest is written: a
     // checkpoint that failed half-way must not prune the older ones.
     for &partition in pending.dirs.keys() {
-        collect_garbage(&partition_store(store, partition), retain, also_keep).await?;
+        let keep = also_keep.get(&partition).copied();
+        collect_garbage(&partition_store(store, partition), retain, keep).await?;
     }
     Ok(Completed {
         id: pending.cut.id,

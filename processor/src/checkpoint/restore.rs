@@ -12,14 +12,22 @@ pub(crate) struct RestoredAll {
     /// Kafka offsets and no file sinks, each partition's own newest: then
     /// the newest of them).
     pub(crate) cut: Option<Cut>,
-    /// The oldest checkpoint a partition was restored from.
-    pub(crate) oldest: Option<u64>,
+    /// The checkpoint each partition was restored from (none: no
+    /// partition was).
+    pub(crate) ids: BTreeMap<u32, u64>,
     /// Each partition resumed from a checkpoint of its own.
     pub(crate) each: bool,
     /// Checkpoints rejected as incomplete or corrupt.
     pub(crate) fallbacks: u64,
     /// What to tell the user.
     pub(crate) lines: Vec<String>,
+}
+
+impl RestoredAll {
+    /// The oldest checkpoint a partition was restored from.
+    pub(crate) fn oldest(&self) -> Option<u64> {
+        self.ids.values().min().copied()
+    }
 }
 
 /// Restores every owned partition to one common checkpoint: the newest id
@@ -59,7 +67,7 @@ pub(crate) async fn restore_all(
     if ids.iter().all(Option::is_none) {
         return Ok(RestoredAll {
             cut: None,
-            oldest: None,
+            ids: BTreeMap::new(),
             each: false,
             fallbacks,
             lines,
@@ -75,7 +83,7 @@ pub(crate) async fn restore_all(
         lines.push(format!("starting from the beginning: {why}"));
         Ok(RestoredAll {
             cut: None,
-            oldest: None,
+            ids: BTreeMap::new(),
             each: false,
             fallbacks,
             lines: std::mem::take(lines),
@@ -172,7 +180,10 @@ pub(crate) async fn restore_all(
     tracing::Span::current().record("checkpoint", common);
     tracing::info!(checkpoint = common, fallbacks, "restored");
     Ok(RestoredAll {
-        oldest: found.values().flatten().map(|m| m.id).min(),
+        ids: found
+            .iter()
+            .filter_map(|(p, m)| Some((*p, m.as_ref()?.id)))
+            .collect(),
         each: independent,
         fallbacks,
         cut: Some(Cut {
@@ -249,11 +260,11 @@ pub(crate) async fn restore_seed(
             plan.engine.partitions,
             restored.lines.join("; ")
         ),
-        (Some(cut), Some(id)) if cut.id != id || restored.oldest != Some(id) => anyhow::bail!(
+        (Some(cut), Some(id)) if cut.id != id || restored.oldest() != Some(id) => anyhow::bail!(
             "{what}: {wanted} is not complete in every partition of {:?} (the newest that is \
              is {}); name that one or leave checkpointId out",
             plan.engine.partitions,
-            restored.oldest.unwrap_or(cut.id)
+            restored.oldest().unwrap_or(cut.id)
         ),
         (Some(cut), _) => restored.lines.push(format!(
             "started from checkpoint {} of job {} (spec.checkpoints.restoreFrom)",
@@ -300,7 +311,9 @@ mod tests {
             assignment: 0,
         };
         let pending = checkpoint::snapshot(&state, cut, &dir.path().join("local")).unwrap();
-        checkpoint::upload(pending, &store, 3, None).await.unwrap();
+        checkpoint::upload(pending, &store, 3, &Default::default())
+            .await
+            .unwrap();
         drop(state);
         let restored = |partitions: &'static [u32]| {
             let (store, target) = (store.clone(), dir.path().join("restored"));
@@ -358,7 +371,9 @@ mod tests {
                 };
                 let local = dir.path().join(format!("local-{id}"));
                 let pending = checkpoint::snapshot(&state, cut, &local).unwrap();
-                checkpoint::upload(pending, &store, 3, None).await.unwrap();
+                checkpoint::upload(pending, &store, 3, &Default::default())
+                    .await
+                    .unwrap();
             }
             let restored = restore_all(
                 &store,

@@ -197,12 +197,13 @@ impl Outputs {
     }
 
     /// Checkpoint `id` is in the store: every sink told, and the Kafka
-    /// transaction committed; false if it had nothing to commit.
-    pub(crate) fn committed(&mut self, id: u64) -> anyhow::Result<bool> {
+    /// transaction committed. Returns the partitions the transaction
+    /// recorded `id` for, `None` if it had nothing to commit.
+    pub(crate) fn committed(&mut self, id: u64) -> anyhow::Result<Option<Vec<u32>>> {
         for o in self.all() {
             o.sink.committed(id)?;
         }
-        self.transaction().map_or(Ok(false), |mut t| t.commit(id))
+        self.transaction().map_or(Ok(None), |mut t| t.commit(id))
     }
 
     /// Flush figures of the remote sinks, for `/metrics`.

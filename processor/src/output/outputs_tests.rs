@@ -91,7 +91,11 @@ async fn every_sink_is_prepared_before_the_cut_and_told_when_committed() {
     assert_eq!(positions.get("late"), Some(&1));
     outputs.prepare(7).await.unwrap();
     assert_eq!(outputs.snapshot().get("a"), Some(&0), "prepared: flushed");
-    assert!(!outputs.committed(7).unwrap(), "no transaction to commit");
+    assert_eq!(
+        outputs.committed(7).unwrap(),
+        None,
+        "no transaction to commit"
+    );
     let log = log.lock().unwrap().clone();
     assert_eq!(
         log,

@@ -3,6 +3,7 @@
 //! the Kafka transaction committed with each.
 
 use std::{
+    collections::BTreeMap,
     path::Path,
     time::{Duration, Instant},
 };
@@ -57,9 +58,15 @@ pub(super) struct Checkpoints {
     /// HTTP events covered by the newest completed checkpoint.
     pub(super) durable_http: u64,
     /// With a Kafka transaction: the checkpoint whose results it committed
-    /// last. Restores go back to it, so garbage collection keeps it, besides
-    /// the newest ones.
-    pub(super) committed: Option<u64>,
+    /// last.
+    committed: Option<u64>,
+    /// With a Kafka transaction, per owned partition, the checkpoint a
+    /// restart would restore it from: the one its results were committed
+    /// with last, so garbage collection keeps it besides the newest ones.
+    /// It differs between partitions after moves (a partition that joined
+    /// keeps its former owner's until this processor commits); `None` for
+    /// one that never committed.
+    kept: BTreeMap<u32, Option<u64>>,
     /// Kafka transactions this run committed.
     commits: u64,
     /// For `/metrics`.
@@ -89,6 +96,7 @@ impl Checkpoints {
             figures: CheckpointFigures::default(),
             durable_http: 0,
             committed: None,
+            kept: Default::default(),
             commits: 0,
         })
     }
@@ -149,7 +157,11 @@ impl Checkpoints {
         self.next_id += 1;
         let store = self.store.clone();
         let retain = self.retain;
-        let also_keep = self.committed;
+        let also_keep: checkpoint::AlsoKeep = self
+            .kept
+            .iter()
+            .filter_map(|(p, id)| Some((*p, (*id)?)))
+            .collect();
         let upload = tracing::info_span!(
             parent: &span,
             "checkpoint.upload",
@@ -166,7 +178,9 @@ impl Checkpoints {
         let handle = tokio::spawn(
             async move {
                 let done = match linked.await {
-                    Ok(Ok(pending)) => checkpoint::upload(pending, &store, retain, also_keep).await,
+                    Ok(Ok(pending)) => {
+                        checkpoint::upload(pending, &store, retain, &also_keep).await
+                    }
                     Ok(Err(e)) => Err(e),
                     Err(e) => Err(anyhow::anyhow!("the checkpoint thread failed: {e}")),
                 };
@@ -244,9 +258,15 @@ impl Checkpoints {
                 {
                     crash_point(done.id, self.commits, self.committed);
                 }
-                if outputs.committed(done.id)? {
+                if let Some(recorded) = outputs.committed(done.id)? {
                     self.committed = Some(done.id);
                     self.commits += 1;
+                    // Not those released since it was taken.
+                    for p in recorded {
+                        if let Some(kept) = self.kept.get_mut(&p) {
+                            *kept = Some(done.id);
+                        }
+                    }
                 }
                 if let SourcePosition::Http { taken } = flight.position {
                     self.durable_http = self.durable_http.max(taken);
@@ -272,6 +292,20 @@ impl Checkpoints {
             }
         }
         Ok(())
+    }
+
+    /// With a Kafka transaction: `partition` runs here, restored from
+    /// checkpoint `restored`, which its results were committed with last
+    /// (none: it never committed any, a restart starts it over). Kept in the
+    /// store until this processor commits a newer one of it.
+    pub(super) fn keep(&mut self, partition: u32, restored: Option<u64>) {
+        self.kept.insert(partition, restored);
+    }
+
+    /// `partition` no longer runs here: its checkpoints are its new
+    /// owner's to keep.
+    pub(super) fn forget(&mut self, partition: u32) {
+        self.kept.remove(&partition);
     }
 
     /// Deletes the job's checkpoints of these partitions.

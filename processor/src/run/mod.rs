@@ -105,12 +105,14 @@ pub async fn run(
     for line in &restored.lines {
         progress_out(line);
     }
-    let restored_id = restored.oldest.unwrap_or(0);
-    if let Some(b) = bound.filter(|b| *b > restored_id && !seeded) {
-        progress_out(&format!(
-            "checkpoint {b}, whose results the Kafka transaction committed, is not usable: \
-             results after checkpoint {restored_id} will be committed again"
-        ));
+    for (p, b) in bounds.iter().filter(|_| !seeded) {
+        let restored_id = restored.ids.get(p).copied().unwrap_or(0);
+        if *b > restored_id {
+            progress_out(&format!(
+                "partition {p}: checkpoint {b}, whose results the Kafka transaction committed, \
+                 is not usable: its results after checkpoint {restored_id} will be committed again"
+            ));
+        }
     }
     let empty = BTreeMap::new();
     let mut outputs = Outputs::open(
@@ -125,9 +127,12 @@ pub async fn run(
              starting from the beginning",
         );
     }
-    if bound.is_some() && !seeded {
+    if bound.is_some() {
         // Kept by garbage collection until a newer one commits.
-        checkpoints.committed = restored.oldest;
+        for p in &plan.engine.partitions {
+            let from = restored.ids.get(p).copied().filter(|_| !seeded);
+            checkpoints.keep(*p, from);
+        }
     }
     let (mut job, mut source) = Pipeline::new(plan, state_dir, started).await?;
     if job.workers.len() > 1 {

@@ -157,6 +157,7 @@ impl Moves {
         if let Some(mut t) = outputs.transaction() {
             t.release(partition);
         }
+        checkpoints.forget(partition);
         let marks = job
             .engine_of(partition)
             .and_then(|e| e.marks_of(partition))
@@ -256,8 +257,9 @@ impl Moves {
             // cut, which its directory still holds.
             job.acquire(r.partition, r.marks, outputs)?;
             source.acquire(r.partition, Some(&r.position))?;
-            if let Some(mut t) = outputs.transaction() {
-                t.acquire(r.partition)?;
+            let committed = outputs.transaction().map(|mut t| t.acquire(r.partition));
+            if let Some(committed) = committed {
+                checkpoints.keep(r.partition, committed?);
             }
             let why = format!(
                 "checkpoint {} failed, so partition {} was not released: it runs here still",
@@ -320,16 +322,22 @@ impl Moves {
             .acquire(partition, marks, outputs)
             .and_then(|()| source.acquire(partition, position))
             .and_then(|()| match outputs.transaction() {
-                Some(mut t) => t.acquire(partition),
-                None => Ok(()),
+                Some(mut t) => t.acquire(partition).map(Some),
+                None => Ok(None),
             });
-        if let Err(e) = joined {
-            // Not half joined: out of the engine again, if it got there.
-            if job.owns(partition) {
-                job.release(partition).ok();
-                source.release(partition).ok();
+        let committed = match joined {
+            Ok(committed) => committed,
+            Err(e) => {
+                // Not half joined: out of the engine again, if it got there.
+                if job.owns(partition) {
+                    job.release(partition).ok();
+                    source.release(partition).ok();
+                }
+                return Err(format!("{e:#}"));
             }
-            return Err(format!("{e:#}"));
+        };
+        if let Some(committed) = committed {
+            checkpoints.keep(partition, committed);
         }
         checkpoints.next_id = checkpoints.next_id.max(next_id);
         checkpoints.soon();

@@ -65,7 +65,7 @@ impl Transaction {
         match *self {}
     }
 
-    pub fn commit(&mut self, _: u64) -> anyhow::Result<bool> {
+    pub fn commit(&mut self, _: u64) -> anyhow::Result<Option<Vec<u32>>> {
         match *self {}
     }
 
@@ -73,7 +73,7 @@ impl Transaction {
         match *self {}
     }
 
-    pub fn acquire(&mut self, _: u32) -> anyhow::Result<()> {
+    pub fn acquire(&mut self, _: u32) -> anyhow::Result<Option<u64>> {
         match *self {}
     }
 }

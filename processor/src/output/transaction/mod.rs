@@ -20,8 +20,11 @@
 //! and aborts its open transaction; the committed offsets then say which
 //! checkpoint's results were committed last, and the processor restores
 //! that checkpoint, not a newer one, so results are never committed twice
-//! and never lost. Garbage collection keeps that checkpoint besides the
-//! newest ones.
+//! and never lost. Garbage collection keeps that checkpoint of each
+//! partition besides the newest ones. After a move they differ: a release
+//! checkpoint whose transaction had no results records nothing, so the
+//! partition's new owner keeps the checkpoint its former owner committed
+//! last until its own transactions record a newer one.
 
 pub mod plan;
 #[cfg(feature = "kafka")]

@@ -24,8 +24,9 @@ pub struct Transaction {
     /// What more groups are made from (a partition joining).
     plan: TxnPlan,
     marker_topic: String,
-    /// The checkpoint whose offsets are in the open transaction.
-    precommitted: Option<u64>,
+    /// The checkpoint whose offsets are in the open transaction, and the
+    /// partitions they were recorded for.
+    precommitted: Option<(u64, Vec<u32>)>,
     /// (topic, key, payload) fired while a checkpoint uploads.
     held: Vec<(String, String, Vec<u8>)>,
     /// Messages written in the open transaction.
@@ -49,17 +50,7 @@ impl Transaction {
         let mut committed_at_start = Vec::new();
         for (partition, group) in &plan.groups {
             let consumer = Self::group(plan, group)?;
-            let mut list = TopicPartitionList::new();
-            list.add_partition(&plan.marker_topic, 0);
-            let committed = consumer
-                .committed_offsets(list, CALL_TIMEOUT)
-                .with_context(|| format!("reading the offsets committed for group {group}"))?;
-            let id = committed
-                .find_partition(&plan.marker_topic, 0)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(n) if n > 0 => Some(n as u64),
-                    _ => None,
-                });
+            let id = Self::last_committed(plan, group, &consumer)?;
             committed_at_start.push((*partition, id));
             groups.push((*partition, consumer));
         }
@@ -77,6 +68,27 @@ impl Transaction {
             written: 0,
         };
         Ok((transaction, committed_at_start))
+    }
+
+    /// The checkpoint whose results group `group`'s partition committed
+    /// last: its committed offset (read stably, after any transaction that
+    /// was committing it).
+    fn last_committed(
+        plan: &TxnPlan,
+        group: &str,
+        consumer: &BaseConsumer,
+    ) -> anyhow::Result<Option<u64>> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&plan.marker_topic, 0);
+        let committed = consumer
+            .committed_offsets(list, CALL_TIMEOUT)
+            .with_context(|| format!("reading the offsets committed for group {group}"))?;
+        Ok(committed
+            .find_partition(&plan.marker_topic, 0)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(n) if n > 0 => Some(n as u64),
+                _ => None,
+            }))
     }
 
     /// An idle client of consumer group `group`, whose committed offset
@@ -99,14 +111,23 @@ impl Transaction {
     }
 
     /// `partition` joined this processor: each commit with results records
-    /// its checkpoint too, from the next one on.
-    pub fn acquire(&mut self, partition: u32) -> anyhow::Result<()> {
-        if self.groups.iter().any(|(p, _)| *p == partition) {
-            return Ok(());
+    /// its checkpoint too, from the next one on. Returns the checkpoint its
+    /// results were committed with last (by its former owner: a release
+    /// checkpoint whose transaction had no results records nothing), which
+    /// a restart restores until this processor commits a newer one. Blocks
+    /// on the broker.
+    pub fn acquire(&mut self, partition: u32) -> anyhow::Result<Option<u64>> {
+        let group = self.plan.group(partition);
+        if let Some((_, consumer)) = self.groups.iter().find(|(p, _)| *p == partition) {
+            return tokio::task::block_in_place(|| {
+                Self::last_committed(&self.plan, &group, consumer)
+            });
         }
-        let consumer = Self::group(&self.plan, &self.plan.group(partition))?;
+        let consumer = Self::group(&self.plan, &group)?;
+        let id =
+            tokio::task::block_in_place(|| Self::last_committed(&self.plan, &group, &consumer))?;
         self.groups.push((partition, consumer));
-        Ok(())
+        Ok(id)
     }
 
     /// A producer that holds `id`, once the broker has fenced its former
@@ -135,7 +156,7 @@ impl Transaction {
 
     /// Whether committing checkpoint `id` commits results.
     pub fn commits_results(&self, id: u64) -> bool {
-        self.precommitted == Some(id)
+        self.precommitted.as_ref().is_some_and(|(p, _)| *p == id)
     }
 
     /// Messages held until the checkpoint in flight commits.
@@ -174,21 +195,23 @@ impl Transaction {
             }
             anyhow::Ok(())
         })?;
-        self.precommitted = Some(id);
+        let recorded = self.groups.iter().map(|(p, _)| *p).collect();
+        self.precommitted = Some((id, recorded));
         Ok(())
     }
 
     /// Commits the transaction of checkpoint `id`, now that it is in the
-    /// store, begins the next one and writes what was held. False when the
-    /// checkpoint had no results to commit.
-    pub fn commit(&mut self, id: u64) -> anyhow::Result<bool> {
-        match self.precommitted {
-            None => return Ok(false),
-            Some(p) if p != id => {
+    /// store, begins the next one and writes what was held. Returns the
+    /// partitions it recorded `id` for (some released since), or `None`
+    /// when the checkpoint had no results to commit.
+    pub fn commit(&mut self, id: u64) -> anyhow::Result<Option<Vec<u32>>> {
+        let recorded = match &self.precommitted {
+            None => return Ok(None),
+            Some((p, _)) if *p != id => {
                 anyhow::bail!("checkpoint {id} is not the one in the Kafka transaction ({p})")
             }
-            Some(_) => {}
-        }
+            Some((_, recorded)) => recorded.clone(),
+        };
         tokio::task::block_in_place(|| {
             self.producer
                 .inner
@@ -204,6 +227,6 @@ impl Transaction {
         for (topic, key, payload) in std::mem::take(&mut self.held) {
             self.push(&topic, &key, &payload);
         }
-        Ok(true)
+        Ok(Some(recorded))
     }
 }
