@@ -22,8 +22,8 @@ use std::{
 
 use anyhow::Context;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    Options, WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
+    Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 pub use keystate::{KeyState, WindowEntry, Windows};
@@ -71,10 +71,25 @@ impl StateStore {
         // budget; level 0's are pinned there, as they are read most.
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        // Filters and indexes in partitions of a few KiB, with a small top
+        // level pinned: once they outgrow the cache, a lookup reads the
+        // partition it needs, not a whole file's filter (megabytes with
+        // millions of keys; re-reading them was most of the time).
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(4096);
+        table.set_pin_top_level_index_and_filter(true);
+        table.set_cache_index_and_filter_blocks_with_high_priority(true);
         let mut options = Options::default();
         options.set_block_based_table_factory(&table);
         options.set_compression_type(DBCompressionType::Lz4);
         options.set_write_buffer_size((rocks_bytes / 4 / partitions.len().max(1)).max(1 << 20));
+        // A bloom filter over each memtable's keys (a tenth of its size,
+        // inside it): a key that is not there, as most looked up are once
+        // state outgrows the cache, costs a few hashes instead of a walk
+        // down the skip list.
+        options.set_memtable_prefix_bloom_ratio(0.1);
+        options.set_memtable_whole_key_filtering(true);
         options.create_if_missing(true);
         // Checkpoints of earlier versions have no timers column family.
         options.create_missing_column_families(true);
