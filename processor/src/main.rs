@@ -116,7 +116,25 @@ fn keep_freed_pages() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
 }
 
+/// RocksDB (a C++ library) allocates with the C library's malloc, not
+/// mimalloc. glibc raises its thresholds after the first large blocks are
+/// freed (up to 32 MiB for mmap, twice that for giving the heap's top
+/// back), so with state larger than the cache, blocks read, decompressed
+/// and evicted again kept about 50 MiB more resident than the memory
+/// budget allows (1M keys on 128 MiB: 264 -> 214 MiB peak, same speed).
+/// A fixed 1 MiB trim threshold, set before any thread starts, keeps them
+/// where they are.
+fn give_back_c_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    give_back_c_heap();
     keep_freed_pages();
     // Held until main returns: dropping it flushes the spans not yet sent.
     let _telemetry = match eddy_telemetry::init("warn", "eddy-processor") {
