@@ -102,6 +102,20 @@ fn immovable(source: &Source, outputs: &Outputs) -> Option<String> {
     source.fixed_partitions()
 }
 
+/// With a Kafka transaction, `partition` (running here again, or for the
+/// first time) is recorded by its commits from now on, and the checkpoint
+/// its results were committed with last is kept until one of ours is.
+fn join_transaction(
+    partition: u32,
+    outputs: &mut Outputs,
+    checkpoints: &mut Checkpoints,
+) -> anyhow::Result<()> {
+    if let Some(mut t) = outputs.transaction() {
+        checkpoints.keep(partition, t.acquire(partition)?);
+    }
+    Ok(())
+}
+
 impl Moves {
     /// Takes the release checkpoint of `partition` and stops it at the cut;
     /// the reply waits for the checkpoint (see [`Moves::poll`]).
@@ -257,10 +271,7 @@ impl Moves {
             // cut, which its directory still holds.
             job.acquire(r.partition, r.marks, outputs)?;
             source.acquire(r.partition, Some(&r.position))?;
-            let committed = outputs.transaction().map(|mut t| t.acquire(r.partition));
-            if let Some(committed) = committed {
-                checkpoints.keep(r.partition, committed?);
-            }
+            join_transaction(r.partition, outputs, checkpoints)?;
             let why = format!(
                 "checkpoint {} failed, so partition {} was not released: it runs here still",
                 r.id, r.partition
@@ -321,23 +332,14 @@ impl Moves {
         let joined = job
             .acquire(partition, marks, outputs)
             .and_then(|()| source.acquire(partition, position))
-            .and_then(|()| match outputs.transaction() {
-                Some(mut t) => t.acquire(partition).map(Some),
-                None => Ok(None),
-            });
-        let committed = match joined {
-            Ok(committed) => committed,
-            Err(e) => {
-                // Not half joined: out of the engine again, if it got there.
-                if job.owns(partition) {
-                    job.release(partition).ok();
-                    source.release(partition).ok();
-                }
-                return Err(format!("{e:#}"));
+            .and_then(|()| join_transaction(partition, outputs, checkpoints));
+        if let Err(e) = joined {
+            // Not half joined: out of the engine again, if it got there.
+            if job.owns(partition) {
+                job.release(partition).ok();
+                source.release(partition).ok();
             }
-        };
-        if let Some(committed) = committed {
-            checkpoints.keep(partition, committed);
+            return Err(format!("{e:#}"));
         }
         checkpoints.next_id = checkpoints.next_id.max(next_id);
         checkpoints.soon();
