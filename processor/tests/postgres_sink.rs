@@ -124,7 +124,7 @@ async fn a_final_revision_outranks_higher_revisions_that_are_not() {
             start: 0,
             end: 5_000,
         },
-        aggregates: vec![("n".into(), serde_json::json!(n))],
+        aggregates: [serde_json::json!(n)].into_iter().collect(),
         revision,
         is_final,
     };
@@ -136,6 +136,7 @@ async fn a_final_revision_outranks_higher_revisions_that_are_not() {
                 id: &id,
                 line: b"",
                 result: Some(r),
+                names: &["n".into()],
             };
             sink.write(&item).unwrap();
         }
@@ -198,7 +199,7 @@ async fn sinks_starting_together_all_create_the_table() {
                     start: 0,
                     end: 5_000,
                 },
-                aggregates: vec![("n".into(), serde_json::json!(1))],
+                aggregates: [serde_json::json!(1)].into_iter().collect(),
                 revision: 1,
                 is_final: true,
             };
@@ -207,6 +208,7 @@ async fn sinks_starting_together_all_create_the_table() {
                 id: &id,
                 line: b"",
                 result: Some(&result),
+                names: &["n".into()],
             };
             sink.write(&item)?;
             sink.flush().await

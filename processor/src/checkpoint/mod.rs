@@ -42,7 +42,7 @@ pub use self::{
     manifest::{Manifest, SourcePosition},
     store::Store,
 };
-use crate::state::{Landing, PartWrite, StateStore};
+use crate::state::{LandOnDrop, Landing, PartWrite, StateStore};
 
 /// What the rest of the processor captures with a checkpoint.
 #[derive(Clone, Debug)]
@@ -138,9 +138,9 @@ impl Snapshot {
     /// Writes and links every partition (blocking), then lands.
     pub fn take(mut self) -> anyhow::Result<Pending> {
         // Lands when this returns, even if a thread below panics.
-        let mut landing = LandOnDrop(std::mem::take(&mut self.landings), None);
+        let mut landing = LandOnDrop::new(std::mem::take(&mut self.landings));
         let taken = self.link();
-        landing.1 = Some(taken.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+        landing.set(taken.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
         taken
     }
 
@@ -187,21 +187,6 @@ impl Snapshot {
             started,
             sync_duration: paused,
         })
-    }
-}
-
-/// Lands its landings when dropped: with the outcome set, else as failed.
-struct LandOnDrop(Vec<Landing>, Option<Result<(), String>>);
-
-impl Drop for LandOnDrop {
-    fn drop(&mut self) {
-        let outcome = self
-            .1
-            .take()
-            .unwrap_or_else(|| Err("the checkpoint thread panicked".into()));
-        for landing in self.0.drain(..) {
-            landing.land(outcome.clone());
-        }
     }
 }
 

@@ -61,12 +61,18 @@ pub struct WindowResult {
     pub partition: u32,
     pub key: String,
     pub window: Window,
-    pub aggregates: Vec<(std::sync::Arc<str>, Value)>,
+    /// The aggregates' values, in the order of the job's aggregations
+    /// ([`EngineConfig::aggregates`] has their names): a result does not
+    /// carry the names, which every result of a job shares.
+    pub aggregates: AggregateValues,
     /// 1 for the first result of the window, higher for each revision.
     pub revision: u32,
     /// No further revision of this result will follow.
     pub is_final: bool,
 }
+
+/// A result's aggregate values, inline for up to two.
+pub type AggregateValues = smallvec::SmallVec<[Value; 2]>;
 
 /// Counters over all partitions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -377,6 +383,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes every changed key and timer back to RocksDB on a thread of
+    /// its own, while events go on being processed: as a checkpoint does
+    /// (see [`Engine::hand_over`]).
+    fn write_back_behind(&mut self) -> anyhow::Result<()> {
+        let (parts, landing) = self.hand_over()?;
+        crate::state::write_behind(parts, landing)
+    }
+
     /// Hands every changed key over to a checkpoint, encoded, to be
     /// written with it off the run loop. Until the returned [`Landing`]
     /// lands, the engine writes nothing to RocksDB: the keys handed over
@@ -412,9 +426,10 @@ impl Engine {
         Ok(parts)
     }
 
-    /// Whether RocksDB may be written now (no checkpoint is writing);
-    /// with `wait`, waits until it may. A checkpoint that could not write
-    /// what was handed to it is an error: that state is nowhere else.
+    /// Whether RocksDB may be written now (nothing handed over to a
+    /// checkpoint or a write-back is being written); with `wait`, waits
+    /// until it may. Changes handed over that could not be written are an
+    /// error: that state is nowhere else.
     fn writable(&mut self, wait: bool) -> anyhow::Result<bool> {
         let Some(landing) = &self.held else {
             return Ok(true);
@@ -431,7 +446,7 @@ impl Engine {
                 self.timers.landed();
                 Ok(true)
             }
-            Some(Err(e)) => anyhow::bail!("a checkpoint could not write the state: {e}"),
+            Some(Err(e)) => anyhow::bail!("the state could not be written to RocksDB: {e}"),
         }
     }
 
@@ -516,7 +531,7 @@ impl Engine {
     /// and a new key makes two (its window's and its TTL check's).
     fn bound_timers(&mut self) -> anyhow::Result<()> {
         if self.timers.changes() >= 4 * self.config.cache_keys && self.writable(false)? {
-            self.flush()?;
+            self.write_back_behind()?;
         }
         Ok(())
     }

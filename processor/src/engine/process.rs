@@ -253,7 +253,7 @@ impl Engine {
         }
         self.expire_keys()?;
         if self.events_since_flush >= self.config.flush_every_events && self.writable(false)? {
-            self.flush()?;
+            self.write_back_behind()?;
         }
         Ok(false)
     }
@@ -372,7 +372,7 @@ impl Engine {
                 .aggregates
                 .iter()
                 .zip(&entry.accs)
-                .map(|((name, agg), acc)| (name.clone(), agg.result(acc)))
+                .map(|((_, agg), acc)| agg.result(acc))
                 .collect(),
             revision: entry.revision,
             is_final,

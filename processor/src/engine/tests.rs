@@ -97,8 +97,8 @@ impl Harness {
                     r.key,
                     r.window.start,
                     r.window.end,
-                    r.aggregates[0].1.clone(),
-                    r.aggregates[1].1.clone(),
+                    r.aggregates[0].clone(),
+                    r.aggregates[1].clone(),
                     r.revision,
                     r.is_final,
                 )

@@ -124,6 +124,7 @@ impl Outputs {
             id: &r.id,
             line: &r.line,
             result: r.result.as_ref(),
+            names: &r.names,
         };
         self.results
             .iter_mut()
@@ -223,6 +224,7 @@ fn record<'a>(id: &'a str, line: &'a [u8]) -> Item<'a> {
         id,
         line,
         result: None,
+        names: &[],
     }
 }
 

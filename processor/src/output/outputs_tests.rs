@@ -72,7 +72,7 @@ fn result(id: &str) -> StagedResult {
     StagedResult {
         id: id.into(),
         line: id.as_bytes().to_vec(),
-        result: None,
+        ..StagedResult::default()
     }
 }
 
@@ -146,6 +146,7 @@ async fn a_file_resumes_at_the_length_its_snapshot_recorded() {
         id,
         line: id.as_bytes(),
         result: None,
+        names: &[],
     };
     let mut file = LineSink::file(path, 0).unwrap();
     file.write(&line("one")).unwrap();

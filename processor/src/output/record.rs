@@ -1,5 +1,7 @@
 //! JSON forms of results and of late and invalid records.
 
+use std::sync::Arc;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
@@ -38,6 +40,14 @@ impl JobId {
 /// that keeps the highest-ranked revision per id ([`outranks`]) is
 /// idempotent.
 pub fn result_id(job: &JobId, key: &str, start_ms: i64, end_ms: i64) -> String {
+    let mut id = String::with_capacity(32);
+    write_result_id(&mut id, job, key, start_ms, end_ms);
+    id
+}
+
+/// [`result_id`], appended to `id`.
+pub fn write_result_id(id: &mut String, job: &JobId, key: &str, start_ms: i64, end_ms: i64) {
+    use std::fmt::Write;
     // Streamed: the same hash as of the concatenated bytes, without them.
     let mut text = xxhash_rust::xxh3::Xxh3::new();
     for part in [
@@ -50,7 +60,8 @@ pub fn result_id(job: &JobId, key: &str, start_ms: i64, end_ms: i64) -> String {
     }
     text.update(&start_ms.to_be_bytes());
     text.update(&end_ms.to_be_bytes());
-    format!("{:032x}", text.digest128())
+    // Writing to a String cannot fail.
+    let _ = write!(id, "{:032x}", text.digest128());
 }
 
 /// Whether a revision `(final, revision)` of a result replaces `stored`,
@@ -70,15 +81,17 @@ pub fn outranks(revision: (bool, u32), stored: (bool, u32)) -> bool {
     revision > stored
 }
 
-/// One result as a JSON line (without the newline). Field order is fixed.
-pub fn result_line(job: &JobId, id: &str, r: &WindowResult) -> Vec<u8> {
-    ResultEncoder::default().line(job, id, r)
+/// One result as a JSON line (without the newline), its aggregates named
+/// `names`. Field order is fixed.
+pub fn result_line(job: &JobId, names: &[Arc<str>], id: &str, r: &WindowResult) -> Vec<u8> {
+    ResultEncoder::new(names.into()).line(job, id, r)
 }
 
 /// Serialises results, keeping the text of the last window's bounds:
 /// results come out window by window, so most share them.
-#[derive(Default)]
 pub struct ResultEncoder {
+    /// The aggregates' names.
+    names: Arc<[Arc<str>]>,
     bounds: Option<Bounds>,
 }
 
@@ -90,8 +103,24 @@ struct Bounds {
 }
 
 impl ResultEncoder {
+    /// An encoder for results whose aggregates are named `names`.
+    pub fn new(names: Arc<[Arc<str>]>) -> Self {
+        Self {
+            names,
+            bounds: None,
+        }
+    }
+
     /// [`result_line`], reusing the bounds' text of the previous result.
     pub fn line(&mut self, job: &JobId, id: &str, r: &WindowResult) -> Vec<u8> {
+        // Room for a typical result at once, not grown step by step.
+        let mut line = Vec::with_capacity(320);
+        self.write_line(&mut line, job, id, r);
+        line
+    }
+
+    /// [`ResultEncoder::line`], appended to `line`.
+    pub fn write_line(&mut self, line: &mut Vec<u8>, job: &JobId, id: &str, r: &WindowResult) {
         let w = r.window;
         if self.bounds.as_ref().is_none_or(|b| b.window != w) {
             self.bounds = Some(Bounds {
@@ -105,13 +134,11 @@ impl ResultEncoder {
             job,
             id,
             result: r,
+            names: &self.names,
             bounds,
         };
-        // Room for a typical result at once, not grown step by step.
-        let mut line = Vec::with_capacity(320);
         // Serializing plain data into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut line, &record);
-        line
+        let _ = serde_json::to_writer(line, &record);
     }
 }
 
@@ -120,6 +147,7 @@ struct ResultRecord<'a> {
     /// [`result_id`] of the result.
     id: &'a str,
     result: &'a WindowResult,
+    names: &'a [Arc<str>],
     bounds: &'a Bounds,
 }
 
@@ -132,7 +160,7 @@ impl Serialize for ResultRecord<'_> {
         m.serialize_entry("partition", &r.partition)?;
         m.serialize_entry("key", &r.key)?;
         m.serialize_entry("window", self.bounds)?;
-        m.serialize_entry("aggregates", &Ordered(&r.aggregates))?;
+        m.serialize_entry("aggregates", &Ordered(self.names, &r.aggregates))?;
         m.serialize_entry("revision", &r.revision)?;
         m.serialize_entry("final", &r.is_final)?;
         m.end()
@@ -151,13 +179,13 @@ impl Serialize for Bounds {
     }
 }
 
-/// Aggregates in the order the spec lists them.
-struct Ordered<'a>(&'a [(std::sync::Arc<str>, Value)]);
+/// Aggregates (names and values) in the order the spec lists them.
+struct Ordered<'a>(&'a [Arc<str>], &'a [Value]);
 
 impl Serialize for Ordered<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (name, value) in self.0 {
+        let mut m = s.serialize_map(Some(self.1.len()))?;
+        for (name, value) in self.0.iter().zip(self.1) {
             m.serialize_entry(&**name, value)?;
         }
         m.end()
@@ -216,7 +244,7 @@ mod tests {
                 start: 1_767_225_600_000,
                 end: 1_767_225_610_000,
             },
-            aggregates: vec![("n".into(), json!(2)), ("amount".into(), json!(3.5))],
+            aggregates: [json!(2), json!(3.5)].into_iter().collect(),
             revision: 1,
             is_final: true,
         };
@@ -226,7 +254,8 @@ mod tests {
             1_767_225_600_000,
             1_767_225_610_000,
         );
-        let line = String::from_utf8(result_line(&job("", "shop"), &id, &r)).unwrap();
+        let names = ["n".into(), "amount".into()];
+        let line = String::from_utf8(result_line(&job("", "shop"), &names, &id, &r)).unwrap();
         assert_eq!(
             line,
             format!(
@@ -239,7 +268,8 @@ mod tests {
     #[test]
     fn reused_encoder_matches_a_fresh_one() {
         let shop = job("", "shop");
-        let mut encoder = ResultEncoder::default();
+        let names: Arc<[Arc<str>]> = vec!["n".into()].into();
+        let mut encoder = ResultEncoder::new(names.clone());
         for (start, key) in [(0, "a"), (0, "b"), (10_000, "a"), (0, "c")] {
             let r = WindowResult {
                 partition: 0,
@@ -248,11 +278,14 @@ mod tests {
                     start,
                     end: start + 10_000,
                 },
-                aggregates: vec![("n".into(), json!(1))],
+                aggregates: [json!(1)].into_iter().collect(),
                 revision: 1,
                 is_final: false,
             };
-            assert_eq!(encoder.line(&shop, "id", &r), result_line(&shop, "id", &r));
+            assert_eq!(
+                encoder.line(&shop, "id", &r),
+                result_line(&shop, &names, "id", &r)
+            );
         }
     }
 

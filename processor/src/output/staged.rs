@@ -1,21 +1,31 @@
 //! What a worker produced, held until the run loop writes it: workers run
 //! side by side, the sinks are the processor's own, one writer at a time.
+//! Results are encoded as they are written, on the run loop's thread,
+//! while the workers go on with the next events.
 
-use super::outputs::Outputs;
+use super::{
+    outputs::Outputs,
+    record::{self, JobId, ResultEncoder},
+};
+use std::sync::Arc;
+
 use crate::engine::WindowResult;
 
 /// A result, encoded.
+#[derive(Default)]
 pub struct StagedResult {
     pub id: String,
     pub line: Vec<u8>,
     /// Kept only when a table sink needs its fields.
     pub result: Option<WindowResult>,
+    /// The names of its aggregates.
+    pub names: Arc<[Arc<str>]>,
 }
 
 /// Results and late records in the order they were made.
 #[derive(Default)]
 pub struct Staged {
-    pub results: Vec<StagedResult>,
+    pub results: Vec<WindowResult>,
     /// Late records: id and line.
     pub late: Vec<(String, Vec<u8>)>,
     /// Invalid records: id and line.
@@ -32,9 +42,13 @@ impl Staged {
         self.len() == 0
     }
 
-    /// Writes everything held to `outputs`, in order, and empties itself
-    /// (keeping its room for the next batch).
-    pub fn write_to(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
+    /// Writes everything held to `outputs`, in order, results encoded by
+    /// `writer`, and empties itself (keeping its room for the next batch).
+    pub fn write_to(
+        &mut self,
+        outputs: &mut Outputs,
+        writer: &mut ResultWriter,
+    ) -> anyhow::Result<()> {
         for (id, line) in self.late.drain(..) {
             outputs.write_late(&id, &line)?;
         }
@@ -42,8 +56,45 @@ impl Staged {
             outputs.write_invalid(&id, &line)?;
         }
         for r in self.results.drain(..) {
-            outputs.write_result(&r)?;
+            writer.write(r, outputs)?;
         }
         Ok(())
+    }
+}
+
+/// Encodes results as the sinks get them, their id and JSON line, into
+/// buffers reused from one result to the next.
+pub struct ResultWriter {
+    job: JobId,
+    /// Whether a table sink needs each result's fields.
+    keep_results: bool,
+    encoder: ResultEncoder,
+    current: StagedResult,
+}
+
+impl ResultWriter {
+    /// A writer of `job`'s results, whose aggregates are named `names`.
+    pub fn new(job: JobId, names: Arc<[Arc<str>]>, keep_results: bool) -> Self {
+        Self {
+            job,
+            keep_results,
+            encoder: ResultEncoder::new(names.clone()),
+            current: StagedResult {
+                names,
+                ..StagedResult::default()
+            },
+        }
+    }
+
+    /// Encodes `result` and writes it to every result sink.
+    pub fn write(&mut self, result: WindowResult, outputs: &mut Outputs) -> anyhow::Result<()> {
+        let StagedResult { id, line, .. } = &mut self.current;
+        let w = result.window;
+        id.clear();
+        record::write_result_id(id, &self.job, &result.key, w.start, w.end);
+        line.clear();
+        self.encoder.write_line(line, &self.job, id, &result);
+        self.current.result = self.keep_results.then_some(result);
+        outputs.write_result(&self.current)
     }
 }

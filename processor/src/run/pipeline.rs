@@ -18,7 +18,11 @@ use crate::{
     checkpoint::{self, Cut, SourcePosition},
     engine::{partition_of, Engine},
     job::{JobPlan, SourcePlan},
-    output::{outputs::Outputs, record, sink},
+    output::{
+        outputs::Outputs,
+        record, sink,
+        staged::{ResultWriter, Staged},
+    },
     progress::Counters,
     source::{
         file::FileReader, generator::Generator, http::HttpIngest, kafka::KafkaReader, Batch,
@@ -28,12 +32,15 @@ use crate::{
 };
 
 /// The processing a run does, source-agnostic: records in, results out.
-/// The run loop's thread reads and routes records; the workers (on a pool
-/// of threads when there are two or more) turn them into results.
+/// The run loop's thread reads and routes records and writes the results;
+/// the workers (on a pool of threads, one each) turn records into results.
 pub struct Pipeline {
     pub(super) plan: JobPlan,
     /// Empty while they run in the background (see [`Pipeline::settle`]).
     pub(super) workers: Vec<Worker>,
+    /// Per worker: what it staged in its last run, written out while it
+    /// runs again, and the writer that encodes its results.
+    taken: Vec<(Staged, ResultWriter)>,
     /// Steps routed since the workers last took theirs, per worker.
     incoming: Vec<VecDeque<Step>>,
     /// The workers running in the background: they come back through it.
@@ -41,8 +48,8 @@ pub struct Pipeline {
     cx: Arc<Context>,
     /// Partition number → the worker that runs it (`NONE`: not owned).
     owner: Vec<u16>,
-    /// Threads the workers run on, with two or more.
-    pool: Option<rayon::ThreadPool>,
+    /// Threads the workers run on, one each.
+    pool: rayon::ThreadPool,
     pub(super) counters: Counters,
     pub(super) invalid_by_kind: BTreeMap<&'static str, u64>,
     /// Results that revised an earlier one.
@@ -53,9 +60,10 @@ pub struct Pipeline {
     state_dir: std::path::PathBuf,
 }
 
-/// Steps queued for the workers (all together) that make them run, with
-/// two or more workers: thread wake-ups are then a small part of the work.
-/// One worker runs on the run loop's thread, after every batch.
+/// Steps queued for the workers (all together) that make them run: thread
+/// wake-ups are then a small part of the work. Every worker runs on a
+/// thread of its own, one worker too: the run loop's thread reads the
+/// source and writes the results meanwhile.
 const DRIVE_AT: usize = 16 * 1024;
 
 /// How long steps may wait for the workers, at most (results and late
@@ -112,14 +120,10 @@ impl Pipeline {
                 Worker::new(Engine::new(config, store))
             })
             .collect();
-        let pool = (count > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(count)
-                    .thread_name(|i| format!("eddy-worker-{i}"))
-                    .build()
-            })
-            .transpose()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(count)
+            .thread_name(|i| format!("eddy-worker-{i}"))
+            .build()?;
         let pipeline = Self {
             workers,
             owner,
@@ -130,8 +134,15 @@ impl Pipeline {
                 id: plan.id.clone(),
                 job_path: plan.id.path(),
                 late_output: plan.late_policy == LateDataPolicy::Output,
-                keep_results: plan.sinks.iter().any(sink::wants_fields),
             }),
+            taken: (0..count)
+                .map(|_| {
+                    let names = plan.engine.aggregates.iter().map(|(n, _)| n.clone());
+                    let keep_results = plan.sinks.iter().any(sink::wants_fields);
+                    let writer = ResultWriter::new(plan.id.clone(), names.collect(), keep_results);
+                    (Staged::default(), writer)
+                })
+                .collect(),
             counters: Counters::default(),
             invalid_by_kind: BTreeMap::new(),
             revisions: 0,
@@ -229,9 +240,6 @@ impl Pipeline {
             }
         }
         self.clock_all(clock);
-        if self.pool.is_none() {
-            return self.drive(outputs);
-        }
         // Workers wake for a good amount of work at once, not per batch,
         // and work on it while this thread reads the next records; results
         // wait for them no longer than about `DRIVE_AFTER`.
@@ -363,25 +371,23 @@ impl Pipeline {
         self.run_all(outputs)
     }
 
-    /// Starts the workers, in the background, on every step routed so far
-    /// (after writing out what their last run staged).
+    /// Starts the workers, in the background, on every step routed so far,
+    /// and writes out what their last run staged while they run.
     fn launch(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
-        self.settle(outputs)?;
+        self.join()?;
+        self.take_staged();
         self.hand_steps();
-        let Some(pool) = &self.pool else {
-            return self.run_all(outputs);
-        };
         let mut workers = std::mem::take(&mut self.workers);
         let cx = self.cx.clone();
         let (back, away) = mpsc::sync_channel(1);
-        pool.spawn(move || {
+        self.pool.spawn(move || {
             use rayon::prelude::*;
             let done = workers.par_iter_mut().map(|w| w.drive(&cx)).collect();
             // The pipeline may be gone (its run failed): nothing to return.
             let _ = back.send((workers, done));
         });
         self.away = Some(away);
-        Ok(())
+        self.write_taken(outputs)
     }
 
     /// Waits for the workers running in the background, if they are, and
@@ -434,8 +440,25 @@ impl Pipeline {
 
     /// Writes what the workers staged and adds up their counts.
     fn collect(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
-        for w in &mut self.workers {
-            w.staged.write_to(outputs)?;
+        self.take_staged();
+        self.write_taken(outputs)
+    }
+
+    /// Writes what [`Pipeline::take_staged`] took, encoding the results.
+    fn write_taken(&mut self, outputs: &mut Outputs) -> anyhow::Result<()> {
+        for (staged, writer) in &mut self.taken {
+            staged.write_to(outputs, writer)?;
+        }
+        Ok(())
+    }
+
+    /// Takes what the workers staged (to be written by
+    /// [`Pipeline::write_taken`]; the buffers change places), and adds up
+    /// their counts.
+    fn take_staged(&mut self) {
+        for (w, (taken, _)) in self.workers.iter_mut().zip(&mut self.taken) {
+            debug_assert!(taken.is_empty(), "taken before it was written");
+            std::mem::swap(&mut w.staged, taken);
             let tally = std::mem::take(&mut w.tally);
             self.counters.accepted += tally.accepted;
             self.counters.late += tally.late;
@@ -446,7 +469,6 @@ impl Pipeline {
                 *self.invalid_by_kind.entry(kind).or_default() += n;
             }
         }
-        Ok(())
     }
 
     /// Reads a record as far as routing needs and hands it to the worker
@@ -563,18 +585,13 @@ impl Pipeline {
     }
 }
 
-/// Runs `f` on every worker: side by side on the pool when there is one,
-/// else in turn on this thread. The first error wins.
+/// Runs `f` on every worker, side by side on the pool. The first error
+/// wins.
 fn each<T: Send>(
-    pool: &Option<rayon::ThreadPool>,
+    pool: &rayon::ThreadPool,
     workers: &mut [Worker],
     f: impl Fn(&mut Worker) -> anyhow::Result<T> + Sync + Send,
 ) -> anyhow::Result<Vec<T>> {
-    match pool {
-        Some(pool) => {
-            use rayon::prelude::*;
-            pool.install(|| workers.par_iter_mut().map(&f).collect())
-        }
-        None => workers.iter_mut().map(f).collect(),
-    }
+    use rayon::prelude::*;
+    pool.install(|| workers.par_iter_mut().map(&f).collect())
 }

@@ -1,5 +1,5 @@
 //! A worker: the engine of some of a processor's partitions, with what it
-//! fired, encoded and staged. The run loop hands it steps (events of its
+//! fired and staged. The run loop hands it steps (events of its
 //! partitions, clock moves, the end of input) and drives every worker side
 //! by side; workers share nothing, each has its own state, watermark and
 //! caches, as Flink's subtasks do.
@@ -12,12 +12,12 @@ use crate::{
     output::{
         record::{self, JobId},
         records::record_id,
-        staged::{Staged, StagedResult},
+        staged::Staged,
     },
     source::Origin,
 };
 
-/// Results fired before they are encoded, and staged before a worker stops
+/// Results fired before they are staged, and staged before a worker stops
 /// for the run loop to write them, at most: a window that ends for millions
 /// of keys at once never holds all their results in memory.
 pub(super) const FIRE_CHUNK: usize = 4096;
@@ -76,7 +76,6 @@ pub(super) struct Worker {
     pub(super) tally: Tally,
     fired: Vec<WindowResult>,
     moving: Option<Moving>,
-    encoder: record::ResultEncoder,
 }
 
 /// What every worker reads of the job.
@@ -86,8 +85,6 @@ pub(super) struct Context {
     pub job_path: String,
     /// Late events go to the late output.
     pub late_output: bool,
-    /// Whether results are kept whole (a table sink writes their fields).
-    pub keep_results: bool,
 }
 
 impl Context {
@@ -117,7 +114,6 @@ impl Worker {
             tally: Tally::default(),
             fired: Vec::new(),
             moving: None,
-            encoder: record::ResultEncoder::default(),
         }
     }
 
@@ -133,7 +129,7 @@ impl Worker {
                     }
                     Moving::End => self.engine.finish_some(&mut self.fired, FIRE_CHUNK)?,
                 };
-                self.encode(cx);
+                self.stage();
                 if !more {
                     self.moving = None;
                 }
@@ -221,19 +217,12 @@ impl Worker {
         Ok(())
     }
 
-    /// Encodes what fired into staged results.
-    fn encode(&mut self, cx: &Context) {
-        for result in self.fired.drain(..) {
-            let w = result.window;
-            let id = record::result_id(&cx.id, &result.key, w.start, w.end);
-            let line = self.encoder.line(&cx.id, &id, &result);
+    /// Stages what fired, for the run loop to encode and write.
+    fn stage(&mut self) {
+        for result in &self.fired {
             self.tally.windows_emitted += 1;
             self.tally.revisions += u64::from(result.revision > 1);
-            self.staged.results.push(StagedResult {
-                id,
-                line,
-                result: cx.keep_results.then_some(result),
-            });
         }
+        self.staged.results.append(&mut self.fired);
     }
 }

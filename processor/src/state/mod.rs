@@ -12,12 +12,13 @@
 //! processor starts from an empty directory or a restored checkpoint.
 
 mod keystate;
+mod landing;
 
 use std::{
     collections::BTreeMap,
     ops::Bound,
     path::{Path, PathBuf},
-    sync::{Arc, Condvar, Mutex},
+    sync::Arc,
 };
 
 use anyhow::Context;
@@ -27,6 +28,7 @@ use rocksdb::{
 };
 
 pub use keystate::{KeyState, WindowEntry, Windows};
+pub use landing::{write_behind, LandOnDrop, Landing};
 
 /// Share of the memory budget RocksDB gets (block cache with memtables
 /// charged to it); the rest is the in-memory pre-aggregation cache.
@@ -309,40 +311,6 @@ impl StateStore {
             db.flush_cf(timers(db)?)?;
         }
         Ok(())
-    }
-}
-
-/// Tells the engine that a checkpoint's writes have landed in RocksDB (or
-/// failed): until then the engine writes nothing there, so the checkpoint
-/// links exactly the state of its cut.
-#[derive(Clone, Debug, Default)]
-pub struct Landing(Arc<(Mutex<Outcome>, Condvar)>);
-
-/// A checkpoint's writes: not landed yet, written, or failed (why).
-type Outcome = Option<Result<(), String>>;
-
-impl Landing {
-    pub fn land(&self, outcome: Result<(), String>) {
-        let (done, ready) = &*self.0;
-        *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-        ready.notify_all();
-    }
-
-    /// The outcome, if it has landed.
-    pub fn landed(&self) -> Option<Result<(), String>> {
-        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Waits for the outcome.
-    pub fn wait(&self) -> Result<(), String> {
-        let (done, ready) = &*self.0;
-        let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(outcome) = &*done {
-                return outcome.clone();
-            }
-            done = ready.wait(done).unwrap_or_else(|e| e.into_inner());
-        }
     }
 }
 

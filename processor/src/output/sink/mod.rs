@@ -21,7 +21,7 @@ pub mod lines;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use eddy_api::spec::SinkSpec;
 
@@ -43,6 +43,8 @@ pub struct Item<'a> {
     pub id: &'a str,
     pub line: &'a [u8],
     pub result: Option<&'a WindowResult>,
+    /// The names of the result's aggregates, in the order of its values.
+    pub names: &'a [Arc<str>],
 }
 
 /// A destination of results or of late or invalid records.

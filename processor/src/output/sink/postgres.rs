@@ -178,19 +178,20 @@ impl Table<Row> {
                 let Some(result) = item.result else {
                     anyhow::bail!("a result came without its fields");
                 };
-                Ok(Row::of(&job, item.id, result))
+                Ok(Row::of(&job, item.id, result, item.names))
             }),
         }
     }
 }
 
 impl Row {
-    /// Result `r` under its [`record::result_id`] `id`.
-    fn of(job: &str, id: &str, r: &WindowResult) -> Self {
+    /// Result `r` under its [`record::result_id`] `id`, its aggregates
+    /// named `names`.
+    fn of(job: &str, id: &str, r: &WindowResult, names: &[std::sync::Arc<str>]) -> Self {
         let w = r.window;
-        let aggregates: serde_json::Map<String, serde_json::Value> = r
-            .aggregates
+        let aggregates: serde_json::Map<String, serde_json::Value> = names
             .iter()
+            .zip(&r.aggregates)
             .map(|(name, value)| (name.to_string(), value.clone()))
             .collect();
         Self {
