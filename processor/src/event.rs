@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
 use eddy_api::spec::TimeFormat;
 use serde_json::Value;
 
@@ -18,7 +19,8 @@ use crate::{
 /// A record that passed extraction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
-    pub key: String,
+    /// Inline when short (most keys): no allocation per event.
+    pub key: CompactString,
     /// Event time, milliseconds since the Unix epoch (UTC).
     pub time_ms: i64,
     pub record: Record,
@@ -182,17 +184,19 @@ impl Extractor {
         })
     }
 
-    fn key_and_time(&self, record: &Value) -> Result<(String, i64), Invalid> {
+    fn key_and_time(&self, record: &Value) -> Result<(CompactString, i64), Invalid> {
         record.as_object().ok_or(Invalid::NotAnObject)?;
         self.key_and_time_in(record)
     }
 
     /// The key and the time among a record's fields.
-    fn key_and_time_in(&self, obj: &impl Fields) -> Result<(String, i64), Invalid> {
+    fn key_and_time_in(&self, obj: &impl Fields) -> Result<(CompactString, i64), Invalid> {
         let key = match obj.field(&self.key_field) {
             None | Some(Value::Null) => return Err(Invalid::MissingKey(self.key_field.clone())),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+            Some(Value::String(s)) => CompactString::from(s.as_str()),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+                compact_str::format_compact!("{n}")
+            }
             Some(_) => return Err(Invalid::KeyWrongType(self.key_field.clone())),
         };
         let time = match obj.field(&self.time_field) {

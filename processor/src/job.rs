@@ -255,7 +255,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             partition_field: f.partition_field.clone(),
             ingestion_time_field: f.ingestion_time_field.clone(),
             time_format: t.format,
-            fields: fields.clone(),
+            fields,
             partitions: spec.partitions,
             max_record_bytes: MAX_RECORD_BYTES,
         })
@@ -265,7 +265,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             addr: std::net::SocketAddr::new(ip, h.port),
             max_body: h.max_body.parse().map_err(anyhow::Error::from)? as usize,
             buffer_events: h.buffer_events as usize,
-            fields: fields.clone(),
+            fields,
         })
     } else if let Some(k) = &spec.source.kafka {
         if k.properties_secret.is_some() {

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod checkpoint;
 pub mod engine;
 pub mod event;
+mod interned;
 pub mod job;
 pub mod metrics;
 pub mod output;

@@ -521,7 +521,7 @@ fn firing_a_part_at_a_time_gives_the_same_results_in_the_same_order() {
     c.allowed_lateness_ms = 5_000;
     let (mut whole, mut parts) = (Harness::new(c.clone()), Harness::new(c));
     let event = |key: String, time_ms: i64| Event {
-        key,
+        key: key.into(),
         time_ms,
         record: Record::Json(json!({"amount": 1.0})),
     };
@@ -611,7 +611,7 @@ fn timers_come_back_from_the_store_after_a_restart() {
         let mut engine = Engine::new(c.clone(), store);
         for (key, t) in &events[..700] {
             let event = Event {
-                key: key.clone(),
+                key: key.as_str().into(),
                 time_ms: *t,
                 record: Record::Json(json!({"amount": 1.0})),
             };

@@ -240,11 +240,14 @@ impl Pipeline {
             }
         }
         self.clock_all(clock);
-        // Workers wake for a good amount of work at once, not per batch,
-        // and work on it while this thread reads the next records; results
-        // wait for them no longer than about `DRIVE_AFTER`.
+        // Workers work on what is queued while this thread reads the next
+        // records. Back already (they stopped with enough staged, or were
+        // quicker than the source), they start again at once: a worker that
+        // waits for the next batch is time lost. Still running, they are
+        // waited for once a good amount of work is queued (their wake-ups a
+        // small part of it) or results have waited about `DRIVE_AFTER`.
         let queued: usize = self.incoming.iter().map(VecDeque::len).sum();
-        if queued >= DRIVE_AT || self.driven.elapsed() >= DRIVE_AFTER {
+        if queued >= DRIVE_AT || self.driven.elapsed() >= DRIVE_AFTER || self.back()? {
             self.launch(outputs)?;
         }
         Ok(())
@@ -404,9 +407,32 @@ impl Pipeline {
         let Some(away) = self.away.take() else {
             return Ok(());
         };
-        let (workers, done) = away
+        let returned = away
             .recv()
             .map_err(|_| anyhow::anyhow!("a worker thread stopped without returning"))?;
+        self.returned(returned)
+    }
+
+    /// Whether the workers are here: back from the background (taken back
+    /// if they just came), or never away.
+    fn back(&mut self) -> anyhow::Result<bool> {
+        let Some(away) = &self.away else {
+            return Ok(true);
+        };
+        match away.try_recv() {
+            Ok(returned) => {
+                self.away = None;
+                self.returned(returned)?;
+                Ok(true)
+            }
+            Err(mpsc::TryRecvError::Empty) => Ok(false),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                anyhow::bail!("a worker thread stopped without returning")
+            }
+        }
+    }
+
+    fn returned(&mut self, (workers, done): Returned) -> anyhow::Result<()> {
         self.workers = workers;
         // Steps a worker did not get to stay queued for its next run.
         done.map(drop)

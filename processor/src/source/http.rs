@@ -80,7 +80,7 @@ impl HttpIngest {
     /// Binds the endpoint and serves it in the background.
     pub async fn open(config: HttpConfig) -> anyhow::Result<Self> {
         let shared = Arc::new(Shared {
-            fields: config.fields.clone(),
+            fields: config.fields,
             queue: Mutex::new(VecDeque::new()),
             permits: Semaphore::new(config.buffer_events),
             accepted: AtomicU64::new(0),

@@ -12,7 +12,7 @@
 //! The raw bytes stay with the record, so the late and invalid outputs
 //! write the whole record as before.
 
-use std::{fmt, sync::Arc};
+use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -39,15 +39,17 @@ impl Fields for Value {
 }
 
 /// The top-level fields a job reads from its records.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Wanted {
-    names: Arc<[String]>,
+    /// Interned: every record read sparsely refers to them (see
+    /// [`crate::interned`]).
+    names: &'static [String],
 }
 
 /// A record read sparsely: the wanted fields, and the bytes it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sparse {
-    names: Arc<[String]>,
+    names: &'static [String],
     /// The value of each wanted field, in the order of `names`.
     values: SmallVec<[Option<Value>; 4]>,
     raw: Box<[u8]>,
@@ -72,7 +74,7 @@ impl Wanted {
         names.sort();
         names.dedup();
         Self {
-            names: names.into(),
+            names: crate::interned::intern(names),
         }
     }
 
@@ -85,11 +87,11 @@ impl Wanted {
     /// only the wanted fields of an object.
     pub fn parse(&self, line: &[u8]) -> serde_json::Result<Parsed> {
         let mut de = serde_json::Deserializer::from_slice(line);
-        let values = de.deserialize_any(TopLevel(&self.names))?;
+        let values = de.deserialize_any(TopLevel(self.names))?;
         de.end()?;
         Ok(match values {
             Some(values) => Parsed::Object(Box::new(Sparse {
-                names: self.names.clone(),
+                names: self.names,
                 values,
                 raw: line.into(),
                 added: Vec::new(),

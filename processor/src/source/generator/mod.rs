@@ -7,11 +7,9 @@
 //! with `seed`, drawn in a fixed order, so a seed always yields the same
 //! events.
 
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use eddy_api::spec::{GeneratorSource, TimeFormat};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -133,11 +131,11 @@ impl Generated {
     }
 
     /// The key as the record carries it.
-    pub fn key(&self) -> String {
+    pub fn key(&self) -> CompactString {
         let prefix = &self.fields.key_prefix;
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(self.key);
-        let mut key = String::with_capacity(prefix.len() + digits.len());
+        let mut key = CompactString::with_capacity(prefix.len() + digits.len());
         key.push_str(prefix);
         key.push_str(digits);
         key
@@ -152,7 +150,7 @@ impl Generated {
     pub fn to_value(&self) -> Value {
         let f = self.fields;
         let mut record = Map::with_capacity(3);
-        record.insert(f.key_field.clone(), Value::from(self.key()));
+        record.insert(f.key_field.clone(), Value::from(self.key().as_str()));
         record.insert(
             f.time_field.clone(),
             format_time(self.time_ms, f.time_format),
@@ -182,21 +180,6 @@ impl Generated {
     }
 }
 
-/// The one copy of a layout, for every record of every generator that
-/// uses it: a reference a record carries costs nothing to copy or drop (an
-/// `Arc` cost two atomic operations per record). Layouts are few (one per
-/// job's fields), so keeping each for the life of the process is bounded.
-fn intern(fields: Fields) -> &'static Fields {
-    static LAYOUTS: Mutex<Vec<&'static Fields>> = Mutex::new(Vec::new());
-    let mut layouts = LAYOUTS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(known) = layouts.iter().find(|f| ***f == fields) {
-        return known;
-    }
-    let leaked: &'static Fields = Box::leak(Box::new(fields));
-    layouts.push(leaked);
-    leaked
-}
-
 pub struct Generator {
     config: GeneratorConfig,
     fields: &'static Fields,
@@ -215,7 +198,8 @@ impl Generator {
         } else {
             Keys::Uniform(config.keys)
         };
-        let fields = intern(Fields {
+        // One copy for every record (see `crate::interned`).
+        let fields = crate::interned::intern(Fields {
             key_field: config.key_field.clone(),
             key_prefix: config.key_prefix.clone(),
             time_field: config.time_field.clone(),
