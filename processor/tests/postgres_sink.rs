@@ -194,7 +194,7 @@ async fn sinks_starting_together_all_create_the_table() {
             start.wait().await;
             let result = WindowResult {
                 partition: i,
-                key: format!("k{i}"),
+                key: format!("k{i}").into(),
                 window: Window {
                     start: 0,
                     end: 5_000,

@@ -59,7 +59,8 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowResult {
     pub partition: u32,
-    pub key: String,
+    /// Inline when short (most keys): no allocation per result.
+    pub key: CompactString,
     pub window: Window,
     /// The aggregates' values, in the order of the job's aggregations
     /// ([`EngineConfig::aggregates`] has their names): a result does not

@@ -1,5 +1,6 @@
 //! Taking events in, and firing, revising and purging windows.
 
+use compact_str::CompactString;
 use smallvec::SmallVec;
 
 use super::{
@@ -341,7 +342,7 @@ impl Engine {
     fn emit(
         &mut self,
         slot: usize,
-        key: String,
+        key: CompactString,
         window: Window,
         is_final: bool,
         out: &mut Vec<WindowResult>,

@@ -94,7 +94,7 @@ impl Harness {
             .drain(..)
             .map(|r| {
                 (
-                    r.key,
+                    r.key.into_string(),
                     r.window.start,
                     r.window.end,
                     r.aggregates[0].clone(),

@@ -158,7 +158,7 @@ impl Serialize for ResultRecord<'_> {
         m.serialize_entry("id", self.id)?;
         m.serialize_entry("job", &self.job.name)?;
         m.serialize_entry("partition", &r.partition)?;
-        m.serialize_entry("key", &r.key)?;
+        m.serialize_entry("key", r.key.as_str())?;
         m.serialize_entry("window", self.bounds)?;
         m.serialize_entry("aggregates", &Ordered(self.names, &r.aggregates))?;
         m.serialize_entry("revision", &r.revision)?;

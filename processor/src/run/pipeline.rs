@@ -485,6 +485,7 @@ impl Pipeline {
         for (w, (taken, _)) in self.workers.iter_mut().zip(&mut self.taken) {
             debug_assert!(taken.is_empty(), "taken before it was written");
             std::mem::swap(&mut w.staged, taken);
+            w.free_spent();
             let tally = std::mem::take(&mut w.tally);
             self.counters.accepted += tally.accepted;
             self.counters.late += tally.late;

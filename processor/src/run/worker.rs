@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::{
     engine::{Engine, Outcome, WindowResult},
-    event::Event,
+    event::{Event, Record},
     output::{
         record::{self, JobId},
         records::record_id,
@@ -76,6 +76,10 @@ pub(super) struct Worker {
     pub(super) tally: Tally,
     fired: Vec<WindowResult>,
     moving: Option<Moving>,
+    /// Records done with that hold memory the run loop allocated: it frees
+    /// them ([`Worker::free_spent`]). Freed here, by another thread than
+    /// the one that allocated them, they cost several times as much.
+    spent: Vec<Record>,
 }
 
 /// What every worker reads of the job.
@@ -114,6 +118,7 @@ impl Worker {
             tally: Tally::default(),
             fired: Vec::new(),
             moving: None,
+            spent: Vec::new(),
         }
     }
 
@@ -179,6 +184,12 @@ impl Worker {
         }
     }
 
+    /// Frees the records the worker is done with (on the run loop's
+    /// thread, which allocated them).
+    pub(super) fn free_spent(&mut self) {
+        self.spent.clear();
+    }
+
     fn take(
         &mut self,
         cx: &Context,
@@ -213,6 +224,9 @@ impl Worker {
                 });
                 self.staged.invalid.push(invalid);
             }
+        }
+        if !matches!(event.record, Record::Generated(_)) {
+            self.spent.push(event.record);
         }
         Ok(())
     }

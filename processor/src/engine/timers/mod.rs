@@ -189,10 +189,10 @@ impl Timers {
         &mut self,
         store: &StateStore,
         watermark: Until<'_>,
-    ) -> anyhow::Result<Option<(usize, String, Window)>> {
+    ) -> anyhow::Result<Option<(usize, CompactString, Window)>> {
         self.windows_due = None;
         Ok(pop_due(&mut self.fire, &self.partitions, store, watermark)?
-            .map(|(slot, row)| (slot, row.key.to_string(), row.window())))
+            .map(|(slot, row)| (slot, row.key.clone(), row.window())))
     }
 
     pub fn pending_fires(&self) -> usize {
@@ -214,11 +214,11 @@ impl Timers {
         &mut self,
         store: &StateStore,
         watermark: Until<'_>,
-    ) -> anyhow::Result<Option<(usize, String, Window)>> {
+    ) -> anyhow::Result<Option<(usize, CompactString, Window)>> {
         self.windows_due = None;
         Ok(
             pop_due(&mut self.purge, &self.partitions, store, watermark)?
-                .map(|(slot, row)| (slot, row.key.to_string(), row.window())),
+                .map(|(slot, row)| (slot, row.key.clone(), row.window())),
         )
     }
 
@@ -230,10 +230,10 @@ impl Timers {
         self.revised.remove(&(slot, key.into(), w.start, w.end));
     }
 
-    pub fn take_revised(&mut self) -> Vec<(usize, String, Window)> {
+    pub fn take_revised(&mut self) -> Vec<(usize, CompactString, Window)> {
         std::mem::take(&mut self.revised)
             .into_iter()
-            .map(|(slot, key, start, end)| (slot, key.into_string(), Window { start, end }))
+            .map(|(slot, key, start, end)| (slot, key, Window { start, end }))
             .collect()
     }
 

@@ -198,7 +198,7 @@ impl Row {
             id: id.to_string(),
             job: job.to_string(),
             partition: r.partition as i32,
-            key: r.key.clone(),
+            key: r.key.to_string(),
             start_ms: w.start,
             end_ms: w.end,
             aggregates: serde_json::Value::Object(aggregates).to_string(),
