@@ -92,3 +92,42 @@ impl Engine {
         &self.config.partitions
     }
 }
+
+/// Partition number to slot: a table indexed by the partition (partition
+/// numbers are small), looked up for every event without hashing.
+#[derive(Debug, Default)]
+pub(super) struct Slots(Vec<Option<usize>>);
+
+impl Slots {
+    pub(super) fn get(&self, partition: &u32) -> Option<&usize> {
+        self.0.get(*partition as usize)?.as_ref()
+    }
+
+    pub(super) fn contains_key(&self, partition: &u32) -> bool {
+        self.get(partition).is_some()
+    }
+
+    pub(super) fn insert(&mut self, partition: u32, slot: usize) {
+        let at = partition as usize;
+        if self.0.len() <= at {
+            self.0.resize(at + 1, None);
+        }
+        self.0[at] = Some(slot);
+    }
+
+    pub(super) fn remove(&mut self, partition: &u32) {
+        if let Some(slot) = self.0.get_mut(*partition as usize) {
+            *slot = None;
+        }
+    }
+}
+
+impl FromIterator<(u32, usize)> for Slots {
+    fn from_iter<I: IntoIterator<Item = (u32, usize)>>(pairs: I) -> Self {
+        let mut slots = Self::default();
+        for (partition, slot) in pairs {
+            slots.insert(partition, slot);
+        }
+        slots
+    }
+}

@@ -56,15 +56,30 @@ pub struct Pipeline {
     pub(super) revisions: u64,
     /// When the workers last ran through their steps.
     driven: Instant,
+    /// Steps queued that make the workers run (see [`DRIVE_AT`]), from
+    /// how fast they went through their last runs.
+    drive_at: usize,
+    /// When the workers running in the background started, with how many
+    /// steps.
+    launched: Option<(Instant, usize)>,
     /// Where every worker's partitions keep their RocksDB instances.
     state_dir: std::path::PathBuf,
 }
 
-/// Steps queued for the workers (all together) that make them run: thread
-/// wake-ups are then a small part of the work. Every worker runs on a
-/// thread of its own, one worker too: the run loop's thread reads the
-/// source and writes the results meanwhile.
+/// Steps queued for the workers (all together) that make them run, at
+/// most: thread wake-ups are then a small part of the work. Every worker
+/// runs on a thread of its own, one worker too: the run loop's thread reads
+/// the source and writes the results meanwhile.
 const DRIVE_AT: usize = 16 * 1024;
+
+/// Steps that make the workers run, at least.
+const DRIVE_AT_LEAST: usize = 1024;
+
+/// How long a run of the workers should take, about: a checkpoint waits
+/// for the run under way and the steps queued behind it, so with slow
+/// steps (state much larger than memory: a RocksDB read each) fewer are
+/// queued at a time, and its pause stays short.
+const RUN_FOR: Duration = Duration::from_millis(10);
 
 /// How long steps may wait for the workers, at most (results and late
 /// records are that much later).
@@ -147,6 +162,8 @@ impl Pipeline {
             invalid_by_kind: BTreeMap::new(),
             revisions: 0,
             driven: Instant::now(),
+            drive_at: DRIVE_AT,
+            launched: None,
             state_dir: state_dir.to_path_buf(),
             plan,
         };
@@ -247,7 +264,7 @@ impl Pipeline {
         // waited for once a good amount of work is queued (their wake-ups a
         // small part of it) or results have waited about `DRIVE_AFTER`.
         let queued: usize = self.incoming.iter().map(VecDeque::len).sum();
-        if queued >= DRIVE_AT || self.driven.elapsed() >= DRIVE_AFTER || self.back()? {
+        if queued >= self.drive_at || self.driven.elapsed() >= DRIVE_AFTER || self.back()? {
             self.launch(outputs)?;
         }
         Ok(())
@@ -380,6 +397,8 @@ impl Pipeline {
         self.join()?;
         self.take_staged();
         self.hand_steps();
+        let steps = self.workers.iter().map(|w| w.queue.len()).sum();
+        self.launched = Some((Instant::now(), steps));
         let mut workers = std::mem::take(&mut self.workers);
         let cx = self.cx.clone();
         let (back, away) = mpsc::sync_channel(1);
@@ -434,8 +453,26 @@ impl Pipeline {
 
     fn returned(&mut self, (workers, done): Returned) -> anyhow::Result<()> {
         self.workers = workers;
+        self.pace();
         // Steps a worker did not get to stay queued for its next run.
         done.map(drop)
+    }
+
+    /// After a run in the background: how many steps the next may queue,
+    /// from how many this one got through in how long (halfway from the
+    /// last figure, so one odd run does not swing it).
+    fn pace(&mut self) {
+        let Some((started, steps)) = self.launched.take() else {
+            return;
+        };
+        let left: usize = self.workers.iter().map(|w| w.queue.len()).sum();
+        let took = started.elapsed().as_secs_f64();
+        if took < 1e-4 {
+            return;
+        }
+        let per_run = (steps.saturating_sub(left) as f64 / took * RUN_FOR.as_secs_f64()) as usize;
+        let target = per_run.clamp(DRIVE_AT_LEAST, DRIVE_AT);
+        self.drive_at = (self.drive_at + target) / 2;
     }
 
     /// Gives every worker the steps routed to it since its last run.

@@ -149,3 +149,25 @@ fn every_column_family_shares_the_budgeted_block_cache() {
         );
     }
 }
+
+#[test]
+fn writes_behind_land_once_written_and_a_lost_writer_lands_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path(), &[0, 1], 64 << 20).unwrap();
+    let a = state(&[(0, 10)]);
+    let parts = store
+        .encode([(0, "k1", Some(&a)), (1, "k2", Some(&a))])
+        .unwrap();
+    let landing = Landing::default();
+    write_behind(parts, landing.clone()).unwrap();
+    assert_eq!(landing.wait(), Ok(()));
+    assert_eq!(store.get(0, "k1").unwrap().unwrap().windows.len(), 1);
+    assert_eq!(store.get(1, "k2").unwrap().unwrap().windows.len(), 1);
+
+    // A writer that stops before it sets an outcome (it panicked) lands
+    // what it held as failed: the engine then fails instead of waiting.
+    let lost = Landing::default();
+    drop(LandOnDrop::new(vec![lost.clone()]));
+    let failed = lost.landed().expect("landed on drop");
+    assert!(failed.unwrap_err().contains("stopped before it was done"));
+}
