@@ -158,7 +158,13 @@ impl<R: Row> Index<R> {
     /// Removes `row`, which [`Index::first`] answered.
     pub fn pop(&mut self, row: &R) {
         let mut stored = false;
-        if let Some(fresh) = self.added.remove(row) {
+        // Most often the first row added: taken from the tree's left edge
+        // without comparing it to the rows on the way down.
+        let fresh = match self.added.first_entry() {
+            Some(first) if first.key() == row => Some(first.remove()),
+            _ => self.added.remove(row),
+        };
+        if let Some(fresh) = fresh {
             stored |= !fresh;
         }
         stored |= self.inflight_added.remove(row);
