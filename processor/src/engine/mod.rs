@@ -395,8 +395,8 @@ impl Engine {
         crate::state::write_behind(parts, landing)
     }
 
-    /// Hands every changed key over to a checkpoint, encoded, to be
-    /// written with it off the run loop. Until the returned [`Landing`]
+    /// Hands every changed key over to a checkpoint (or a write-back),
+    /// encoded, to be written off the processing thread. Until the returned [`Landing`]
     /// lands, the engine writes nothing to RocksDB: the keys handed over
     /// stay cached, and the cache may grow past its limit meanwhile.
     pub fn hand_over(&mut self) -> anyhow::Result<(Vec<PartWrite>, Landing)> {

@@ -87,7 +87,7 @@ pub fn outranks(revision: (bool, u32), stored: (bool, u32)) -> bool {
 /// One result as a JSON line (without the newline), its aggregates named
 /// `names`. Field order is fixed.
 pub fn result_line(job: &JobId, names: &[Arc<str>], id: &str, r: &WindowResult) -> Vec<u8> {
-    ResultEncoder::new(names.into()).line(job, id, r)
+    ResultEncoder::new(names).line(job, id, r)
 }
 
 /// Serialises results into the JSON serde_json makes of them (fields in a
@@ -119,7 +119,7 @@ fn json_str(out: &mut Vec<u8>, text: &str) {
 
 impl ResultEncoder {
     /// An encoder for results whose aggregates are named `names`.
-    pub fn new(names: Arc<[Arc<str>]>) -> Self {
+    pub fn new(names: &[Arc<str>]) -> Self {
         let name_keys = names
             .iter()
             .map(|name| {
@@ -280,7 +280,7 @@ mod tests {
     fn reused_encoder_matches_a_fresh_one() {
         let shop = job("", "shop");
         let names: Arc<[Arc<str>]> = vec!["n".into()].into();
-        let mut encoder = ResultEncoder::new(names.clone());
+        let mut encoder = ResultEncoder::new(&names);
         for (start, key) in [(0, "a"), (0, "b"), (10_000, "a"), (0, "c")] {
             let r = WindowResult {
                 partition: 0,
@@ -325,7 +325,7 @@ mod tests {
             text("n\"x"),
             text("ü"),
         );
-        let line = ResultEncoder::new(names).line(&shop, "i", &r);
+        let line = ResultEncoder::new(&names).line(&shop, "i", &r);
         assert_eq!(String::from_utf8(line).unwrap(), expected);
     }
 

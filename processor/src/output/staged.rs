@@ -3,12 +3,12 @@
 //! Results are encoded as they are written, on the run loop's thread,
 //! while the workers go on with the next events.
 
+use std::sync::Arc;
+
 use super::{
     outputs::Outputs,
     record::{self, JobId, ResultEncoder},
 };
-use std::sync::Arc;
-
 use crate::engine::WindowResult;
 
 /// A result, encoded.
@@ -78,7 +78,7 @@ impl ResultWriter {
         Self {
             job,
             keep_results,
-            encoder: ResultEncoder::new(names.clone()),
+            encoder: ResultEncoder::new(&names),
             current: StagedResult {
                 names,
                 ..StagedResult::default()

@@ -139,6 +139,13 @@ impl Pipeline {
             .num_threads(count)
             .thread_name(|i| format!("eddy-worker-{i}"))
             .build()?;
+        let names: Arc<[Arc<str>]> = plan
+            .engine
+            .aggregates
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        let keep_results = plan.sinks.iter().any(sink::wants_fields);
         let pipeline = Self {
             workers,
             owner,
@@ -152,9 +159,7 @@ impl Pipeline {
             }),
             taken: (0..count)
                 .map(|_| {
-                    let names = plan.engine.aggregates.iter().map(|(n, _)| n.clone());
-                    let keep_results = plan.sinks.iter().any(sink::wants_fields);
-                    let writer = ResultWriter::new(plan.id.clone(), names.collect(), keep_results);
+                    let writer = ResultWriter::new(plan.id.clone(), names.clone(), keep_results);
                     (Staged::default(), writer)
                 })
                 .collect(),
