@@ -840,3 +840,34 @@ fn a_partition_with_unsaved_changes_is_not_released() {
     h.engine.release(1).unwrap();
     assert!(!h.engine.owns(1));
 }
+
+/// The periodic write-back is handed to a thread of its own: right after
+/// it starts, the engine holds it in flight (and writes nothing else
+/// until it lands), and results are those of an engine that never writes
+/// back, with the keys in RocksDB at the end.
+#[test]
+fn periodic_write_backs_run_behind_and_change_no_result() {
+    let events = jittered_events();
+    let mut never = config(tumbling(1_000));
+    never.allowed_lateness_ms = 4_000;
+    never.flush_every_events = u64::MAX;
+    let mut reference = Harness::new(never.clone());
+    for (key, t) in &events {
+        reference.send(key, *t, 1.0);
+    }
+    reference.finish();
+
+    let mut often = never;
+    often.flush_every_events = 50;
+    let mut h = Harness::new(often);
+    let mut behind = 0;
+    for (key, t) in &events {
+        h.send(key, *t, 1.0);
+        behind += usize::from(h.engine.held.is_some());
+    }
+    assert!(behind > 0, "no write-back was ever in flight");
+    h.finish();
+    assert!(h.engine.held.is_none(), "the end waits for the last one");
+    assert_eq!(h.results(), reference.results());
+    assert!(h.engine.counters().flushes > 10);
+}
