@@ -37,7 +37,7 @@ use self::{
 };
 use crate::{
     event::Invalid,
-    state::{KeyState, Landing, PartWrite, StateStore},
+    state::{KeyState, Landing, PartWrite, StateStore, WritesBehind},
     FastMap,
 };
 
@@ -117,6 +117,12 @@ pub struct Engine {
     /// A checkpoint is writing the changes handed to it: nothing is
     /// written to RocksDB until it lands.
     held: Option<Landing>,
+    /// The cache was full and written back: once that has landed, what it
+    /// wrote may be evicted.
+    evict_when_landed: bool,
+    /// Counts this engine's write-backs in flight (with those of the
+    /// processor's other engines, once shared).
+    writes_behind: WritesBehind,
 }
 
 /// The stable partition of a key: xxh3 of its bytes modulo the partition
@@ -160,9 +166,16 @@ impl Engine {
             steps_since_bound: 0,
             scratch: Vec::new(),
             held: None,
+            evict_when_landed: false,
+            writes_behind: WritesBehind::default(),
             store,
             config,
         }
+    }
+
+    /// Counts this engine's write-backs in flight in `writes`.
+    pub fn count_writes_behind(&mut self, writes: &WritesBehind) {
+        self.writes_behind = writes.clone();
     }
 
     /// Whether this engine owns `partition`.
@@ -392,7 +405,7 @@ impl Engine {
     /// (see [`Engine::hand_over`]).
     fn write_back_behind(&mut self) -> anyhow::Result<()> {
         let (parts, landing) = self.hand_over()?;
-        crate::state::write_behind(parts, landing)
+        crate::state::write_behind(parts, landing, &self.writes_behind)
     }
 
     /// Hands every changed key over to a checkpoint (or a write-back),
@@ -479,16 +492,25 @@ impl Engine {
         )
     }
 
-    /// Before caching `key`: a full cache is written back and half of it
-    /// evicted (unless a checkpoint is writing: then it grows for a while).
+    /// Before caching `key`: a full cache is written back on a thread of
+    /// its own, and once that has landed, half of it is evicted. Meanwhile
+    /// (and while a checkpoint writes) the cache grows for a while: the
+    /// keys written stay readable only from it until then.
     fn make_room(&mut self, slot: usize, key: &str) -> anyhow::Result<()> {
-        if self.cached_keys >= self.config.cache_keys
-            && !self.cache[slot].contains_key(key)
-            && self.writable(false)?
+        if self.cached_keys < self.config.cache_keys
+            || self.cache[slot].contains_key(key)
+            || !self.writable(false)?
         {
-            self.flush()?;
-            self.evict();
+            return Ok(());
         }
+        if std::mem::take(&mut self.evict_when_landed) {
+            self.evict();
+            if self.cached_keys < self.config.cache_keys {
+                return Ok(());
+            }
+        }
+        self.write_back_behind()?;
+        self.evict_when_landed = true;
         Ok(())
     }
 
@@ -508,7 +530,8 @@ impl Engine {
 
     /// Second chance, a cache at a time: keys looked up again since they
     /// were cached (or last kept) stay, up to half the cache, with their
-    /// mark cleared; the others go. Every key is clean (just written).
+    /// mark cleared; the others go, but for those changed since the last
+    /// write-back (they are nowhere else), which stay too.
     /// Each partition's table shrinks to what it keeps: the cache bounds
     /// the keys of all partitions together, and a table keeps its largest
     /// size otherwise, so that when partitions fill it in turn (windows
@@ -519,7 +542,7 @@ impl Engine {
         let mut kept = 0;
         for keys in &mut self.cache {
             keys.retain(|_, c| {
-                let stays = c.used && kept < keep;
+                let stays = c.dirty || (c.used && kept < keep);
                 kept += usize::from(stays);
                 c.used = false;
                 stays

@@ -42,6 +42,17 @@ struct InFlight {
     handle: tokio::task::JoinHandle<anyhow::Result<checkpoint::Completed>>,
 }
 
+/// How long a periodic checkpoint may wait past its time for a moment
+/// without a write-back in flight. Write-backs come every million events
+/// or so and take tens of milliseconds: one lands well within this.
+const MAX_DEFER: Duration = Duration::from_secs(1);
+
+/// Whether a checkpoint due at `next_at` is taken at `now` (see
+/// [`Checkpoints::due`]).
+fn due_at(next_at: Option<Instant>, now: Instant, writing_back: bool) -> bool {
+    next_at.is_some_and(|at| now >= at && (!writing_back || now >= at + MAX_DEFER))
+}
+
 /// Periodic checkpoints, one in flight at a time, uploaded in the
 /// background while processing goes on.
 pub(super) struct Checkpoints {
@@ -111,8 +122,13 @@ impl Checkpoints {
         self.next_at = Some(Instant::now());
     }
 
-    pub(super) fn due(&self) -> bool {
-        self.in_flight.is_none() && self.next_at.is_some_and(|at| Instant::now() >= at)
+    /// Whether the periodic checkpoint is to be taken now. While a worker's
+    /// write-back is being written (`writing_back`), a checkpoint would
+    /// pause processing until it lands (tens of milliseconds with a large
+    /// cache): one due then waits, processing on, for a moment without one,
+    /// but never more than [`MAX_DEFER`] past its time.
+    pub(super) fn due(&self, writing_back: bool) -> bool {
+        self.in_flight.is_none() && due_at(self.next_at, Instant::now(), writing_back)
     }
 
     pub(super) fn in_flight_id(&self) -> Option<u64> {
@@ -327,5 +343,25 @@ fn crash_point(id: u64, commits: u64, last: Option<u64>) {
             last.map_or("none".into(), |l| l.to_string())
         );
         std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_due_checkpoint_waits_for_a_write_back_but_not_for_long() {
+        let at = Instant::now();
+        let ms = Duration::from_millis;
+        assert!(!due_at(None, at, false), "no interval: never due");
+        assert!(!due_at(Some(at), at - ms(1), false), "not yet");
+        assert!(due_at(Some(at), at, false));
+        assert!(
+            !due_at(Some(at), at + ms(30), true),
+            "a write-back in flight"
+        );
+        assert!(!due_at(Some(at), at + MAX_DEFER - ms(1), true));
+        assert!(due_at(Some(at), at + MAX_DEFER, true), "waited long enough");
     }
 }

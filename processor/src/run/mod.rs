@@ -284,7 +284,7 @@ pub async fn run(
                 }
             }
         }
-        if checkpoints.due() && !paused && !finished {
+        if checkpoints.due(job.writing_back()) && !paused && !finished {
             checkpoints.take(&mut job, &source, &mut outputs).await?;
             changed = true;
         }

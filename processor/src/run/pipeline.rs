@@ -28,7 +28,7 @@ use crate::{
         file::FileReader, generator::Generator, http::HttpIngest, kafka::KafkaReader, Batch,
         Payload, Source, SourceRecord,
     },
-    state::StateStore,
+    state::{StateStore, WritesBehind},
 };
 
 /// The processing a run does, source-agnostic: records in, results out.
@@ -64,6 +64,8 @@ pub struct Pipeline {
     launched: Option<(Instant, usize)>,
     /// Where every worker's partitions keep their RocksDB instances.
     state_dir: std::path::PathBuf,
+    /// The workers' periodic write-backs in flight.
+    writes_behind: WritesBehind,
 }
 
 /// Steps queued for the workers (all together) that make them run, at
@@ -124,6 +126,7 @@ impl Pipeline {
                 *o = (i % count) as u16;
             }
         }
+        let writes_behind = WritesBehind::default();
         let workers: Vec<Worker> = store
             .split(&groups)
             .into_iter()
@@ -132,7 +135,9 @@ impl Pipeline {
                 let mut config = plan.engine.clone();
                 config.partitions = partitions.clone();
                 config.cache_keys = (config.cache_keys / count).max(1024);
-                Worker::new(Engine::new(config, store))
+                let mut engine = Engine::new(config, store);
+                engine.count_writes_behind(&writes_behind);
+                Worker::new(engine)
             })
             .collect();
         let pool = rayon::ThreadPoolBuilder::new()
@@ -170,6 +175,7 @@ impl Pipeline {
             drive_at: DRIVE_AT,
             launched: None,
             state_dir: state_dir.to_path_buf(),
+            writes_behind,
             plan,
         };
         Ok((pipeline, source))
@@ -220,6 +226,13 @@ impl Pipeline {
             local,
             started,
         ))
+    }
+
+    /// Whether a worker's write-back is being written: a checkpoint taken
+    /// now would wait for it (see [`Pipeline::checkpoint`]). Read without
+    /// the workers, while they run.
+    pub fn writing_back(&self) -> bool {
+        self.writes_behind.in_flight() > 0
     }
 
     /// The workers' engines (none while they run in the background: see

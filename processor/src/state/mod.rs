@@ -28,7 +28,7 @@ use rocksdb::{
 };
 
 pub use keystate::{KeyState, WindowEntry, Windows};
-pub use landing::{write_behind, LandOnDrop, Landing};
+pub use landing::{write_behind, LandOnDrop, Landing, WritesBehind};
 
 /// Share of the memory budget RocksDB gets (block cache with memtables
 /// charged to it); the rest is the in-memory pre-aggregation cache.

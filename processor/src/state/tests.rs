@@ -159,7 +159,7 @@ fn writes_behind_land_once_written_and_a_lost_writer_lands_as_failed() {
         .encode([(0, "k1", Some(&a)), (1, "k2", Some(&a))])
         .unwrap();
     let landing = Landing::default();
-    write_behind(parts, landing.clone()).unwrap();
+    write_behind(parts, landing.clone(), &WritesBehind::default()).unwrap();
     assert_eq!(landing.wait(), Ok(()));
     assert_eq!(store.get(0, "k1").unwrap().unwrap().windows.len(), 1);
     assert_eq!(store.get(1, "k2").unwrap().unwrap().windows.len(), 1);
