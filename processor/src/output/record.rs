@@ -84,22 +84,17 @@ pub fn outranks(revision: (bool, u32), stored: (bool, u32)) -> bool {
     revision > stored
 }
 
-/// One result as a JSON line (without the newline), its aggregates named
-/// `names`. Field order is fixed.
-pub fn result_line(job: &JobId, names: &[Arc<str>], id: &str, r: &WindowResult) -> Vec<u8> {
-    ResultEncoder::new(names).line(job, id, r)
-}
-
-/// Serialises results into the JSON serde_json makes of them (fields in a
-/// fixed order), from parts rendered once: the job's name, each
+/// Serialises one job's results, each a JSON line (without the newline) as
+/// serde_json makes it (fields in a fixed order), from parts rendered
+/// once: the job's name, each
 /// aggregate's name, and the last window's bounds (results come out window
 /// by window, so most share them). Only a result's own values are
 /// formatted per result.
 pub struct ResultEncoder {
     /// Each aggregate's name as a JSON key with its colon: `"count":`.
     name_keys: Vec<Vec<u8>>,
-    /// The job's name, and `,"job":"<name>","partition":`.
-    job: Option<(String, Vec<u8>)>,
+    /// `,"job":"<name>","partition":`.
+    job: Vec<u8>,
     /// The last window, and its bounds as a JSON object.
     bounds: Option<(Window, Vec<u8>)>,
 }
@@ -118,8 +113,8 @@ fn json_str(out: &mut Vec<u8>, text: &str) {
 }
 
 impl ResultEncoder {
-    /// An encoder for results whose aggregates are named `names`.
-    pub fn new(names: &[Arc<str>]) -> Self {
+    /// An encoder for `job`'s results, whose aggregates are named `names`.
+    pub fn new(job: &JobId, names: &[Arc<str>]) -> Self {
         let name_keys = names
             .iter()
             .map(|name| {
@@ -129,29 +124,26 @@ impl ResultEncoder {
                 key
             })
             .collect();
+        let mut job_part = b",\"job\":".to_vec();
+        json_str(&mut job_part, &job.name);
+        job_part.extend_from_slice(b",\"partition\":");
         Self {
             name_keys,
-            job: None,
+            job: job_part,
             bounds: None,
         }
     }
 
-    /// [`result_line`], reusing what it rendered for earlier results.
-    pub fn line(&mut self, job: &JobId, id: &str, r: &WindowResult) -> Vec<u8> {
+    /// The result `r`, whose id is `id`, as a JSON line.
+    pub fn line(&mut self, id: &str, r: &WindowResult) -> Vec<u8> {
         // Room for a typical result at once, not grown step by step.
         let mut line = Vec::with_capacity(320);
-        self.write_line(&mut line, job, id, r);
+        self.write_line(&mut line, id, r);
         line
     }
 
     /// [`ResultEncoder::line`], appended to `line`.
-    pub fn write_line(&mut self, line: &mut Vec<u8>, job: &JobId, id: &str, r: &WindowResult) {
-        if self.job.as_ref().is_none_or(|(name, _)| *name != job.name) {
-            let mut part = b",\"job\":".to_vec();
-            json_str(&mut part, &job.name);
-            part.extend_from_slice(b",\"partition\":");
-            self.job = Some((job.name.clone(), part));
-        }
+    pub fn write_line(&mut self, line: &mut Vec<u8>, id: &str, r: &WindowResult) {
         let w = r.window;
         if self.bounds.as_ref().is_none_or(|(window, _)| *window != w) {
             let bounds = Bounds {
@@ -166,7 +158,7 @@ impl ResultEncoder {
         let mut number = itoa::Buffer::new();
         line.extend_from_slice(b"{\"id\":");
         json_str(line, id);
-        line.extend_from_slice(&self.job.as_ref().expect("set above").1);
+        line.extend_from_slice(&self.job);
         line.extend_from_slice(number.format(r.partition).as_bytes());
         line.extend_from_slice(b",\"key\":");
         json_str(line, &r.key);
@@ -239,6 +231,11 @@ mod tests {
     use super::*;
     use crate::engine::window::Window;
 
+    /// One result as a JSON line, from an encoder made for it alone.
+    fn result_line(job: &JobId, names: &[Arc<str>], id: &str, r: &WindowResult) -> Vec<u8> {
+        ResultEncoder::new(job, names).line(id, r)
+    }
+
     fn job(namespace: &str, name: &str) -> JobId {
         JobId {
             namespace: namespace.into(),
@@ -280,7 +277,7 @@ mod tests {
     fn reused_encoder_matches_a_fresh_one() {
         let shop = job("", "shop");
         let names: Arc<[Arc<str>]> = vec!["n".into()].into();
-        let mut encoder = ResultEncoder::new(&names);
+        let mut encoder = ResultEncoder::new(&shop, &names);
         for (start, key) in [(0, "a"), (0, "b"), (10_000, "a"), (0, "c")] {
             let r = WindowResult {
                 partition: 0,
@@ -293,10 +290,7 @@ mod tests {
                 revision: 1,
                 is_final: false,
             };
-            assert_eq!(
-                encoder.line(&shop, "id", &r),
-                result_line(&shop, &names, "id", &r)
-            );
+            assert_eq!(encoder.line("id", &r), result_line(&shop, &names, "id", &r));
         }
     }
 
@@ -325,7 +319,7 @@ mod tests {
             text("n\"x"),
             text("ü"),
         );
-        let line = ResultEncoder::new(&names).line(&shop, "i", &r);
+        let line = ResultEncoder::new(&shop, &names).line("i", &r);
         assert_eq!(String::from_utf8(line).unwrap(), expected);
     }
 

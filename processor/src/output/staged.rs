@@ -76,9 +76,9 @@ impl ResultWriter {
     /// A writer of `job`'s results, whose aggregates are named `names`.
     pub fn new(job: JobId, names: Arc<[Arc<str>]>, keep_results: bool) -> Self {
         Self {
+            encoder: ResultEncoder::new(&job, &names),
             job,
             keep_results,
-            encoder: ResultEncoder::new(&names),
             current: StagedResult {
                 names,
                 ..StagedResult::default()
@@ -93,7 +93,7 @@ impl ResultWriter {
         id.clear();
         record::write_result_id(id, &self.job, &result.key, w.start, w.end);
         line.clear();
-        self.encoder.write_line(line, &self.job, id, &result);
+        self.encoder.write_line(line, id, &result);
         self.current.result = self.keep_results.then_some(result);
         outputs.write_result(&self.current)
     }
