@@ -116,6 +116,7 @@ fn fill(state: &StateStore, from: u64, keys: u64) {
                 .into(),
                 last_update_ms: i as i64,
                 ttl_check: None,
+                partials: Vec::new(),
             },
         ));
         if batch.len() == 10_000 {

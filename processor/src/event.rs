@@ -101,6 +101,8 @@ pub enum Invalid {
     BadPartition { field: String, partitions: u32 },
     #[error("record is {size} bytes, above the {limit}-byte limit")]
     TooLarge { size: usize, limit: usize },
+    #[error("not a partial of this job: {0}")]
+    BadPartial(String),
 }
 
 impl Invalid {
@@ -120,6 +122,7 @@ impl Invalid {
             Self::NotJson(_) => "not_json",
             Self::BadPartition { .. } => "bad_partition",
             Self::TooLarge { .. } => "too_large",
+            Self::BadPartial(_) => "bad_partial",
         }
     }
 }

@@ -9,6 +9,7 @@ use eddy_api::{
     HumanDuration, StreamJob,
 };
 
+pub use crate::partials::Stage;
 use crate::{
     engine::{aggregate::Aggregate, skew::SkewGuard, window::Assigner, EngineConfig, WindowKind},
     event::Extractor,
@@ -124,6 +125,12 @@ pub struct JobPlan {
     /// clearing the checkpoints: in a cluster a pod that exits is started
     /// again, and the job must not run twice.
     pub hold_when_finished: bool,
+    /// The whole job, or one stage of a two-phase job.
+    pub stage: Stage,
+    /// Where a two-phase job's partials travel (its stages only).
+    pub partials: Option<eddy_api::spec::ResolvedPartials>,
+    /// In the first stage: the salt buckets each key spreads over.
+    pub salt_buckets: Option<u32>,
 }
 
 /// Why a job cannot run here.
@@ -168,13 +175,29 @@ fn job_id(job: &StreamJob) -> JobId {
     }
 }
 
+/// Where the checkpoints of a job's `stage` live: the job's directory, and
+/// beside it `<name>@partial` and `<name>@merge` for the stages of a
+/// two-phase job (each stage has partitions of the same numbers).
+pub fn stage_path(job: &StreamJob, stage: Stage) -> String {
+    let path = job_id(job).path();
+    match stage {
+        Stage::Single => path,
+        other => format!("{path}@{}", other.name()),
+    }
+}
+
 /// Where the job's checkpoints live and how often they are taken: all a
 /// command that only touches the checkpoints needs, with no Secrets.
 pub fn checkpoint_plan(job: &StreamJob) -> anyhow::Result<CheckpointPlan> {
+    checkpoint_plan_of(job, Stage::Single)
+}
+
+/// [`checkpoint_plan`] of one stage.
+pub fn checkpoint_plan_of(job: &StreamJob, stage: Stage) -> anyhow::Result<CheckpointPlan> {
     let c = &job.spec.checkpoints;
     Ok(CheckpointPlan {
         url: c.store.clone(),
-        job_path: job_id(job).path(),
+        job_path: stage_path(job, stage),
         endpoint: c.endpoint.clone(),
         region: c.region.clone(),
         path_style: c.path_style,
@@ -190,8 +213,49 @@ pub fn checkpoint_plan(job: &StreamJob) -> anyhow::Result<CheckpointPlan> {
 }
 
 pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<JobPlan, PlanError> {
+    plan_stage(job, now_ms, owned, None)
+}
+
+/// [`plan`] for one stage of a two-phase job (`stage`: what `--stage`
+/// asked for; `None`: the whole job).
+pub fn plan_stage(
+    job: &StreamJob,
+    now_ms: i64,
+    owned: Option<Vec<u32>>,
+    stage: Option<&str>,
+) -> Result<JobPlan, PlanError> {
     let spec = &job.spec;
     let mut unsupported = Vec::new();
+    let id = job_id(job);
+    let stage = match (stage, spec.hot_keys.two_phase) {
+        (None, false) => Stage::Single,
+        (None, true) => {
+            unsupported.push(
+                "spec.hotKeys.twoPhase: a two-phase job runs in two stages: start processors \
+                 with --stage partial (the source to partials) and --stage merge (partials to \
+                 results)"
+                    .into(),
+            );
+            Stage::Single
+        }
+        (Some(_), false) => {
+            unsupported
+                .push("--stage: the job runs in one stage (spec.hotKeys.twoPhase is false)".into());
+            Stage::Single
+        }
+        (Some("partial"), true) => Stage::Partial,
+        (Some("merge"), true) => Stage::Merge {
+            origins: spec.partitions,
+        },
+        (Some(other), true) => {
+            unsupported.push(format!("--stage {other}: give partial or merge"));
+            Stage::Single
+        }
+    };
+    let partials = spec.partials(&id.namespace, &id.name);
+    if stage != Stage::Single && partials.is_none() {
+        unsupported.push("spec.hotKeys.partials.brokers: no Kafka brokers for the partials".into());
+    }
     let refuse = |unsupported: &mut Vec<String>, path: &str, what: &str| {
         unsupported.push(format!("{path}: {what} is not supported yet"));
     };
@@ -203,11 +267,11 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
         }
     }
     unsupported.extend(crate::without::unbuilt(spec));
-    if spec.hot_keys.two_phase {
+    if stage != Stage::Single && cfg!(not(feature = "kafka")) {
         refuse(
             &mut unsupported,
             "spec.hotKeys.twoPhase",
-            "two-phase aggregation",
+            "two-phase aggregation in a build without Kafka",
         );
     }
     let owned = owned.unwrap_or_else(|| (0..spec.partitions).collect());
@@ -217,10 +281,24 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             spec.partitions
         ));
     }
-    let checkpoints = checkpoint_plan(job)?;
+    let checkpoints = checkpoint_plan_of(job, stage)?;
     let interval_ms = checkpoints.interval.map_or(0, |i| i.as_millis() as u64);
+    // The first stage writes no results: only its late and invalid
+    // outputs may be transactional, under transactional ids of its own.
+    let (txn_id, txn_spec) = match stage {
+        Stage::Partial => {
+            let mut spec = spec.clone();
+            spec.sinks.clear();
+            let id = JobId {
+                name: format!("{}.partial", id.name),
+                ..id.clone()
+            };
+            (id, std::borrow::Cow::Owned(spec))
+        }
+        _ => (id.clone(), std::borrow::Cow::Borrowed(spec)),
+    };
     let transaction =
-        txn_plan(&job_id(job), spec, &owned, interval_ms).unwrap_or_else(|problems| {
+        txn_plan(&txn_id, &txn_spec, &owned, interval_ms).unwrap_or_else(|problems| {
             unsupported.extend(problems);
             None
         });
@@ -241,7 +319,21 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             aggregate.field().map(str::to_owned)
         }),
     ));
-    let source = if let Some(g) = &spec.source.generator {
+    let source = if let (Stage::Merge { .. }, Some(p)) = (stage, &partials) {
+        SourcePlan::Kafka(KafkaConfig {
+            brokers: p.brokers.clone(),
+            topic: p.topic.clone(),
+            partitions: owned.iter().map(|p| *p as i32).collect(),
+            start_from: eddy_api::spec::StartFrom::Earliest,
+            key_into: None,
+            timestamp_into: None,
+            properties: p.properties.clone(),
+            stop_at_end: false,
+            prefetch_kbytes: crate::source::kafka::prefetch_kbytes(memory_budget, owned.len()),
+            fields,
+            partials: true,
+        })
+    } else if let Some(g) = &spec.source.generator {
         SourcePlan::Generator(GeneratorConfig::from_spec(
             g,
             &spec.key_field,
@@ -284,6 +376,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             stop_at_end: k.stop_at_end,
             prefetch_kbytes: crate::source::kafka::prefetch_kbytes(memory_budget, owned.len()),
             fields,
+            partials: false,
         })
     } else {
         return Err(PlanError::Unsupported(vec![
@@ -292,10 +385,13 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
     };
     let owned_count = owned.len();
     Ok(JobPlan {
-        id: job_id(job),
+        id,
         checkpoints,
         transaction,
         hold_when_finished: false,
+        stage,
+        partials,
+        salt_buckets: (stage == Stage::Partial).then_some(spec.hot_keys.salt_buckets),
         engine: EngineConfig {
             partitions: owned,
             windows: windows(job)?,
@@ -310,6 +406,7 @@ pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<Job
             // Hot keys are written once per interval, cold keys when the
             // cache is full; checkpoints will flush too.
             flush_every_events: 1_000_000,
+            stage,
         },
         partition_count: spec.partitions,
         memory_budget,

@@ -13,6 +13,7 @@ mod interned;
 pub mod job;
 pub mod metrics;
 pub mod output;
+pub mod partials;
 pub mod placement;
 pub mod progress;
 pub mod run;

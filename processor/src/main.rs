@@ -78,6 +78,11 @@ enum Command {
         /// empty state (`upgradeMode: stateless`).
         #[arg(long, env = "EDDY_STATE_EPOCH", default_value_t = 0)]
         state_epoch: u64,
+        /// Which stage of a two-phase job (`spec.hotKeys.twoPhase`) to run:
+        /// `partial` reads the source and sends partial aggregates to the
+        /// partials topic, `merge` merges them into the job's results.
+        #[arg(long, env = "EDDY_STAGE", value_parser = ["partial", "merge"])]
+        stage: Option<String>,
     },
     /// Delete every checkpoint of the job, in all partitions (the operator
     /// runs this when a StreamJob with `checkpoints.deleteOnJobDeletion` is
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
             metrics_addr,
             hold_when_finished,
             state_epoch,
+            stage,
         } => {
             let (partitions, placed) = match assignment {
                 None => (partitions, None),
@@ -188,6 +194,7 @@ fn main() -> ExitCode {
                 state_epoch,
                 pod_name,
                 placed,
+                stage,
             };
             run_file(&file, state_dir, partitions, options)
         }
@@ -204,6 +211,8 @@ struct RunOptions {
     pod_name: Option<String>,
     /// The assignment file and what it gave this pod at start.
     placed: Option<(PathBuf, Placement)>,
+    /// The stage of a two-phase job to run.
+    stage: Option<String>,
 }
 
 /// Who triggers checkpoints.
@@ -255,43 +264,54 @@ fn read_job(file: &Path) -> Result<eddy_api::StreamJob, ExitCode> {
 }
 
 fn clear_checkpoints(file: &Path) -> ExitCode {
+    use eddy_processor::job::{checkpoint_plan_of, Stage};
     let job = match parse_job(file) {
         Ok(job) => job,
         Err(code) => return code,
     };
-    let plan = match eddy_processor::job::checkpoint_plan(&job) {
-        Ok(plan) => plan,
+    // A two-phase job's stages keep checkpoints of their own; a job that
+    // was one-phase before may have some in the job's directory too.
+    let stages: &[Stage] = if job.spec.hot_keys.two_phase {
+        &[Stage::Single, Stage::Partial, Stage::Merge { origins: 0 }]
+    } else {
+        &[Stage::Single]
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: {}: {e:#}", file.display());
-            return ExitCode::from(EXIT_BAD_JOB);
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
         }
     };
-    let cleared = tokio::runtime::Runtime::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| {
-            rt.block_on(async {
-                let store = plan.store()?;
-                eddy_processor::checkpoint::clear_job(&store).await
-            })
+    for stage in stages {
+        let plan = match checkpoint_plan_of(&job, *stage) {
+            Ok(plan) => plan,
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", file.display());
+                return ExitCode::from(EXIT_BAD_JOB);
+            }
+        };
+        let cleared = runtime.block_on(async {
+            let store = plan.store()?;
+            eddy_processor::checkpoint::clear_job(&store).await
         });
-    match cleared {
-        Ok(partitions) => {
-            eprintln!(
+        match cleared {
+            Ok(partitions) => eprintln!(
                 "deleted the checkpoints of {} in {} ({} partitions: {partitions:?})",
                 plan.job_path,
                 plan.url,
                 partitions.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!(
-                "error: deleting the checkpoints of {} in {}: {e:#}",
-                plan.job_path, plan.url
-            );
-            ExitCode::FAILURE
+            ),
+            Err(e) => {
+                eprintln!(
+                    "error: deleting the checkpoints of {} in {}: {e:#}",
+                    plan.job_path, plan.url
+                );
+                return ExitCode::FAILURE;
+            }
         }
     }
+    ExitCode::SUCCESS
 }
 
 fn run_file(
@@ -308,6 +328,7 @@ fn run_file(
         state_epoch,
         pod_name,
         placed,
+        stage,
     } = options;
     let job = match read_job(file) {
         Ok(job) => job,
@@ -317,7 +338,7 @@ fn run_file(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let plan_for = |partitions: Option<Vec<u32>>, assignment: u64| {
-        let mut plan = match job::plan(&job, now_ms, partitions) {
+        let mut plan = match job::plan_stage(&job, now_ms, partitions, stage.as_deref()) {
             Ok(plan) => plan,
             Err(e @ PlanError::Unsupported(_)) => {
                 eprintln!("error: {}: {e}", file.display());

@@ -56,6 +56,7 @@ fn key_state(i: u64, payload: usize) -> KeyState {
         .into(),
         last_update_ms: i as i64 + payload as i64,
         ttl_check: None,
+        partials: Vec::new(),
     }
 }
 

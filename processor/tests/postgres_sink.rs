@@ -127,6 +127,7 @@ async fn a_final_revision_outranks_higher_revisions_that_are_not() {
         aggregates: [serde_json::json!(n)].into_iter().collect(),
         revision,
         is_final,
+        partial: None,
     };
     let mut sink = PostgresSink::new(url.clone(), name.clone(), true, &job.name);
     let mut write = async |rows: &[WindowResult]| {
@@ -202,6 +203,7 @@ async fn sinks_starting_together_all_create_the_table() {
                 aggregates: [serde_json::json!(1)].into_iter().collect(),
                 revision: 1,
                 is_final: true,
+                partial: None,
             };
             let id = format!("r{i}");
             let item = Item {

@@ -1,5 +1,7 @@
 //! Automatic scaling and hot-key handling.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +94,17 @@ impl Default for AutoscalingSpec {
 }
 
 /// Handling of keys too hot for one pod.
+///
+/// With `twoPhase`, the job runs in two stages, as Flink's local-global
+/// aggregation does: the first reads the source and aggregates what each of
+/// its partitions holds of a key and window (a partial), the second merges
+/// the partials of a key and window and writes the results, with the same
+/// ids, revisions and final flags as a job in one stage. Eddy spreads a key
+/// over partitions itself where it routes events (generator, file and HTTP
+/// sources: each event to one of `saltBuckets` partitions from the key's
+/// own, chosen by a hash of where the event came from); a Kafka topic's
+/// partitions are read as they are, so producers spread a hot key there (a
+/// round-robin or salted message key).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HotKeySpec {
@@ -108,6 +121,67 @@ pub struct HotKeySpec {
     #[serde(default = "defaults::top_k")]
     #[schemars(range(min = 1, max = 10000))]
     pub top_k: u32,
+    /// The Kafka topic the partials travel over in two-phase mode, with one
+    /// partition per job partition. Unset fields: the brokers and properties
+    /// of a Kafka source, and the topic `eddy-<namespace>-<name>-partials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partials: Option<PartialsTopic>,
+}
+
+/// Where two-phase partials go (see [`HotKeySpec::partials`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialsTopic {
+    /// Bootstrap servers, comma separated; the source's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    /// The topic; `eddy-<namespace>-<name>-partials` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Extra librdkafka properties of its producer and consumer; the
+    /// source's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<BTreeMap<String, String>>,
+}
+
+/// The partials topic of a two-phase job, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedPartials {
+    pub brokers: String,
+    pub topic: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// The default name of a job's partials topic.
+pub fn partials_topic_name(namespace: &str, name: &str) -> String {
+    let namespace = if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    };
+    format!("eddy-{namespace}-{name}-partials")
+}
+
+impl super::StreamJobSpec {
+    /// Where a two-phase job's partials travel (`None`: the job runs in one
+    /// phase, or no brokers are known: validation says so).
+    pub fn partials(&self, namespace: &str, name: &str) -> Option<ResolvedPartials> {
+        if !self.hot_keys.two_phase {
+            return None;
+        }
+        let set = self.hot_keys.partials.clone().unwrap_or_default();
+        let source = self.source.kafka.as_ref();
+        Some(ResolvedPartials {
+            brokers: set.brokers.or_else(|| source.map(|k| k.brokers.clone()))?,
+            topic: set
+                .topic
+                .unwrap_or_else(|| partials_topic_name(namespace, name)),
+            properties: set
+                .properties
+                .or_else(|| source.map(|k| k.properties.clone()))
+                .unwrap_or_default(),
+        })
+    }
 }
 
 impl Default for HotKeySpec {
@@ -116,6 +190,7 @@ impl Default for HotKeySpec {
             two_phase: false,
             salt_buckets: defaults::salt_buckets(),
             top_k: defaults::top_k(),
+            partials: None,
         }
     }
 }

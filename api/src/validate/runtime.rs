@@ -187,4 +187,42 @@ fn parallelism(spec: &StreamJobSpec, p: &mut Problems) {
     if spec.hot_keys.top_k == 0 {
         p.add("spec.hotKeys.topK", "must be at least 1");
     }
+    two_phase(spec, p);
+}
+
+/// What a two-phase job needs: windows whose partials merge by bounds, and
+/// a Kafka cluster for the partials. (Every aggregation merges: counts and
+/// sums add, minima and maxima compare, first and last compare times,
+/// distinct counts and quantiles merge their sketches.)
+fn two_phase(spec: &StreamJobSpec, p: &mut Problems) {
+    if !spec.hot_keys.two_phase {
+        return;
+    }
+    if spec.window.session.is_some() {
+        p.add(
+            "spec.window.session",
+            "two-phase aggregation merges windows with fixed bounds, and a key's sessions \
+             depend on all its events: use tumbling, sliding or calendar windows, or set \
+             spec.hotKeys.twoPhase to false",
+        );
+    }
+    let partials = spec.hot_keys.partials.clone().unwrap_or_default();
+    if partials.brokers.is_none() && spec.source.kafka.is_none() {
+        p.add(
+            "spec.hotKeys.partials.brokers",
+            "two-phase aggregation sends partials over Kafka and the source is not Kafka: \
+             name the brokers",
+        );
+    }
+    if let Some(topic) = &partials.topic {
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) {
+            p.add(
+                "spec.hotKeys.partials.topic",
+                format!(
+                    "{topic:?} is not a Kafka topic name: use letters, digits, '.', '_' and '-'"
+                ),
+            );
+        }
+    }
 }

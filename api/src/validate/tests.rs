@@ -298,3 +298,65 @@ fn eddy_api_restore(job: &str, checkpoint_id: Option<u64>) -> crate::spec::Resto
         checkpoint_id,
     }
 }
+
+#[test]
+fn two_phase_needs_fixed_windows_and_kafka_brokers() {
+    let mut spec = base();
+    spec.hot_keys.two_phase = true;
+    spec.window = WindowSpec {
+        session: Some(SessionWindow {
+            gap: "1m".into(),
+            max_length: "1h".into(),
+        }),
+        ..WindowSpec::default()
+    };
+    spec.hot_keys.partials = Some(PartialsTopic {
+        topic: Some("no spaces".into()),
+        ..PartialsTopic::default()
+    });
+    assert_eq!(
+        paths(&spec),
+        vec![
+            "spec.window.session",
+            "spec.hotKeys.partials.brokers",
+            "spec.hotKeys.partials.topic"
+        ]
+    );
+    assert!(message_at(&spec, "spec.window.session").contains("tumbling, sliding or calendar"));
+
+    let mut spec = base();
+    spec.hot_keys.two_phase = true;
+    spec.hot_keys.partials = Some(PartialsTopic {
+        brokers: Some("kafka:9092".into()),
+        ..PartialsTopic::default()
+    });
+    assert_eq!(validate(&spec), vec![]);
+    let partials = spec.partials("", "clicks").expect("two-phase");
+    assert_eq!(partials.topic, "eddy-default-clicks-partials");
+    assert_eq!(partials.brokers, "kafka:9092");
+    spec.hot_keys.two_phase = false;
+    assert_eq!(spec.partials("", "clicks"), None);
+}
+
+#[test]
+fn a_kafka_source_lends_two_phase_its_brokers() {
+    let mut spec = base();
+    spec.source = SourceSpec {
+        kafka: Some(KafkaSource {
+            brokers: "b:9092".into(),
+            topic: "events".into(),
+            properties: [("client.id".to_string(), "x".to_string())].into(),
+            ..KafkaSource::default()
+        }),
+        ..SourceSpec::default()
+    };
+    spec.hot_keys.two_phase = true;
+    assert_eq!(validate(&spec), vec![]);
+    let partials = spec.partials("shop", "orders").expect("two-phase");
+    assert_eq!(partials.brokers, "b:9092");
+    assert_eq!(partials.topic, "eddy-shop-orders-partials");
+    assert_eq!(
+        partials.properties.get("client.id").map(String::as_str),
+        Some("x")
+    );
+}

@@ -33,6 +33,9 @@ pub struct EngineConfig {
     pub cache_keys: usize,
     /// Events between write-backs of the in-memory state to RocksDB.
     pub flush_every_events: u64,
+    /// The whole job, or one stage of a two-phase job: the first emits
+    /// partials, the second merges them.
+    pub stage: crate::partials::Stage,
 }
 
 impl EngineConfig {

@@ -9,6 +9,7 @@ pub mod advice;
 pub mod aggregate;
 mod config;
 pub mod hotkeys;
+mod merge;
 mod partitions;
 mod process;
 mod sample;
@@ -70,6 +71,9 @@ pub struct WindowResult {
     pub revision: u32,
     /// No further revision of this result will follow.
     pub is_final: bool,
+    /// In the first stage of a two-phase job: the window's accumulators,
+    /// encoded as the state encodes them (what the second stage merges).
+    pub partial: Option<Vec<u8>>,
 }
 
 /// A result's aggregate values, inline for up to two.
@@ -120,6 +124,9 @@ pub struct Engine {
     /// Counts this engine's write-backs in flight (with those of the
     /// processor's other engines, once shared).
     writes_behind: WritesBehind,
+    /// In the merge stage of a two-phase job: the origins' watermarks,
+    /// which decide instead of `watermarks`.
+    marks: Option<merge::OriginMarks>,
 }
 
 /// The stable partition of a key: xxh3 of its bytes modulo the partition
@@ -142,7 +149,14 @@ impl Engine {
             .iter()
             .map(|p| PartitionStats::new(*p, config.top_k, config.hot_key_span_ms))
             .collect();
+        let marks = match config.stage {
+            crate::partials::Stage::Merge { origins } => {
+                Some(merge::OriginMarks::new(config.partitions.len(), origins))
+            }
+            _ => None,
+        };
         Self {
+            marks,
             watermarks: Watermarks::new(
                 config.partitions.len(),
                 config.max_out_of_orderness_ms,
@@ -181,14 +195,27 @@ impl Engine {
 
     /// The processor watermark as of the last [`Engine::advance`].
     pub fn watermark(&self) -> i64 {
-        self.watermarks.current()
+        match &self.marks {
+            Some(m) => m.current(),
+            None => self.watermarks.current(),
+        }
     }
 
     /// A partition's own watermark.
     pub fn partition_watermark(&self, partition: u32) -> Option<i64> {
-        self.slots
-            .get(&partition)
-            .map(|s| self.watermarks.partition(*s))
+        let slot = *self.slots.get(&partition)?;
+        Some(match &self.marks {
+            Some(m) => m.of_slot(slot),
+            None => self.watermarks.partition(slot),
+        })
+    }
+
+    /// The watermark that decides for partition `slot`.
+    fn deciding(&self, slot: usize) -> i64 {
+        match &self.marks {
+            Some(m) => m.of_slot(slot),
+            None => self.watermarks.of_slot(slot),
+        }
     }
 
     /// Windows waiting for the watermark.
@@ -318,7 +345,10 @@ impl Engine {
         }
         for (slot, partition) in self.config.partitions.iter().enumerate() {
             if let Some(Some(floor)) = floors.get(partition) {
-                self.watermarks.set_floor(slot, *floor);
+                match &mut self.marks {
+                    Some(m) => m.restore(slot, *floor),
+                    None => self.watermarks.set_floor(slot, *floor),
+                }
             }
         }
         self.watermarks.advance(self.clock);
@@ -368,12 +398,7 @@ impl Engine {
             .partitions
             .iter()
             .enumerate()
-            .map(|(slot, p)| {
-                (
-                    *p,
-                    Some(self.watermarks.of_slot(slot)).filter(|w| *w != i64::MIN),
-                )
-            })
+            .map(|(slot, p)| (*p, Some(self.deciding(slot)).filter(|w| *w != i64::MIN)))
             .collect()
     }
 

@@ -28,6 +28,9 @@ impl Engine {
         self.cached_keys -= self.cache.swap_remove(slot).len();
         self.stats.swap_remove(slot);
         self.watermarks.swap_remove(slot);
+        if let Some(m) = &mut self.marks {
+            m.swap_remove(slot);
+        }
         self.timers.swap_remove(slot);
         if slot != last {
             self.slots.insert(self.config.partitions[slot], slot);
@@ -76,6 +79,12 @@ impl Engine {
         // Without one (it had no event yet), it starts behind: its events
         // are not late for having been read later than the others'.
         self.watermarks.set_floor(slot, floor.unwrap_or(i64::MIN));
+        if let Some(m) = &mut self.marks {
+            m.push();
+            if let Some(floor) = floor {
+                m.restore(slot, floor);
+            }
+        }
         Ok(())
     }
 
@@ -83,7 +92,7 @@ impl Engine {
     /// checkpoint records them.
     pub fn marks_of(&self, partition: u32) -> Option<(Option<i64>, Option<i64>)> {
         let slot = *self.slots.get(&partition)?;
-        let floor = Some(self.watermarks.of_slot(slot)).filter(|w| *w != i64::MIN);
+        let floor = Some(self.deciding(slot)).filter(|w| *w != i64::MIN);
         Some((self.watermarks.max_seen(slot), floor))
     }
 

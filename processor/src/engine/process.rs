@@ -247,7 +247,10 @@ impl Engine {
             self.ttl_floor = self.clock;
             self.ttl_floor_pending = false;
         }
-        let watermark = self.watermarks.advance(self.clock);
+        let watermark = match &self.marks {
+            Some(m) => m.current(),
+            None => self.watermarks.advance(self.clock),
+        };
         self.bound_timers()?;
         if self.emit_due(watermark, out, limit)? {
             return Ok(true);
@@ -291,7 +294,10 @@ impl Engine {
         // Partitions on a watermark of their own fire by it (rare: after
         // one joined); the end of input fires everything.
         let each = (watermark != i64::MAX)
-            .then(|| self.watermarks.each_slot())
+            .then(|| match &self.marks {
+                Some(m) => m.each(),
+                None => self.watermarks.each_slot(),
+            })
             .flatten();
         if each.is_none() && self.timers.windows_quiet(&self.store, watermark)? {
             return Ok(false);
@@ -365,6 +371,10 @@ impl Engine {
         let entry = &mut state.windows[index];
         entry.revision += 1;
         entry.fired = true;
+        let partial = match config.stage {
+            crate::partials::Stage::Partial => Some(postcard::to_allocvec(&entry.accs)?),
+            _ => None,
+        };
         out.push(WindowResult {
             partition,
             key,
@@ -377,9 +387,13 @@ impl Engine {
                 .collect(),
             revision: entry.revision,
             is_final,
+            partial,
         });
         if is_final {
             state.windows.remove(index);
+            if !state.partials.is_empty() {
+                state.partials.retain(|s| s.window != window);
+            }
         }
         Ok(true)
     }
@@ -426,6 +440,12 @@ impl Engine {
                 .into_iter()
                 .partition(|e| !e.fired);
             state.windows = kept;
+            if !state.partials.is_empty() {
+                let windows = &state.windows;
+                state
+                    .partials
+                    .retain(|s| windows.iter().any(|e| e.window == s.window));
+            }
             let still_held = !state.windows.is_empty();
             let next = clock.saturating_add(ttl);
             state.ttl_check = still_held.then_some(next);

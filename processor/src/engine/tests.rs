@@ -36,6 +36,7 @@ fn config(windows: WindowKind) -> EngineConfig {
         hot_key_span_ms: 60_000,
         cache_keys: 1_000,
         flush_every_events: 10_000,
+        stage: crate::partials::Stage::Single,
     }
 }
 

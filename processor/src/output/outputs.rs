@@ -78,15 +78,23 @@ impl Outputs {
             positions,
             transaction: transaction.as_ref(),
         };
-        let results = plan
-            .sinks
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                let opened = sink::open(spec, Role::Results, &at)?;
-                Ok(Opened::new(opened, sink_name(spec, i)))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let results = match (plan.stage, &plan.partials) {
+            (crate::partials::Stage::Partial, Some(partials)) => {
+                vec![Opened::new(
+                    partials_sink(partials, plan.partition_count)?,
+                    "partials".into(),
+                )]
+            }
+            _ => plan
+                .sinks
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| {
+                    let opened = sink::open(spec, Role::Results, &at)?;
+                    Ok(Opened::new(opened, sink_name(spec, i)))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
         let records = |spec, kind| -> anyhow::Result<Opened> {
             Ok(Opened::new(
                 sink::open(spec, Role::Records(kind), &at)?,
@@ -129,6 +137,12 @@ impl Outputs {
         self.results
             .iter_mut()
             .try_for_each(|o| o.sink.write(&item))
+    }
+
+    /// Writes watermarks of a two-phase job's first stage (to the
+    /// partials sink, its only result sink).
+    pub fn write_marks(&mut self, marks: &[crate::partials::Mark]) -> anyhow::Result<()> {
+        self.results.iter_mut().try_for_each(|o| o.sink.mark(marks))
     }
 
     /// Writes a late record.
@@ -236,3 +250,19 @@ pub fn sink_name(spec: &eddy_api::spec::SinkSpec, index: usize) -> String {
 #[cfg(test)]
 #[path = "outputs_tests.rs"]
 mod tests;
+
+/// The first stage's one result sink: the partials topic.
+#[cfg(feature = "kafka")]
+fn partials_sink(
+    partials: &eddy_api::spec::ResolvedPartials,
+    partitions: u32,
+) -> anyhow::Result<Box<dyn Sink>> {
+    Ok(Box::new(crate::partials::sink::PartialsSink::open(
+        partials, partitions,
+    )?))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn partials_sink(_: &eddy_api::spec::ResolvedPartials, _: u32) -> anyhow::Result<Box<dyn Sink>> {
+    Err(crate::without::missing("kafka"))
+}

@@ -255,6 +255,7 @@ mod tests {
             aggregates: [json!(2), json!(3.5)].into_iter().collect(),
             revision: 1,
             is_final: true,
+            partial: None,
         };
         let id = result_id(
             &job("", "shop"),
@@ -289,6 +290,7 @@ mod tests {
                 aggregates: [json!(1)].into_iter().collect(),
                 revision: 1,
                 is_final: false,
+                partial: None,
             };
             assert_eq!(encoder.line("id", &r), result_line(&shop, &names, "id", &r));
         }
@@ -310,6 +312,7 @@ mod tests {
             aggregates: [json!(1.5), json!("a\tb")].into_iter().collect(),
             revision: 12,
             is_final: false,
+            partial: None,
         };
         let text = |v: &str| serde_json::to_string(v).unwrap();
         let expected = format!(

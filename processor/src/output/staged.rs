@@ -9,7 +9,7 @@ use super::{
     outputs::Outputs,
     record::{self, JobId, ResultEncoder},
 };
-use crate::engine::WindowResult;
+use crate::{engine::WindowResult, partials::Mark};
 
 /// A result, encoded.
 #[derive(Default)]
@@ -30,12 +30,20 @@ pub struct Staged {
     pub late: Vec<(String, Vec<u8>)>,
     /// Invalid records: id and line.
     pub invalid: Vec<(String, Vec<u8>)>,
+    /// Watermarks of a two-phase job's first stage, each to be written
+    /// after the first so many of `results`.
+    pub marks: Vec<(usize, Vec<Mark>)>,
 }
 
 impl Staged {
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.results.len() + self.late.len() + self.invalid.len()
+        self.results.len() + self.late.len() + self.invalid.len() + self.marks.len()
+    }
+
+    /// Watermarks, to be written after the results staged so far.
+    pub fn mark(&mut self, marks: Vec<Mark>) {
+        self.marks.push((self.results.len(), marks));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -55,8 +63,15 @@ impl Staged {
         for (id, line) in self.invalid.drain(..) {
             outputs.write_invalid(&id, &line)?;
         }
-        for r in self.results.drain(..) {
+        let mut marks = self.marks.drain(..).peekable();
+        for (i, r) in self.results.drain(..).enumerate() {
+            while let Some((_, m)) = marks.next_if(|(at, _)| *at <= i) {
+                outputs.write_marks(&m)?;
+            }
             writer.write(r, outputs)?;
+        }
+        for (_, m) in marks {
+            outputs.write_marks(&m)?;
         }
         Ok(())
     }

@@ -35,6 +35,7 @@ use crate::{
     job::JobPlan,
     metrics::Publisher,
     output::transaction::{restore_bound, Transaction},
+    partials::Stage,
     progress,
     source::{Poll, Source},
 };
@@ -60,6 +61,13 @@ pub async fn run(
     let started = Instant::now();
     let Endpoints { mut admin, metrics } = endpoints;
     let store = plan.checkpoints.store()?;
+    if let Some(partials) = plan
+        .partials
+        .as_ref()
+        .filter(|_| plan.stage != Stage::Single)
+    {
+        ensure_partials_topic(partials, plan.partition_count).await?;
+    }
     // With a Kafka transaction, the checkpoint to restore is the one whose
     // results were committed last, even if a newer one is in the store.
     let (transaction, bound, warning, bounds) = match &plan.transaction {
@@ -312,7 +320,16 @@ pub async fn run(
             }
             continue;
         }
-        match source.poll(Instant::now())? {
+        let polled = match source.poll(Instant::now())? {
+            // The merge stage's input ends when every origin's does.
+            Poll::Pending(_)
+                if job.plan.stage.is_merge() && job.origins_finished(&mut outputs)? =>
+            {
+                Poll::End
+            }
+            polled => polled,
+        };
+        match polled {
             Poll::Ready(batch) => {
                 job.take(batch, source.clock(), &mut outputs)?;
                 let waited = Instant::now();
@@ -453,4 +470,17 @@ impl Tick {
         self.next = now + Duration::from_secs(1);
         Some(rate)
     }
+}
+
+#[cfg(feature = "kafka")]
+async fn ensure_partials_topic(
+    partials: &eddy_api::spec::ResolvedPartials,
+    partitions: u32,
+) -> anyhow::Result<()> {
+    crate::partials::sink::ensure_topic(partials, partitions).await
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn ensure_partials_topic(_: &eddy_api::spec::ResolvedPartials, _: u32) -> anyhow::Result<()> {
+    Err(crate::without::missing("kafka"))
 }

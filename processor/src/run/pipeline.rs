@@ -23,6 +23,7 @@ use crate::{
         record, sink,
         staged::{ResultWriter, Staged},
     },
+    partials::{salt_of, salted_partition, Stage},
     progress::Counters,
     source::{
         file::FileReader, generator::Generator, http::HttpIngest, kafka::KafkaReader, Batch,
@@ -150,7 +151,9 @@ impl Pipeline {
             .iter()
             .map(|(n, _)| n.clone())
             .collect();
-        let keep_results = plan.sinks.iter().any(sink::wants_fields);
+        // The partials sink of a first stage writes a result's fields.
+        let keep_results =
+            plan.stage == Stage::Partial || plan.sinks.iter().any(sink::wants_fields);
         let pipeline = Self {
             workers,
             owner,
@@ -161,6 +164,7 @@ impl Pipeline {
                 id: plan.id.clone(),
                 job_path: plan.id.path(),
                 late_output: plan.late_policy == LateDataPolicy::Output,
+                marks: plan.stage == Stage::Partial,
             }),
             taken: (0..count)
                 .map(|_| {
@@ -249,6 +253,13 @@ impl Pipeline {
     }
 
     /// The processor's watermark: the lowest of its workers'.
+    /// The merge stage: every origin of every partition sent the end of
+    /// its input (after the workers took what they were given).
+    pub fn origins_finished(&mut self, outputs: &mut Outputs) -> anyhow::Result<bool> {
+        self.settle(outputs)?;
+        Ok(self.engines().all(Engine::origins_finished))
+    }
+
     pub fn watermark(&self) -> i64 {
         self.engines()
             .map(Engine::watermark)
@@ -563,6 +574,20 @@ impl Pipeline {
             origin,
         } = record;
         let extracted = match payload {
+            Payload::Partial(bytes) => {
+                let Some(w) = partition.and_then(|p| self.worker_of(p)) else {
+                    self.counters.not_owned += 1;
+                    self.clock_all(ingest_ms);
+                    return Ok(());
+                };
+                self.incoming[w].push_back(Step::Partial {
+                    partition: partition.unwrap_or_default(),
+                    bytes,
+                    ingest_ms,
+                    origin,
+                });
+                return Ok(());
+            }
             Payload::Json(value) => self.plan.extractor.extract(value),
             Payload::Generated(g) => self.plan.extractor.extract_generated(g),
             Payload::Sparse(s) => self.plan.extractor.extract_sparse(s),
@@ -586,8 +611,15 @@ impl Pipeline {
                 return Ok(());
             }
         };
-        let partition =
-            partition.unwrap_or_else(|| partition_of(&event.key, self.plan.partition_count));
+        let partition = partition.unwrap_or_else(|| {
+            let count = self.plan.partition_count;
+            let own = partition_of(&event.key, count);
+            match self.plan.salt_buckets {
+                // The first stage of a two-phase job spreads each key.
+                Some(buckets) => salted_partition(own, salt_of(&origin, buckets), count),
+                None => own,
+            }
+        });
         let Some(w) = self.worker_of(partition) else {
             self.counters.not_owned += 1;
             self.clock_all(ingest_ms);

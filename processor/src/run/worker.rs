@@ -14,6 +14,7 @@ use crate::{
         records::record_id,
         staged::Staged,
     },
+    partials::{Mark, Message, Partial},
     source::Origin,
 };
 
@@ -43,6 +44,14 @@ pub(super) enum Step {
         ingest_ms: i64,
         id: String,
         line: Vec<u8>,
+    },
+    /// A message of a two-phase job's partials topic (the merge stage),
+    /// still encoded.
+    Partial {
+        partition: u32,
+        bytes: Vec<u8>,
+        ingest_ms: i64,
+        origin: Origin,
     },
     /// The source clock reached this (ms): the watermark may move.
     Clock(i64),
@@ -76,6 +85,9 @@ pub(super) struct Worker {
     pub(super) tally: Tally,
     fired: Vec<WindowResult>,
     moving: Option<Moving>,
+    /// When it last sent its watermarks (the first stage of a two-phase
+    /// job).
+    marks: MarkState,
     /// Records done with that hold memory the run loop allocated: it frees
     /// them ([`Worker::free_spent`]). Freed here, by another thread than
     /// the one that allocated them, they cost several times as much.
@@ -89,6 +101,9 @@ pub(super) struct Context {
     pub job_path: String,
     /// Late events go to the late output.
     pub late_output: bool,
+    /// The first stage of a two-phase job: watermarks go out with the
+    /// partials.
+    pub marks: bool,
 }
 
 impl Context {
@@ -118,6 +133,7 @@ impl Worker {
             tally: Tally::default(),
             fired: Vec::new(),
             moving: None,
+            marks: MarkState::default(),
             spent: Vec::new(),
         }
     }
@@ -137,6 +153,9 @@ impl Worker {
                 self.stage();
                 if !more {
                     self.moving = None;
+                    if cx.marks {
+                        self.mark(matches!(moving, Moving::End));
+                    }
                 }
                 if self.staged.len() >= FIRE_CHUNK {
                     return Ok(false);
@@ -174,6 +193,15 @@ impl Worker {
                     self.staged.invalid.push((id, line));
                     Some(Moving::To(ingest_ms))
                 }
+                Step::Partial {
+                    partition,
+                    bytes,
+                    ingest_ms,
+                    origin,
+                } => {
+                    self.take_partial(cx, partition, &bytes, ingest_ms, origin)?;
+                    Some(Moving::To(ingest_ms))
+                }
                 Step::Clock(clock) => Some(Moving::To(clock)),
                 Step::Finished(partition) => {
                     self.engine.finish_partition(partition);
@@ -188,6 +216,70 @@ impl Worker {
     /// thread, which allocated them).
     pub(super) fn free_spent(&mut self) {
         self.spent.clear();
+    }
+
+    /// Merges a partial, or takes marks (the merge stage).
+    fn take_partial(
+        &mut self,
+        cx: &Context,
+        partition: u32,
+        bytes: &[u8],
+        ingest_ms: i64,
+        origin: Origin,
+    ) -> anyhow::Result<()> {
+        let message = match crate::partials::decode(bytes) {
+            Ok(message) => message,
+            Err(reason) => {
+                let reason = crate::event::Invalid::BadPartial(reason);
+                self.engine.record_invalid(partition);
+                self.invalid_partial(cx, &origin, &reason, bytes);
+                return Ok(());
+            }
+        };
+        match message {
+            Message::Marks(marks) => {
+                if let Err(reason) = self.engine.observe_marks(partition, &marks, ingest_ms)? {
+                    self.engine.record_invalid(partition);
+                    self.invalid_partial(cx, &origin, &reason, bytes);
+                }
+            }
+            Message::Partial(partial) => {
+                match self.engine.merge_partial(partition, &partial, ingest_ms)? {
+                    Outcome::Accepted => self.tally.accepted += 1,
+                    Outcome::Late {
+                        lateness_ms,
+                        watermark,
+                    } => {
+                        self.tally.late += 1;
+                        if cx.late_output {
+                            let late = cx.record("late", &origin, |job, at| {
+                                let described = describe(&partial);
+                                record::late_line(job, &described, lateness_ms, watermark, at)
+                            });
+                            self.staged.late.push(late);
+                        }
+                    }
+                    Outcome::Invalid(reason) => self.invalid_partial(cx, &origin, &reason, bytes),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stages the invalid record of a partials message.
+    fn invalid_partial(
+        &mut self,
+        cx: &Context,
+        origin: &Origin,
+        reason: &crate::event::Invalid,
+        bytes: &[u8],
+    ) {
+        *self.tally.invalid.entry(reason.kind()).or_default() += 1;
+        let invalid = cx.record("invalid", origin, |job, at| {
+            let raw = hex::encode(&bytes[..bytes.len().min(256)]);
+            record::unreadable_line(job, &raw, &reason.to_string(), at)
+        });
+        self.staged.invalid.push(invalid);
     }
 
     fn take(
@@ -236,7 +328,78 @@ impl Worker {
         for result in &self.fired {
             self.tally.windows_emitted += 1;
             self.tally.revisions += u64::from(result.revision > 1);
+            self.marks.closed |= result.revision == 1 || result.is_final;
         }
         self.staged.results.append(&mut self.fired);
     }
+
+    /// In the first stage of a two-phase job, after a move of the
+    /// watermark (`end`: to the end of input): stages the watermarks of its
+    /// partitions after the partials they cover, when the second stage
+    /// needs them (see [`MarkState`]).
+    fn mark(&mut self, end: bool) {
+        let marks = if end {
+            self.engine.end_marks()
+        } else {
+            self.engine.marks()
+        };
+        if self.marks.due(&marks) {
+            self.staged.mark(marks);
+        }
+    }
+}
+
+/// Event time between two sends of an unchanged first stage's watermarks
+/// while nothing closes: how far the second stage may trail it.
+const MARK_EVERY_MS: i64 = 1_000;
+
+/// When a first-stage worker sends its watermarks. After windows fire or
+/// close (the partials of a firing must reach the second stage before the
+/// mark that lets it fire: it fires once with all of them, and a late
+/// update after that is a revision there too), when a partition turns idle
+/// or active, and every [`MARK_EVERY_MS`] of event time.
+#[derive(Default)]
+struct MarkState {
+    /// Partials of fired or closed windows were staged since the last
+    /// marks.
+    closed: bool,
+    last: Option<Vec<Mark>>,
+}
+
+impl MarkState {
+    /// Whether `marks` are to be sent; remembers them if so.
+    fn due(&mut self, marks: &[Mark]) -> bool {
+        let due = match &self.last {
+            None => true,
+            Some(last) if last.len() != marks.len() => true,
+            Some(last) => last.iter().zip(marks).any(|(a, b)| {
+                a.origin != b.origin
+                    || a.idle != b.idle
+                    || (b.watermark > a.watermark
+                        && (self.closed
+                            || b.watermark.saturating_sub(a.watermark) >= MARK_EVERY_MS))
+            }),
+        };
+        if due {
+            self.last = Some(marks.to_vec());
+            self.closed = false;
+        }
+        due
+    }
+}
+
+/// A partial as the late output shows it.
+fn describe(partial: &Partial) -> serde_json::Value {
+    serde_json::json!({
+        "partial": {
+            "key": partial.key,
+            "window": {
+                "start": crate::event::rfc3339(partial.window.start),
+                "end": crate::event::rfc3339(partial.window.end),
+            },
+            "origin": partial.origin,
+            "revision": partial.revision,
+            "final": partial.is_final,
+        }
+    })
 }

@@ -20,6 +20,9 @@ pub enum Payload {
     Sparse(Box<json::Sparse>),
     /// A typed record of the built-in generator.
     Generated(generator::Generated),
+    /// A message of a two-phase job's partials topic, still encoded
+    /// (`partials::decode`).
+    Partial(Vec<u8>),
     /// Something that is not a JSON record: the raw text (cut to a
     /// readable length) and why.
     Unreadable {
@@ -81,7 +84,7 @@ impl Payload {
         match self {
             Self::Json(value) => Some(value),
             Self::Sparse(record) => Some(record),
-            Self::Generated(_) | Self::Unreadable { .. } => None,
+            Self::Generated(_) | Self::Partial(_) | Self::Unreadable { .. } => None,
         }
     }
 
@@ -92,7 +95,7 @@ impl Payload {
             Self::Json(value) => Some(Cow::Borrowed(value)),
             Self::Sparse(record) => Some(Cow::Owned(record.to_value())),
             Self::Generated(g) => Some(Cow::Owned(g.to_value())),
-            Self::Unreadable { .. } => None,
+            Self::Partial(_) | Self::Unreadable { .. } => None,
         }
     }
 }

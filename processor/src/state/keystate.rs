@@ -18,6 +18,27 @@ pub struct KeyState {
     /// When the key's pending TTL check is due: its timer row. Other rows
     /// for the key (left from before its state was deleted) are stale.
     pub ttl_check: Option<i64>,
+    /// In the merge stage of a two-phase job: the latest partial of each
+    /// origin, per window, sorted by (window, origin). Empty otherwise.
+    pub partials: Vec<OriginSlot>,
+}
+
+/// The latest partial of one first-stage partition for one window.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OriginSlot {
+    pub window: Window,
+    pub origin: u32,
+    pub revision: u32,
+    pub is_final: bool,
+    pub accs: SmallVec<[Acc; 2]>,
+}
+
+/// The layout of engine version 2, without `partials`.
+#[derive(Deserialize)]
+struct KeyStateV2 {
+    windows: Windows,
+    last_update_ms: i64,
+    ttl_check: Option<i64>,
 }
 
 /// A key's windows.
@@ -48,21 +69,34 @@ impl KeyState {
         Ok(postcard::to_allocvec(self)?)
     }
 
-    /// Decodes this layout, or the one of engine version 1 (a shorter
-    /// row: this layout's last field is missing).
+    /// Decodes this layout, or the one of engine version 2 or 1 (shorter
+    /// rows: this layout's last fields are missing).
     pub fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
+        let short = |e: &postcard::Error| matches!(e, postcard::Error::DeserializeUnexpectedEnd);
         match postcard::from_bytes(bytes) {
-            Ok(state) => Ok(state),
-            Err(postcard::Error::DeserializeUnexpectedEnd) => {
-                let v1: KeyStateV1 = postcard::from_bytes(bytes)?;
-                Ok(Self {
-                    windows: v1.windows,
-                    last_update_ms: v1.last_update_ms,
-                    ttl_check: None,
+            Ok(state) => return Ok(state),
+            Err(e) if !short(&e) => return Err(e.into()),
+            Err(_) => {}
+        }
+        match postcard::from_bytes::<KeyStateV2>(bytes) {
+            Ok(v2) => {
+                return Ok(Self {
+                    windows: v2.windows,
+                    last_update_ms: v2.last_update_ms,
+                    ttl_check: v2.ttl_check,
+                    partials: Vec::new(),
                 })
             }
-            Err(e) => Err(e.into()),
+            Err(e) if !short(&e) => return Err(e.into()),
+            Err(_) => {}
         }
+        let v1: KeyStateV1 = postcard::from_bytes(bytes)?;
+        Ok(Self {
+            windows: v1.windows,
+            last_update_ms: v1.last_update_ms,
+            ttl_check: None,
+            partials: Vec::new(),
+        })
     }
 
     /// Index of the window with these bounds.

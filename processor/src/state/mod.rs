@@ -27,7 +27,7 @@ use rocksdb::{
     Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
-pub use keystate::{KeyState, WindowEntry, Windows};
+pub use keystate::{KeyState, OriginSlot, WindowEntry, Windows};
 pub use landing::{write_behind, LandOnDrop, Landing, WritesBehind};
 
 /// Share of the memory budget RocksDB gets (block cache with memtables

@@ -85,7 +85,19 @@ impl Producer {
     /// Queues a message; waits while the producer's queue is full
     /// (back-pressure from the broker).
     pub fn send(&self, topic: &str, key: &str, payload: &[u8]) {
-        let mut record = BaseRecord::to(topic).key(key).payload(payload);
+        self.queue(BaseRecord::to(topic).key(key).payload(payload));
+    }
+
+    /// Queues a message without a key into partition `partition`.
+    pub fn send_to(&self, topic: &str, partition: i32, payload: &[u8]) {
+        self.queue(
+            BaseRecord::<(), [u8]>::to(topic)
+                .partition(partition)
+                .payload(payload),
+        );
+    }
+
+    fn queue<K: rdkafka::message::ToBytes + ?Sized>(&self, mut record: BaseRecord<'_, K, [u8]>) {
         loop {
             match self.inner.send(record) {
                 Ok(()) => break,

@@ -55,6 +55,13 @@ pub trait Sink: Send {
     /// Takes a record; a sink that buffers holds it until [`Sink::flush`].
     fn write(&mut self, item: &Item<'_>) -> anyhow::Result<()>;
 
+    /// Watermarks of a two-phase job's first stage, after the results
+    /// they cover: only the partials sink sends them on.
+    fn mark(&mut self, marks: &[crate::partials::Mark]) -> anyhow::Result<()> {
+        let _ = marks;
+        Ok(())
+    }
+
     /// Records buffered and not yet written: the run loop flushes a sink
     /// that holds too many (back-pressure from a slow destination).
     fn backlog(&self) -> usize {

@@ -37,6 +37,8 @@ pub struct KafkaConfig {
     pub prefetch_kbytes: u64,
     /// The fields the job reads from a record; the rest is only checked.
     pub fields: Wanted,
+    /// The topic holds a two-phase job's partials, not JSON records.
+    pub partials: bool,
 }
 
 /// Prefetched messages may take an eighth of the memory budget, spread over

@@ -259,7 +259,26 @@ impl KafkaReader {
         let partition = Some(message.partition() as u32);
         let ingest_ms = wall_clock_ms();
         let bytes = message.payload().unwrap_or_default();
-        let payload = match self.config.fields.parse(bytes) {
+        let payload = if self.config.partials {
+            Payload::Partial(bytes.to_vec())
+        } else {
+            self.payload(message, bytes)
+        };
+        SourceRecord {
+            payload,
+            ingest_ms,
+            partition,
+            origin: crate::source::Origin::Kafka {
+                partition: message.partition(),
+                offset: message.offset(),
+            },
+        }
+    }
+
+    /// A message's JSON record, with the key and time the spec takes from
+    /// the message put in.
+    fn payload<M: Message>(&self, message: &M, bytes: &[u8]) -> Payload {
+        match self.config.fields.parse(bytes) {
             Err(e) => Payload::Unreadable {
                 raw: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
                 reason: Invalid::NotJson(e.to_string()),
@@ -279,15 +298,6 @@ impl KafkaReader {
                 }
                 Payload::Sparse(record)
             }
-        };
-        SourceRecord {
-            payload,
-            ingest_ms,
-            partition,
-            origin: crate::source::Origin::Kafka {
-                partition: message.partition(),
-                offset: message.offset(),
-            },
         }
     }
 }

@@ -1,0 +1,203 @@
+//! Two-phase aggregation against the Kafka broker started by
+//! `scripts/test-servers`: a job run as two stages (`--stage partial`, the
+//! partials over a Kafka topic, `--stage merge`) writes byte for byte the
+//! results of the same job in one stage, on input with a key holding half
+//! of all events, late events that revise fired windows, events past the
+//! allowed lateness, and every kind of aggregation.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    process::{Command, Stdio},
+};
+
+use common::{stderr, Reaped, BIN};
+use serde_json::Value;
+
+/// 20,000 generated events over 100 s of event time on 40 keys, Zipf skew
+/// 1.5 (the first key has about 45% of them): up to 1.5 s of jitter
+/// (within the 2 s out-of-orderness, so never late), 2% of them 15 s late
+/// (their window has fired, within the 20 s of allowed lateness: a
+/// revision), 0.5% 10 minutes ahead of their ingestion (past the allowed
+/// skew: the invalid output).
+const SPEC: &str = "  source:
+    generator: {seed: 7, count: 20000, rate: 200, keys: 40, keySkew: 1.5, jitter: 1500ms,
+                lateFraction: 0.02, lateBy: 15s, futureFraction: 0.005, futureBy: 10m}
+  partitions: 4
+  keyField: user
+  eventTime: {field: ts, maxOutOfOrderness: 2s, idleTimeout: 3s, maxFutureSkew: 1m}
+  window: {tumbling: {size: 10s}}
+  allowedLateness: 20s
+  lateData: output
+  aggregations:
+    - {op: count, name: n}
+    - {op: sum, field: value, name: total}
+    - {op: min, field: value, name: low}
+    - {op: max, field: value, name: high}
+    - {op: avg, field: value, name: mean}
+    - {op: first, field: value, name: first}
+    - {op: last, field: value, name: last}
+    - {op: distinctCount, field: value, name: amounts}
+    - {op: quantile, field: value, quantile: 0.9, name: p90}";
+
+/// A job in a fresh directory, its outputs in files there.
+struct Job {
+    dir: tempfile::TempDir,
+}
+
+impl Job {
+    fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let yaml = format!(
+            "apiVersion: eddy.dev/v1alpha1\nkind: StreamJob\nmetadata:\n  name: hot\nspec:\n{SPEC}\n{extra}  \
+             sinks: [{{file: {{path: {d}/results.jsonl}}}}]\n  \
+             lateOutput: {{file: {{path: {d}/late.jsonl}}}}\n  \
+             invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}\n  \
+             checkpoints: {{store: 'file://{d}/checkpoints', interval: 200ms}}\n"
+        );
+        std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn bytes(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap_or_default()
+    }
+
+    fn lines(&self, name: &str) -> Vec<Value> {
+        common::read_lines(&self.path(name))
+    }
+}
+
+fn two_phase(brokers: &str, topic: &str) -> String {
+    format!(
+        "  hotKeys: {{twoPhase: true, saltBuckets: 4, partials: {{brokers: '{brokers}', topic: {topic}}}}}\n"
+    )
+}
+
+fn stage(job: &Job, stage: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("run")
+        .arg(job.path("job.yaml"))
+        .args(["--stage", stage, "--state-dir"])
+        .arg(job.path(&format!("state-{stage}")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Result lines, sorted (the stages write them in another order).
+fn sorted_lines(job: &Job, name: &str) -> Vec<String> {
+    let text = String::from_utf8(job.bytes(name)).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn two_stages_write_the_results_of_one_byte_for_byte() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("partials");
+    let one = Job::new("");
+    let single = Command::new(BIN)
+        .arg("run")
+        .arg(one.path("job.yaml"))
+        .output()
+        .unwrap();
+    assert!(single.status.success(), "{}", stderr(&single));
+    let two = Job::new(&two_phase(&brokers, &topic));
+
+    // Both stages at once, as in a cluster: the merge stage waits for the
+    // partials and ends when every first-stage partition has ended.
+    let mut merge = Reaped(stage(&two, "merge").spawn().unwrap());
+    let partial = stage(&two, "partial").output().unwrap();
+    assert!(partial.status.success(), "{}", stderr(&partial));
+    let merged = finish(&mut merge);
+    assert!(merged.status.success(), "{}", stderr(&merged));
+
+    let expected = sorted_lines(&one, "results.jsonl");
+    let results = sorted_lines(&two, "results.jsonl");
+    assert!(expected.len() > 300, "{} results", expected.len());
+    // The input has what the comparison is about.
+    let revisions = |lines: &[String]| {
+        lines
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["revision"].as_u64() > Some(1) && r["final"] == false)
+            .count()
+    };
+    assert!(
+        revisions(&expected) > 50,
+        "late updates revise windows: {}",
+        revisions(&expected)
+    );
+    assert_eq!(results.len(), expected.len());
+    for (got, want) in results.iter().zip(&expected) {
+        assert_eq!(got, want);
+    }
+
+    // The same events are invalid, in the first stage's invalid output.
+    let ids = |job: &Job, name: &str| {
+        let mut ids: Vec<String> = job
+            .lines(name)
+            .iter()
+            .map(|l| l["id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let invalid = ids(&one, "invalid.jsonl");
+    assert!(invalid.len() > 30, "{} invalid", invalid.len());
+    assert_eq!(ids(&two, "invalid.jsonl"), invalid);
+    assert_eq!(ids(&two, "late.jsonl"), ids(&one, "late.jsonl"));
+
+    // The hot key was spread over all of the first stage's partitions,
+    // evenly: a quarter of all events each, give or take the others'.
+    let spread = events_per_partition(&stderr(&partial));
+    assert_eq!(spread.len(), 4, "{spread:?}");
+    for (p, (events, hot)) in &spread {
+        assert!((4_000..6_000).contains(events), "partition {p}: {spread:?}");
+        assert!(hot, "partition {p} has none of the hot key: {spread:?}");
+    }
+}
+
+/// Waits for a stage to end (at most two minutes), with its output.
+fn finish(child: &mut Reaped) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.0.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.0.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut out = std::process::Output {
+        status: child.0.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    if let Some(mut e) = child.0.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_end(&mut out.stderr);
+    }
+    out
+}
+
+/// Per partition, from a run's final report: events taken, and whether
+/// `key-0` (the hottest) is among its hot keys.
+fn events_per_partition(report: &str) -> BTreeMap<u64, (u64, bool)> {
+    report
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("partition ")?;
+            let (p, rest) = rest.split_once(": ")?;
+            let events = rest.split(' ').next()?.parse().ok()?;
+            Some((p.parse().ok()?, (events, rest.contains("hot keys: key-0 "))))
+        })
+        .collect()
+}
