@@ -12,7 +12,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::{stderr, Reaped, BIN};
+use common::{crash_then_finish, query, stderr, Reaped, BIN};
 use serde_json::Value;
 
 /// 20,000 generated events over 100 s of event time on 40 keys, Zipf skew
@@ -21,10 +21,12 @@ use serde_json::Value;
 /// (their window has fired, within the 20 s of allowed lateness: a
 /// revision), 0.5% 10 minutes ahead of their ingestion (past the allowed
 /// skew: the invalid output).
-const SPEC: &str = "  source:
+const SOURCE: &str = "  source:
     generator: {seed: 7, count: 20000, rate: 200, keys: 40, keySkew: 1.5, jitter: 1500ms,
                 lateFraction: 0.02, lateBy: 15s, futureFraction: 0.005, futureBy: 10m}
-  partitions: 4
+";
+
+const SPEC: &str = "  partitions: 4
   keyField: user
   eventTime: {field: ts, maxOutOfOrderness: 2s, idleTimeout: 3s, maxFutureSkew: 1m}
   window: {tumbling: {size: 10s}}
@@ -48,11 +50,17 @@ struct Job {
 
 impl Job {
     fn new(extra: &str) -> Self {
+        Self::with(SOURCE, extra, "")
+    }
+
+    /// A job of `source`, with `extra` in its spec and `sinks` besides
+    /// the results file.
+    fn with(source: &str, extra: &str, sinks: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let yaml = format!(
-            "apiVersion: eddy.dev/v1alpha1\nkind: StreamJob\nmetadata:\n  name: hot\nspec:\n{SPEC}\n{extra}  \
-             sinks: [{{file: {{path: {d}/results.jsonl}}}}]\n  \
+            "apiVersion: eddy.dev/v1alpha1\nkind: StreamJob\nmetadata:\n  name: hot\nspec:\n{source}{SPEC}\n{extra}  \
+             sinks: [{{file: {{path: {d}/results.jsonl}}}}{sinks}]\n  \
              lateOutput: {{file: {{path: {d}/late.jsonl}}}}\n  \
              invalidOutput: {{file: {{path: {d}/invalid.jsonl}}}}\n  \
              checkpoints: {{store: 'file://{d}/checkpoints', interval: 200ms}}\n"
@@ -200,4 +208,78 @@ fn events_per_partition(report: &str) -> BTreeMap<u64, (u64, bool)> {
             Some((p.parse().ok()?, (events, rest.contains("hot keys: key-0 "))))
         })
         .collect()
+}
+
+/// SIGKILLed again and again, both stages at once, each restarted from
+/// its checkpoints: the merge stage's PostgreSQL table holds exactly the
+/// final results of the job run once in one stage.
+#[test]
+fn both_stages_survive_kills_and_the_table_is_exact() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("partials");
+    let table = eddy_testkit::unique_name("twophase").replace('-', "_");
+    let url = eddy_testkit::postgres_url();
+    // Several seconds of work for the debug build: kills land mid-run.
+    let source = "  source:
+    generator: {seed: 11, count: 400000, rate: 2000, keys: 200, keySkew: 1.2, jitter: 1500ms,
+                lateFraction: 0.01, lateBy: 15s}
+";
+    let one = Job::with(source, "", "");
+    let single = Command::new(BIN)
+        .arg("run")
+        .arg(one.path("job.yaml"))
+        .output()
+        .unwrap();
+    assert!(single.status.success(), "{}", stderr(&single));
+    let expected: BTreeMap<String, Value> = one
+        .lines("results.jsonl")
+        .into_iter()
+        .filter(|r| r["final"] == true)
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["aggregates"].clone(),
+            )
+        })
+        .collect();
+    assert!(expected.len() > 1_000, "{} results", expected.len());
+
+    let two = Job::with(
+        source,
+        &two_phase(&brokers, &topic),
+        &format!(", {{postgres: {{url: '{url}', table: {table}, createTable: true}}}}"),
+    );
+    let delays = |first: u64| -> Vec<u64> {
+        [first]
+            .into_iter()
+            .chain(common::events::KILL_DELAYS_MS.into_iter().take(8))
+            .collect()
+    };
+    let (merge_delays, partial_delays) = (delays(2_500), delays(3_000));
+    let merging = std::thread::scope(|scope| {
+        let merging = scope.spawn(|| crash_then_finish(|| stage(&two, "merge"), &merge_delays));
+        let partial = crash_then_finish(|| stage(&two, "partial"), &partial_delays);
+        (partial, merging.join().unwrap())
+    });
+    let ((partial_kills, partial_restores), (merge_kills, merge_restores)) = merging;
+    println!(
+        "first stage: {partial_kills} kills, {partial_restores} restores; \
+         merge stage: {merge_kills} kills, {merge_restores} restores"
+    );
+    assert!(partial_kills >= 4 && merge_kills >= 4, "too few kills");
+    assert!(partial_restores >= 1 && merge_restores >= 1, "no restores");
+
+    let rows: BTreeMap<String, Value> =
+        query(&format!("SELECT id, aggregates::text, final FROM {table}"))
+            .iter()
+            .map(|r| {
+                assert!(r.get::<_, bool>(2), "every row ends final");
+                let aggregates: String = r.get(1);
+                (r.get(0), serde_json::from_str(&aggregates).unwrap())
+            })
+            .collect();
+    assert_eq!(rows.len(), expected.len(), "no missing or extra rows");
+    for (id, aggregates) in &expected {
+        assert_eq!(rows.get(id), Some(aggregates), "result {id}");
+    }
 }
