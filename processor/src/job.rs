@@ -212,46 +212,60 @@ pub fn checkpoint_plan_of(job: &StreamJob, stage: Stage) -> anyhow::Result<Check
     })
 }
 
+/// Plans a one-stage job (see [`plans`] for any job).
 pub fn plan(job: &StreamJob, now_ms: i64, owned: Option<Vec<u32>>) -> Result<JobPlan, PlanError> {
-    plan_stage(job, now_ms, owned, None)
+    if job.spec.hot_keys.two_phase {
+        return Err(PlanError::Unsupported(vec![
+            "spec.hotKeys.twoPhase: a two-phase job has a plan per stage".into(),
+        ]));
+    }
+    plan_stage(job, now_ms, owned, Stage::Single)
 }
 
-/// [`plan`] for one stage of a two-phase job (`stage`: what `--stage`
-/// asked for; `None`: the whole job).
-pub fn plan_stage(
+/// The plans of what a processor runs of a job: the job, or for a
+/// two-phase job both stages (`stage`, what `--stage` asked for, `None`)
+/// or the one `stage` names (`partial` or `merge`).
+pub fn plans(
     job: &StreamJob,
     now_ms: i64,
     owned: Option<Vec<u32>>,
     stage: Option<&str>,
+) -> Result<Vec<JobPlan>, PlanError> {
+    let merge = Stage::Merge {
+        origins: job.spec.partitions,
+    };
+    let stages = match (stage, job.spec.hot_keys.two_phase) {
+        (None, false) => vec![Stage::Single],
+        (None, true) => vec![Stage::Partial, merge],
+        (Some(_), false) => {
+            return Err(PlanError::Unsupported(vec![
+                "--stage: the job runs in one stage (spec.hotKeys.twoPhase is false)".into(),
+            ]))
+        }
+        (Some("partial"), true) => vec![Stage::Partial],
+        (Some("merge"), true) => vec![merge],
+        (Some(other), true) => {
+            return Err(PlanError::Unsupported(vec![format!(
+                "--stage {other}: give partial or merge"
+            )]))
+        }
+    };
+    stages
+        .into_iter()
+        .map(|stage| plan_stage(job, now_ms, owned.clone(), stage))
+        .collect()
+}
+
+/// [`plan`] for `stage` of the job.
+fn plan_stage(
+    job: &StreamJob,
+    now_ms: i64,
+    owned: Option<Vec<u32>>,
+    stage: Stage,
 ) -> Result<JobPlan, PlanError> {
     let spec = &job.spec;
     let mut unsupported = Vec::new();
     let id = job_id(job);
-    let stage = match (stage, spec.hot_keys.two_phase) {
-        (None, false) => Stage::Single,
-        (None, true) => {
-            unsupported.push(
-                "spec.hotKeys.twoPhase: a two-phase job runs in two stages: start processors \
-                 with --stage partial (the source to partials) and --stage merge (partials to \
-                 results)"
-                    .into(),
-            );
-            Stage::Single
-        }
-        (Some(_), false) => {
-            unsupported
-                .push("--stage: the job runs in one stage (spec.hotKeys.twoPhase is false)".into());
-            Stage::Single
-        }
-        (Some("partial"), true) => Stage::Partial,
-        (Some("merge"), true) => Stage::Merge {
-            origins: spec.partitions,
-        },
-        (Some(other), true) => {
-            unsupported.push(format!("--stage {other}: give partial or merge"));
-            Stage::Single
-        }
-    };
     let partials = spec.partials(&id.namespace, &id.name);
     if stage != Stage::Single && partials.is_none() {
         unsupported.push("spec.hotKeys.partials.brokers: no Kafka brokers for the partials".into());

@@ -338,8 +338,8 @@ fn run_file(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let plan_for = |partitions: Option<Vec<u32>>, assignment: u64| {
-        let mut plan = match job::plan_stage(&job, now_ms, partitions, stage.as_deref()) {
-            Ok(plan) => plan,
+        let plans = match job::plans(&job, now_ms, partitions, stage.as_deref()) {
+            Ok(plans) => plans,
             Err(e @ PlanError::Unsupported(_)) => {
                 eprintln!("error: {}: {e}", file.display());
                 return Err(ExitCode::from(EXIT_BAD_JOB));
@@ -349,20 +349,25 @@ fn run_file(
                 return Err(ExitCode::from(EXIT_BAD_JOB));
             }
         };
-        if let Scheduling::External = scheduling {
-            plan.checkpoints.interval = None;
-        }
-        plan.checkpoints.epoch = state_epoch;
-        plan.checkpoints.assignment = assignment;
-        plan.hold_when_finished = hold_when_finished;
-        if let (Some(t), Some(pod)) = (plan.transaction.as_mut(), pod_name.as_deref()) {
-            t.named_for(pod);
-        }
-        Ok(plan)
+        Ok(plans
+            .into_iter()
+            .map(|mut plan| {
+                if let Scheduling::External = scheduling {
+                    plan.checkpoints.interval = None;
+                }
+                plan.checkpoints.epoch = state_epoch;
+                plan.checkpoints.assignment = assignment;
+                plan.hold_when_finished = hold_when_finished;
+                if let (Some(t), Some(pod)) = (plan.transaction.as_mut(), pod_name.as_deref()) {
+                    t.named_for(pod);
+                }
+                plan
+            })
+            .collect::<Vec<_>>())
     };
     let version = placed.as_ref().map_or(0, |(_, p)| p.version);
-    let mut plan = match plan_for(partitions, version) {
-        Ok(plan) => plan,
+    let mut plans = match plan_for(partitions, version) {
+        Ok(plans) => plans,
         Err(code) => return code,
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -381,6 +386,7 @@ fn run_file(
     };
     let pod = pod_name.clone().unwrap_or_default();
     runtime.block_on(async move {
+        let plan = &plans[0];
         let every = match plan.checkpoints.interval {
             Some(every) => format!("every {}", humantime::format_duration(every)),
             None => "when the admin API asks".into(),
@@ -392,6 +398,12 @@ fn run_file(
             state_dir.display(),
             plan.checkpoints.url
         );
+        if plans.len() > 1 {
+            eprintln!(
+                "two-phase: both stages run here, partials over Kafka topic {}",
+                plan.partials.as_ref().map_or("", |p| p.topic.as_str())
+            );
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -443,7 +455,7 @@ fn run_file(
             };
             match current {
                 Ok(now) if now != placed => match plan_for(Some(now.partitions), now.version) {
-                    Ok(newer) => plan = newer,
+                    Ok(newer) => plans = newer,
                     Err(code) => return code,
                 },
                 Ok(_) => {}
@@ -454,38 +466,28 @@ fn run_file(
             }
         }
         let endpoints = run::Endpoints { admin, metrics };
-        match run::run(plan, &state_dir, stop_rx, endpoints, |line| eprintln!("{line}")).await {
-            Ok(report) => {
-                let outcome = match report.ending {
-                    Ending::Finished => "finished",
-                    Ending::Stopped => "stopped",
-                };
-                for p in &report.partitions {
-                    eprintln!("{}", p.line());
+        let stages = plans.len() > 1;
+        let ran = if stages {
+            run::run_stages(plans, &state_dir, stop_rx, endpoints, |line| eprintln!("{line}")).await
+        } else {
+            let Some(plan) = plans.pop() else {
+                return ExitCode::FAILURE;
+            };
+            let stage = plan.stage;
+            run::run(plan, &state_dir, stop_rx, endpoints, |line| eprintln!("{line}"))
+                .await
+                .map(|report| vec![(stage, report)])
+        };
+        match ran {
+            Ok(reports) => {
+                for (stage, report) in reports {
+                    let prefix = if stages {
+                        format!("[{}] ", stage.name())
+                    } else {
+                        String::new()
+                    };
+                    print_report(&prefix, &report);
                 }
-                if !report.invalid_by_kind.is_empty() {
-                    let kinds: Vec<String> = report
-                        .invalid_by_kind
-                        .iter()
-                        .map(|(k, n)| format!("{k} {n}"))
-                        .collect();
-                    eprintln!("invalid by reason: {}", kinds.join(", "));
-                }
-                if report.expired_windows > 0 {
-                    eprintln!(
-                        "state TTL expired {} windows before they fired",
-                        report.expired_windows
-                    );
-                }
-                eprintln!(
-                    "{}",
-                    progress::summary(
-                        outcome,
-                        report.elapsed,
-                        &report.counters,
-                        report.open_windows
-                    )
-                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -494,6 +496,40 @@ fn run_file(
             }
         }
     })
+}
+
+/// A run's final report on stderr, each line after `prefix`.
+fn print_report(prefix: &str, report: &run::Report) {
+    let outcome = match report.ending {
+        Ending::Finished => "finished",
+        Ending::Stopped => "stopped",
+    };
+    for p in &report.partitions {
+        eprintln!("{prefix}{}", p.line());
+    }
+    if !report.invalid_by_kind.is_empty() {
+        let kinds: Vec<String> = report
+            .invalid_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        eprintln!("{prefix}invalid by reason: {}", kinds.join(", "));
+    }
+    if report.expired_windows > 0 {
+        eprintln!(
+            "{prefix}state TTL expired {} windows before they fired",
+            report.expired_windows
+        );
+    }
+    eprintln!(
+        "{prefix}{}",
+        progress::summary(
+            outcome,
+            report.elapsed,
+            &report.counters,
+            report.open_windows
+        )
+    );
 }
 
 /// The state directory to use, emptied; and the temporary directory that

@@ -149,6 +149,22 @@ fn two_stages_write_the_results_of_one_byte_for_byte() {
         assert_eq!(got, want);
     }
 
+    // Without --stage, one processor runs both stages (as a pod does).
+    let topic = eddy_testkit::unique_name("partials");
+    let both = Job::new(&two_phase(&brokers, &topic));
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(both.path("job.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[merge] finished"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sorted_lines(&both, "results.jsonl"), expected);
+
     // The same events are invalid, in the first stage's invalid output.
     let ids = |job: &Job, name: &str| {
         let mut ids: Vec<String> = job

@@ -198,14 +198,36 @@ struct Shared {
     status: watch::Receiver<Status>,
 }
 
+/// The API's end of an [`Admin`]: what the HTTP handlers (or a stage
+/// forwarder, `run::stages`) send commands to and read the status from.
+#[derive(Clone)]
+pub struct Handle {
+    pub commands: mpsc::Sender<Command>,
+    pub status: watch::Receiver<Status>,
+}
+
+impl Admin {
+    /// A run loop's end and the API's end, without HTTP.
+    pub fn channel() -> (Self, Handle) {
+        let (commands_tx, commands) = mpsc::channel(16);
+        let (status, status_rx) = watch::channel(Status::default());
+        (
+            Self { commands, status },
+            Handle {
+                commands: commands_tx,
+                status: status_rx,
+            },
+        )
+    }
+}
+
 /// Binds the API on `addr` and serves it in the background. Returns the
 /// bound address and the run loop's end.
 pub async fn serve(addr: SocketAddr) -> anyhow::Result<(SocketAddr, Admin)> {
-    let (commands_tx, commands) = mpsc::channel(16);
-    let (status, status_rx) = watch::channel(Status::default());
+    let (admin, handle) = Admin::channel();
     let shared = Shared {
-        commands: commands_tx,
-        status: status_rx,
+        commands: handle.commands,
+        status: handle.status,
     };
     let app = Router::new()
         .route("/checkpoints", post(trigger).get(list))
@@ -224,7 +246,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<(SocketAddr, Admin)> {
             tracing::error!("admin API stopped: {e}");
         }
     });
-    Ok((bound, Admin { commands, status }))
+    Ok((bound, admin))
 }
 
 #[derive(Debug, Default, Deserialize)]

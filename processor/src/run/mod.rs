@@ -18,12 +18,14 @@ mod figures;
 mod moves;
 mod pipeline;
 mod report;
+mod stages;
 mod worker;
 
 use self::checkpoints::{Admit, Checkpoints};
 pub use self::{
     pipeline::Pipeline,
     report::{Ending, PartitionReport, Report},
+    stages::run_stages,
 };
 pub use crate::output::outputs::{sink_name, Outputs};
 use crate::{
