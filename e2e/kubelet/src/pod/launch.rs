@@ -92,6 +92,10 @@ pub async fn prepare(
         working_dir,
         mounts,
         log: logs.join(format!("{}.log", spec.name)),
+        cpu_limit: crate::runtime::cpu::limit_millicores(spec).map(|millicores| {
+            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+            (format!("{uid}-{}", spec.name), millicores)
+        }),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Host processes for containers: mount plans, spawning, signals, pid files.
 
+pub mod cpu;
 pub mod mounts;
 pub mod pidfile;
 pub mod process;

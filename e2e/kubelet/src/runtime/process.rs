@@ -24,6 +24,8 @@ pub struct Launch {
     pub working_dir: PathBuf,
     pub mounts: Vec<Mount>,
     pub log: PathBuf,
+    /// A CPU limit to enforce: the container's cgroup name and millicores.
+    pub cpu_limit: Option<(String, u64)>,
 }
 
 /// Starts the process. It is a session leader (its pid is its process
@@ -58,7 +60,25 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
             Ok(())
         });
     }
-    command.spawn()
+    let child = command.spawn()?;
+    if let (Some((name, millicores)), Some(pid)) = (&launch.cpu_limit, child.id()) {
+        confine(pid, name, *millicores);
+    }
+    Ok(child)
+}
+
+/// Enforces a CPU limit on a started process, if this host lets the
+/// kubelet (see [`super::cpu`]); otherwise says once that it does not.
+fn confine(pid: u32, name: &str, millicores: u64) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let hierarchy = super::cpu::Hierarchy::find(Path::new("/sys/fs/cgroup"));
+    let outcome = match &hierarchy {
+        Some(h) => h.confine(pid, name, millicores).map(|_| ()),
+        None => Err(io::Error::other("no writable cgroup cpu controller")),
+    };
+    if let Err(e) = outcome {
+        WARNED.call_once(|| tracing::warn!(error = %e, "CPU limits are not enforced on this host"));
+    }
 }
 
 /// Starts `program` inside the mount namespace of the running container
@@ -147,6 +167,7 @@ mod tests {
                 },
             ],
             log: log.clone(),
+            cpu_limit: None,
         };
         let status = spawn(&launch).expect("spawn").wait().await.expect("wait");
         assert!(status.success(), "{status}");
