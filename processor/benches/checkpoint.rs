@@ -163,6 +163,7 @@ async fn take(
         max_event_times: Default::default(),
         watermark: None,
         floors: Default::default(),
+        origin_marks: Default::default(),
         sink_lengths: Default::default(),
         epoch: 0,
         assignment: 0,

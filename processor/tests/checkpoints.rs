@@ -103,6 +103,7 @@ async fn checkpoint_in_epoch(
             .collect(),
         watermark: None,
         floors: Default::default(),
+        origin_marks: Default::default(),
         sink_lengths: Default::default(),
         epoch,
         assignment: 0,

@@ -99,12 +99,14 @@ impl Default for AutoscalingSpec {
 /// aggregation does: the first reads the source and aggregates what each of
 /// its partitions holds of a key and window (a partial), the second merges
 /// the partials of a key and window and writes the results, with the same
-/// ids, revisions and final flags as a job in one stage. Eddy spreads a key
-/// over partitions itself where it routes events (generator, file and HTTP
-/// sources: each event to one of `saltBuckets` partitions from the key's
-/// own, chosen by a hash of where the event came from); a Kafka topic's
-/// partitions are read as they are, so producers spread a hot key there (a
-/// round-robin or salted message key).
+/// ids, revisions and final flags as a job in one stage. Every pod runs
+/// both stages for its partitions. Eddy spreads a key over partitions
+/// itself where it routes events (generator and HTTP sources: each event
+/// to one of `saltBuckets` partitions from the key's own, chosen by a hash
+/// of where the event came from); a Kafka topic's partitions (and files)
+/// are read as they are, so producers spread a hot key there (round-robin
+/// or with a salted message key): in two phases a key need not stay in one
+/// partition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HotKeySpec {

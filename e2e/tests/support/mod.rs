@@ -202,6 +202,7 @@ pub fn expected(batches: i64) -> BTreeMap<(String, i64), (u64, f64)> {
     groups
 }
 
+#[allow(unused_imports)] // not every test produces
 pub use eddy_testkit::produce::produce;
 
 /// Creates `topic` with [`PARTITIONS`] partitions.

@@ -78,6 +78,10 @@ pub struct Manifest {
     /// below it (an event late before a crash stays late after it).
     #[serde(default)]
     pub watermark: Option<i64>,
+    /// In the merge stage of a two-phase job: the last mark of each first
+    /// stage partition (an ended one sends none again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origin_marks: Vec<crate::partials::Mark>,
     /// Byte length of each file sink at the checkpoint, by path: a restore
     /// truncates them there, so results are written exactly once.
     pub sink_lengths: BTreeMap<String, u64>,
@@ -193,6 +197,7 @@ mod tests {
             source: SourcePosition::Generator { produced: 0 },
             max_event_time: None,
             watermark: None,
+            origin_marks: Vec::new(),
             sink_lengths: BTreeMap::new(),
             bytes_uploaded: 0,
             epoch: 0,

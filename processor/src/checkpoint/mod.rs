@@ -56,6 +56,9 @@ pub struct Cut {
     /// The watermark that decided for each partition: the processor's, or
     /// its own while apart (see `engine::watermark`).
     pub floors: BTreeMap<u32, Option<i64>>,
+    /// The merge stage of a two-phase job: each partition's marks of the
+    /// first stage's partitions.
+    pub origin_marks: BTreeMap<u32, Vec<crate::partials::Mark>>,
     pub sink_lengths: BTreeMap<String, u64>,
     /// The state epoch (see [`Manifest::epoch`]).
     pub epoch: u64,
@@ -256,6 +259,12 @@ async fn upload_inner(
                 .get(&partition)
                 .copied()
                 .unwrap_or(pending.cut.watermark),
+            origin_marks: pending
+                .cut
+                .origin_marks
+                .get(&partition)
+                .cloned()
+                .unwrap_or_default(),
             sink_lengths: pending.cut.sink_lengths.clone(),
             bytes_uploaded,
             epoch: pending.cut.epoch,

@@ -205,6 +205,10 @@ pub(crate) async fn restore_all(
                 .iter()
                 .map(|(p, m)| (*p, m.as_ref().and_then(|m| m.max_event_time)))
                 .collect(),
+            origin_marks: found
+                .iter()
+                .filter_map(|(p, m)| Some((*p, m.as_ref()?.origin_marks.clone())))
+                .collect(),
             sink_lengths: first.sink_lengths.clone(),
             epoch: first.epoch,
             assignment: found
@@ -306,6 +310,7 @@ mod tests {
             max_event_times: BTreeMap::new(),
             watermark: None,
             floors: floors.clone(),
+            origin_marks: BTreeMap::new(),
             sink_lengths: BTreeMap::new(),
             epoch: 0,
             assignment: 0,
@@ -365,6 +370,7 @@ mod tests {
                     max_event_times: BTreeMap::new(),
                     watermark: None,
                     floors: partitions.iter().map(|p| (*p, None)).collect(),
+                    origin_marks: BTreeMap::new(),
                     sink_lengths: BTreeMap::new(),
                     epoch: 0,
                     assignment: 0,

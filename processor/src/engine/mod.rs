@@ -329,6 +329,7 @@ impl Engine {
         max_event_times: &BTreeMap<u32, Option<i64>>,
         watermark: Option<i64>,
         floors: &BTreeMap<u32, Option<i64>>,
+        origin_marks: &BTreeMap<u32, Vec<crate::partials::Mark>>,
     ) -> anyhow::Result<()> {
         for (slot, partition) in self.config.partitions.clone().into_iter().enumerate() {
             if !self.timers.restore(&self.store, slot)? {
@@ -349,6 +350,9 @@ impl Engine {
                     Some(m) => m.restore(slot, *floor),
                     None => self.watermarks.set_floor(slot, *floor),
                 }
+            }
+            if let (Some(m), Some(marks)) = (&mut self.marks, origin_marks.get(partition)) {
+                m.restore_marks(slot, marks);
             }
         }
         self.watermarks.advance(self.clock);
@@ -400,6 +404,25 @@ impl Engine {
             .enumerate()
             .map(|(slot, p)| (*p, Some(self.deciding(slot)).filter(|w| *w != i64::MIN)))
             .collect()
+    }
+
+    /// In the merge stage: each partition's marks of every origin, for a
+    /// checkpoint (so a restore waits for no origin that already ended).
+    pub fn origin_marks(&self) -> BTreeMap<u32, Vec<crate::partials::Mark>> {
+        let Some(m) = &self.marks else {
+            return BTreeMap::new();
+        };
+        self.config
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| (*p, m.snapshot(slot)))
+            .collect()
+    }
+
+    /// The source clock (ms) as of the last event or move.
+    pub fn clock(&self) -> i64 {
+        self.clock
     }
 
     /// Each partition's largest event time, for a checkpoint.

@@ -431,7 +431,12 @@ fn a_restored_watermark_never_goes_back() {
     // run ahead); partition maxima alone would give far less.
     let maxima = std::collections::BTreeMap::from([(0, Some(12_000))]);
     h.engine
-        .restore(&maxima, Some(50_000), &Default::default())
+        .restore(
+            &maxima,
+            Some(50_000),
+            &Default::default(),
+            &Default::default(),
+        )
         .unwrap();
     assert_eq!(h.engine.watermark(), 50_000);
     assert!(
@@ -461,7 +466,12 @@ fn downtime_does_not_count_against_the_ttl_after_a_restore() {
     let store = StateStore::open(dir.path(), &c.partitions, 64 << 20).unwrap();
     let mut engine = Engine::new(c, store);
     engine
-        .restore(&Default::default(), None, &Default::default())
+        .restore(
+            &Default::default(),
+            None,
+            &Default::default(),
+            &Default::default(),
+        )
         .unwrap();
     let mut out = Vec::new();
     engine.advance(3_601_000, &mut out).unwrap();
@@ -631,7 +641,12 @@ fn timers_come_back_from_the_store_after_a_restart() {
         _dir: dir,
     };
     h.engine
-        .restore(&maxima, Some(watermark), &Default::default())
+        .restore(
+            &maxima,
+            Some(watermark),
+            &Default::default(),
+            &Default::default(),
+        )
         .unwrap();
     for (key, t) in &events[700..] {
         h.send(key, *t, 1.0);
@@ -682,7 +697,12 @@ fn a_store_of_engine_version_1_gets_its_timers_rebuilt() {
     };
     restored
         .engine
-        .restore(&maxima, Some(watermark), &Default::default())
+        .restore(
+            &maxima,
+            Some(watermark),
+            &Default::default(),
+            &Default::default(),
+        )
         .unwrap();
     assert_eq!(restored.engine.open_windows(), open);
     restored.finish();

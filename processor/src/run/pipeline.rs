@@ -189,8 +189,12 @@ impl Pipeline {
     /// timers and watermarks from it.
     pub fn restore(&mut self, cut: &Cut) -> anyhow::Result<()> {
         for w in &mut self.workers {
-            w.engine
-                .restore(&cut.max_event_times, cut.watermark, &cut.floors)?;
+            w.engine.restore(
+                &cut.max_event_times,
+                cut.watermark,
+                &cut.floors,
+                &cut.origin_marks,
+            )?;
         }
         Ok(())
     }
@@ -219,6 +223,7 @@ impl Pipeline {
             max_event_times: self.engines().flat_map(|e| e.max_event_times()).collect(),
             watermark: Some(self.watermark()).filter(|w| *w != i64::MIN),
             floors: self.engines().flat_map(|e| e.partition_floors()).collect(),
+            origin_marks: self.engines().flat_map(|e| e.origin_marks()).collect(),
             sink_lengths: outputs.snapshot(),
             epoch: self.plan.checkpoints.epoch,
             assignment: self.plan.checkpoints.assignment,

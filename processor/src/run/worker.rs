@@ -343,7 +343,7 @@ impl Worker {
         } else {
             self.engine.marks()
         };
-        if self.marks.due(&marks) {
+        if self.marks.due(&marks, self.engine.clock()) {
             self.staged.mark(marks);
         }
     }
@@ -353,36 +353,47 @@ impl Worker {
 /// while nothing closes: how far the second stage may trail it.
 const MARK_EVERY_MS: i64 = 1_000;
 
+/// Source-clock time after which unchanged marks are sent again: a merge
+/// stage that joined or moved learns every origin's mark within it.
+const MARK_AGAIN_MS: i64 = 2_000;
+
 /// When a first-stage worker sends its watermarks. After windows fire or
 /// close (the partials of a firing must reach the second stage before the
 /// mark that lets it fire: it fires once with all of them, and a late
 /// update after that is a revision there too), when a partition turns idle
-/// or active, and every [`MARK_EVERY_MS`] of event time.
+/// or active, every [`MARK_EVERY_MS`] of event time, and unchanged every
+/// [`MARK_AGAIN_MS`] of the source clock.
 #[derive(Default)]
 struct MarkState {
     /// Partials of fired or closed windows were staged since the last
     /// marks.
     closed: bool,
     last: Option<Vec<Mark>>,
+    /// The source clock when they were sent.
+    sent_at: i64,
 }
 
 impl MarkState {
-    /// Whether `marks` are to be sent; remembers them if so.
-    fn due(&mut self, marks: &[Mark]) -> bool {
-        let due = match &self.last {
-            None => true,
-            Some(last) if last.len() != marks.len() => true,
-            Some(last) => last.iter().zip(marks).any(|(a, b)| {
-                a.origin != b.origin
-                    || a.idle != b.idle
-                    || (b.watermark > a.watermark
-                        && (self.closed
-                            || b.watermark.saturating_sub(a.watermark) >= MARK_EVERY_MS))
-            }),
-        };
+    /// Whether `marks` are to be sent at source clock `clock`; remembers
+    /// them if so.
+    fn due(&mut self, marks: &[Mark], clock: i64) -> bool {
+        let again = clock.saturating_sub(self.sent_at) >= MARK_AGAIN_MS;
+        let due = again
+            || match &self.last {
+                None => true,
+                Some(last) if last.len() != marks.len() => true,
+                Some(last) => last.iter().zip(marks).any(|(a, b)| {
+                    a.origin != b.origin
+                        || a.idle != b.idle
+                        || (b.watermark > a.watermark
+                            && (self.closed
+                                || b.watermark.saturating_sub(a.watermark) >= MARK_EVERY_MS))
+                }),
+            };
         if due {
             self.last = Some(marks.to_vec());
             self.closed = false;
+            self.sent_at = clock;
         }
         due
     }
@@ -402,4 +413,31 @@ fn describe(partial: &Partial) -> serde_json::Value {
             "final": partial.is_final,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(watermark: i64, idle: bool) -> Vec<Mark> {
+        vec![Mark {
+            origin: 0,
+            watermark,
+            idle,
+        }]
+    }
+
+    #[test]
+    fn marks_go_out_after_closings_changes_and_now_and_then() {
+        let mut m = MarkState::default();
+        assert!(m.due(&at(100, false), 0), "the first ones");
+        assert!(!m.due(&at(100, false), 10), "nothing new");
+        assert!(!m.due(&at(600, false), 20), "a small step, nothing closed");
+        m.closed = true;
+        assert!(m.due(&at(700, false), 30), "after a window fired");
+        assert!(m.due(&at(700, true), 40), "turned idle");
+        assert!(m.due(&at(1_800, true), 50), "a second of event time");
+        assert!(!m.due(&at(1_800, true), 2_000));
+        assert!(m.due(&at(1_800, true), 2_050), "again, unchanged");
+    }
 }

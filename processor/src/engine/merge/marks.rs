@@ -118,6 +118,32 @@ impl OriginMarks {
         s.current = s.current.max(watermark);
     }
 
+    /// Each origin's mark and idleness in partition `slot`, for a
+    /// checkpoint.
+    pub fn snapshot(&self, slot: usize) -> Vec<Mark> {
+        let s = &self.slots[slot];
+        s.marks
+            .iter()
+            .zip(&s.idle)
+            .enumerate()
+            .filter_map(|(origin, (mark, idle))| {
+                Some(Mark {
+                    origin: origin as u32,
+                    watermark: (*mark)?,
+                    idle: *idle,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes the origins' marks a checkpoint recorded (after
+    /// [`OriginMarks::restore`] set its watermark).
+    pub fn restore_marks(&mut self, slot: usize, marks: &[Mark]) {
+        for mark in marks {
+            self.observe(slot, mark);
+        }
+    }
+
     /// A partition joins.
     pub fn push(&mut self) {
         self.slots.push(Slot::new(self.origins));
@@ -193,5 +219,20 @@ mod tests {
         m.observe(0, &mark(0, i64::MAX));
         m.observe(0, &mark(1, i64::MAX));
         assert!(m.finished(0));
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_every_origins_mark() {
+        let mut m = OriginMarks::new(1, 3);
+        m.observe(0, &mark(0, i64::MAX));
+        m.observe(0, &mark(1, 400));
+        let saved = m.snapshot(0);
+        assert_eq!(saved.len(), 2, "origin 2 has none");
+        let mut restored = OriginMarks::new(1, 3);
+        restored.restore(0, m.of_slot(0));
+        restored.restore_marks(0, &saved);
+        restored.observe(0, &mark(1, i64::MAX));
+        restored.observe(0, &mark(2, i64::MAX));
+        assert!(restored.finished(0), "origin 0's end was kept");
     }
 }

@@ -1,0 +1,285 @@
+//! Two-phase aggregation on a cluster: a Kafka job whose hottest key has
+//! half of all events, on four pods with a CPU limit each (the test node
+//! enforces it, as a kubelet does), run in one phase and in two. In one
+//! phase the topic must keep a key in one partition, so one pod reads
+//! and aggregates the hot key's half; in two, producers spread it over
+//! every partition (the same events, written round-robin). The two-phase
+//! job, its pods deleted again and again while it runs (each pod runs both
+//! stages), writes a PostgreSQL table equal to the one-phase job's.
+//! `EDDY_E2E_BENCH=1` also runs the two-phase job undisturbed and prints
+//! both jobs' throughput (a benchmark, never asserted).
+
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use eddy_api::{spec::Phase, StreamJob};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{api::ListParams, Api, Client, ResourceExt};
+use support::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+/// Events of each run: tens of seconds of work for the pods (debug
+/// builds, 450m of CPU each).
+const EVENTS: u64 = 600_000;
+const PARTITIONS: i32 = 4;
+
+/// The events, each with the partition a topic keyed by user puts it in
+/// and the one a round-robin producer does: `key-0` has half of them, the
+/// other half is spread over 999 other users; 1 s of jitter (never late:
+/// the out-of-orderness is 2 s), every 500th 20 s late (a revision of a
+/// fired window, within the 30 s of allowed lateness).
+fn events() -> Vec<(i32, i32, String)> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..EVENTS)
+        .map(|i| {
+            let user = if next() % 2 == 0 { 0 } else { 1 + next() % 999 };
+            let late = if i % 500 == 250 { 20_000 } else { 0 };
+            let ts = START + i as i64 / 5 - (next() % 1_000) as i64 - late;
+            let value = (next() % 10_000) as f64 / 100.0;
+            let payload =
+                serde_json::json!({"user": format!("key-{user}"), "ts": ts, "value": value});
+            (
+                (user % PARTITIONS as u64) as i32,
+                (i % PARTITIONS as u64) as i32,
+                payload.to_string(),
+            )
+        })
+        .collect()
+}
+
+struct Cluster {
+    client: Client,
+    ns: String,
+}
+
+impl Cluster {
+    /// Applies job `name` over `topic`, in two phases or one, writing to
+    /// table `table`.
+    fn apply(&self, name: &str, topic: &str, table: &str, two_phase: bool) {
+        let hot_keys = if two_phase {
+            format!(
+                "\n  hotKeys: {{twoPhase: true, saltBuckets: 4, partials: {{brokers: '{}'}}}}",
+                cluster_kafka()
+            )
+        } else {
+            String::new()
+        };
+        let job = format!(
+            "apiVersion: eddy.dev/v1alpha1
+kind: StreamJob
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  source:
+    kafka: {{brokers: '{kafka}', topic: {topic}, stopAtEnd: true}}
+  partitions: {PARTITIONS}
+  parallelism: 4
+  keyField: user
+  eventTime: {{field: ts, format: epochMillis, maxOutOfOrderness: 2s, idleTimeout: 1h}}
+  window: {{tumbling: {{size: 10s}}}}
+  allowedLateness: 30s
+  aggregations: [{{op: count, name: events}}, {{op: sum, field: value, name: total}},
+                 {{op: max, field: value, name: high}}]
+  sinks: [{{postgres: {{urlSecret: {{name: db, key: url}}, table: {table}, createTable: true}}}}]{hot_keys}
+  checkpoints:
+    interval: 2s
+    store: s3://eddy-e2e/two-phase
+    endpoint: '{s3}'
+    credentialsSecret: {{name: s3}}
+    deleteOnJobDeletion: true
+  resources: {{requests: {{cpu: 450m, memory: 256Mi}}, limits: {{cpu: 450m}}}}
+",
+            ns = self.ns,
+            s3 = cluster_s3(),
+            kafka = cluster_kafka(),
+        );
+        let path = std::env::temp_dir().join(format!("{}-{name}.yaml", self.ns));
+        std::fs::write(&path, job).unwrap();
+        kubectl(&["apply", "-f", path.to_str().unwrap()]);
+    }
+
+    async fn job(&self, name: &str) -> Result<StreamJob, String> {
+        let jobs: Api<StreamJob> = Api::namespaced(self.client.clone(), &self.ns);
+        jobs.get(name).await.map_err(|e| e.to_string())
+    }
+
+    async fn pods(&self, name: &str) -> Vec<Pod> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        let selector = format!("app.kubernetes.io/instance={name}");
+        api.list(&ListParams::default().labels(&selector))
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+    }
+
+    /// Waits until job `name` has all its pods ready, then until it
+    /// finishes; returns the time between the two.
+    async fn run_to_end(
+        &self,
+        name: &str,
+        mut meanwhile: impl FnMut(Duration) -> Option<u32>,
+    ) -> Duration {
+        eventually(&format!("{name} to start"), 4 * MINUTE, || async {
+            let status = self.job(name).await?.status.unwrap_or_default();
+            (status.ready_replicas == 4)
+                .then_some(())
+                .ok_or(format!("{status:?}"))
+        })
+        .await;
+        let started = Instant::now();
+        let mut deleted = 0;
+        loop {
+            let status = self
+                .job(name)
+                .await
+                .ok()
+                .and_then(|j| j.status)
+                .unwrap_or_default();
+            if status.phase == Some(Phase::Finished) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < 10 * MINUTE,
+                "{name} never finished: {status:?}"
+            );
+            if let Some(ordinal) = meanwhile(started.elapsed()).filter(|_| deleted < 6) {
+                let pods = self.pods(name).await;
+                if let Some(pod) = pods.get(ordinal as usize % pods.len().max(1)) {
+                    let pod = pod.name_any();
+                    kubectl(&[
+                        "delete",
+                        "pod",
+                        &pod,
+                        "-n",
+                        &self.ns,
+                        "--force",
+                        "--grace-period=0",
+                        "--wait=false",
+                    ]);
+                    eprintln!("[e2e] deleted {pod}");
+                    deleted += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// The results table: (key, window start) → aggregates, every row final.
+async fn results(table: &str) -> BTreeMap<(String, String), String> {
+    let url = eddy_testkit::postgres_url();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let sql = format!("SELECT key, window_start::text, aggregates::text, final FROM {table}");
+    let rows = client.query(&sql, &[]).await.unwrap();
+    rows.iter()
+        .map(|r| {
+            assert!(r.get::<_, bool>(3), "a row not final");
+            ((r.get(0), r.get(1)), r.get(2))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions() {
+    let client = eddy_testkit::kube::client().await;
+    let id = eddy_testkit::unique_name("hot");
+    let cluster = Cluster {
+        client,
+        ns: format!("{id}-jobs"),
+    };
+    kubectl(&["create", "namespace", &cluster.ns]);
+    install_chart(&format!("{id}-system"), &cluster.ns);
+    eddy_testkit::s3::create_bucket("eddy-e2e").await;
+    create_secrets(&cluster.ns);
+    let table = |mode: &str| format!("{}_{mode}", id.replace('-', "_"));
+    let brokers = eddy_testkit::kafka_brokers();
+    let (keyed, spread) = (format!("{id}-keyed"), format!("{id}-spread"));
+    eddy_testkit::produce::create_topics(&brokers, &[(&keyed, PARTITIONS), (&spread, PARTITIONS)])
+        .await;
+    let events = events();
+    let by = |pick: fn(&(i32, i32, String)) -> i32| -> Vec<(i32, String)> {
+        events.iter().map(|e| (pick(e), e.2.clone())).collect()
+    };
+    produce(&brokers, &keyed, &by(|e| e.0));
+    produce(&brokers, &spread, &by(|e| e.1));
+
+    // One phase: the reference, and its throughput.
+    cluster.apply("one", &keyed, &table("one"), false);
+    let one_took = cluster.run_to_end("one", |_| None).await;
+    let expected = results(&table("one")).await;
+    let hot: u64 = expected
+        .iter()
+        .filter(|((key, _), _)| key == "key-0")
+        .map(|(_, a)| {
+            serde_json::from_str::<serde_json::Value>(a).unwrap()["events"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    eprintln!("[e2e] key-0 has {hot} of {EVENTS} events");
+    assert!(
+        hot * 10 > EVENTS * 4,
+        "the hottest key has {hot} of {EVENTS} events"
+    );
+
+    // Two phases, pods deleted every few seconds while it runs.
+    cluster.apply("two", &spread, &table("two"), true);
+    let every = Duration::from_secs(4);
+    let mut next = every;
+    let mut ordinal = 0;
+    cluster
+        .run_to_end("two", |elapsed| {
+            (elapsed >= next).then(|| {
+                next += every;
+                ordinal += 1;
+                ordinal
+            })
+        })
+        .await;
+    let got = results(&table("two")).await;
+    assert_eq!(got.len(), expected.len(), "no missing or extra results");
+    assert!(got == expected, "every result as the one-phase job has it");
+
+    if std::env::var_os("EDDY_E2E_BENCH").is_some() {
+        cluster.apply("bench", &spread, &table("bench"), true);
+        let two_took = cluster.run_to_end("bench", |_| None).await;
+        let rate = |took: Duration| EVENTS as f64 / took.as_secs_f64();
+        println!("| job (4 pods, 450m CPU each) | seconds | events/s |");
+        println!("| --- | ---: | ---: |");
+        println!(
+            "| one phase | {:.1} | {:.0} |",
+            one_took.as_secs_f64(),
+            rate(one_took)
+        );
+        println!(
+            "| two phases | {:.1} | {:.0} |",
+            two_took.as_secs_f64(),
+            rate(two_took)
+        );
+        println!(
+            "two phases / one phase: {:.2}x",
+            rate(two_took) / rate(one_took)
+        );
+    }
+    let operator_ns = format!("{id}-system");
+    helm(&["uninstall", "eddy", "--namespace", &operator_ns, "--wait"]);
+    kubectl(&[
+        "delete",
+        "namespace",
+        &cluster.ns,
+        &operator_ns,
+        "--wait=false",
+    ]);
+}
