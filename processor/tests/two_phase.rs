@@ -77,6 +77,17 @@ impl Job {
         std::fs::read(self.path(name)).unwrap_or_default()
     }
 
+    /// Runs the whole job (both stages, for a two-phase one) to its end.
+    fn run(&self) -> std::process::Output {
+        let out = Command::new(BIN)
+            .arg("run")
+            .arg(self.path("job.yaml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    }
+
     fn lines(&self, name: &str) -> Vec<Value> {
         common::read_lines(&self.path(name))
     }
@@ -112,12 +123,7 @@ fn two_stages_write_the_results_of_one_byte_for_byte() {
     let brokers = eddy_testkit::kafka_brokers();
     let topic = eddy_testkit::unique_name("partials");
     let one = Job::new("");
-    let single = Command::new(BIN)
-        .arg("run")
-        .arg(one.path("job.yaml"))
-        .output()
-        .unwrap();
-    assert!(single.status.success(), "{}", stderr(&single));
+    one.run();
     let two = Job::new(&two_phase(&brokers, &topic));
 
     // Both stages at once, as in a cluster: the merge stage waits for the
@@ -152,12 +158,7 @@ fn two_stages_write_the_results_of_one_byte_for_byte() {
     // Without --stage, one processor runs both stages (as a pod does).
     let topic = eddy_testkit::unique_name("partials");
     let both = Job::new(&two_phase(&brokers, &topic));
-    let out = Command::new(BIN)
-        .arg("run")
-        .arg(both.path("job.yaml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = both.run();
     assert!(
         stderr(&out).contains("[merge] finished"),
         "{}",
@@ -241,12 +242,7 @@ fn both_stages_survive_kills_and_the_table_is_exact() {
                 lateFraction: 0.01, lateBy: 15s}
 ";
     let one = Job::with(source, "", "");
-    let single = Command::new(BIN)
-        .arg("run")
-        .arg(one.path("job.yaml"))
-        .output()
-        .unwrap();
-    assert!(single.status.success(), "{}", stderr(&single));
+    one.run();
     let expected: BTreeMap<String, Value> = one
         .lines("results.jsonl")
         .into_iter()
