@@ -327,7 +327,7 @@ fn invalid_spec_lists_every_problem_and_exits_2() {
 }
 
 #[test]
-fn features_not_run_yet_are_refused_by_name() {
+fn a_two_phase_job_it_cannot_run_is_refused_naming_the_fields() {
     let spec = "  source:
     http: {}
   keyField: user
@@ -337,8 +337,12 @@ fn features_not_run_yet_are_refused_by_name() {
     let out = Job::new(spec).run();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    let expected = "spec.hotKeys.twoPhase: two-phase aggregation is not supported yet";
-    assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    for expected in [
+        "spec.window.session: two-phase aggregation merges windows with fixed bounds",
+        "spec.hotKeys.partials.brokers: two-phase aggregation sends partials over Kafka",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
 }
 
 #[test]
