@@ -2,8 +2,8 @@
 //! half of all events, on four pods with a CPU limit each (the test node
 //! enforces it, as a kubelet does), run in one phase and in two. In one
 //! phase the topic must keep a key in one partition, so one pod reads
-//! and aggregates the hot key's half; in two, producers spread it over
-//! every partition (the same events, written round-robin). The two-phase
+//! and aggregates the hot key's half; in two, the producer spreads the hot
+//! key over every partition (round-robin, the other keys as before). The two-phase
 //! job, its pods deleted again and again while it runs (each pod runs both
 //! stages), writes a PostgreSQL table equal to the one-phase job's.
 //! `EDDY_E2E_BENCH=1` also runs the two-phase job undisturbed and prints
@@ -22,17 +22,21 @@ use kube::{api::ListParams, Api, Client, ResourceExt};
 use support::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
-/// Events of each run: tens of seconds of work for the pods (debug
-/// builds, 450m of CPU each).
+/// Events of the exactness runs: about ten seconds of work for the pods
+/// (debug builds, 450m of CPU each).
 const EVENTS: u64 = 600_000;
+/// Events of the benchmark runs: long enough that starting and the
+/// operator noticing the end (every few seconds) weigh little.
+const BENCH_EVENTS: u64 = 3_000_000;
 const PARTITIONS: i32 = 4;
 
 /// The events, each with the partition a topic keyed by user puts it in
-/// and the one a round-robin producer does: `key-0` has half of them, the
+/// and the one a producer that spreads `key-0` round-robin does (the
+/// others keyed as before): `key-0` has half of them, the
 /// other half is spread over 999 other users; 1 s of jitter (never late:
 /// the out-of-orderness is 2 s), every 500th 20 s late (a revision of a
 /// fired window, within the 30 s of allowed lateness).
-fn events() -> Vec<(i32, i32, String)> {
+fn events(count: u64) -> Vec<(i32, i32, String)> {
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move || {
         state ^= state << 13;
@@ -40,7 +44,7 @@ fn events() -> Vec<(i32, i32, String)> {
         state ^= state << 17;
         state
     };
-    (0..EVENTS)
+    (0..count)
         .map(|i| {
             let user = if next() % 2 == 0 { 0 } else { 1 + next() % 999 };
             let late = if i % 500 == 250 { 20_000 } else { 0 };
@@ -48,11 +52,13 @@ fn events() -> Vec<(i32, i32, String)> {
             let value = (next() % 10_000) as f64 / 100.0;
             let payload =
                 serde_json::json!({"user": format!("key-{user}"), "ts": ts, "value": value});
-            (
-                (user % PARTITIONS as u64) as i32,
-                (i % PARTITIONS as u64) as i32,
-                payload.to_string(),
-            )
+            let keyed = (user % PARTITIONS as u64) as i32;
+            let spread = if user == 0 {
+                (i % PARTITIONS as u64) as i32
+            } else {
+                keyed
+            };
+            (keyed, spread, payload.to_string())
         })
         .collect()
 }
@@ -174,6 +180,21 @@ spec:
     }
 }
 
+/// Topics `<prefix>-keyed` (each user in one partition) and
+/// `<prefix>-spread` (`key-0` round-robin), holding `count` events.
+async fn topics(brokers: &str, prefix: &str, count: u64) -> (String, String) {
+    let (keyed, spread) = (format!("{prefix}-keyed"), format!("{prefix}-spread"));
+    eddy_testkit::produce::create_topics(brokers, &[(&keyed, PARTITIONS), (&spread, PARTITIONS)])
+        .await;
+    let events = events(count);
+    let by = |pick: fn(&(i32, i32, String)) -> i32| -> Vec<(i32, String)> {
+        events.iter().map(|e| (pick(e), e.2.clone())).collect()
+    };
+    produce(brokers, &keyed, &by(|e| e.0));
+    produce(brokers, &spread, &by(|e| e.1));
+    (keyed, spread)
+}
+
 /// The results table: (key, window start) → aggregates, every row final.
 async fn results(table: &str) -> BTreeMap<(String, String), String> {
     let url = eddy_testkit::postgres_url();
@@ -205,21 +226,11 @@ async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions() {
     create_secrets(&cluster.ns);
     let table = |mode: &str| format!("{}_{mode}", id.replace('-', "_"));
     let brokers = eddy_testkit::kafka_brokers();
-    let (keyed, spread) = (format!("{id}-keyed"), format!("{id}-spread"));
-    eddy_testkit::produce::create_topics(&brokers, &[(&keyed, PARTITIONS), (&spread, PARTITIONS)])
-        .await;
-    let events = events();
-    let by = |pick: fn(&(i32, i32, String)) -> i32| -> Vec<(i32, String)> {
-        events.iter().map(|e| (pick(e), e.2.clone())).collect()
-    };
-    produce(&brokers, &keyed, &by(|e| e.0));
-    produce(&brokers, &spread, &by(|e| e.1));
+    let (keyed, spread) = topics(&brokers, &id, EVENTS).await;
 
-    // One phase: the reference, and its throughput.
-    // Checkpoints every 10 s (the default) where throughput is measured,
-    // every 2 s where pods are deleted (less to read again).
-    cluster.apply("one", &keyed, &table("one"), false, "10s");
-    let one_took = cluster.run_to_end("one", |_| None).await;
+    // One phase: the reference.
+    cluster.apply("one", &keyed, &table("one"), false, "2s");
+    cluster.run_to_end("one", |_| None).await;
     let expected = results(&table("one")).await;
     let hot: u64 = expected
         .iter()
@@ -255,10 +266,14 @@ async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions() {
     assert!(got == expected, "every result as the one-phase job has it");
 
     if std::env::var_os("EDDY_E2E_BENCH").is_some() {
-        cluster.apply("bench", &spread, &table("bench"), true, "10s");
-        let two_took = cluster.run_to_end("bench", |_| None).await;
-        let rate = |took: Duration| EVENTS as f64 / took.as_secs_f64();
-        println!("| job (4 pods, 450m CPU each) | seconds | events/s |");
+        // Checkpoints every 10 s (the default), nothing disturbed.
+        let (keyed, spread) = topics(&brokers, &format!("{id}-bench"), BENCH_EVENTS).await;
+        cluster.apply("bench-one", &keyed, &table("bench_one"), false, "10s");
+        let one_took = cluster.run_to_end("bench-one", |_| None).await;
+        cluster.apply("bench-two", &spread, &table("bench_two"), true, "10s");
+        let two_took = cluster.run_to_end("bench-two", |_| None).await;
+        let rate = |took: Duration| BENCH_EVENTS as f64 / took.as_secs_f64();
+        println!("| job ({BENCH_EVENTS} events, 4 pods of 450m CPU) | seconds | events/s |");
         println!("| --- | ---: | ---: |");
         println!(
             "| one phase | {:.1} | {:.0} |",

@@ -26,18 +26,43 @@ use crate::{
 /// How long creating the topic or reading its layout may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Creates the partials topic with one partition per job partition, unless
-/// it exists; fails if it exists with another number of partitions (the
-/// key of a partial decides its partition, as in the job).
-pub async fn ensure_topic(partials: &ResolvedPartials, partitions: u32) -> anyhow::Result<()> {
+/// The admin client of the partials topic's cluster.
+fn admin(
+    partials: &ResolvedPartials,
+) -> anyhow::Result<(AdminClient<DefaultClientContext>, ClientConfig)> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &partials.brokers);
     for (k, v) in &partials.properties {
         config.set(k, v);
     }
-    let admin: AdminClient<DefaultClientContext> = config
+    let admin = config
         .create()
         .context("creating a Kafka admin client for the partials topic")?;
+    Ok((admin, config))
+}
+
+/// Deletes the partials topic (a finished local run: a rerun starts over).
+pub async fn delete_topic(partials: &ResolvedPartials) -> anyhow::Result<()> {
+    let (admin, _) = admin(partials)?;
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let deleted = admin
+        .delete_topics(&[&partials.topic], &options)
+        .await
+        .with_context(|| format!("deleting the partials topic {}", partials.topic))?;
+    for outcome in deleted {
+        match outcome {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => anyhow::bail!("deleting the partials topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// Creates the partials topic with one partition per job partition, unless
+/// it exists; fails if it exists with another number of partitions (the
+/// key of a partial decides its partition, as in the job).
+pub async fn ensure_topic(partials: &ResolvedPartials, partitions: u32) -> anyhow::Result<()> {
+    let (admin, config) = admin(partials)?;
     let topic = NewTopic::new(
         &partials.topic,
         partitions as i32,

@@ -386,6 +386,11 @@ pub async fn run(
                 // Every window is out: the job's state is spent, and a rerun
                 // starts over.
                 checkpoints.clear(&job.plan.engine.partitions).await?;
+                // And its partials (every origin has ended): a rerun must not
+                // read this run's.
+                if let (true, Some(p)) = (job.plan.stage.is_merge(), &job.plan.partials) {
+                    delete_partials_topic(p).await?;
+                }
                 break Ending::Finished;
             }
         }
@@ -480,6 +485,16 @@ async fn ensure_partials_topic(
     partitions: u32,
 ) -> anyhow::Result<()> {
     crate::partials::sink::ensure_topic(partials, partitions).await
+}
+
+#[cfg(feature = "kafka")]
+async fn delete_partials_topic(partials: &eddy_api::spec::ResolvedPartials) -> anyhow::Result<()> {
+    crate::partials::sink::delete_topic(partials).await
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn delete_partials_topic(_: &eddy_api::spec::ResolvedPartials) -> anyhow::Result<()> {
+    Err(crate::without::missing("kafka"))
 }
 
 #[cfg(not(feature = "kafka"))]

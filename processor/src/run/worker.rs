@@ -338,6 +338,15 @@ impl Worker {
     /// partitions after the partials they cover, when the second stage
     /// needs them (see [`MarkState`]).
     fn mark(&mut self, end: bool) {
+        // Most moves (one per event) change nothing worth sending: known
+        // without building the marks.
+        if !end
+            && !self
+                .marks
+                .may_be_due(self.engine.watermark(), self.engine.clock())
+        {
+            return;
+        }
         let marks = if end {
             self.engine.end_marks()
         } else {
@@ -374,6 +383,20 @@ struct MarkState {
 }
 
 impl MarkState {
+    /// Whether marks may be due with the engine's watermark at `watermark`
+    /// and its clock at `clock`: false when [`MarkState::due`] would
+    /// surely say no (nothing closed or nothing moved, no second of event
+    /// time, no heartbeat; idleness changes wait for the heartbeat).
+    fn may_be_due(&self, watermark: i64, clock: i64) -> bool {
+        let Some(last) = &self.last else {
+            return true;
+        };
+        let lowest = last.iter().map(|m| m.watermark).min().unwrap_or(i64::MIN);
+        let moved = watermark > lowest;
+        (moved && (self.closed || watermark.saturating_sub(lowest) >= MARK_EVERY_MS))
+            || clock.saturating_sub(self.sent_at) >= MARK_AGAIN_MS
+    }
+
     /// Whether `marks` are to be sent at source clock `clock`; remembers
     /// them if so.
     fn due(&mut self, marks: &[Mark], clock: i64) -> bool {
@@ -439,5 +462,19 @@ mod tests {
         assert!(m.due(&at(1_800, true), 50), "a second of event time");
         assert!(!m.due(&at(1_800, true), 2_000));
         assert!(m.due(&at(1_800, true), 2_050), "again, unchanged");
+    }
+
+    #[test]
+    fn most_moves_are_known_not_to_need_marks() {
+        let mut m = MarkState::default();
+        assert!(m.may_be_due(100, 0), "none sent yet");
+        m.due(&at(100, false), 0);
+        assert!(!m.may_be_due(100, 10));
+        assert!(!m.may_be_due(600, 20));
+        assert!(m.may_be_due(1_100, 20), "a second of event time");
+        m.closed = true;
+        assert!(m.may_be_due(101, 20), "moved after a window fired");
+        assert!(!m.may_be_due(100, 20), "fired, but not moved");
+        assert!(m.may_be_due(100, 2_000), "the heartbeat");
     }
 }
