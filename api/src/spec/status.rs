@@ -57,6 +57,11 @@ pub struct StreamJobStatus {
     /// settings; updated when a checkpoint completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark_advice: Option<WatermarkAdvice>,
+    /// A two-phase job (`hotKeys.twoPhase`): each stage over all pods, the
+    /// first stage (`partial`) then the merge stage (`merge`); updated
+    /// when a checkpoint completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageStatus>,
     /// Ready, CheckpointsHealthy, SpecValid, Degraded and
     /// ReconciliationPaused, each with reason, message and the generation
     /// it was computed for.
@@ -80,6 +85,41 @@ pub struct StreamJobStatus {
     /// `disabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<super::AutoscalingStatus>,
+}
+
+/// One stage of a two-phase job, over every pod running it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageStatus {
+    /// `partial` (aggregates the input per salted key) or `merge` (merges
+    /// the partials into the job's results).
+    pub name: String,
+    /// Pods that reported the stage, and those of them whose input ended
+    /// and whose windows are all out.
+    #[schemars(range(min = 0))]
+    pub pods: u32,
+    #[schemars(range(min = 0))]
+    pub finished_pods: u32,
+    /// Records the stage read since its pods started: events, or partials
+    /// and watermark marks.
+    #[schemars(range(min = 0))]
+    pub records_read: u64,
+    /// Records beyond the allowed lateness.
+    #[schemars(range(min = 0))]
+    pub late: u64,
+    /// Kafka records the stage is behind the end of its topic, when its
+    /// pods know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub backlog: Option<u64>,
+    /// The stage's watermark: the lowest of its pods' (RFC 3339); the
+    /// merge stage's trails the first stage's by the marks in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+    /// The newest checkpoint every pod of the stage completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub last_checkpoint: Option<u64>,
 }
 
 /// What the lateness the pods observe says about `eventTime` and

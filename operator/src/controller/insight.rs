@@ -1,12 +1,12 @@
 //! What the pods' `GET /stats` says, for the job's status: the hot keys
-//! above `spec.autoscaling.hotKeyShare` and the watermark advice. Pure:
-//! the controller fetches, this decides.
+//! above `spec.autoscaling.hotKeyShare`, the watermark advice and a
+//! two-phase job's stages. Pure: the controller fetches, this decides.
 
 use std::time::Duration;
 
-use eddy_api::spec::{HotKey, WatermarkAdvice, WatermarkSetting};
+use eddy_api::spec::{HotKey, StageStatus, WatermarkAdvice, WatermarkSetting};
 
-use crate::scheduler::PodStats;
+use crate::scheduler::{client::PodStage, PodStats};
 
 /// Hot keys kept in status at most.
 const HOT_KEYS: usize = 10;
@@ -19,6 +19,7 @@ pub struct Insight {
     pub hot_keys: Vec<HotKey>,
     pub hot_key_summary: Option<String>,
     pub advice: Option<WatermarkAdvice>,
+    pub stages: Vec<StageStatus>,
 }
 
 /// The insight from every pod's stats; `hot_share` is the share above
@@ -80,7 +81,58 @@ pub fn insight(pods: &[PodStats], hot_share: f64) -> Insight {
         hot_keys: hot,
         hot_key_summary: summary,
         advice,
+        stages: stages(pods),
     }
+}
+
+/// Each stage over the pods that report it, in the order the pods list
+/// them (first stage first): counts summed, the watermark and the last
+/// checkpoint the lowest of its pods' (what every pod has reached).
+fn stages(pods: &[PodStats]) -> Vec<StageStatus> {
+    let mut names: Vec<&str> = Vec::new();
+    for s in pods.iter().flat_map(|p| &p.stages) {
+        if !names.contains(&s.stage.as_str()) {
+            names.push(&s.stage);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let of: Vec<&PodStage> = pods
+                .iter()
+                .flat_map(|p| &p.stages)
+                .filter(|s| s.stage == name)
+                .collect();
+            // A pod whose stage finished has no watermark (its input
+            // ended): the others decide.
+            let watermark = of
+                .iter()
+                .filter(|s| !s.finished)
+                .map(|s| s.watermark_ms)
+                .collect::<Option<Vec<i64>>>()
+                .and_then(|w| w.into_iter().min());
+            let last_checkpoint = of
+                .iter()
+                .map(|s| s.last_checkpoint)
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|c| c.into_iter().min());
+            StageStatus {
+                name: name.to_string(),
+                pods: of.len() as u32,
+                finished_pods: of.iter().filter(|s| s.finished).count() as u32,
+                records_read: of.iter().map(|s| s.records_read).sum(),
+                late: of.iter().map(|s| s.late).sum(),
+                backlog: of
+                    .iter()
+                    .any(|s| s.backlog.is_some())
+                    .then(|| of.iter().filter_map(|s| s.backlog).sum()),
+                watermark: watermark
+                    .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                    .map(|t| t.to_string()),
+                last_checkpoint,
+            }
+        })
+        .collect()
 }
 
 /// `ms` rounded up to whole seconds, as a duration the spec takes.
@@ -114,6 +166,7 @@ mod tests {
                     open_windows: 10.0,
                 })
                 .to_vec(),
+            stages: Vec::new(),
         }
     }
 
@@ -153,5 +206,69 @@ mod tests {
     fn no_events_no_advice_and_no_hot_keys_no_summary() {
         let i = insight(&[pod(0, 0, &[(0, "a", 0.2)], 0)], 0.3);
         assert_eq!(i, Insight::default());
+    }
+
+    #[test]
+    fn a_two_phase_jobs_stages_sum_over_pods_and_take_the_lowest_marks() {
+        let stage = |name: &str, read, finished, watermark_ms, backlog, last_checkpoint| PodStage {
+            stage: name.to_string(),
+            finished,
+            records_read: read,
+            late: 1,
+            watermark_ms,
+            backlog,
+            last_checkpoint,
+        };
+        let pods = [
+            PodStats {
+                stages: vec![
+                    stage("partial", 700, true, None, Some(0), Some(9)),
+                    stage("merge", 40, false, Some(60_000), None, Some(9)),
+                ],
+                ..pod(700, 0, &[], 0)
+            },
+            PodStats {
+                stages: vec![
+                    stage("partial", 300, false, Some(90_000), Some(25), Some(8)),
+                    stage("merge", 30, false, Some(50_000), None, Some(9)),
+                ],
+                ..pod(300, 0, &[], 0)
+            },
+        ];
+        let stages = insight(&pods, 0.3).stages;
+        let view: Vec<_> = stages
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    (s.pods, s.finished_pods, s.records_read, s.late),
+                    s.backlog,
+                    s.watermark.as_deref(),
+                    s.last_checkpoint,
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                // The finished pod has no watermark: the other decides.
+                (
+                    "partial",
+                    (2, 1, 1000, 2),
+                    Some(25),
+                    Some("1970-01-01T00:01:30Z"),
+                    Some(8)
+                ),
+                (
+                    "merge",
+                    (2, 0, 70, 2),
+                    None,
+                    Some("1970-01-01T00:00:50Z"),
+                    Some(9)
+                ),
+            ]
+        );
+        // A one-stage job's pods report no stages.
+        assert!(insight(&[pod(5, 0, &[], 0)], 0.3).stages.is_empty());
     }
 }

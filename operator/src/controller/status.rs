@@ -201,6 +201,7 @@ pub fn compute(job: &StreamJob, facts: Facts) -> StreamJobStatus {
         hot_keys: facts.insight.hot_keys,
         hot_key_summary: facts.insight.hot_key_summary,
         watermark_advice: facts.insight.advice,
+        stages: facts.insight.stages,
         state_epoch: facts.state_epoch.filter(|e| *e > 0),
         finished: facts.finished,
         autoscaling: facts.autoscaling,

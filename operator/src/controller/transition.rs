@@ -130,6 +130,7 @@ impl Pass<'_> {
                 hot_keys: self.previous.hot_keys.clone(),
                 hot_key_summary: self.previous.hot_key_summary.clone(),
                 advice: self.previous.watermark_advice.clone(),
+                stages: self.previous.stages.clone(),
             },
             autoscaling: self.previous.autoscaling.clone(),
             now: self.now,

@@ -60,6 +60,28 @@ pub struct PodStats {
     pub hot_keys: Vec<PodHotKey>,
     #[serde(default)]
     pub advice: Vec<PodAdvice>,
+    /// A processor running both stages of a two-phase job: each stage's.
+    #[serde(default)]
+    pub stages: Vec<PodStage>,
+}
+
+/// One stage's figures in a processor running a two-phase job.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStage {
+    pub stage: String,
+    #[serde(default)]
+    pub finished: bool,
+    #[serde(default)]
+    pub records_read: u64,
+    #[serde(default)]
+    pub late: u64,
+    #[serde(default)]
+    pub watermark_ms: Option<i64>,
+    #[serde(default)]
+    pub backlog: Option<u64>,
+    #[serde(default)]
+    pub last_checkpoint: Option<u64>,
 }
 
 /// A heavy key a processor reports.

@@ -144,6 +144,59 @@ pub struct Stats {
     /// Heaviest keys first, per partition.
     pub hot_keys: Vec<HotKeyInfo>,
     pub advice: Vec<crate::engine::advice::Advice>,
+    /// The processor's watermark (ms since the epoch), once it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_ms: Option<i64>,
+    /// A processor running both stages of a two-phase job: each stage's
+    /// own figures, the first stage first (the figures above are the
+    /// first stage's: its events are the job's input).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageStats>,
+}
+
+/// One stage's figures in a processor running both stages of a two-phase
+/// job, for `GET /stats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageStats {
+    /// `partial` or `merge`.
+    pub stage: String,
+    pub ready: bool,
+    pub finished: bool,
+    /// What the stage read: events (the first stage) or partials and
+    /// marks (the merge stage).
+    pub records_read: u64,
+    /// Records beyond the allowed lateness.
+    pub late: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_ms: Option<i64>,
+    /// Kafka records behind the end over its partitions, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u64>,
+    /// Its newest completed checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<u64>,
+}
+
+impl StageStats {
+    /// Stage `stage`'s figures from its status.
+    pub fn of(stage: &str, status: &Status) -> Self {
+        let backlogs = status.loads.iter().filter_map(|l| l.backlog);
+        Self {
+            stage: stage.to_string(),
+            ready: status.ready,
+            finished: status.finished,
+            records_read: status.stats.events_read,
+            late: status.stats.late,
+            watermark_ms: status.stats.watermark_ms,
+            backlog: status
+                .loads
+                .iter()
+                .any(|l| l.backlog.is_some())
+                .then(|| backlogs.sum()),
+            last_checkpoint: status.completed.iter().map(|c| c.id).max(),
+        }
+    }
 }
 
 /// One partition's load, for `GET /partitions`.

@@ -171,6 +171,8 @@ impl Pipeline {
                 })
                 .collect(),
             advice: Engine::advice(self.engines()),
+            watermark_ms: Some(self.watermark()).filter(|w| *w != i64::MIN && *w != i64::MAX),
+            stages: Vec::new(),
         }
     }
 }

@@ -195,6 +195,8 @@ pub async fn run(
     publish(&admin, &job, &checkpoints, (paused, finished), fallbacks);
     let mut tick = Tick::new(started);
     let mut moves = moves::Moves::default();
+    // The merge stage: when it last looked whether every origin ended.
+    let mut ends = EndCheck::default();
     let ending = loop {
         if let Source::Http(h) = &source {
             h.mark_durable(checkpoints.durable_http);
@@ -325,7 +327,9 @@ pub async fn run(
         let polled = match source.poll(Instant::now())? {
             // The merge stage's input ends when every origin's does.
             Poll::Pending(_)
-                if job.plan.stage.is_merge() && job.origins_finished(&mut outputs)? =>
+                if job.plan.stage.is_merge()
+                    && ends.due()
+                    && job.origins_finished(&mut outputs)? =>
             {
                 Poll::End
             }
@@ -476,6 +480,29 @@ impl Tick {
         self.last_events = events;
         self.next = now + Duration::from_secs(1);
         Some(rate)
+    }
+}
+
+/// How often an idle merge stage looks whether every origin ended: that
+/// settles the workers (waits for all they were given), too costly for
+/// every empty poll (one each 10 ms while the partials pause).
+#[derive(Default)]
+struct EndCheck {
+    last: Option<Instant>,
+}
+
+impl EndCheck {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self
+            .last
+            .is_none_or(|l| now.duration_since(l) >= Self::EVERY);
+        if due {
+            self.last = Some(now);
+        }
+        due
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::{run, Endpoints, Report};
 use crate::{
-    admin::{Admin, Command, Handle, Refusal, Status},
+    admin::{Admin, Command, Handle, Refusal, StageStats, Stats, Status},
     job::JobPlan,
     partials::Stage,
 };
@@ -40,7 +40,8 @@ pub async fn run_stages(
         Some(outer) => {
             let (a, a_handle) = Admin::channel();
             let (b, b_handle) = Admin::channel();
-            let forwarding = tokio::spawn(forward(outer, [a_handle, b_handle]));
+            let names = [first_stage.name(), second_stage.name()];
+            let forwarding = tokio::spawn(forward(outer, [a_handle, b_handle], names));
             ((Some(a), Some(b)), Some(forwarding))
         }
         None => ((None, None), None),
@@ -50,7 +51,10 @@ pub async fn run_stages(
     std::fs::create_dir_all(&a_dir)?;
     std::fs::create_dir_all(&b_dir)?;
     let line = |stage: Stage| move |l: &str| progress_out(&format!("[{}] {l}", stage.name()));
-    let (a, b) = tokio::join!(
+    // A stage that fails stops the other (dropped: as if the processor
+    // crashed, which checkpoints and transactions are built for), and the
+    // processor fails: a stage left running alone would stall the job.
+    let both = tokio::try_join!(
         run(
             first,
             &a_dir,
@@ -75,12 +79,13 @@ pub async fn run_stages(
     if let Some(f) = forwarding {
         f.abort();
     }
-    Ok(vec![(first_stage, a?), (second_stage, b?)])
+    let (a, b) = both?;
+    Ok(vec![(first_stage, a), (second_stage, b)])
 }
 
 /// Serves the admin API's commands to both stages and publishes their
 /// combined status, until the API goes away.
-async fn forward(mut outer: Admin, mut stages: [Handle; 2]) {
+async fn forward(mut outer: Admin, mut stages: [Handle; 2], names: [&'static str; 2]) {
     loop {
         let [a, b] = &mut stages;
         tokio::select! {
@@ -92,7 +97,7 @@ async fn forward(mut outer: Admin, mut stages: [Handle; 2]) {
             changed = b.status.changed() => if changed.is_err() { return },
         }
         let [a, b] = &stages;
-        let both = combine(&a.status.borrow(), &b.status.borrow());
+        let both = combine(&a.status.borrow(), &b.status.borrow(), names);
         outer.status.send_replace(both);
     }
 }
@@ -198,8 +203,9 @@ async fn dispatch(command: Command, stages: &[Handle; 2]) {
 /// finished when both are; a checkpoint completed when both completed it
 /// (bytes added, the longer duration); the first stage's loads and
 /// statistics (its events are the job's input, what the autoscaler sizes
-/// and hot keys are measured on).
-pub fn combine(a: &Status, b: &Status) -> Status {
+/// and hot keys are measured on), with each stage's own figures beside
+/// them under its name in `names`.
+pub fn combine(a: &Status, b: &Status, names: [&str; 2]) -> Status {
     let completed = a
         .completed
         .iter()
@@ -225,14 +231,17 @@ pub fn combine(a: &Status, b: &Status) -> Status {
         completed,
         partitions: a.partitions.clone(),
         loads: a.loads.clone(),
-        stats: a.stats.clone(),
+        stats: Stats {
+            stages: vec![StageStats::of(names[0], a), StageStats::of(names[1], b)],
+            ..a.stats.clone()
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::CheckpointInfo;
+    use crate::admin::{CheckpointInfo, PartitionLoad};
 
     fn done(id: u64, ms: u64, bytes: u64) -> CheckpointInfo {
         CheckpointInfo {
@@ -253,6 +262,23 @@ mod tests {
             next_id: 4,
             completed: vec![done(2, 10, 100), done(3, 30, 50)],
             partitions: vec![0, 1],
+            loads: [(0, Some(10)), (1, None)]
+                .map(|(partition, backlog)| PartitionLoad {
+                    partition,
+                    accepted: 0,
+                    events_per_second: 0.0,
+                    busy_ratio: 0.0,
+                    backlog,
+                    state_bytes: 0,
+                    top_key_share: None,
+                })
+                .to_vec(),
+            stats: Stats {
+                events_read: 900,
+                late: 3,
+                watermark_ms: Some(5_000),
+                ..Stats::default()
+            },
             ..Status::default()
         };
         let b = Status {
@@ -260,9 +286,14 @@ mod tests {
             paused: true,
             next_id: 6,
             completed: vec![done(2, 20, 7)],
+            stats: Stats {
+                events_read: 40,
+                watermark_ms: Some(1_000),
+                ..Stats::default()
+            },
             ..Status::default()
         };
-        let both = combine(&a, &b);
+        let both = combine(&a, &b, ["partial", "merge"]);
         assert!(!both.ready && both.paused && !both.finished);
         assert_eq!(both.next_id, 6);
         assert_eq!(
@@ -277,6 +308,33 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert_eq!(both.partitions, vec![0, 1]);
+        // The first stage's figures, and each stage's under its name.
+        assert_eq!(both.stats.events_read, 900);
+        assert_eq!(
+            both.stats.stages,
+            vec![
+                StageStats {
+                    stage: "partial".into(),
+                    ready: true,
+                    finished: false,
+                    records_read: 900,
+                    late: 3,
+                    watermark_ms: Some(5_000),
+                    backlog: Some(10),
+                    last_checkpoint: Some(3),
+                },
+                StageStats {
+                    stage: "merge".into(),
+                    ready: false,
+                    finished: false,
+                    records_read: 40,
+                    late: 0,
+                    watermark_ms: Some(1_000),
+                    backlog: None,
+                    last_checkpoint: Some(2),
+                },
+            ]
+        );
     }
 
     #[tokio::test]
@@ -286,7 +344,7 @@ mod tests {
         a.status.send_modify(|s| s.next_id = 3);
         b.status.send_modify(|s| s.next_id = 5);
         let (outer, api) = Admin::channel();
-        tokio::spawn(forward(outer, [a_handle, b_handle]));
+        tokio::spawn(forward(outer, [a_handle, b_handle], ["partial", "merge"]));
         let answering = |admin: &mut Admin| {
             let command = admin.commands.try_recv();
             match command {

@@ -130,6 +130,23 @@ impl Aggregate {
         }
     }
 
+    /// Whether `acc` is of this aggregate's kind (as [`Aggregate::empty`]
+    /// makes it), without making one.
+    pub fn holds(&self, acc: &Acc) -> bool {
+        matches!(
+            (self, acc),
+            (Self::Count, Acc::Count(_))
+                | (Self::Sum { .. }, Acc::Sum(_))
+                | (Self::Min { .. }, Acc::Min(_))
+                | (Self::Max { .. }, Acc::Max(_))
+                | (Self::Avg { .. }, Acc::Avg(..))
+                | (Self::First { .. }, Acc::First(_))
+                | (Self::Last { .. }, Acc::Last(_))
+                | (Self::DistinctCount { .. }, Acc::DistinctCount(_))
+                | (Self::Quantile { .. }, Acc::Quantile(_))
+        )
+    }
+
     /// The input this aggregate takes from a record; checked for every
     /// aggregate before any state changes, so a bad record changes nothing.
     pub fn input(&self, record: &impl Fields, name: &str) -> Result<Input, Invalid> {

@@ -202,3 +202,26 @@ fn bad_inputs_get_reasons() {
         "field \"a\" needed by aggregation \"first_a\" is missing"
     );
 }
+
+#[test]
+fn an_aggregate_holds_its_own_kind_of_accumulator_only() {
+    let all = [
+        Aggregate::Count,
+        Aggregate::Sum { field: f("a") },
+        Aggregate::Min { field: f("a") },
+        Aggregate::Max { field: f("a") },
+        Aggregate::Avg { field: f("a") },
+        Aggregate::First { field: f("a") },
+        Aggregate::Last { field: f("a") },
+        Aggregate::DistinctCount { field: f("a") },
+        Aggregate::Quantile {
+            field: f("a"),
+            q: 0.5,
+        },
+    ];
+    for (i, aggregate) in all.iter().enumerate() {
+        for (j, other) in all.iter().enumerate() {
+            assert_eq!(aggregate.holds(&other.empty()), i == j, "{i} {j}");
+        }
+    }
+}

@@ -209,9 +209,10 @@ impl Engine {
             .map_err(|e| Invalid::BadPartial(format!("its accumulators do not decode: {e}")))?;
         let aggregates = &self.config.aggregates;
         let same = accs.len() == aggregates.len()
-            && accs.iter().zip(aggregates).all(|(acc, (_, aggregate))| {
-                std::mem::discriminant(acc) == std::mem::discriminant(&aggregate.empty())
-            });
+            && accs
+                .iter()
+                .zip(aggregates)
+                .all(|(acc, (_, aggregate))| aggregate.holds(acc));
         if !same {
             return Err(Invalid::BadPartial(
                 "its accumulators are not those of this job's aggregations (a first stage \
