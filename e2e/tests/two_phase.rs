@@ -3,9 +3,10 @@
 //! enforces it, as a kubelet does), run in one phase and in two. In one
 //! phase the topic must keep a key in one partition, so one pod reads
 //! and aggregates the hot key's half; in two, the producer spreads the hot
-//! key over every partition (round-robin, the other keys as before). The two-phase
-//! job, its pods deleted again and again while it runs (each pod runs both
-//! stages), writes a PostgreSQL table equal to the one-phase job's.
+//! key over every partition (round-robin, the other keys as before). The
+//! two-phase job, its pods deleted again and again and scaled from four to
+//! two while it runs (each pod runs both stages), writes a PostgreSQL
+//! table equal to the one-phase job's, and its status shows both stages.
 //! `EDDY_E2E_BENCH=N` also runs both jobs undisturbed, N rounds, on more
 //! events and prints their throughput (a benchmark, never asserted).
 
@@ -97,6 +98,15 @@ fn bench_rounds() -> Option<u32> {
     Some(value.parse().unwrap_or(1).max(1))
 }
 
+/// What a test does to a running job.
+#[derive(Clone, Copy)]
+enum Disturb {
+    /// Deletes pod `n` modulo the pods there are.
+    Delete(u32),
+    /// `kubectl scale` to this many pods.
+    Scale(u32),
+}
+
 struct Cluster {
     client: Client,
     ns: String,
@@ -170,11 +180,11 @@ spec:
     /// Waits until job `name`, just applied, finishes; returns how long
     /// that took (its pods' start included: a short job may end before a
     /// poll sees them all ready), and how many pods were deleted:
-    /// `meanwhile` may name one to delete.
+    /// `meanwhile` may disturb it (six deletions at most).
     async fn run_to_end(
         &self,
         name: &str,
-        mut meanwhile: impl FnMut(Duration) -> Option<u32>,
+        mut meanwhile: impl FnMut(Duration) -> Option<Disturb>,
     ) -> (Duration, usize) {
         let started = Instant::now();
         let mut deleted = 0;
@@ -192,7 +202,13 @@ spec:
                 started.elapsed() < 10 * MINUTE,
                 "{name} never finished: {status:?}"
             );
-            if let Some(ordinal) = meanwhile(started.elapsed()).filter(|_| deleted < 6) {
+            let disturb = meanwhile(started.elapsed());
+            if let Some(Disturb::Scale(replicas)) = disturb {
+                let (job, replicas) = (format!("streamjob/{name}"), replicas.to_string());
+                kubectl(&["scale", &job, "-n", &self.ns, "--replicas", &replicas]);
+                eprintln!("[e2e] scaled {name} to {replicas}");
+            }
+            if let Some(Disturb::Delete(ordinal)) = disturb.filter(|_| deleted < 6) {
                 let pods = self.pods(name).await;
                 if let Some(pod) = pods.get(ordinal as usize % pods.len().max(1)) {
                     let pod = pod.name_any();
@@ -248,7 +264,7 @@ async fn results(table: &str) -> BTreeMap<(String, String), String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions() {
+async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions_and_a_rescale() {
     let client = eddy_testkit::kube::client().await;
     let id = eddy_testkit::unique_name("hot");
     let cluster = Cluster {
@@ -282,21 +298,39 @@ async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions() {
         "the hottest key has {hot} of {EVENTS} events"
     );
 
-    // Two phases, pods deleted every few seconds while it runs.
+    // Two phases, a pod deleted every 2 s while it runs, scaled from 4
+    // pods to 2 after the third deletion (both stages move), deleted
+    // again from 6 s after that.
     cluster.apply("two", &spread, &table("two"), true, EXACT);
     let every = Duration::from_secs(2);
     let mut next = every;
-    let mut ordinal = 0;
+    let mut step = 0;
     let (_, deleted) = cluster
         .run_to_end("two", |elapsed| {
             (elapsed >= next).then(|| {
-                next += every;
-                ordinal += 1;
-                ordinal
+                step += 1;
+                next += if step == 4 { 3 * every } else { every };
+                if step == 4 {
+                    Disturb::Scale(2)
+                } else {
+                    Disturb::Delete(step)
+                }
             })
         })
         .await;
     assert!(deleted >= 3, "only {deleted} pods deleted while it ran");
+    let reasons: Vec<String> =
+        eddy_testkit::kube::stream_job_events(&cluster.client, &cluster.ns, "two")
+            .await
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+    for reason in ["RescaleStarted", "RescaleFinished"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} in {reasons:?}"
+        );
+    }
     // Its status shows both stages (a one-phase job's, none).
     assert!(cluster.status("one").await.stages.is_empty());
     let stages = cluster.status("two").await.stages;
@@ -307,6 +341,9 @@ async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions() {
         assert!(stage.pods >= 1 && stage.records_read > 0, "{stage:?}");
         assert!(stage.last_checkpoint.is_some(), "{stage:?}");
     }
+    // No origin idles here: a partial after its window closed is a
+    // restarted first stage's replay, never late.
+    assert_eq!(stages[1].late, 0, "{:?}", stages[1]);
     let got = results(&table("two")).await;
     assert_eq!(got.len(), expected.len(), "no missing or extra results");
     assert!(got == expected, "every result as the one-phase job has it");

@@ -107,6 +107,12 @@ pub struct StageStatus {
     /// Records beyond the allowed lateness.
     #[schemars(range(min = 0))]
     pub late: u64,
+    /// The merge stage: partials sent again by a first-stage pod restarted
+    /// from a checkpoint, for windows already closed: merged when they
+    /// first came, dropped (neither late nor lost).
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub replayed: u64,
     /// Kafka records the stage is behind the end of its topic, when its
     /// pods know.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -122,6 +122,7 @@ fn stages(pods: &[PodStats]) -> Vec<StageStatus> {
                 finished_pods: of.iter().filter(|s| s.finished).count() as u32,
                 records_read: of.iter().map(|s| s.records_read).sum(),
                 late: of.iter().map(|s| s.late).sum(),
+                replayed: of.iter().map(|s| s.replayed).sum(),
                 backlog: of
                     .iter()
                     .any(|s| s.backlog.is_some())
@@ -215,6 +216,7 @@ mod tests {
             finished,
             records_read: read,
             late: 1,
+            replayed: read / 100,
             watermark_ms,
             backlog,
             last_checkpoint,
@@ -241,7 +243,7 @@ mod tests {
             .map(|s| {
                 (
                     s.name.as_str(),
-                    (s.pods, s.finished_pods, s.records_read, s.late),
+                    (s.pods, s.finished_pods, s.records_read, s.late, s.replayed),
                     s.backlog,
                     s.watermark.as_deref(),
                     s.last_checkpoint,
@@ -254,14 +256,14 @@ mod tests {
                 // The finished pod has no watermark: the other decides.
                 (
                     "partial",
-                    (2, 1, 1000, 2),
+                    (2, 1, 1000, 2, 10),
                     Some(25),
                     Some("1970-01-01T00:01:30Z"),
                     Some(8)
                 ),
                 (
                     "merge",
-                    (2, 0, 70, 2),
+                    (2, 0, 70, 2, 0),
                     None,
                     Some("1970-01-01T00:00:50Z"),
                     Some(9)

@@ -77,6 +77,8 @@ pub struct PodStage {
     #[serde(default)]
     pub late: u64,
     #[serde(default)]
+    pub replayed: u64,
+    #[serde(default)]
     pub watermark_ms: Option<i64>,
     #[serde(default)]
     pub backlog: Option<u64>,

@@ -144,6 +144,10 @@ pub struct Stats {
     /// Heaviest keys first, per partition.
     pub hot_keys: Vec<HotKeyInfo>,
     pub advice: Vec<crate::engine::advice::Advice>,
+    /// The merge stage of a two-phase job: partials replayed for windows
+    /// already closed, dropped (merged when they first came).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replayed: u64,
     /// The processor's watermark (ms since the epoch), once it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark_ms: Option<i64>,
@@ -152,6 +156,10 @@ pub struct Stats {
     /// first stage's: its events are the job's input).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageStats>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One stage's figures in a processor running both stages of a two-phase
@@ -168,6 +176,8 @@ pub struct StageStats {
     pub records_read: u64,
     /// Records beyond the allowed lateness.
     pub late: u64,
+    /// Partials replayed for windows already closed (the merge stage).
+    pub replayed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark_ms: Option<i64>,
     /// Kafka records behind the end over its partitions, when known.
@@ -188,6 +198,7 @@ impl StageStats {
             finished: status.finished,
             records_read: status.stats.events_read,
             late: status.stats.late,
+            replayed: status.stats.replayed,
             watermark_ms: status.stats.watermark_ms,
             backlog: status
                 .loads

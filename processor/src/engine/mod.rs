@@ -54,6 +54,11 @@ pub enum Outcome {
         watermark: i64,
     },
     Invalid(Invalid),
+    /// The merge stage: a partial for a window already closed, which its
+    /// origin had closed too (its mark had passed the window's lateness):
+    /// sent again by an origin restarted from a checkpoint, merged when it
+    /// first came. Dropped and counted, neither late nor invalid.
+    Replayed,
 }
 
 /// A result: one revision of a key's window.

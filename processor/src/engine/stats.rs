@@ -22,6 +22,9 @@ pub struct PartitionStats {
     pub late_updates: u64,
     /// Records rejected to the invalid output.
     pub invalid: u64,
+    /// The merge stage: partials replayed for windows already closed
+    /// ([`super::Outcome::Replayed`]).
+    pub replayed: u64,
     /// Lateness (ms behind the watermark) of every late event.
     lateness: DDSketch,
     /// The same, in seconds, in fixed buckets (for `/metrics`).
@@ -61,6 +64,7 @@ impl PartitionStats {
             accepted: 0,
             late: 0,
             late_updates: 0,
+            replayed: 0,
             invalid: 0,
             lateness: DDSketch::new(Config::defaults()),
             lateness_seconds: Buckets::new(buckets::LATENESS),

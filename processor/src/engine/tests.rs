@@ -15,7 +15,7 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-fn config(windows: WindowKind) -> EngineConfig {
+pub(super) fn config(windows: WindowKind) -> EngineConfig {
     EngineConfig {
         partitions: vec![0],
         windows,
@@ -40,7 +40,7 @@ fn config(windows: WindowKind) -> EngineConfig {
     }
 }
 
-fn tumbling(size: i64) -> WindowKind {
+pub(super) fn tumbling(size: i64) -> WindowKind {
     WindowKind::Fixed(Assigner::Tumbling { size })
 }
 

@@ -171,6 +171,7 @@ impl Pipeline {
                 })
                 .collect(),
             advice: Engine::advice(self.engines()),
+            replayed: stats.iter().map(|s| s.replayed).sum(),
             watermark_ms: Some(self.watermark()).filter(|w| *w != i64::MIN && *w != i64::MAX),
             stages: Vec::new(),
         }

@@ -288,6 +288,7 @@ mod tests {
             completed: vec![done(2, 20, 7)],
             stats: Stats {
                 events_read: 40,
+                replayed: 6,
                 watermark_ms: Some(1_000),
                 ..Stats::default()
             },
@@ -319,6 +320,7 @@ mod tests {
                     finished: false,
                     records_read: 900,
                     late: 3,
+                    replayed: 0,
                     watermark_ms: Some(5_000),
                     backlog: Some(10),
                     last_checkpoint: Some(3),
@@ -329,6 +331,7 @@ mod tests {
                     finished: false,
                     records_read: 40,
                     late: 0,
+                    replayed: 6,
                     watermark_ms: Some(1_000),
                     backlog: None,
                     last_checkpoint: Some(2),

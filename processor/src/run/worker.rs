@@ -246,6 +246,8 @@ impl Worker {
             Message::Partial(partial) => {
                 match self.engine.merge_partial(partition, &partial, ingest_ms)? {
                     Outcome::Accepted => self.tally.accepted += 1,
+                    // Counted by the engine; merged when it first came.
+                    Outcome::Replayed => {}
                     Outcome::Late {
                         lateness_ms,
                         watermark,
@@ -316,6 +318,8 @@ impl Worker {
                 });
                 self.staged.invalid.push(invalid);
             }
+            // Partials only: an event is never a replay of one.
+            Outcome::Replayed => {}
         }
         if !matches!(event.record, Record::Generated(_)) {
             self.spent.push(event.record);

@@ -79,6 +79,11 @@ impl OriginMarks {
         true
     }
 
+    /// Origin `origin`'s mark in partition `slot`, once it sent one.
+    pub fn of_origin(&self, slot: usize, origin: u32) -> Option<i64> {
+        *self.slots[slot].marks.get(origin as usize)?
+    }
+
     /// The watermark partition `slot` fires by.
     pub fn of_slot(&self, slot: usize) -> i64 {
         self.slots[slot].current

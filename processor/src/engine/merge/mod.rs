@@ -4,6 +4,11 @@
 //! window fires, is revised and closes by the partition's watermark from
 //! the origins' marks, as a window of a job in one stage does by its
 //! events.
+//!
+//! A partial for a window the partition already closed is a replay when
+//! its origin had closed the window too (the origin restarted from a
+//! checkpoint and sent it again; merged when it first came), else late:
+//! its origin was idle while the others' marks closed the window.
 
 mod marks;
 
@@ -45,7 +50,17 @@ impl Engine {
         };
         let watermark = marks.of_slot(slot);
         let window = partial.window;
-        if window.end.saturating_add(self.config.allowed_lateness_ms) <= watermark {
+        let closes = window.end.saturating_add(self.config.allowed_lateness_ms);
+        if closes <= watermark {
+            // The origin's own mark passed the window's close: it closed
+            // the window before that mark, so this came before, again.
+            if marks
+                .of_origin(slot, partial.origin)
+                .is_some_and(|m| m >= closes)
+            {
+                self.stats[slot].replayed += 1;
+                return Ok(Outcome::Replayed);
+            }
             let lateness_ms = watermark.saturating_sub(window.end);
             self.stats[slot].record_late(lateness_ms);
             return Ok(Outcome::Late {
@@ -223,3 +238,6 @@ impl Engine {
         Ok(accs)
     }
 }
+
+#[cfg(test)]
+mod tests;
