@@ -193,7 +193,12 @@ fn two_stages_write_the_results_of_one_byte_for_byte() {
 
 /// Waits for a stage to end (at most two minutes), with its output.
 fn finish(child: &mut Reaped) -> std::process::Output {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    finish_within(child, std::time::Duration::from_secs(120))
+}
+
+/// Waits for a stage to end, killing it after `limit`, with its output.
+fn finish_within(child: &mut Reaped, limit: std::time::Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
     while child.0.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
             child.0.kill().unwrap();
@@ -294,4 +299,40 @@ fn both_stages_survive_kills_and_the_table_is_exact() {
     for (id, aggregates) in &expected {
         assert_eq!(rows.get(id), Some(aggregates), "result {id}");
     }
+}
+
+/// One processor running both stages fails as a whole when one stage
+/// fails: here the merge stage cannot reach its PostgreSQL sink, and the
+/// first stage, whose input never ends, must not run on alone.
+#[test]
+fn a_stage_that_fails_stops_the_processor() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("partials");
+    // Endless for this test: 10 events a second.
+    let source = "  source:
+    generator: {seed: 3, count: 100000000, rate: 10, keys: 5}
+";
+    let job = Job::with(
+        source,
+        &two_phase(&brokers, &topic),
+        ", {postgres: {url: 'postgres://eddy@127.0.0.1:1/none', table: t, createTable: true}}",
+    );
+    let mut both = Command::new(BIN);
+    both.arg("run")
+        .arg(job.path("job.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let limit = std::time::Duration::from_secs(60);
+    let out = finish_within(&mut Reaped(both.spawn().unwrap()), limit);
+    let err = stderr(&out);
+    // It exited on its own (a kill at the limit has no exit code), failing.
+    assert!(
+        out.status.code().is_some_and(|c| c != 0),
+        "{:?}: {err}",
+        out.status
+    );
+    assert!(
+        err.contains("127.0.0.1:1") || err.to_lowercase().contains("postgres"),
+        "{err}"
+    );
 }
