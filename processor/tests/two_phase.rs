@@ -336,3 +336,41 @@ fn a_stage_that_fails_stops_the_processor() {
         "{err}"
     );
 }
+
+/// A job started over (`upgradeMode: stateless` raises the state epoch)
+/// finds the partials topic holding those of the job before, end marks
+/// included: its merge stage takes only its own epoch's, so its results
+/// are those of its own input, complete.
+#[test]
+fn a_job_started_over_merges_only_the_partials_of_its_epoch() {
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("partials");
+    let one = Job::new("");
+    one.run();
+    // The job before: other events, its partials and end marks left behind.
+    let before = Job::with(
+        &SOURCE.replace("seed: 7", "seed: 5"),
+        &two_phase(&brokers, &topic),
+        "",
+    );
+    let out = stage(&before, "partial").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let two = Job::new(&two_phase(&brokers, &topic));
+    let epoch = ["--state-epoch", "1"];
+    let mut merge = Reaped(stage(&two, "merge").args(epoch).spawn().unwrap());
+    // (Taking the old end marks, the merge stage would end early and
+    // delete the topic under the first stage.)
+    let partial = finish(&mut Reaped(
+        stage(&two, "partial").args(epoch).spawn().unwrap(),
+    ));
+    assert!(partial.status.success(), "{}", stderr(&partial));
+    let merged = finish(&mut merge);
+    assert!(merged.status.success(), "{}", stderr(&merged));
+    let expected = sorted_lines(&one, "results.jsonl");
+    assert!(expected.len() > 300, "{} results", expected.len());
+    assert!(
+        sorted_lines(&two, "results.jsonl") == expected,
+        "the results of its own input"
+    );
+}

@@ -108,8 +108,9 @@ pub struct StageStatus {
     #[schemars(range(min = 0))]
     pub late: u64,
     /// The merge stage: partials sent again by a first-stage pod restarted
-    /// from a checkpoint, for windows already closed: merged when they
-    /// first came, dropped (neither late nor lost).
+    /// from a checkpoint, for windows already closed (merged when they
+    /// first came), and records the job sent before it started over
+    /// (`upgradeMode: stateless`); dropped, neither late nor lost.
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub replayed: u64,

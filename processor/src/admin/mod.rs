@@ -145,7 +145,8 @@ pub struct Stats {
     pub hot_keys: Vec<HotKeyInfo>,
     pub advice: Vec<crate::engine::advice::Advice>,
     /// The merge stage of a two-phase job: partials replayed for windows
-    /// already closed, dropped (merged when they first came).
+    /// already closed (merged when they first came) and records of the job
+    /// before it started over, dropped.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replayed: u64,
     /// The processor's watermark (ms since the epoch), once it has one.
@@ -176,7 +177,8 @@ pub struct StageStats {
     pub records_read: u64,
     /// Records beyond the allowed lateness.
     pub late: u64,
-    /// Partials replayed for windows already closed (the merge stage).
+    /// Partials replayed for windows already closed, or sent before the
+    /// job started over (the merge stage).
     pub replayed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark_ms: Option<i64>,

@@ -23,7 +23,8 @@ pub struct PartitionStats {
     /// Records rejected to the invalid output.
     pub invalid: u64,
     /// The merge stage: partials replayed for windows already closed
-    /// ([`super::Outcome::Replayed`]).
+    /// ([`super::Outcome::Replayed`]), and records the job sent before it
+    /// started over (another state epoch), dropped.
     pub replayed: u64,
     /// Lateness (ms behind the watermark) of every late event.
     lateness: DDSketch,

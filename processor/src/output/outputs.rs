@@ -81,7 +81,7 @@ impl Outputs {
         let results = match (plan.stage, &plan.partials) {
             (crate::partials::Stage::Partial, Some(partials)) => {
                 vec![Opened::new(
-                    partials_sink(partials, plan.partition_count)?,
+                    partials_sink(partials, plan.partition_count, plan.checkpoints.epoch)?,
                     "partials".into(),
                 )]
             }
@@ -256,13 +256,18 @@ mod tests;
 fn partials_sink(
     partials: &eddy_api::spec::ResolvedPartials,
     partitions: u32,
+    epoch: u64,
 ) -> anyhow::Result<Box<dyn Sink>> {
     Ok(Box::new(crate::partials::sink::PartialsSink::open(
-        partials, partitions,
+        partials, partitions, epoch,
     )?))
 }
 
 #[cfg(not(feature = "kafka"))]
-fn partials_sink(_: &eddy_api::spec::ResolvedPartials, _: u32) -> anyhow::Result<Box<dyn Sink>> {
+fn partials_sink(
+    _: &eddy_api::spec::ResolvedPartials,
+    _: u32,
+    _: u64,
+) -> anyhow::Result<Box<dyn Sink>> {
     Err(crate::without::missing("kafka"))
 }

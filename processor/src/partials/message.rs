@@ -1,13 +1,18 @@
 //! The records of a partials topic, as bytes: a version byte, then the
-//! message in postcard (the state's own encoding, so accumulators travel
-//! bit for bit, float sums with their compensation).
+//! job's state epoch and the message in postcard (the state's own
+//! encoding, so accumulators travel bit for bit, float sums with their
+//! compensation). The epoch tells the merge stage of a job started over
+//! (`upgradeMode: stateless`) which partials are its own: the topic still
+//! holds those of the job before.
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::window::Window;
 
-/// The first byte of every message: what layout follows.
-const VERSION: u8 = 1;
+/// The first byte of every message: what layout follows. Layout 1 had no
+/// epoch (read as epoch 0).
+const VERSION: u8 = 2;
+const WITHOUT_EPOCH: u8 = 1;
 
 /// One record of the partials topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,20 +52,25 @@ pub struct Mark {
 }
 
 impl Message {
-    pub fn encode(&self) -> Vec<u8> {
+    /// The message's bytes, sent by a job at state epoch `epoch`.
+    pub fn encode(&self, epoch: u64) -> Vec<u8> {
         let mut out = vec![VERSION];
         // Encoding into a Vec cannot fail for these types.
-        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out.extend(postcard::to_allocvec(&(epoch, self)).unwrap_or_default());
         out
     }
 }
 
-/// A message from its bytes, or why it is not one.
-pub fn decode(bytes: &[u8]) -> Result<Message, String> {
+/// A message and the state epoch of the job that sent it, from its bytes,
+/// or why it is not one.
+pub fn decode(bytes: &[u8]) -> Result<(u64, Message), String> {
+    let text = |e: postcard::Error| e.to_string();
     match bytes.split_first() {
-        Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(text),
+        Some((&WITHOUT_EPOCH, rest)) => Ok((0, postcard::from_bytes(rest).map_err(text)?)),
         Some((v, _)) => Err(format!(
-            "a partials record of layout {v}; this processor reads layout {VERSION}"
+            "a partials record of layout {v}; this processor reads layouts \
+             {WITHOUT_EPOCH} and {VERSION}"
         )),
         None => Err("an empty partials record".into()),
     }
@@ -83,13 +93,17 @@ mod tests {
             is_final: false,
             accs: vec![1, 2, 3],
         });
-        assert_eq!(decode(&partial.encode()), Ok(partial));
+        assert_eq!(decode(&partial.encode(3)), Ok((3, partial.clone())));
+        // Layout 1, of processors before epochs: epoch 0.
+        let mut old = vec![WITHOUT_EPOCH];
+        old.extend(postcard::to_allocvec(&partial).unwrap());
+        assert_eq!(decode(&old), Ok((0, partial)));
         let marks = Message::Marks(vec![Mark {
             origin: 0,
             watermark: -5,
             idle: true,
         }]);
-        assert_eq!(decode(&marks.encode()), Ok(marks));
+        assert_eq!(decode(&marks.encode(0)), Ok((0, marks)));
     }
 
     #[test]

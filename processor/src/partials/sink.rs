@@ -102,16 +102,19 @@ pub async fn ensure_topic(partials: &ResolvedPartials, partitions: u32) -> anyho
 pub struct PartialsSink {
     topic: String,
     partitions: u32,
+    /// The job's state epoch, in every message.
+    epoch: u64,
     producer: Producer,
     scratch: Vec<u8>,
 }
 
 impl PartialsSink {
-    pub fn open(partials: &ResolvedPartials, partitions: u32) -> anyhow::Result<Self> {
+    pub fn open(partials: &ResolvedPartials, partitions: u32, epoch: u64) -> anyhow::Result<Self> {
         let ours = [("enable.idempotence", "true"), ("linger.ms", "5")];
         Ok(Self {
             topic: partials.topic.clone(),
             partitions,
+            epoch,
             producer: Producer::create(
                 &partials.brokers,
                 &ours,
@@ -143,14 +146,14 @@ impl Sink for PartialsSink {
             is_final: r.is_final,
             accs: accs.clone(),
         });
-        self.scratch = message.encode();
+        self.scratch = message.encode(self.epoch);
         let partition = partition_of(&r.key, self.partitions) as i32;
         self.producer.send_to(&self.topic, partition, &self.scratch);
         Ok(())
     }
 
     fn mark(&mut self, marks: &[Mark]) -> anyhow::Result<()> {
-        let bytes = Message::Marks(marks.to_vec()).encode();
+        let bytes = Message::Marks(marks.to_vec()).encode(self.epoch);
         for partition in 0..self.partitions as i32 {
             self.producer.send_to(&self.topic, partition, &bytes);
         }

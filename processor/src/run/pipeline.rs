@@ -165,6 +165,7 @@ impl Pipeline {
                 job_path: plan.id.path(),
                 late_output: plan.late_policy == LateDataPolicy::Output,
                 marks: plan.stage == Stage::Partial,
+                epoch: plan.checkpoints.epoch,
             }),
             taken: (0..count)
                 .map(|_| {

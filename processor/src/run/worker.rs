@@ -104,6 +104,9 @@ pub(super) struct Context {
     /// The first stage of a two-phase job: watermarks go out with the
     /// partials.
     pub marks: bool,
+    /// The job's state epoch: the merge stage takes the partials of this
+    /// one only.
+    pub epoch: u64,
 }
 
 impl Context {
@@ -228,7 +231,12 @@ impl Worker {
         origin: Origin,
     ) -> anyhow::Result<()> {
         let message = match crate::partials::decode(bytes) {
-            Ok(message) => message,
+            // Sent before the job started over: not this run's.
+            Ok((epoch, _)) if epoch != cx.epoch => {
+                self.engine.record_replayed(partition);
+                return Ok(());
+            }
+            Ok((_, message)) => message,
             Err(reason) => {
                 let reason = crate::event::Invalid::BadPartial(reason);
                 self.engine.record_invalid(partition);

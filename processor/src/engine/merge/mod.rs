@@ -211,6 +211,14 @@ impl Engine {
             .is_some_and(|m| (0..self.config.partitions.len()).all(|s| m.finished(s)))
     }
 
+    /// Counts a partials record of `partition` dropped because the job
+    /// sent it before it started over (another state epoch).
+    pub fn record_replayed(&mut self, partition: u32) {
+        if let Some(&slot) = self.slots.get(&partition) {
+            self.stats[slot].replayed += 1;
+        }
+    }
+
     /// A partial's accumulators, if they are this job's.
     fn partial_accs(&self, partial: &Partial) -> Result<SmallVec<[Acc; 2]>, Invalid> {
         let origins = self.marks.as_ref().map_or(0, |m| m.origins());
