@@ -168,6 +168,13 @@ fn ms(d: &HumanDuration) -> Result<i64, PlanError> {
 /// Plans a job whose spec has passed `eddy_api::validate`. `now_ms` is the
 /// wall-clock start (the generator's first timestamp in realtime mode);
 /// `owned` the partitions this processor runs (all when `None`).
+/// Where a two-phase job's partials travel, as its stages resolve it
+/// (`None`: one phase, or no brokers).
+pub fn partials_of(job: &StreamJob) -> Option<eddy_api::spec::ResolvedPartials> {
+    let id = job_id(job);
+    job.spec.partials(&id.namespace, &id.name)
+}
+
 fn job_id(job: &StreamJob) -> JobId {
     JobId {
         namespace: job.metadata.namespace.clone().unwrap_or_default(),
@@ -266,7 +273,7 @@ fn plan_stage(
     let spec = &job.spec;
     let mut unsupported = Vec::new();
     let id = job_id(job);
-    let partials = spec.partials(&id.namespace, &id.name);
+    let partials = partials_of(job);
     if stage != Stage::Single && partials.is_none() {
         unsupported.push("spec.hotKeys.partials.brokers: no Kafka brokers for the partials".into());
     }

@@ -311,6 +311,18 @@ fn clear_checkpoints(file: &Path) -> ExitCode {
             }
         }
     }
+    // A two-phase job's partials topic goes with its checkpoints: a job
+    // re-created under the name starts at epoch 0 from no checkpoint, and
+    // would read the old job's partials and end marks as its own.
+    if let Some(partials) = eddy_processor::job::partials_of(&job) {
+        match runtime.block_on(eddy_processor::run::delete_partials_topic(&partials)) {
+            Ok(()) => eprintln!("deleted the partials topic {}", partials.topic),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -131,3 +131,32 @@ fn clearing_without_credentials_fails_and_says_where() {
         "{err}"
     );
 }
+
+/// A two-phase job's partials topic goes with its checkpoints: a job
+/// re-created under the name would read the old partials as its own.
+#[test]
+fn clearing_a_two_phase_job_deletes_its_partials_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = eddy_testkit::unique_name("clear");
+    create_bucket(&bucket);
+    let brokers = eddy_testkit::kafka_brokers();
+    let name = eddy_testkit::unique_name("hot");
+    let extra = format!("  hotKeys: {{twoPhase: true, partials: {{brokers: '{brokers}'}}}}\n");
+    let job = job_file(dir.path(), &name, &bucket, &extra);
+    run_briefly(&job);
+    let topic = format!("eddy-team-{name}-partials");
+    assert!(eddy_testkit::produce::topic_exists(&brokers, &topic));
+
+    let out = clear(&job);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("deleted the partials topic {topic}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("deleted the checkpoints of team/{name}@merge")),
+        "{err}"
+    );
+    assert!(!eddy_testkit::produce::topic_exists(&brokers, &topic));
+}

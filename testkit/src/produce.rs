@@ -6,6 +6,7 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     config::ClientConfig,
+    consumer::{BaseConsumer, Consumer},
     producer::{BaseProducer, BaseRecord, Producer},
 };
 
@@ -23,6 +24,18 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     for created in admin.create_topics(&topics, &options).await.unwrap() {
         created.unwrap();
     }
+}
+
+/// Whether the broker has topic `name`.
+pub fn topic_exists(brokers: &str, name: &str) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    metadata.topics().iter().any(|t| t.name() == name)
 }
 
 /// Produces each `(partition, payload)` to `topic` with an idempotent

@@ -94,10 +94,10 @@ pub struct StageStatus {
     /// `partial` (aggregates the input per salted key) or `merge` (merges
     /// the partials into the job's results).
     pub name: String,
-    /// Pods that reported the stage, and those of them whose input ended
-    /// and whose windows are all out.
+    /// Pods that reported the stage.
     #[schemars(range(min = 0))]
     pub pods: u32,
+    /// Pods whose stage finished: its input ended and every window is out.
     #[schemars(range(min = 0))]
     pub finished_pods: u32,
     /// Records the stage read since its pods started: events, or partials

@@ -514,13 +514,16 @@ async fn ensure_partials_topic(
     crate::partials::sink::ensure_topic(partials, partitions).await
 }
 
+/// Deletes a two-phase job's partials topic (gone already: fine).
 #[cfg(feature = "kafka")]
-async fn delete_partials_topic(partials: &eddy_api::spec::ResolvedPartials) -> anyhow::Result<()> {
+pub async fn delete_partials_topic(
+    partials: &eddy_api::spec::ResolvedPartials,
+) -> anyhow::Result<()> {
     crate::partials::sink::delete_topic(partials).await
 }
 
 #[cfg(not(feature = "kafka"))]
-async fn delete_partials_topic(_: &eddy_api::spec::ResolvedPartials) -> anyhow::Result<()> {
+pub async fn delete_partials_topic(_: &eddy_api::spec::ResolvedPartials) -> anyhow::Result<()> {
     Err(crate::without::missing("kafka"))
 }
 

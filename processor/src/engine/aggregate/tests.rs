@@ -124,9 +124,9 @@ fn quantiles_are_within_one_percent() {
     }
 }
 
-#[test]
-fn merged_partials_equal_one_pass() {
-    let aggs = [
+/// One aggregate of every kind, over field `a`.
+fn every_kind() -> [Aggregate; 9] {
+    [
         Aggregate::Count,
         Aggregate::Sum { field: f("a") },
         Aggregate::Min { field: f("a") },
@@ -139,9 +139,13 @@ fn merged_partials_equal_one_pass() {
             field: f("a"),
             q: 0.9,
         },
-    ];
+    ]
+}
+
+#[test]
+fn merged_partials_equal_one_pass() {
     let events = amounts(&[5.0, 1.0, 9.0, 1.0, 7.5, 3.25, 8.0]);
-    for agg in &aggs {
+    for agg in &every_kind() {
         let mut left = agg.empty();
         let mut right = agg.empty();
         for (i, (t, r)) in events.iter().enumerate() {
@@ -205,20 +209,7 @@ fn bad_inputs_get_reasons() {
 
 #[test]
 fn an_aggregate_holds_its_own_kind_of_accumulator_only() {
-    let all = [
-        Aggregate::Count,
-        Aggregate::Sum { field: f("a") },
-        Aggregate::Min { field: f("a") },
-        Aggregate::Max { field: f("a") },
-        Aggregate::Avg { field: f("a") },
-        Aggregate::First { field: f("a") },
-        Aggregate::Last { field: f("a") },
-        Aggregate::DistinctCount { field: f("a") },
-        Aggregate::Quantile {
-            field: f("a"),
-            q: 0.5,
-        },
-    ];
+    let all = every_kind();
     for (i, aggregate) in all.iter().enumerate() {
         for (j, other) in all.iter().enumerate() {
             assert_eq!(aggregate.holds(&other.empty()), i == j, "{i} {j}");
