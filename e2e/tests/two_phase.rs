@@ -348,6 +348,24 @@ async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions_and_a_rescal
     assert_eq!(got.len(), expected.len(), "no missing or extra results");
     assert!(got == expected, "every result as the one-phase job has it");
 
+    // Deleted (`deleteOnJobDeletion: true`), the job's clean-up takes its
+    // partials topic with its checkpoints.
+    let topic = format!("eddy-{}-two-partials", cluster.ns);
+    assert!(eddy_testkit::produce::topic_exists(&brokers, &topic));
+    kubectl(&[
+        "delete",
+        "streamjob",
+        "two",
+        "-n",
+        &cluster.ns,
+        "--wait=false",
+    ]);
+    let deadline = Instant::now() + 3 * MINUTE;
+    while eddy_testkit::produce::topic_exists(&brokers, &topic) {
+        assert!(Instant::now() < deadline, "{topic} outlived its job");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     if let Some(rounds) = bench_rounds() {
         // Nothing disturbed; the jobs alternate, round after round, so
         // that a busy spell of the machine shows as a spread.
