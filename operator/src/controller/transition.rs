@@ -465,6 +465,11 @@ async fn reconcile_valid(
             insight = Some(observe_pods(&pass, memory).await);
         }
         if outcome.all_finished() && outcome.pods == replicas as usize {
+            // The last look at the pods before they stop: the status keeps
+            // their final figures (every stage finished, nothing behind).
+            if insight.is_none() {
+                insight = Some(observe_pods(&pass, memory).await);
+            }
             finished = Some(FinishedStatus {
                 generation: pass.generation,
                 time: pass.now.to_string(),

@@ -79,21 +79,32 @@ impl Staged {
 
 /// Encodes results as the sinks get them, their id and JSON line, into
 /// buffers reused from one result to the next.
+/// What the result sinks need of each result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Its id and line (files, Kafka topics, HTTP).
+    Line,
+    /// Its fields too (a table sink).
+    LineAndFields,
+    /// Its fields only: the first stage's partials topic, whose records
+    /// are the accumulators (no id or line is built).
+    Fields,
+}
+
 pub struct ResultWriter {
     job: JobId,
-    /// Whether a table sink needs each result's fields.
-    keep_results: bool,
+    needs: Needs,
     encoder: ResultEncoder,
     current: StagedResult,
 }
 
 impl ResultWriter {
     /// A writer of `job`'s results, whose aggregates are named `names`.
-    pub fn new(job: JobId, names: Arc<[Arc<str>]>, keep_results: bool) -> Self {
+    pub fn new(job: JobId, names: Arc<[Arc<str>]>, needs: Needs) -> Self {
         Self {
             encoder: ResultEncoder::new(&job, &names),
             job,
-            keep_results,
+            needs,
             current: StagedResult {
                 names,
                 ..StagedResult::default()
@@ -101,15 +112,17 @@ impl ResultWriter {
         }
     }
 
-    /// Encodes `result` and writes it to every result sink.
+    /// Encodes `result` as its sinks need it and writes it to every one.
     pub fn write(&mut self, result: WindowResult, outputs: &mut Outputs) -> anyhow::Result<()> {
         let StagedResult { id, line, .. } = &mut self.current;
-        let w = result.window;
-        id.clear();
-        record::write_result_id(id, &self.job, &result.key, w.start, w.end);
-        line.clear();
-        self.encoder.write_line(line, id, &result);
-        self.current.result = self.keep_results.then_some(result);
+        if self.needs != Needs::Fields {
+            let w = result.window;
+            id.clear();
+            record::write_result_id(id, &self.job, &result.key, w.start, w.end);
+            line.clear();
+            self.encoder.write_line(line, id, &result);
+        }
+        self.current.result = (self.needs != Needs::Line).then_some(result);
         outputs.write_result(&self.current)
     }
 }

@@ -21,7 +21,7 @@ use crate::{
     output::{
         outputs::Outputs,
         record, sink,
-        staged::{ResultWriter, Staged},
+        staged::{Needs, ResultWriter, Staged},
     },
     partials::{salt_of, salted_partition, Stage},
     progress::Counters,
@@ -152,8 +152,13 @@ impl Pipeline {
             .map(|(n, _)| n.clone())
             .collect();
         // The partials sink of a first stage writes a result's fields.
-        let keep_results =
-            plan.stage == Stage::Partial || plan.sinks.iter().any(sink::wants_fields);
+        let needs = if plan.stage == Stage::Partial {
+            Needs::Fields
+        } else if plan.sinks.iter().any(sink::wants_fields) {
+            Needs::LineAndFields
+        } else {
+            Needs::Line
+        };
         let pipeline = Self {
             workers,
             owner,
@@ -169,7 +174,7 @@ impl Pipeline {
             }),
             taken: (0..count)
                 .map(|_| {
-                    let writer = ResultWriter::new(plan.id.clone(), names.clone(), keep_results);
+                    let writer = ResultWriter::new(plan.id.clone(), names.clone(), needs);
                     (Staged::default(), writer)
                 })
                 .collect(),
