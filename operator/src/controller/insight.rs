@@ -123,10 +123,7 @@ fn stages(pods: &[PodStats]) -> Vec<StageStatus> {
                 records_read: of.iter().map(|s| s.records_read).sum(),
                 late: of.iter().map(|s| s.late).sum(),
                 replayed: of.iter().map(|s| s.replayed).sum(),
-                backlog: of
-                    .iter()
-                    .any(|s| s.backlog.is_some())
-                    .then(|| of.iter().filter_map(|s| s.backlog).sum()),
+                backlog: of.iter().filter_map(|s| s.backlog).reduce(|a, b| a + b),
                 watermark: watermark
                     .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
                     .map(|t| t.to_string()),

@@ -193,7 +193,6 @@ pub struct StageStats {
 impl StageStats {
     /// Stage `stage`'s figures from its status.
     pub fn of(stage: &str, status: &Status) -> Self {
-        let backlogs = status.loads.iter().filter_map(|l| l.backlog);
         Self {
             stage: stage.to_string(),
             ready: status.ready,
@@ -205,8 +204,8 @@ impl StageStats {
             backlog: status
                 .loads
                 .iter()
-                .any(|l| l.backlog.is_some())
-                .then(|| backlogs.sum()),
+                .filter_map(|l| l.backlog)
+                .reduce(|a, b| a + b),
             last_checkpoint: status.completed.iter().map(|c| c.id).max(),
         }
     }

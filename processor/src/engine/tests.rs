@@ -9,9 +9,9 @@ use crate::{
     state::StateStore,
 };
 
-struct Harness {
-    engine: Engine,
-    out: Vec<WindowResult>,
+pub(super) struct Harness {
+    pub(super) engine: Engine,
+    pub(super) out: Vec<WindowResult>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,7 +45,7 @@ pub(super) fn tumbling(size: i64) -> WindowKind {
 }
 
 impl Harness {
-    fn new(config: EngineConfig) -> Self {
+    pub(super) fn new(config: EngineConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path(), &config.partitions, 64 << 20).unwrap();
         Self {

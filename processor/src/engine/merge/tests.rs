@@ -7,12 +7,11 @@ use smallvec::SmallVec;
 use crate::{
     engine::{
         aggregate::{Acc, Aggregate},
-        tests::{config, tumbling},
+        tests::{config, tumbling, Harness},
         window::Window,
-        Engine, Outcome, WindowResult,
+        Outcome,
     },
     partials::{Mark, Partial, Stage},
-    state::StateStore,
 };
 
 const WINDOW: Window = Window {
@@ -20,27 +19,15 @@ const WINDOW: Window = Window {
     end: 10_000,
 };
 
-struct Merge {
-    engine: Engine,
-    out: Vec<WindowResult>,
-    _dir: tempfile::TempDir,
+/// A merge stage of two origins over partition 0, counting.
+fn merge() -> Harness {
+    let mut config = config(tumbling(10_000));
+    config.aggregates = vec![("n".into(), Aggregate::Count)];
+    config.stage = Stage::Merge { origins: 2 };
+    Harness::new(config)
 }
 
-impl Merge {
-    /// A merge stage of two origins over partition 0, counting.
-    fn new() -> Self {
-        let mut config = config(tumbling(10_000));
-        config.aggregates = vec![("n".into(), Aggregate::Count)];
-        config.stage = Stage::Merge { origins: 2 };
-        let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(dir.path(), &config.partitions, 64 << 20).unwrap();
-        Self {
-            engine: Engine::new(config, store),
-            out: Vec::new(),
-            _dir: dir,
-        }
-    }
-
+impl Harness {
     /// Origin `origin`'s partial of [`WINDOW`] counting `n` events.
     fn partial(&mut self, origin: u32, n: u64, is_final: bool) -> Outcome {
         let accs: SmallVec<[Acc; 2]> = SmallVec::from_iter([Acc::Count(n)]);
@@ -75,7 +62,7 @@ impl Merge {
 
 #[test]
 fn a_partial_its_origin_sends_again_after_the_window_closed_is_a_replay() {
-    let mut m = Merge::new();
+    let mut m = merge();
     assert!(matches!(m.partial(0, 3, true), Outcome::Accepted));
     assert!(matches!(m.partial(1, 2, true), Outcome::Accepted));
     m.mark(0, 10_000, false);
@@ -92,7 +79,7 @@ fn a_partial_its_origin_sends_again_after_the_window_closed_is_a_replay() {
 
 #[test]
 fn a_partial_of_an_idle_origin_after_the_others_closed_the_window_is_late() {
-    let mut m = Merge::new();
+    let mut m = merge();
     assert!(matches!(m.partial(0, 3, true), Outcome::Accepted));
     // Origin 1 idle: origin 0 alone closes the window.
     m.mark(1, 0, true);
