@@ -171,6 +171,30 @@ fn late_within_lateness_emits_revision_two_then_closes() {
     assert_eq!(h.engine.stats()[0].late_updates, 1);
 }
 
+/// The first stage of a two-phase job sends the fire and the revision as
+/// partials but not the closing revision, which would repeat the last one
+/// (the merge stage closes the window by the marks); the window's state
+/// goes all the same. A window final when it fires is sent.
+#[test]
+fn the_first_stage_sends_no_closing_repeat() {
+    let mut c = config(tumbling(10_000));
+    c.allowed_lateness_ms = 5_000;
+    c.stage = crate::partials::Stage::Partial;
+    let mut h = Harness::new(c);
+    h.send("a", 1_000, 1.0);
+    h.send("a", 12_000, 1.0);
+    assert_eq!(h.results(), vec![r("a", 0, 10_000, 1, 1.0, 1, false)]);
+    h.send("a", 9_000, 5.0);
+    assert_eq!(h.results(), vec![r("a", 0, 10_000, 2, 6.0, 2, false)]);
+    h.send("a", 17_000, 1.0);
+    assert_eq!(h.results(), vec![], "the closing revision is not sent");
+    assert!(matches!(h.send("a", 9_999, 1.0), Outcome::Late { .. }));
+    // The end of input: the open window [10 s, 20 s) is final as it fires;
+    // the closed one is gone (it would fire again).
+    h.finish();
+    assert_eq!(h.results(), vec![r("a", 10_000, 20_000, 2, 2.0, 1, true)]);
+}
+
 /// A window created when the watermark has already passed its end (the
 /// allowed lateness still takes it) fires with that event: the remembered
 /// earliest due time of the timers must take its fire timer in.

@@ -110,7 +110,11 @@ pub struct PartialsSink {
 
 impl PartialsSink {
     pub fn open(partials: &ResolvedPartials, partitions: u32, epoch: u64) -> anyhow::Result<Self> {
-        let ours = [("enable.idempotence", "true"), ("linger.ms", "5")];
+        // Partials and marks go in batches of up to 100 ms (Flink's
+        // default buffer timeout between tasks): the merge stage wakes
+        // and fetches once per batch rather than per partial, for about a
+        // twentieth of the first stage's CPU.
+        let ours = [("enable.idempotence", "true"), ("linger.ms", "100")];
         Ok(Self {
             topic: partials.topic.clone(),
             partitions,
