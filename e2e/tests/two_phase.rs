@@ -187,9 +187,15 @@ spec:
         let started = Instant::now();
         let mut deleted = 0;
         let mut pods_finished = None;
+        let mut progress = Vec::new();
         let admin = eddy_operator::scheduler::AdminClient::default();
-        loop {
-            if pods_finished.is_none() && self.all_pods_finished(name, &admin).await {
+        for polled in 0u64.. {
+            // The pods publish their figures every second: asked as often.
+            let look = self.look(name, &admin, polled % 4 == 0).await;
+            if let Some(watermark) = look.watermark {
+                progress.push((started.elapsed(), watermark));
+            }
+            if pods_finished.is_none() && look.finished {
                 pods_finished = Some(started.elapsed());
             }
             let status = self
@@ -204,6 +210,7 @@ spec:
                     pods_finished: pods_finished.unwrap_or(finished),
                     finished,
                     deleted,
+                    progress,
                 };
             }
             assert!(
@@ -236,16 +243,22 @@ spec:
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        unreachable!("the loop above ends only by returning")
     }
 
-    /// Whether every pod of job `name` answers, on its admin API (the test
-    /// node's pods listen on their own loopback addresses), that its
-    /// input ended and every window is out.
-    async fn all_pods_finished(
+    /// What the pods of job `name` say on their admin API (the test
+    /// node's pods listen on their own loopback addresses): whether every
+    /// one finished (its input ended and every window is out), and the
+    /// job's output watermark, the lowest of the pods' (of their merge
+    /// stage in a two-phase job), when every pod has one and `figures`
+    /// asks for it.
+    async fn look(
         &self,
         name: &str,
         admin: &eddy_operator::scheduler::AdminClient,
-    ) -> bool {
+        figures: bool,
+    ) -> Look {
+        let look = Look::default();
         let pods = self.pods(name).await;
         let mut bases = Vec::new();
         for pod in &pods {
@@ -254,19 +267,38 @@ spec:
                 Some(ip) if pod.metadata.deletion_timestamp.is_none() => {
                     bases.push(format!("http://{ip}:9090"));
                 }
-                _ => return false,
+                _ => return look,
             }
         }
         if bases.is_empty() {
-            return false;
+            return look;
         }
+        let mut finished = true;
+        let mut watermark = figures.then_some(i64::MAX);
         for base in &bases {
-            if !admin.list(base).await.is_ok_and(|l| l.finished) {
-                return false;
+            finished &= admin.list(base).await.is_ok_and(|l| l.finished);
+            if !figures {
+                continue;
             }
+            let pod = admin.stats(base).await.ok().and_then(|s| {
+                match s.stages.iter().find(|s| s.stage == "merge") {
+                    Some(merge) => merge.watermark_ms,
+                    None => s.watermark_ms,
+                }
+            });
+            watermark = watermark.zip(pod).map(|(a, b)| a.min(b));
         }
-        true
+        Look {
+            finished,
+            watermark,
+        }
     }
+}
+
+#[derive(Default)]
+struct Look {
+    finished: bool,
+    watermark: Option<i64>,
 }
 
 /// How a job ran, timed from `kubectl apply` (its pods' start included: a
@@ -280,6 +312,37 @@ struct Ended {
     /// later.
     finished: Duration,
     deleted: usize,
+    /// The job's output watermark over time (the pods publish it every
+    /// second; polled as often).
+    progress: Vec<(Duration, i64)>,
+}
+
+impl Ended {
+    /// The job's steady throughput: events per second while its output
+    /// watermark crossed the middle 80% of the input's `events` (their
+    /// times run evenly from [`START`], 5 a millisecond), from the
+    /// least-squares slope of the watermark over time. Starting the pods
+    /// and the last checkpoints are not in it, as in a job that runs for
+    /// hours.
+    fn steady_rate(&self, events: u64) -> Option<f64> {
+        let span = (events / 5) as i64;
+        let (low, high) = (START + span / 10, START + span * 9 / 10);
+        let points: Vec<(f64, f64)> = self
+            .progress
+            .iter()
+            .filter(|(_, w)| (low..=high).contains(w))
+            .map(|(t, w)| (t.as_secs_f64(), (w - START) as f64))
+            .collect();
+        let n = points.len() as f64;
+        let (mean_t, mean_w) = points
+            .iter()
+            .fold((0.0, 0.0), |(t, w), p| (t + p.0 / n, w + p.1 / n));
+        let (cov, var) = points.iter().fold((0.0, 0.0), |(c, v), (t, w)| {
+            (c + (t - mean_t) * (w - mean_w), v + (t - mean_t).powi(2))
+        });
+        // Event-time milliseconds a second, each holding 5 events.
+        (points.len() >= 4 && var > 0.0).then(|| cov / var * 5.0)
+    }
 }
 
 /// Topics `<prefix>-keyed` (each user in one partition) and
@@ -424,7 +487,6 @@ async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions_and_a_rescal
         // Nothing disturbed; the jobs alternate, round after round, so
         // that a busy spell of the machine shows as a spread.
         let (keyed, spread) = topics(&brokers, &format!("{id}-bench"), BENCH_EVENTS).await;
-        let rate = |took: Duration| BENCH_EVENTS as f64 / took.as_secs_f64();
         let mut rows = Vec::new();
         for round in 1..=rounds {
             let (one, two) = (format!("bench-one-{round}"), format!("bench-two-{round}"));
@@ -444,31 +506,45 @@ async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions_and_a_rescal
             );
             rows.push((round, one_ran, two_ran));
         }
-        // The job's time is its pods' (apply to every pod finished); the
-        // operator's phase follows within its polling interval (10 s here).
+        // Two figures of each job: its steady throughput (events a second
+        // while its output watermark crossed the middle 80% of the input)
+        // and its time, from apply until every pod said it finished (the
+        // operator's phase Finished follows within its polling interval,
+        // 10 s here), which also holds starting the pods and the last
+        // checkpoints.
         println!(
-            "| round ({BENCH_EVENTS} events, 4 pods of {} CPU) | one phase s (Finished) | events/s | two phases s (Finished) | events/s | ratio |",
+            "| round ({BENCH_EVENTS} events, 4 pods of {} CPU) | one phase: steady events/s | s (Finished) | two phases: steady events/s | s (Finished) | ratio: steady | ratio: time |",
             BENCH.cpu
         );
-        println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-        let mut ratios = Vec::new();
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let (mut steady, mut whole) = (Vec::new(), Vec::new());
         for (round, one, two) in rows {
-            let ratio = rate(two.pods_finished) / rate(one.pods_finished);
-            ratios.push(ratio);
+            let rates = (one.steady_rate(BENCH_EVENTS), two.steady_rate(BENCH_EVENTS));
+            let ratio = rates.0.zip(rates.1).map(|(a, b)| b / a);
+            steady.extend(ratio);
+            let time = one.pods_finished.as_secs_f64() / two.pods_finished.as_secs_f64();
+            whole.push(time);
+            let shown =
+                |r: Option<f64>, unit: &str| r.map_or("-".to_string(), |r| format!("{r:.2}{unit}"));
             println!(
-                "| {round} | {:.1} ({:.1}) | {:.0} | {:.1} ({:.1}) | {:.0} | {ratio:.2}x |",
+                "| {round} | {} | {:.1} ({:.1}) | {} | {:.1} ({:.1}) | {} | {time:.2}x |",
+                rates.0.map_or("-".into(), |r| format!("{r:.0}")),
                 one.pods_finished.as_secs_f64(),
                 one.finished.as_secs_f64(),
-                rate(one.pods_finished),
+                rates.1.map_or("-".into(), |r| format!("{r:.0}")),
                 two.pods_finished.as_secs_f64(),
                 two.finished.as_secs_f64(),
-                rate(two.pods_finished)
+                shown(ratio, "x"),
             );
         }
-        ratios.sort_by(f64::total_cmp);
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied()
+        };
         println!(
-            "two phases / one phase, median of {rounds}: {:.2}x",
-            ratios[ratios.len() / 2]
+            "two phases / one phase, median of {rounds}: steady throughput {}, time {}",
+            median(steady).map_or("-".into(), |r| format!("{r:.2}x")),
+            median(whole).map_or("-".into(), |r| format!("{r:.2}x")),
         );
     }
     let operator_ns = format!("{id}-system");
@@ -480,4 +556,31 @@ async fn a_hot_key_job_in_two_phases_is_exact_through_pod_deletions_and_a_rescal
         &operator_ns,
         "--wait=false",
     ]);
+}
+
+/// The steady rate is the watermark's slope across the middle of the
+/// input, whatever came before and after it.
+#[test]
+fn the_steady_rate_is_the_slope_in_the_middle() {
+    let events = 1_000_000; // 200 s of event time
+                            // 10 s to start, then 50 s of event time a second, then a long end.
+    let mut progress = vec![(Duration::from_secs(3), START - 5_000)];
+    progress.extend((0..=40).map(|i| {
+        let t = Duration::from_millis(10_000 + i * 100);
+        (t, START + i as i64 * 5_000)
+    }));
+    progress.push((Duration::from_secs(40), START + 200_000));
+    let ended = Ended {
+        pods_finished: Duration::from_secs(40),
+        finished: Duration::from_secs(45),
+        deleted: 0,
+        progress,
+    };
+    let rate = ended.steady_rate(events).unwrap();
+    assert!((rate - 250_000.0).abs() < 1.0, "{rate}");
+    let idle = Ended {
+        progress: Vec::new(),
+        ..ended
+    };
+    assert_eq!(idle.steady_rate(events), None);
 }

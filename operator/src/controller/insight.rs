@@ -164,7 +164,7 @@ mod tests {
                     open_windows: 10.0,
                 })
                 .to_vec(),
-            stages: Vec::new(),
+            ..PodStats::default()
         }
     }
 

@@ -60,6 +60,9 @@ pub struct PodStats {
     pub hot_keys: Vec<PodHotKey>,
     #[serde(default)]
     pub advice: Vec<PodAdvice>,
+    /// Its watermark (ms since the epoch), once it has one.
+    #[serde(default)]
+    pub watermark_ms: Option<i64>,
     /// A processor running both stages of a two-phase job: each stage's.
     #[serde(default)]
     pub stages: Vec<PodStage>,
