@@ -355,3 +355,41 @@ fn a_blocked_table_sink_stops_consumption_until_it_drains() {
     assert!(size() > after, "it went on once the lock was released");
     assert_eq!(table(&run), expected());
 }
+
+/// A Kafka producer's periodic push waits for no acknowledgment, yet a
+/// message that cannot be delivered surfaces at a push (and at a flush),
+/// never dropped: here one larger than the producer takes, refused
+/// outright, and one to a partition the topic lacks, failed by its
+/// delivery report.
+#[test]
+fn an_undeliverable_message_surfaces_at_the_next_push() {
+    use eddy_processor::output::sink::kafka::Producer;
+    let brokers = eddy_testkit::kafka_brokers();
+    let topic = eddy_testkit::unique_name("undeliverable");
+    create_topics(&brokers, &[(&topic, 1)]);
+    let ours = [
+        ("message.max.bytes", "1000"),
+        ("message.timeout.ms", "3000"),
+    ];
+    let producer = Producer::create(&brokers, &ours, &BTreeMap::new(), "a test").unwrap();
+    producer.delivered("a test").unwrap();
+    producer.send_to(&topic, 0, &[b'x'; 2_000]);
+    let refused = producer.delivered("a test").unwrap_err().to_string();
+    assert!(
+        refused.contains("1 messages were not delivered"),
+        "{refused}"
+    );
+    producer.send_to(&topic, 0, b"{}");
+    producer.flush("a test").unwrap();
+
+    producer.send_to(&topic, 7, b"{}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        if let Err(e) = producer.delivered("a test") {
+            break e.to_string();
+        }
+        assert!(Instant::now() < deadline, "the failure never surfaced");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(failed.contains("1 messages were not delivered"), "{failed}");
+}

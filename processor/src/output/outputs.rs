@@ -32,6 +32,7 @@ impl Opened {
     async fn timed(&mut self, how: Flush) -> anyhow::Result<()> {
         let started = Instant::now();
         let flushed = match how {
+            Flush::Pushed => self.sink.push().await,
             Flush::Written => self.sink.flush().await,
             Flush::Durable => self.sink.sync().await,
             Flush::Prepared(id) => self.sink.prepare(id).await,
@@ -46,6 +47,8 @@ impl Opened {
 /// How far a flush goes.
 #[derive(Clone, Copy)]
 enum Flush {
+    /// What a sink buffers on its way ([`Sink::push`]).
+    Pushed,
     /// What a sink buffers written.
     Written,
     /// And durable.
@@ -169,6 +172,12 @@ impl Outputs {
     /// Writes what every sink buffers, and waits for it.
     pub async fn flush(&mut self) -> anyhow::Result<()> {
         self.flush_all(Flush::Written).await
+    }
+
+    /// Sends what every sink buffers on its way, waiting only where a sink
+    /// must (the run loop's periodic push: [`Sink::push`]).
+    pub async fn push(&mut self) -> anyhow::Result<()> {
+        self.flush_all(Flush::Pushed).await
     }
 
     /// Writes what every sink buffers, made durable (files synced).

@@ -171,4 +171,8 @@ impl Sink for PartialsSink {
     fn flush(&mut self) -> Flushing<'_> {
         done(self.producer.flush(&self.name()))
     }
+
+    fn push(&mut self) -> Flushing<'_> {
+        done(self.producer.delivered(&self.name()))
+    }
 }

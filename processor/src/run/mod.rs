@@ -402,7 +402,7 @@ pub async fn run(
             // The figures below read the workers' engines.
             job.settle(&mut outputs)?;
             progress_out(&progress::line(rate, job.watermark(), &job.counters));
-            outputs.flush().await?;
+            outputs.push().await?;
             meter.tick();
             publish_figures(&job, &meter, &checkpoints, &outputs, &source, &admin);
         }

@@ -6,8 +6,10 @@
 //! any other, else the highest: [`crate::output::record::outranks`]) see every result
 //! exactly once. With it, through the job's one transaction (`output::transaction`),
 //! which commits with each checkpoint: consumers reading committed messages
-//! see every result once. Delivery failures are recorded and fail the next
-//! flush, never dropped silently.
+//! see every result once. Delivery failures (and messages the producer
+//! refuses outright) are recorded and fail the next push or flush, never
+//! dropped silently; the run loop's push every second waits for no
+//! acknowledgment (the producer sends within its `linger.ms`).
 
 use std::{
     collections::BTreeMap,
@@ -21,6 +23,7 @@ use std::{
 use anyhow::Context;
 use rdkafka::{
     config::ClientConfig,
+    error::{KafkaError, RDKafkaErrorCode},
     producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext},
     ClientContext,
 };
@@ -45,10 +48,16 @@ impl ProducerContext for Deliveries {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut last) = self.last_error.lock() {
-                *last = Some(e.to_string());
-            }
+            self.failed(e.to_string());
+        }
+    }
+}
+
+impl Deliveries {
+    fn failed(&self, error: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error);
         }
     }
 }
@@ -97,13 +106,19 @@ impl Producer {
         );
     }
 
+    /// A message the producer refuses outright (too large, an unknown
+    /// partition) counts as a failed delivery.
     fn queue<K: rdkafka::message::ToBytes + ?Sized>(&self, mut record: BaseRecord<'_, K, [u8]>) {
         loop {
             match self.inner.send(record) {
                 Ok(()) => break,
-                Err((_, back)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     self.inner.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    self.deliveries.failed(e.to_string());
+                    break;
                 }
             }
         }
@@ -115,6 +130,18 @@ impl Producer {
     pub fn flush(&self, name: &str) -> anyhow::Result<()> {
         tokio::task::block_in_place(|| self.inner.flush(FLUSH_TIMEOUT))
             .with_context(|| format!("flushing {name}"))?;
+        self.failures(name)
+    }
+
+    /// Serves the delivery reports in, without waiting for the messages
+    /// queued (they go within `linger.ms`); fails if any delivery failed
+    /// since the last look.
+    pub fn delivered(&self, name: &str) -> anyhow::Result<()> {
+        self.inner.poll(Duration::ZERO);
+        self.failures(name)
+    }
+
+    fn failures(&self, name: &str) -> anyhow::Result<()> {
         let failed = self.deliveries.failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
             let last = self
@@ -206,5 +233,14 @@ impl Sink for KafkaSink {
             Writer::Transaction(t) => lock(t).flush(),
         };
         done(flushed)
+    }
+
+    /// The producer sends on its own: nothing to wait for but failures
+    /// to report (in the transaction, the checkpoint finds them).
+    fn push(&mut self) -> Flushing<'_> {
+        match &self.writer {
+            Writer::Own(p) => done(p.delivered(&self.name())),
+            Writer::Transaction(_) => done(Ok(())),
+        }
     }
 }

@@ -77,6 +77,15 @@ pub trait Sink: Send {
     /// Writes what it buffers and waits until the destination has it.
     fn flush(&mut self) -> Flushing<'_>;
 
+    /// The run loop's push, every second, so that results show within
+    /// about that: what it buffers on its way, failures reported. A sink
+    /// whose writer sends on its own (a Kafka producer, within its
+    /// `linger.ms`) need not wait for it: that wait would stall the run
+    /// loop, with both stages of a two-phase job. For most sinks, a flush.
+    fn push(&mut self) -> Flushing<'_> {
+        self.flush()
+    }
+
     /// Writes what it buffers and makes it durable (a file synced to
     /// disk); for most sinks, a flush.
     fn sync(&mut self) -> Flushing<'_> {
