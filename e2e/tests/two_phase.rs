@@ -227,7 +227,9 @@ spec:
                 let pods = self.pods(name).await;
                 if let Some(pod) = pods.get(ordinal as usize % pods.len().max(1)) {
                     let pod = pod.name_any();
-                    kubectl(&[
+                    // A pod a scale-down just removed is not there to
+                    // delete (nothing said, nothing counted).
+                    let said = kubectl(&[
                         "delete",
                         "pod",
                         &pod,
@@ -236,9 +238,12 @@ spec:
                         "--force",
                         "--grace-period=0",
                         "--wait=false",
+                        "--ignore-not-found",
                     ]);
-                    eprintln!("[e2e] deleted {pod}");
-                    deleted += 1;
+                    if !said.trim().is_empty() {
+                        eprintln!("[e2e] deleted {pod}");
+                        deleted += 1;
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
