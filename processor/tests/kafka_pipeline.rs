@@ -358,9 +358,9 @@ fn a_blocked_table_sink_stops_consumption_until_it_drains() {
 
 /// A Kafka producer's periodic push waits for no acknowledgment, yet a
 /// message that cannot be delivered surfaces at a push (and at a flush),
-/// never dropped: here one larger than the producer takes, refused
-/// outright, and one to a partition the topic lacks, failed by its
-/// delivery report.
+/// never dropped: here one larger than the producer takes and one to a
+/// partition the topic lacks (refused outright, or failed by a delivery
+/// report while the producer does not yet know the topic).
 #[test]
 fn an_undeliverable_message_surfaces_at_the_next_push() {
     use eddy_processor::output::sink::kafka::Producer;

@@ -12,7 +12,6 @@ use super::{
 };
 use crate::{
     event::Event,
-    partials::Stage,
     state::{KeyState, WindowEntry, Windows},
 };
 
@@ -304,7 +303,7 @@ impl Engine {
             return Ok(false);
         }
         for (slot, key, window) in self.timers.take_revised() {
-            self.emit(slot, key, window, Emit::Open, out)?;
+            self.emit(slot, key, window, false, out)?;
         }
         let until = match &each {
             Some(each) => Until::Each(each),
@@ -323,8 +322,8 @@ impl Engine {
             // A final revision deletes the window; otherwise it closes
             // once its lateness is over.
             if is_final {
-                self.emit(slot, key, window, Emit::Final, out)?;
-            } else if self.emit(slot, key.clone(), window, Emit::Open, out)? {
+                self.emit(slot, key, window, true, out)?;
+            } else if self.emit(slot, key.clone(), window, false, out)? {
                 let at = window.end.saturating_add(lateness);
                 self.timers.add_purge(at, slot, &key, window);
             }
@@ -337,17 +336,8 @@ impl Engine {
                 break;
             };
             // A closing revision marks the result final.
-            let pending = self.timers.unmark_revised(slot, &key, window);
-            let emit = if pending || self.config.stage != Stage::Partial {
-                Emit::Final
-            } else {
-                // The first stage of two would repeat the partial it last
-                // sent: the merge stage closes the window by the marks
-                // without it (half of all partials, where few events are
-                // late).
-                Emit::Quietly
-            };
-            self.emit(slot, key, window, emit, out)?;
+            self.timers.unmark_revised(slot, &key, window);
+            self.emit(slot, key, window, true, out)?;
         }
         Ok(false)
     }
@@ -360,10 +350,9 @@ impl Engine {
         slot: usize,
         key: CompactString,
         window: Window,
-        emit: Emit,
+        is_final: bool,
         out: &mut Vec<WindowResult>,
     ) -> anyhow::Result<bool> {
-        let is_final = emit != Emit::Open;
         self.make_room(slot, &key)?;
         let Self {
             cache,
@@ -380,28 +369,26 @@ impl Engine {
             return Ok(false);
         };
         let entry = &mut state.windows[index];
-        if emit != Emit::Quietly {
-            entry.revision += 1;
-            entry.fired = true;
-            let partial = match config.stage {
-                Stage::Partial => Some(postcard::to_allocvec(&entry.accs)?),
-                _ => None,
-            };
-            out.push(WindowResult {
-                partition,
-                key,
-                window,
-                aggregates: config
-                    .aggregates
-                    .iter()
-                    .zip(&entry.accs)
-                    .map(|((_, agg), acc)| agg.result(acc))
-                    .collect(),
-                revision: entry.revision,
-                is_final,
-                partial,
-            });
-        }
+        entry.revision += 1;
+        entry.fired = true;
+        let partial = match config.stage {
+            crate::partials::Stage::Partial => Some(postcard::to_allocvec(&entry.accs)?),
+            _ => None,
+        };
+        out.push(WindowResult {
+            partition,
+            key,
+            window,
+            aggregates: config
+                .aggregates
+                .iter()
+                .zip(&entry.accs)
+                .map(|((_, agg), acc)| agg.result(acc))
+                .collect(),
+            revision: entry.revision,
+            is_final,
+            partial,
+        });
         if is_final {
             state.windows.remove(index);
             if !state.partials.is_empty() {
@@ -473,16 +460,4 @@ impl Engine {
         }
         Ok(())
     }
-}
-
-/// What [`Engine::emit`] makes of a window.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Emit {
-    /// A revision that later ones may follow.
-    Open,
-    /// The final revision; the window's state goes.
-    Final,
-    /// As `Final`, but no result: the first stage of two closing a window
-    /// whose last partial is already out.
-    Quietly,
 }

@@ -130,6 +130,11 @@ impl SinkFigures {
         }
     }
 
+    /// Counts a failure found without a flush.
+    pub fn failed(&mut self) {
+        self.errors += 1;
+    }
+
     /// Counts a flush that took `took` and failed or not.
     pub fn record(&mut self, took: std::time::Duration, failed: bool) {
         self.flushes += 1;

@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, sync::MutexGuard, time::Instant};
 
 use super::{
-    sink::{self, Item, Opening, Role, Sink},
+    sink::{self, Item, Opening, Pushed, Role, Sink},
     staged::StagedResult,
     transaction::{self, Shared, Transaction, HELD_LIMIT},
 };
@@ -28,15 +28,25 @@ impl Opened {
         Self { sink, figures }
     }
 
-    /// Runs a flush of the sink, timed when it is remote.
+    /// Runs a flush of the sink, timed when it is remote (a push that
+    /// waited for nothing is no flush: only its failure counts).
     async fn timed(&mut self, how: Flush) -> anyhow::Result<()> {
         let started = Instant::now();
-        let flushed = match how {
-            Flush::Pushed => self.sink.push().await,
-            Flush::Written => self.sink.flush().await,
-            Flush::Durable => self.sink.sync().await,
-            Flush::Prepared(id) => self.sink.prepare(id).await,
+        let flushing = match how {
+            Flush::Pushed => match self.sink.push() {
+                Pushed::Flushing(flushing) => flushing,
+                Pushed::Looked(found) => {
+                    if let (Err(_), Some(f)) = (&found, &mut self.figures) {
+                        f.failed();
+                    }
+                    return found;
+                }
+            },
+            Flush::Written => self.sink.flush(),
+            Flush::Durable => self.sink.sync(),
+            Flush::Prepared(id) => self.sink.prepare(id),
         };
+        let flushed = flushing.await;
         if let Some(f) = &mut self.figures {
             f.record(started.elapsed(), flushed.is_err());
         }

@@ -5,8 +5,7 @@
 //! The first stage (`partial`) reads the job's source and aggregates, per
 //! partition, what it holds of each key and window; instead of results it
 //! emits each window's accumulators (a [`Partial`]), with a revision of its
-//! own, onto a Kafka topic whose partition is the key's partition (not a
-//! window's closing revision, which would repeat its last). Between
+//! own, onto a Kafka topic whose partition is the key's partition. Between
 //! partials it sends its watermark ([`Mark`]) to every partition of the
 //! topic. The second stage (`merge`) keeps, per key and window, the latest
 //! partial of every first-stage partition (its *origin*), merges them in

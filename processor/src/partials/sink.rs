@@ -20,7 +20,7 @@ use rdkafka::{
 use super::{Mark, Message, Partial};
 use crate::{
     engine::partition_of,
-    output::sink::{done, kafka::Producer, Flushing, Item, Sink},
+    output::sink::{done, kafka::Producer, Flushing, Item, Pushed, Sink},
 };
 
 /// How long creating the topic or reading its layout may take.
@@ -172,7 +172,7 @@ impl Sink for PartialsSink {
         done(self.producer.flush(&self.name()))
     }
 
-    fn push(&mut self) -> Flushing<'_> {
-        done(self.producer.delivered(&self.name()))
+    fn push(&mut self) -> Pushed<'_> {
+        Pushed::Looked(self.producer.delivered(&self.name()))
     }
 }

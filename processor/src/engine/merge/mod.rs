@@ -100,8 +100,7 @@ impl Engine {
             // Had already: a partial sent again.
             return Ok(Outcome::Accepted);
         }
-        // The origin's closing revision repeats its last one (first stages
-        // no longer send it: the marks close the window here).
+        // The origin's closing revision repeats its last one.
         let closing = before
             .is_some_and(|s| partial.is_final && !s.is_final && partial.revision == s.revision + 1);
         let slot_entry = OriginSlot {

@@ -1,6 +1,7 @@
 //! The merge stage on hand-made partials and marks: a replayed partial of
 //! a closed window is dropped as a replay, a partial of an idle origin
-//! that comes after the others closed its window is late.
+//! that comes after the others closed its window is late; an origin's
+//! closing revision repairs what a replay numbered differently.
 
 use smallvec::SmallVec;
 
@@ -30,12 +31,17 @@ fn merge() -> Harness {
 impl Harness {
     /// Origin `origin`'s partial of [`WINDOW`] counting `n` events.
     fn partial(&mut self, origin: u32, n: u64, is_final: bool) -> Outcome {
+        self.revision(origin, n, 1, is_final)
+    }
+
+    /// [`Harness::partial`] at revision `revision`.
+    fn revision(&mut self, origin: u32, n: u64, revision: u32, is_final: bool) -> Outcome {
         let accs: SmallVec<[Acc; 2]> = SmallVec::from_iter([Acc::Count(n)]);
         let partial = Partial {
             origin,
             key: "k".into(),
             window: WINDOW,
-            revision: 1,
+            revision,
             is_final,
             accs: postcard::to_allocvec(&accs).unwrap(),
         };
@@ -89,4 +95,27 @@ fn a_partial_of_an_idle_origin_after_the_others_closed_the_window_is_late() {
     assert!(matches!(m.partial(1, 2, true), Outcome::Late { .. }));
     let stats = &m.engine.stats()[0];
     assert_eq!((stats.replayed, stats.late), (0, 1));
+}
+
+/// A first stage that restarted replays its input, and the window's
+/// revisions need not fall as before (its watermark is the lowest of its
+/// worker's partitions, idleness goes by the wall clock): its new
+/// revision 2 holds an event the merge stage's revision 2 lacks, and is
+/// taken for the one it had. The closing revision, final, outranks both
+/// and brings the window's every event.
+#[test]
+fn the_closing_revision_repairs_a_replay_numbered_differently() {
+    let mut m = merge();
+    assert!(matches!(m.revision(0, 3, 1, false), Outcome::Accepted));
+    assert!(matches!(m.revision(0, 4, 2, false), Outcome::Accepted));
+    // Restarted: the replay fired later (revision 1 holds 4), and a new
+    // event makes revision 2 hold 5.
+    assert!(matches!(m.revision(0, 4, 1, false), Outcome::Accepted));
+    assert!(matches!(m.revision(0, 5, 2, false), Outcome::Accepted));
+    assert!(matches!(m.partial(1, 2, true), Outcome::Accepted));
+    m.mark(1, 10_000, false);
+    // Origin 0 closes the window: its closing revision, then its mark.
+    assert!(matches!(m.revision(0, 5, 3, true), Outcome::Accepted));
+    m.mark(0, 10_000, false);
+    assert_eq!(m.counted(), vec![("[Number(7)]".to_string(), true)]);
 }

@@ -226,9 +226,8 @@ impl Timers {
         self.revised.insert((slot, key.into(), w.start, w.end));
     }
 
-    /// Forgets a pending revision; true if there was one.
-    pub fn unmark_revised(&mut self, slot: usize, key: &str, w: Window) -> bool {
-        self.revised.remove(&(slot, key.into(), w.start, w.end))
+    pub fn unmark_revised(&mut self, slot: usize, key: &str, w: Window) {
+        self.revised.remove(&(slot, key.into(), w.start, w.end));
     }
 
     pub fn take_revised(&mut self) -> Vec<(usize, CompactString, Window)> {

@@ -28,7 +28,7 @@ use rdkafka::{
     ClientContext,
 };
 
-use super::{done, Flushing, Item, Sink};
+use super::{done, Flushing, Item, Pushed, Sink};
 use crate::output::transaction::{lock, Shared};
 
 /// How long a flush waits for every message to be acknowledged.
@@ -237,10 +237,10 @@ impl Sink for KafkaSink {
 
     /// The producer sends on its own: nothing to wait for but failures
     /// to report (in the transaction, the checkpoint finds them).
-    fn push(&mut self) -> Flushing<'_> {
+    fn push(&mut self) -> Pushed<'_> {
         match &self.writer {
-            Writer::Own(p) => done(p.delivered(&self.name())),
-            Writer::Transaction(_) => done(Ok(())),
+            Writer::Own(p) => Pushed::Looked(p.delivered(&self.name())),
+            Writer::Transaction(_) => Pushed::Looked(Ok(())),
         }
     }
 }

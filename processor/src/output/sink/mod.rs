@@ -31,6 +31,15 @@ use crate::engine::WindowResult;
 /// A sink's flush: writing what it buffers, and waiting for it.
 pub type Flushing<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
 
+/// What a sink's [`Sink::push`] did.
+pub enum Pushed<'a> {
+    /// Writes what it buffers and waits for it: a flush (timed as one).
+    Flushing(Flushing<'a>),
+    /// Waited for nothing (its writer sends on its own): the failures
+    /// found so far.
+    Looked(anyhow::Result<()>),
+}
+
 /// A flush that has nothing to wait for.
 pub fn done<'a>(outcome: anyhow::Result<()>) -> Flushing<'a> {
     Box::pin(std::future::ready(outcome))
@@ -82,8 +91,8 @@ pub trait Sink: Send {
     /// whose writer sends on its own (a Kafka producer, within its
     /// `linger.ms`) need not wait for it: that wait would stall the run
     /// loop, with both stages of a two-phase job. For most sinks, a flush.
-    fn push(&mut self) -> Flushing<'_> {
-        self.flush()
+    fn push(&mut self) -> Pushed<'_> {
+        Pushed::Flushing(self.flush())
     }
 
     /// Writes what it buffers and makes it durable (a file synced to
