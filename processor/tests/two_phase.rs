@@ -12,7 +12,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::{crash_then_finish, query, stderr, Reaped, BIN};
+use common::{
+    crash_then_finish, free_port, http, interrupt, query, spawn_until, stderr, Reaped, BIN,
+};
 use serde_json::Value;
 
 /// 20,000 generated events over 100 s of event time on 40 keys, Zipf skew
@@ -155,15 +157,41 @@ fn two_stages_write_the_results_of_one_byte_for_byte() {
         assert_eq!(got, want);
     }
 
-    // Without --stage, one processor runs both stages (as a pod does).
+    // Without --stage, one processor runs both stages (as a pod does),
+    // and its /metrics serves both, each sample labelled with its stage.
     let topic = eddy_testkit::unique_name("partials");
     let both = Job::new(&two_phase(&brokers, &topic));
-    let out = both.run();
-    assert!(
-        stderr(&out).contains("[merge] finished"),
-        "{}",
-        stderr(&out)
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let (child, _) = spawn_until(
+        Command::new(BIN)
+            .arg("run")
+            .arg(both.path("job.yaml"))
+            .args(["--hold-when-finished", "--admin-addr", &admin])
+            .args(["--metrics-addr", &metrics]),
+        "[merge] finished",
     );
+    let mut child = Reaped(child);
+    let (status, text) = http(&metrics, "GET", "/metrics", "");
+    assert_eq!(status, 200, "{text}");
+    let sample = |name: &str, stage: &str| -> f64 {
+        let label = format!("stage=\"{stage}\"");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        sample("eddy_results_written_total", "merge"),
+        expected.len() as f64,
+        "{text}"
+    );
+    let (events, partials) = (
+        sample("eddy_events_read_total", "partial"),
+        sample("eddy_events_read_total", "merge"),
+    );
+    assert!(events > 10_000.0 && partials > 0.0, "{text}");
+    interrupt(&mut child.0);
     assert_eq!(sorted_lines(&both, "results.jsonl"), expected);
 
     // The same events are invalid, in the first stage's invalid output.

@@ -22,10 +22,12 @@ enum Value<'a> {
     Histogram(&'a Buckets),
 }
 
-/// The exposition of `snapshot`.
-pub fn render(snapshot: Arc<Snapshot>) -> String {
+/// The exposition of `snapshots`: one a stage (a processor running both
+/// stages of a two-phase job publishes two, told apart by their `stage`
+/// label), each family once with the samples of all.
+pub fn render(snapshots: Vec<Arc<Snapshot>>) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector(snapshot)));
+    registry.register_collector(Box::new(SnapshotCollector(snapshots)));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .expect("writing to a String cannot fail");
@@ -33,427 +35,466 @@ pub fn render(snapshot: Arc<Snapshot>) -> String {
 }
 
 #[derive(Debug)]
-struct SnapshotCollector(Arc<Snapshot>);
+struct SnapshotCollector(Vec<Arc<Snapshot>>);
 
-/// One family: its samples, encoded unless there are none.
-fn family(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
+/// One family as described: its samples so far.
+struct Family<'a> {
+    name: &'static str,
+    help: &'static str,
     kind: MetricType,
-    series: Vec<(Labels, Value)>,
+    series: Vec<(Labels, Value<'a>)>,
+}
+
+/// The families of every snapshot, in the order first described: the
+/// exposition format has each family once.
+#[derive(Default)]
+struct Families<'a>(Vec<Family<'a>>);
+
+/// Adds one family's samples (none: nothing).
+fn family<'a>(
+    out: &mut Families<'a>,
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    series: Vec<(Labels, Value<'a>)>,
 ) -> fmt::Result {
     if series.is_empty() {
         return Ok(());
     }
-    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-    for (labels, value) in &series {
-        let mut sample = metric.encode_family(labels)?;
-        match value {
-            Value::Counter(n) => sample.encode_counter::<NoLabelSet, _, u64>(n, None)?,
-            Value::Seconds(n) => sample.encode_counter::<NoLabelSet, _, f64>(n, None)?,
-            Value::Gauge(g) => sample.encode_gauge(g)?,
-            Value::Histogram(b) => {
-                sample.encode_histogram::<NoLabelSet>(b.sum(), b.count(), &b.pairs(), None)?
-            }
-        }
+    match out.0.iter_mut().find(|f| f.name == name) {
+        Some(known) => known.series.extend(series),
+        None => out.0.push(Family {
+            name,
+            help,
+            kind,
+            series,
+        }),
     }
     Ok(())
 }
 
+impl Families<'_> {
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        for f in &self.0 {
+            let mut metric = encoder.encode_descriptor(f.name, f.help, None, f.kind)?;
+            for (labels, value) in &f.series {
+                let mut sample = metric.encode_family(labels)?;
+                match value {
+                    Value::Counter(n) => sample.encode_counter::<NoLabelSet, _, u64>(n, None)?,
+                    Value::Seconds(n) => sample.encode_counter::<NoLabelSet, _, f64>(n, None)?,
+                    Value::Gauge(g) => sample.encode_gauge(g)?,
+                    Value::Histogram(b) => sample.encode_histogram::<NoLabelSet>(
+                        b.sum(),
+                        b.count(),
+                        &b.pairs(),
+                        None,
+                    )?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let s = &self.0;
-        let base: Labels = vec![("job", s.job.clone()), ("namespace", s.namespace.clone())];
-        let with = |extra: &[(&'static str, String)]| -> Labels {
-            base.iter().cloned().chain(extra.iter().cloned()).collect()
-        };
-        let pod = |value: Value<'static>| vec![(base.clone(), value)];
-        let part = |p: u32| with(&[("partition", p.to_string())]);
-        let per_partition = |f: &dyn Fn(&super::PartitionFigures) -> Option<Value>| {
-            s.partitions
-                .iter()
-                .filter_map(|p| f(p).map(|v| (part(p.partition), v)))
-                .collect::<Vec<_>>()
-        };
-        let seconds = |ms: i64| ms as f64 / 1000.0;
-        let e = &mut encoder;
-        use MetricType::{Counter as C, Gauge as G, Histogram as H};
-        use Value::{Counter, Gauge, Histogram};
+        let mut families = Families::default();
+        for snapshot in &self.0 {
+            describe(snapshot, &mut families)?;
+        }
+        families.encode(&mut encoder)
+    }
+}
 
-        // Events.
-        family(
-            e,
-            "eddy_events_read",
-            "Records taken from the source by this pod",
-            C,
-            pod(Counter(s.events_read)),
-        )?;
-        family(
-            e,
-            "eddy_events_accepted",
-            "Events that updated a window",
-            C,
-            per_partition(&|p| Some(Counter(p.accepted))),
-        )?;
-        family(
-            e,
-            "eddy_events_late",
-            "Events beyond the allowed lateness (handling: dropped or output)",
-            C,
-            s.partitions
-                .iter()
-                .map(|p| {
-                    let labels = with(&[
-                        ("partition", p.partition.to_string()),
-                        ("handling", s.late_handling.into()),
-                    ]);
-                    (labels, Counter(p.late))
-                })
-                .collect(),
-        )?;
-        family(
-            e,
-            "eddy_late_updates",
-            "Late events within the allowed lateness, each revising a result",
-            C,
-            per_partition(&|p| Some(Counter(p.late_updates))),
-        )?;
-        family(
-            e,
-            "eddy_events_invalid",
-            "Records sent to the invalid output, by reason kind",
-            C,
-            s.invalid_by_reason
-                .iter()
-                .map(|(reason, n)| (with(&[("reason", reason.to_string())]), Counter(*n)))
-                .collect(),
-        )?;
-        family(
-            e,
-            "eddy_events_skew",
-            "Events beyond the allowed clock skew (action: rejected or clamped)",
-            C,
-            s.partitions
-                .iter()
-                .flat_map(|p| {
-                    [("rejected", p.skew_rejected), ("clamped", p.skew_clamped)].map(
-                        |(action, n)| {
-                            (
-                                with(&[
-                                    ("partition", p.partition.to_string()),
-                                    ("action", action.into()),
-                                ]),
-                                Counter(n),
-                            )
-                        },
+/// Every family of `s`, into `e`.
+fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
+    let mut base: Labels = vec![("job", s.job.clone()), ("namespace", s.namespace.clone())];
+    base.extend(s.stage.map(|stage| ("stage", stage.to_string())));
+    let with = |extra: &[(&'static str, String)]| -> Labels {
+        base.iter().cloned().chain(extra.iter().cloned()).collect()
+    };
+    let pod = |value: Value<'static>| vec![(base.clone(), value)];
+    let part = |p: u32| with(&[("partition", p.to_string())]);
+    let per_partition = |f: &dyn Fn(&super::PartitionFigures) -> Option<Value>| {
+        s.partitions
+            .iter()
+            .filter_map(|p| f(p).map(|v| (part(p.partition), v)))
+            .collect::<Vec<_>>()
+    };
+    let seconds = |ms: i64| ms as f64 / 1000.0;
+    use MetricType::{Counter as C, Gauge as G, Histogram as H};
+    use Value::{Counter, Gauge, Histogram};
+
+    // Events.
+    family(
+        e,
+        "eddy_events_read",
+        "Records taken from the source by this pod",
+        C,
+        pod(Counter(s.events_read)),
+    )?;
+    family(
+        e,
+        "eddy_events_accepted",
+        "Events that updated a window",
+        C,
+        per_partition(&|p| Some(Counter(p.accepted))),
+    )?;
+    family(
+        e,
+        "eddy_events_late",
+        "Events beyond the allowed lateness (handling: dropped or output)",
+        C,
+        s.partitions
+            .iter()
+            .map(|p| {
+                let labels = with(&[
+                    ("partition", p.partition.to_string()),
+                    ("handling", s.late_handling.into()),
+                ]);
+                (labels, Counter(p.late))
+            })
+            .collect(),
+    )?;
+    family(
+        e,
+        "eddy_late_updates",
+        "Late events within the allowed lateness, each revising a result",
+        C,
+        per_partition(&|p| Some(Counter(p.late_updates))),
+    )?;
+    family(
+        e,
+        "eddy_events_invalid",
+        "Records sent to the invalid output, by reason kind",
+        C,
+        s.invalid_by_reason
+            .iter()
+            .map(|(reason, n)| (with(&[("reason", reason.to_string())]), Counter(*n)))
+            .collect(),
+    )?;
+    family(
+        e,
+        "eddy_events_skew",
+        "Events beyond the allowed clock skew (action: rejected or clamped)",
+        C,
+        s.partitions
+            .iter()
+            .flat_map(|p| {
+                [("rejected", p.skew_rejected), ("clamped", p.skew_clamped)].map(|(action, n)| {
+                    (
+                        with(&[
+                            ("partition", p.partition.to_string()),
+                            ("action", action.into()),
+                        ]),
+                        Counter(n),
                     )
                 })
-                .collect(),
-        )?;
-        family(
-            e,
-            "eddy_windows_fired",
-            "Results emitted (every revision)",
-            C,
-            pod(Counter(s.windows_fired)),
-        )?;
-        family(
-            e,
-            "eddy_revisions_emitted",
-            "Results revising an earlier one",
-            C,
-            pod(Counter(s.revisions)),
-        )?;
-        family(
-            e,
-            "eddy_results_written",
-            "Results handed to each result sink",
-            C,
-            s.results_by_sink
-                .iter()
-                .map(|(sink, n)| (with(&[("sink", sink.clone())]), Counter(*n)))
-                .collect(),
-        )?;
+            })
+            .collect(),
+    )?;
+    family(
+        e,
+        "eddy_windows_fired",
+        "Results emitted (every revision)",
+        C,
+        pod(Counter(s.windows_fired)),
+    )?;
+    family(
+        e,
+        "eddy_revisions_emitted",
+        "Results revising an earlier one",
+        C,
+        pod(Counter(s.revisions)),
+    )?;
+    family(
+        e,
+        "eddy_results_written",
+        "Results handed to each result sink",
+        C,
+        s.results_by_sink
+            .iter()
+            .map(|(sink, n)| (with(&[("sink", sink.clone())]), Counter(*n)))
+            .collect(),
+    )?;
 
-        // Event time.
-        let lag = |ms: i64| seconds(s.now_ms.saturating_sub(ms));
-        if let Some(w) = s.watermark_ms {
-            family(
-                e,
-                "eddy_watermark_timestamp_seconds",
-                "This pod's watermark (Unix seconds)",
-                G,
-                pod(Gauge(seconds(w))),
-            )?;
-            family(
-                e,
-                "eddy_watermark_lag_seconds",
-                "Wall clock minus this pod's watermark",
-                G,
-                pod(Gauge(lag(w))),
-            )?;
-        }
+    // Event time.
+    let lag = |ms: i64| seconds(s.now_ms.saturating_sub(ms));
+    if let Some(w) = s.watermark_ms {
         family(
             e,
-            "eddy_partition_watermark_timestamp_seconds",
-            "The partition's own watermark (Unix seconds)",
+            "eddy_watermark_timestamp_seconds",
+            "This pod's watermark (Unix seconds)",
             G,
-            per_partition(&|p| p.watermark_ms.map(|w| Gauge(seconds(w)))),
+            pod(Gauge(seconds(w))),
         )?;
         family(
             e,
-            "eddy_partition_watermark_lag_seconds",
-            "Wall clock minus the partition's watermark",
+            "eddy_watermark_lag_seconds",
+            "Wall clock minus this pod's watermark",
             G,
-            per_partition(&|p| p.watermark_ms.map(|w| Gauge(lag(w)))),
+            pod(Gauge(lag(w))),
         )?;
-        family(
-            e,
-            "eddy_lateness_seconds",
-            "How far behind the watermark late events were",
-            H,
-            per_partition(&|p| Some(Histogram(&p.lateness_seconds))),
-        )?;
+    }
+    family(
+        e,
+        "eddy_partition_watermark_timestamp_seconds",
+        "The partition's own watermark (Unix seconds)",
+        G,
+        per_partition(&|p| p.watermark_ms.map(|w| Gauge(seconds(w)))),
+    )?;
+    family(
+        e,
+        "eddy_partition_watermark_lag_seconds",
+        "Wall clock minus the partition's watermark",
+        G,
+        per_partition(&|p| p.watermark_ms.map(|w| Gauge(lag(w)))),
+    )?;
+    family(
+        e,
+        "eddy_lateness_seconds",
+        "How far behind the watermark late events were",
+        H,
+        per_partition(&|p| Some(Histogram(&p.lateness_seconds))),
+    )?;
 
-        // Load and source.
+    // Load and source.
+    family(
+        e,
+        "eddy_busy_ratio",
+        "Share of wall time spent processing over the last second",
+        G,
+        pod(Gauge(s.busy_ratio)),
+    )?;
+    family(
+        e,
+        "eddy_partition_busy_ratio",
+        "The pod's busy share apportioned by the partition's events",
+        G,
+        per_partition(&|p| Some(Gauge(p.busy_ratio))),
+    )?;
+    family(
+        e,
+        "eddy_partition_events_per_second",
+        "Events per second of source clock over the last second",
+        G,
+        per_partition(&|p| Some(Gauge(p.events_per_second))),
+    )?;
+    family(
+        e,
+        "eddy_source_backlog_records",
+        "Kafka records between the position and the end of the partition",
+        G,
+        per_partition(&|p| p.backlog.map(|b| Gauge(b as f64))),
+    )?;
+    if let Some(fill) = s.http_buffer_fill {
         family(
             e,
-            "eddy_busy_ratio",
-            "Share of wall time spent processing over the last second",
+            "eddy_http_buffer_fill_ratio",
+            "HTTP ingest: share of the event buffer in use",
             G,
-            pod(Gauge(s.busy_ratio)),
+            pod(Gauge(fill)),
         )?;
-        family(
-            e,
-            "eddy_partition_busy_ratio",
-            "The pod's busy share apportioned by the partition's events",
-            G,
-            per_partition(&|p| Some(Gauge(p.busy_ratio))),
-        )?;
-        family(
-            e,
-            "eddy_partition_events_per_second",
-            "Events per second of source clock over the last second",
-            G,
-            per_partition(&|p| Some(Gauge(p.events_per_second))),
-        )?;
-        family(
-            e,
-            "eddy_source_backlog_records",
-            "Kafka records between the position and the end of the partition",
-            G,
-            per_partition(&|p| p.backlog.map(|b| Gauge(b as f64))),
-        )?;
-        if let Some(fill) = s.http_buffer_fill {
-            family(
-                e,
-                "eddy_http_buffer_fill_ratio",
-                "HTTP ingest: share of the event buffer in use",
-                G,
-                pod(Gauge(fill)),
-            )?;
-        }
-        family(
-            e,
-            "eddy_hot_key_share",
-            "Share of the partition's recent events carried by its rank-th heaviest key",
-            G,
-            s.partitions
-                .iter()
-                .flat_map(|p| {
-                    p.hot_key_shares.iter().enumerate().map(|(i, share)| {
-                        (
-                            with(&[
-                                ("partition", p.partition.to_string()),
-                                ("rank", (i + 1).to_string()),
-                            ]),
-                            Gauge(*share),
-                        )
-                    })
+    }
+    family(
+        e,
+        "eddy_hot_key_share",
+        "Share of the partition's recent events carried by its rank-th heaviest key",
+        G,
+        s.partitions
+            .iter()
+            .flat_map(|p| {
+                p.hot_key_shares.iter().enumerate().map(|(i, share)| {
+                    (
+                        with(&[
+                            ("partition", p.partition.to_string()),
+                            ("rank", (i + 1).to_string()),
+                        ]),
+                        Gauge(*share),
+                    )
                 })
-                .collect(),
-        )?;
+            })
+            .collect(),
+    )?;
 
-        // State.
-        family(
-            e,
-            "eddy_state_bytes",
-            "Estimated live bytes of the partition's state",
-            G,
-            per_partition(&|p| Some(Gauge(p.state_bytes as f64))),
-        )?;
-        family(
-            e,
-            "eddy_state_keys",
-            "Estimated keys in the partition's state",
-            G,
-            per_partition(&|p| Some(Gauge(p.state_keys as f64))),
-        )?;
-        family(
-            e,
-            "eddy_open_windows",
-            "Windows not yet closed",
-            G,
-            per_partition(&|p| Some(Gauge(p.open_windows as f64))),
-        )?;
-        family(
-            e,
-            "eddy_state_ttl_expired",
-            "Windows deleted by state.ttl before they fired",
-            C,
-            pod(Counter(s.ttl_expired)),
-        )?;
+    // State.
+    family(
+        e,
+        "eddy_state_bytes",
+        "Estimated live bytes of the partition's state",
+        G,
+        per_partition(&|p| Some(Gauge(p.state_bytes as f64))),
+    )?;
+    family(
+        e,
+        "eddy_state_keys",
+        "Estimated keys in the partition's state",
+        G,
+        per_partition(&|p| Some(Gauge(p.state_keys as f64))),
+    )?;
+    family(
+        e,
+        "eddy_open_windows",
+        "Windows not yet closed",
+        G,
+        per_partition(&|p| Some(Gauge(p.open_windows as f64))),
+    )?;
+    family(
+        e,
+        "eddy_state_ttl_expired",
+        "Windows deleted by state.ttl before they fired",
+        C,
+        pod(Counter(s.ttl_expired)),
+    )?;
 
-        // Checkpoints.
-        let c = &s.checkpoints;
+    // Checkpoints.
+    let c = &s.checkpoints;
+    family(
+        e,
+        "eddy_checkpoints_completed",
+        "Checkpoints completed",
+        C,
+        pod(Counter(c.completed)),
+    )?;
+    family(
+        e,
+        "eddy_checkpoints_failed",
+        "Checkpoints that failed",
+        C,
+        pod(Counter(c.failed)),
+    )?;
+    if let Some(at) = c.last_completed_ms {
         family(
             e,
-            "eddy_checkpoints_completed",
-            "Checkpoints completed",
-            C,
-            pod(Counter(c.completed)),
+            "eddy_checkpoint_last_completed_timestamp_seconds",
+            "When the newest checkpoint completed (Unix seconds)",
+            G,
+            pod(Gauge(seconds(at))),
         )?;
-        family(
-            e,
-            "eddy_checkpoints_failed",
-            "Checkpoints that failed",
-            C,
-            pod(Counter(c.failed)),
-        )?;
-        if let Some(at) = c.last_completed_ms {
-            family(
-                e,
-                "eddy_checkpoint_last_completed_timestamp_seconds",
-                "When the newest checkpoint completed (Unix seconds)",
-                G,
-                pod(Gauge(seconds(at))),
-            )?;
-        }
-        family(
+    }
+    family(
             e,
             "eddy_checkpoint_sync_duration_seconds",
             "Synchronous part of checkpoints (processing paused; the state is written and linked beside the processing)",
             H,
             vec![(base.clone(), Histogram(&c.sync_seconds))],
         )?;
-        family(
-            e,
-            "eddy_checkpoint_duration_seconds",
-            "Whole checkpoints, upload included",
-            H,
-            vec![(base.clone(), Histogram(&c.total_seconds))],
-        )?;
-        family(
-            e,
-            "eddy_checkpoint_uploaded_bytes",
-            "Bytes uploaded by checkpoints (new files only)",
-            C,
-            pod(Counter(c.uploaded_bytes)),
-        )?;
-        family(
-            e,
-            "eddy_checkpoint_size_bytes",
-            "State bytes the newest checkpoint covers",
-            G,
-            pod(Gauge(c.size_bytes as f64)),
-        )?;
-        family(
-            e,
-            "eddy_restore_duration_seconds",
-            "How long the restore at start took",
-            G,
-            pod(Gauge(c.restore_seconds)),
-        )?;
-        family(
-            e,
-            "eddy_restore_fallbacks",
-            "Checkpoints rejected at restore as incomplete or corrupt",
-            C,
-            pod(Counter(c.restore_fallbacks)),
-        )?;
+    family(
+        e,
+        "eddy_checkpoint_duration_seconds",
+        "Whole checkpoints, upload included",
+        H,
+        vec![(base.clone(), Histogram(&c.total_seconds))],
+    )?;
+    family(
+        e,
+        "eddy_checkpoint_uploaded_bytes",
+        "Bytes uploaded by checkpoints (new files only)",
+        C,
+        pod(Counter(c.uploaded_bytes)),
+    )?;
+    family(
+        e,
+        "eddy_checkpoint_size_bytes",
+        "State bytes the newest checkpoint covers",
+        G,
+        pod(Gauge(c.size_bytes as f64)),
+    )?;
+    family(
+        e,
+        "eddy_restore_duration_seconds",
+        "How long the restore at start took",
+        G,
+        pod(Gauge(c.restore_seconds)),
+    )?;
+    family(
+        e,
+        "eddy_restore_fallbacks",
+        "Checkpoints rejected at restore as incomplete or corrupt",
+        C,
+        pod(Counter(c.restore_fallbacks)),
+    )?;
 
-        // Sinks.
-        let sink = |name: &str| with(&[("sink", name.to_string())]);
-        family(
-            e,
-            "eddy_sink_flushes",
-            "Flushes of buffered results to the sink",
-            C,
-            s.sinks
-                .iter()
-                .map(|k| (sink(&k.name), Counter(k.flushes)))
-                .collect(),
-        )?;
-        family(
-            e,
-            "eddy_sink_errors",
-            "Flushes that failed",
-            C,
-            s.sinks
-                .iter()
-                .map(|k| (sink(&k.name), Counter(k.errors)))
-                .collect(),
-        )?;
-        family(
-            e,
-            "eddy_sink_flush_duration_seconds",
-            "How long a flush took",
-            H,
-            s.sinks
-                .iter()
-                .map(|k| (sink(&k.name), Histogram(&k.flush_seconds)))
-                .collect(),
-        )?;
-        family(
-            e,
-            "eddy_backpressure_seconds",
-            "Time the run loop waited on sinks instead of reading",
-            C,
-            pod(Value::Seconds(s.backpressure_seconds)),
-        )?;
+    // Sinks.
+    let sink = |name: &str| with(&[("sink", name.to_string())]);
+    family(
+        e,
+        "eddy_sink_flushes",
+        "Flushes of buffered results to the sink",
+        C,
+        s.sinks
+            .iter()
+            .map(|k| (sink(&k.name), Counter(k.flushes)))
+            .collect(),
+    )?;
+    family(
+        e,
+        "eddy_sink_errors",
+        "Flushes that failed",
+        C,
+        s.sinks
+            .iter()
+            .map(|k| (sink(&k.name), Counter(k.errors)))
+            .collect(),
+    )?;
+    family(
+        e,
+        "eddy_sink_flush_duration_seconds",
+        "How long a flush took",
+        H,
+        s.sinks
+            .iter()
+            .map(|k| (sink(&k.name), Histogram(&k.flush_seconds)))
+            .collect(),
+    )?;
+    family(
+        e,
+        "eddy_backpressure_seconds",
+        "Time the run loop waited on sinks instead of reading",
+        C,
+        pod(Value::Seconds(s.backpressure_seconds)),
+    )?;
 
-        // Watermark advice.
-        family(
-            e,
-            "eddy_late_dropped_ratio",
-            "Events dropped as too late over events read",
-            G,
-            pod(Gauge(s.late_dropped_ratio)),
-        )?;
-        let keep = |a: &crate::engine::advice::Advice| with(&[("keep", a.keep.to_string())]);
-        family(
-            e,
-            "eddy_advice_out_of_orderness_seconds",
-            "Out-of-orderness that would have kept this share of events on time",
-            G,
-            s.advice
-                .iter()
-                .map(|a| (keep(a), Gauge(seconds(a.out_of_orderness_ms))))
-                .collect(),
-        )?;
-        family(
-            e,
-            "eddy_advice_allowed_lateness_seconds",
-            "Allowed lateness that, with the job's out-of-orderness, would have kept this share",
-            G,
-            s.advice
-                .iter()
-                .map(|a| (keep(a), Gauge(seconds(a.allowed_lateness_ms))))
-                .collect(),
-        )?;
-        family(
-            e,
-            "eddy_advice_open_windows",
-            "Estimated open windows with that allowed lateness",
-            G,
-            s.advice
-                .iter()
-                .map(|a| (keep(a), Gauge(a.open_windows)))
-                .collect(),
-        )?;
-        Ok(())
-    }
+    // Watermark advice.
+    family(
+        e,
+        "eddy_late_dropped_ratio",
+        "Events dropped as too late over events read",
+        G,
+        pod(Gauge(s.late_dropped_ratio)),
+    )?;
+    let keep = |a: &crate::engine::advice::Advice| with(&[("keep", a.keep.to_string())]);
+    family(
+        e,
+        "eddy_advice_out_of_orderness_seconds",
+        "Out-of-orderness that would have kept this share of events on time",
+        G,
+        s.advice
+            .iter()
+            .map(|a| (keep(a), Gauge(seconds(a.out_of_orderness_ms))))
+            .collect(),
+    )?;
+    family(
+        e,
+        "eddy_advice_allowed_lateness_seconds",
+        "Allowed lateness that, with the job's out-of-orderness, would have kept this share",
+        G,
+        s.advice
+            .iter()
+            .map(|a| (keep(a), Gauge(seconds(a.allowed_lateness_ms))))
+            .collect(),
+    )?;
+    family(
+        e,
+        "eddy_advice_open_windows",
+        "Estimated open windows with that allowed lateness",
+        G,
+        s.advice
+            .iter()
+            .map(|a| (keep(a), Gauge(a.open_windows)))
+            .collect(),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -473,6 +514,7 @@ mod tests {
         Snapshot {
             job: "clicks".into(),
             namespace: "shop".into(),
+            stage: None,
             now_ms: 10_000,
             events_read: 100,
             late_handling: "dropped",
@@ -550,7 +592,7 @@ mod tests {
 
     #[test]
     fn every_documented_family_is_exported_and_nothing_else() {
-        let text = render(Arc::new(full()));
+        let text = render(vec![Arc::new(full())]);
         let exported = families(&text);
         let documented = documented();
         assert!(documented.len() > 40, "{documented:?}");
@@ -564,7 +606,7 @@ mod tests {
 
     #[test]
     fn samples_carry_the_job_and_bounded_labels() {
-        let text = render(Arc::new(full()));
+        let text = render(vec![Arc::new(full())]);
         assert!(text.ends_with("# EOF\n"), "{text}");
         for line in [
             r#"eddy_events_read_total{job="clicks",namespace="shop"} 100"#,
@@ -578,13 +620,34 @@ mod tests {
         }
     }
 
+    /// Both stages of a two-phase job: each family once (the format
+    /// allows no repeat), with each stage's samples labelled.
+    #[test]
+    fn two_stages_share_each_family() {
+        let stage = |name| {
+            let mut s = full();
+            s.stage = Some(name);
+            Arc::new(s)
+        };
+        let text = render(vec![stage("partial"), stage("merge")]);
+        assert_eq!(text.matches("# TYPE eddy_events_read counter").count(), 1);
+        for line in [
+            r#"eddy_events_read_total{job="clicks",namespace="shop",stage="partial"} 100"#,
+            r#"eddy_events_read_total{job="clicks",namespace="shop",stage="merge"} 100"#,
+            r#"eddy_hot_key_share{job="clicks",namespace="shop",stage="merge",partition="3",rank="1"} 0.5"#,
+        ] {
+            assert!(text.contains(line), "no {line} in\n{text}");
+        }
+        assert_eq!(families(&text), families(&render(vec![Arc::new(full())])));
+    }
+
     #[test]
     fn figures_not_known_yet_are_left_out() {
         let mut s = full();
         s.watermark_ms = None;
         s.checkpoints.last_completed_ms = None;
         s.http_buffer_fill = None;
-        let text = render(Arc::new(s));
+        let text = render(vec![Arc::new(s)]);
         for absent in [
             "eddy_watermark_timestamp_seconds",
             "eddy_checkpoint_last_completed_timestamp_seconds",

@@ -19,6 +19,9 @@ pub use serve::{serve, Publisher};
 pub struct Snapshot {
     pub job: String,
     pub namespace: String,
+    /// The stage of a two-phase job (`partial`, `merge`): a label on
+    /// every sample; none in one stage.
+    pub stage: Option<&'static str>,
     /// Wall clock when taken (ms): watermark lags count from it.
     pub now_ms: i64,
     pub events_read: u64,

@@ -10,6 +10,7 @@ use crate::{
     admin::{HotKeyInfo, Stats},
     engine::Engine,
     metrics::{CheckpointFigures, PartitionFigures, Snapshot},
+    partials::Stage,
     source::{wall_clock_ms, Source},
 };
 
@@ -111,6 +112,7 @@ impl Pipeline {
         Snapshot {
             job: self.plan.id.name.clone(),
             namespace: self.plan.id.namespace_or_default().to_string(),
+            stage: (self.plan.stage != Stage::Single).then(|| self.plan.stage.name()),
             now_ms: wall_clock_ms(),
             events_read: summary.events_read,
             late_handling: match self.plan.late_policy {

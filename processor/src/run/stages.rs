@@ -21,8 +21,8 @@ use crate::{
 
 /// Runs the stages of `plans` side by side (a single plan: just it) until
 /// their sources end or `stop` turns true; each stage's progress lines go
-/// to `progress_out` with its name. Metrics come from the first stage
-/// (its events are the job's input).
+/// to `progress_out` with its name. `/metrics` serves both stages' figures,
+/// each sample labelled with its stage.
 pub async fn run_stages(
     plans: Vec<JobPlan>,
     state_dir: &Path,
@@ -36,6 +36,7 @@ pub async fn run_stages(
     };
     let (first_stage, second_stage) = (first.stage, second.stage);
     let Endpoints { admin, metrics } = endpoints;
+    let second_metrics = metrics.as_ref().map(|m| m.another());
     let (admins, forwarding) = match admin {
         Some(outer) => {
             let (a, a_handle) = Admin::channel();
@@ -71,7 +72,7 @@ pub async fn run_stages(
             stop,
             Endpoints {
                 admin: admins.1,
-                metrics: None,
+                metrics: second_metrics,
             },
             line(second_stage),
         ),

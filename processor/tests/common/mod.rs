@@ -204,11 +204,16 @@ pub fn spawn_until(
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
     let rest = loop {
-        let line = lines.next().expect("stderr closed").unwrap();
+        let Some(line) = lines.next() else {
+            panic!("stderr closed before {prefix:?}:\n{}", seen.join("\n"));
+        };
+        let line = line.unwrap();
         if let Some(rest) = line.strip_prefix(prefix) {
             break rest.to_string();
         }
+        seen.push(line);
     };
     std::thread::spawn(move || {
         for line in lines {
