@@ -313,8 +313,8 @@ struct Ended {
     /// 250 ms): the job's own time.
     pods_finished: Duration,
     /// Until its phase was Finished: the operator looks at a running job
-    /// every `min(checkpoints.interval, 10 s)`, so this is up to that much
-    /// later.
+    /// every `min(checkpoints.interval, 10 s)`, every 2 s once a pod
+    /// finished, so this is up to that much later.
     finished: Duration,
     deleted: usize,
     /// The job's output watermark over time (the pods publish it every

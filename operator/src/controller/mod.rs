@@ -256,10 +256,23 @@ fn timing(job: &StreamJob) -> Timing {
     }
 }
 
-/// How often a running job is looked at: often enough for its checkpoint
-/// interval and for a current lag in its status.
-fn requeue_for(job: &StreamJob) -> Action {
-    Action::requeue(timing(job).interval.min(Duration::from_secs(10)))
+/// When a running job is looked at again (see [`look_again`]).
+fn requeue_for(job: &StreamJob, finishing: bool) -> Action {
+    Action::requeue(look_again(timing(job).interval, finishing))
+}
+
+/// How long until a running job is looked at again: often enough for its
+/// checkpoint interval and for a current lag in its status (at most 10 s),
+/// and every 2 s once some of its pods have finished their finite input
+/// (no watch event says so), so that the job is Finished soon after its
+/// last pod, not up to 10 s later.
+fn look_again(interval: Duration, finishing: bool) -> Duration {
+    let usual = interval.min(Duration::from_secs(10));
+    if finishing {
+        usual.min(Duration::from_secs(2))
+    } else {
+        usual
+    }
 }
 
 async fn apply_job(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
@@ -408,7 +421,21 @@ fn null_removed(old: &serde_json::Value, new: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use eddy_api::spec::StreamJobStatus;
+
+    #[test]
+    fn a_job_whose_pods_are_finishing_is_looked_at_sooner() {
+        let s = Duration::from_secs;
+        assert_eq!(super::look_again(s(60), false), s(10));
+        assert_eq!(super::look_again(s(5), false), s(5));
+        assert_eq!(super::look_again(s(60), true), s(2));
+        assert_eq!(
+            super::look_again(Duration::from_millis(500), true),
+            Duration::from_millis(500)
+        );
+    }
 
     #[test]
     fn a_field_the_new_status_drops_is_cleared() {

@@ -457,6 +457,8 @@ async fn reconcile_valid(
         n => autoscaled.unwrap_or(n),
     };
     let mut newly_finished = false;
+    // Some pods, not all, finished their input: the rest usually follow.
+    let mut finishing = false;
     let mut insight = None;
     if transition.is_none() && replicas > 0 && pass.observed.ready_pods() > 0 {
         let outcome = periodic_checkpoint(&pass, memory).await;
@@ -464,6 +466,7 @@ async fn reconcile_valid(
             // At most once per checkpoint, like the status write it causes.
             insight = Some(observe_pods(&pass, memory).await);
         }
+        finishing = outcome.finished > 0;
         if outcome.all_finished() && outcome.pods == replicas as usize {
             // The last look at the pods before they stop: the status keeps
             // their final figures (every stage finished, nothing behind).
@@ -565,7 +568,7 @@ async fn reconcile_valid(
     } else if diff::suspended(&job.spec) || finished.is_some() {
         Action::requeue(Duration::from_secs(300))
     } else {
-        requeue_for(job)
+        requeue_for(job, finishing)
     })
 }
 
@@ -730,7 +733,7 @@ async fn reconcile_paused(pass: &Pass<'_>, memory: &mut JobMemory) -> Result<Act
     let mut facts = pass.facts(phase, memory);
     facts.paused = true;
     pass.write(facts).await?;
-    Ok(requeue_for(pass.job))
+    Ok(requeue_for(pass.job, false))
 }
 
 async fn periodic_checkpoint(pass: &Pass<'_>, memory: &mut JobMemory) -> Outcome {
