@@ -57,9 +57,9 @@ fn family<'a>(
     help: &'static str,
     kind: MetricType,
     series: Vec<(Labels, Value<'a>)>,
-) -> fmt::Result {
+) {
     if series.is_empty() {
-        return Ok(());
+        return;
     }
     match out.0.iter_mut().find(|f| f.name == name) {
         Some(known) => known.series.extend(series),
@@ -70,7 +70,6 @@ fn family<'a>(
             series,
         }),
     }
-    Ok(())
 }
 
 impl Families<'_> {
@@ -100,14 +99,14 @@ impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let mut families = Families::default();
         for snapshot in &self.0 {
-            describe(snapshot, &mut families)?;
+            describe(snapshot, &mut families);
         }
         families.encode(&mut encoder)
     }
 }
 
 /// Every family of `s`, into `e`.
-fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
+fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) {
     let mut base: Labels = vec![("job", s.job.clone()), ("namespace", s.namespace.clone())];
     base.extend(s.stage.map(|stage| ("stage", stage.to_string())));
     let with = |extra: &[(&'static str, String)]| -> Labels {
@@ -132,14 +131,14 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
         "Records taken from the source by this pod",
         C,
         pod(Counter(s.events_read)),
-    )?;
+    );
     family(
         e,
         "eddy_events_accepted",
         "Events that updated a window",
         C,
         per_partition(&|p| Some(Counter(p.accepted))),
-    )?;
+    );
     family(
         e,
         "eddy_events_late",
@@ -155,14 +154,14 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
                 (labels, Counter(p.late))
             })
             .collect(),
-    )?;
+    );
     family(
         e,
         "eddy_late_updates",
         "Late events within the allowed lateness, each revising a result",
         C,
         per_partition(&|p| Some(Counter(p.late_updates))),
-    )?;
+    );
     family(
         e,
         "eddy_events_invalid",
@@ -172,7 +171,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             .iter()
             .map(|(reason, n)| (with(&[("reason", reason.to_string())]), Counter(*n)))
             .collect(),
-    )?;
+    );
     family(
         e,
         "eddy_events_skew",
@@ -192,21 +191,21 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
                 })
             })
             .collect(),
-    )?;
+    );
     family(
         e,
         "eddy_windows_fired",
         "Results emitted (every revision)",
         C,
         pod(Counter(s.windows_fired)),
-    )?;
+    );
     family(
         e,
         "eddy_revisions_emitted",
         "Results revising an earlier one",
         C,
         pod(Counter(s.revisions)),
-    )?;
+    );
     family(
         e,
         "eddy_results_written",
@@ -216,7 +215,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             .iter()
             .map(|(sink, n)| (with(&[("sink", sink.clone())]), Counter(*n)))
             .collect(),
-    )?;
+    );
 
     // Event time.
     let lag = |ms: i64| seconds(s.now_ms.saturating_sub(ms));
@@ -227,14 +226,14 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             "This pod's watermark (Unix seconds)",
             G,
             pod(Gauge(seconds(w))),
-        )?;
+        );
         family(
             e,
             "eddy_watermark_lag_seconds",
             "Wall clock minus this pod's watermark",
             G,
             pod(Gauge(lag(w))),
-        )?;
+        );
     }
     family(
         e,
@@ -242,21 +241,21 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
         "The partition's own watermark (Unix seconds)",
         G,
         per_partition(&|p| p.watermark_ms.map(|w| Gauge(seconds(w)))),
-    )?;
+    );
     family(
         e,
         "eddy_partition_watermark_lag_seconds",
         "Wall clock minus the partition's watermark",
         G,
         per_partition(&|p| p.watermark_ms.map(|w| Gauge(lag(w)))),
-    )?;
+    );
     family(
         e,
         "eddy_lateness_seconds",
         "How far behind the watermark late events were",
         H,
         per_partition(&|p| Some(Histogram(&p.lateness_seconds))),
-    )?;
+    );
 
     // Load and source.
     family(
@@ -265,28 +264,28 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
         "Share of wall time spent processing over the last second",
         G,
         pod(Gauge(s.busy_ratio)),
-    )?;
+    );
     family(
         e,
         "eddy_partition_busy_ratio",
         "The pod's busy share apportioned by the partition's events",
         G,
         per_partition(&|p| Some(Gauge(p.busy_ratio))),
-    )?;
+    );
     family(
         e,
         "eddy_partition_events_per_second",
         "Events per second of source clock over the last second",
         G,
         per_partition(&|p| Some(Gauge(p.events_per_second))),
-    )?;
+    );
     family(
         e,
         "eddy_source_backlog_records",
         "Kafka records between the position and the end of the partition",
         G,
         per_partition(&|p| p.backlog.map(|b| Gauge(b as f64))),
-    )?;
+    );
     if let Some(fill) = s.http_buffer_fill {
         family(
             e,
@@ -294,7 +293,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             "HTTP ingest: share of the event buffer in use",
             G,
             pod(Gauge(fill)),
-        )?;
+        );
     }
     family(
         e,
@@ -315,7 +314,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
                 })
             })
             .collect(),
-    )?;
+    );
 
     // State.
     family(
@@ -324,28 +323,28 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
         "Estimated live bytes of the partition's state",
         G,
         per_partition(&|p| Some(Gauge(p.state_bytes as f64))),
-    )?;
+    );
     family(
         e,
         "eddy_state_keys",
         "Estimated keys in the partition's state",
         G,
         per_partition(&|p| Some(Gauge(p.state_keys as f64))),
-    )?;
+    );
     family(
         e,
         "eddy_open_windows",
         "Windows not yet closed",
         G,
         per_partition(&|p| Some(Gauge(p.open_windows as f64))),
-    )?;
+    );
     family(
         e,
         "eddy_state_ttl_expired",
         "Windows deleted by state.ttl before they fired",
         C,
         pod(Counter(s.ttl_expired)),
-    )?;
+    );
 
     // Checkpoints.
     let c = &s.checkpoints;
@@ -355,14 +354,14 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
         "Checkpoints completed",
         C,
         pod(Counter(c.completed)),
-    )?;
+    );
     family(
         e,
         "eddy_checkpoints_failed",
         "Checkpoints that failed",
         C,
         pod(Counter(c.failed)),
-    )?;
+    );
     if let Some(at) = c.last_completed_ms {
         family(
             e,
@@ -370,7 +369,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             "When the newest checkpoint completed (Unix seconds)",
             G,
             pod(Gauge(seconds(at))),
-        )?;
+        );
     }
     family(
             e,
@@ -378,42 +377,42 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             "Synchronous part of checkpoints (processing paused; the state is written and linked beside the processing)",
             H,
             vec![(base.clone(), Histogram(&c.sync_seconds))],
-        )?;
+        );
     family(
         e,
         "eddy_checkpoint_duration_seconds",
         "Whole checkpoints, upload included",
         H,
         vec![(base.clone(), Histogram(&c.total_seconds))],
-    )?;
+    );
     family(
         e,
         "eddy_checkpoint_uploaded_bytes",
         "Bytes uploaded by checkpoints (new files only)",
         C,
         pod(Counter(c.uploaded_bytes)),
-    )?;
+    );
     family(
         e,
         "eddy_checkpoint_size_bytes",
         "State bytes the newest checkpoint covers",
         G,
         pod(Gauge(c.size_bytes as f64)),
-    )?;
+    );
     family(
         e,
         "eddy_restore_duration_seconds",
         "How long the restore at start took",
         G,
         pod(Gauge(c.restore_seconds)),
-    )?;
+    );
     family(
         e,
         "eddy_restore_fallbacks",
         "Checkpoints rejected at restore as incomplete or corrupt",
         C,
         pod(Counter(c.restore_fallbacks)),
-    )?;
+    );
 
     // Sinks.
     let sink = |name: &str| with(&[("sink", name.to_string())]);
@@ -426,7 +425,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             .iter()
             .map(|k| (sink(&k.name), Counter(k.flushes)))
             .collect(),
-    )?;
+    );
     family(
         e,
         "eddy_sink_errors",
@@ -436,7 +435,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             .iter()
             .map(|k| (sink(&k.name), Counter(k.errors)))
             .collect(),
-    )?;
+    );
     family(
         e,
         "eddy_sink_flush_duration_seconds",
@@ -446,14 +445,14 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             .iter()
             .map(|k| (sink(&k.name), Histogram(&k.flush_seconds)))
             .collect(),
-    )?;
+    );
     family(
         e,
         "eddy_backpressure_seconds",
         "Time the run loop waited on sinks instead of reading",
         C,
         pod(Value::Seconds(s.backpressure_seconds)),
-    )?;
+    );
 
     // Watermark advice.
     family(
@@ -462,7 +461,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
         "Events dropped as too late over events read",
         G,
         pod(Gauge(s.late_dropped_ratio)),
-    )?;
+    );
     let keep = |a: &crate::engine::advice::Advice| with(&[("keep", a.keep.to_string())]);
     family(
         e,
@@ -473,7 +472,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             .iter()
             .map(|a| (keep(a), Gauge(seconds(a.out_of_orderness_ms))))
             .collect(),
-    )?;
+    );
     family(
         e,
         "eddy_advice_allowed_lateness_seconds",
@@ -483,7 +482,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             .iter()
             .map(|a| (keep(a), Gauge(seconds(a.allowed_lateness_ms))))
             .collect(),
-    )?;
+    );
     family(
         e,
         "eddy_advice_open_windows",
@@ -493,8 +492,7 @@ fn describe<'a>(s: &'a Snapshot, e: &mut Families<'a>) -> fmt::Result {
             .iter()
             .map(|a| (keep(a), Gauge(a.open_windows)))
             .collect(),
-    )?;
-    Ok(())
+    );
 }
 
 #[cfg(test)]
